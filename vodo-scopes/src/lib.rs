@@ -56,3 +56,24 @@ pub use scope::{
     MAX_HOST_LEN, MAX_SCOPE_LEN, PluginScope,
 };
 pub use set::ScopeSet;
+
+/// The candidate closest to `input` by edit distance, if it is close enough
+/// to be a typo (at most a third of the candidate's length in edits).
+///
+/// Used for "did you mean" hints on scopes and manifest keys.
+///
+/// ```
+/// assert_eq!(vodo_scopes::did_you_mean("permisions", &["name", "permissions"]), Some("permissions"));
+/// assert_eq!(vodo_scopes::did_you_mean("colour", &["name", "permissions"]), None);
+/// ```
+pub fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    if input.len() > 2 * MAX_SCOPE_LEN {
+        return None;
+    }
+    candidates
+        .iter()
+        .map(|c| (scope::edit_distance(input, c), *c))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, c)| *d <= (c.len() / 3).max(1))
+        .map(|(_, c)| c)
+}

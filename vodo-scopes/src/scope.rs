@@ -527,28 +527,27 @@ fn suggest(head: &str) -> Option<&'static str> {
     if by_prefix.is_some() {
         return by_prefix;
     }
-    let mut best: Option<(usize, &'static str)> = None;
-    for known in KNOWN {
-        let d = edit_distance(head, known);
-        if best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, known));
-        }
-    }
-    // Accept up to a third of the length in edits: `entity:read`, `hook:subscribe`, `entites:wirte`.
-    best.filter(|(d, k)| *d <= k.len() / 3).map(|(_, k)| k)
+    crate::did_you_mean(head, &KNOWN)
 }
 
-/// Levenshtein distance over bytes; inputs are bounded by [`MAX_SCOPE_LEN`].
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Edit distance over bytes, counting a swap of two neighbours as one edit
+/// (optimal string alignment), since `emial` is one slip from `email`.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
+    for i in 0..a.len() {
         cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        for j in 0..b.len() {
+            let cost = usize::from(a[i] != b[j]);
+            let mut d = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                d = d.min(before[j - 1] + 1);
+            }
+            cur[j + 1] = d;
         }
+        std::mem::swap(&mut before, &mut prev);
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]

@@ -1,0 +1,69 @@
+//! [`SecretKey`]: the host's own key for hashing API keys and chaining the audit file.
+
+use std::fmt;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+use crate::{Error, Result};
+
+/// A 32-byte key that never leaves the host: it keys the HMAC under which API
+/// keys are stored and the HMAC chain of the audit file.
+///
+/// Keep it outside the database it protects (an environment variable, a
+/// secrets manager, a file only the host can read): a leaked database is then
+/// useless for forging keys, and an attacker who can edit the audit file
+/// cannot recompute its chain. `Debug` prints `[redacted]`; the bytes are
+/// zeroed on drop.
+#[derive(Clone)]
+pub struct SecretKey(Zeroizing<[u8; 32]>);
+
+impl SecretKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        SystemRandom::new()
+            .fill(bytes.as_mut())
+            .map_err(|_| Error::Invalid("the system random source failed".into()))?;
+        Ok(Self(bytes))
+    }
+
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// A key from 64 hex digits, as stored in a config file.
+    pub fn from_hex(hex: &str) -> Result<Self> {
+        let hex = hex.trim();
+        let bad = || Error::Invalid("a secret key is 64 hex digits (32 bytes): generate one with `SecretKey::generate`".into());
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).map_err(|_| bad())?;
+            bytes[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The key as 64 hex digits, to store it in a config file.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(crate::hex(self.0.as_ref()))
+    }
+
+    pub(crate) fn hmac_key(&self, purpose: &[u8]) -> ring::hmac::Key {
+        // One host key serves several purposes; derive a distinct key for each
+        // so that a tag made for one can never be replayed as the other.
+        let root = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.0.as_ref());
+        let derived = ring::hmac::sign(&root, purpose);
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
