@@ -1,1 +1,20 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the cross-crate integration tests.
+
+/// A complete, valid manifest that requests one of everything.
+pub const FULL_MANIFEST: &str = r#"{
+  "name": "Order Notifier",
+  "slug": "order-notifier",
+  "version": "1.2.0",
+  "description": "Posts new orders to a chat channel.",
+  "author": { "name": "Acme Apps", "email": "dev@acme.example" },
+  "license": "MIT",
+  "entry": "plugin.wasm",
+  "permissions": {
+    "entities": { "read": ["order", "customer"], "write": ["order_note"] },
+    "hooks": { "subscribe": ["order.*"], "trigger": ["order.notified"] },
+    "api": { "rate_limit": "5/minute", "endpoints": ["GET /status"] },
+    "storage": { "max_size": "10MB", "allowed_types": ["application/json"] },
+    "network": { "outbound": ["hooks.slack.com"] },
+    "settings": "read"
+  }
+}"#;

@@ -4,6 +4,9 @@
 //! `conformance` feature. Each suite panics with a message on the first
 //! difference, like any test assertion, and expects a fresh, empty store.
 
+// A conformance suite is a test: failing loudly on the first difference is its job.
+#![allow(clippy::panic)]
+
 use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::audit::{AuditAction, AuditEvent, AuditFilter, AuditKind, AuditLog, LifecycleChange};
@@ -32,9 +35,19 @@ fn grant(installation: &str, plugin: &str, s: &[&str]) -> Grant {
 
 /// Grants are stored per (installation, plugin), replaced whole, listed and removed.
 pub fn permission_registry(reg: &dyn PermissionRegistry) {
-    let (shop1, shop2) = (InstallationId::new("conf-shop-1"), InstallationId::new("conf-shop-2"));
-    let (a, b) = (PluginId::new("conf-plugin-a"), PluginId::new("conf-plugin-b"));
-    assert_eq!(reg.get(&shop1, &a).ok(), Some(None), "a fresh registry has no grant");
+    let (shop1, shop2) = (
+        InstallationId::new("conf-shop-1"),
+        InstallationId::new("conf-shop-2"),
+    );
+    let (a, b) = (
+        PluginId::new("conf-plugin-a"),
+        PluginId::new("conf-plugin-b"),
+    );
+    assert_eq!(
+        reg.get(&shop1, &a).ok(),
+        Some(None),
+        "a fresh registry has no grant"
+    );
 
     let rich = grant(
         "conf-shop-1",
@@ -52,15 +65,27 @@ pub fn permission_registry(reg: &dyn PermissionRegistry) {
         ],
     );
     reg.put(&rich).unwrap_or_else(|e| panic!("put: {e}"));
-    assert_eq!(reg.get(&shop1, &a).ok().flatten().as_ref(), Some(&rich), "a grant reads back unchanged");
+    assert_eq!(
+        reg.get(&shop1, &a).ok().flatten().as_ref(),
+        Some(&rich),
+        "a grant reads back unchanged"
+    );
 
     let mut replaced = grant("conf-shop-1", "conf-plugin-a", &["api:access"]);
     replaced.enabled = false;
     replaced.plugin_version = "2.0.0-beta.1".into();
-    reg.put(&replaced).unwrap_or_else(|e| panic!("put again: {e}"));
-    assert_eq!(reg.get(&shop1, &a).ok().flatten().as_ref(), Some(&replaced), "put replaces the whole grant");
+    reg.put(&replaced)
+        .unwrap_or_else(|e| panic!("put again: {e}"));
+    assert_eq!(
+        reg.get(&shop1, &a).ok().flatten().as_ref(),
+        Some(&replaced),
+        "put replaces the whole grant"
+    );
 
-    for g in [grant("conf-shop-2", "conf-plugin-a", &["users:read"]), grant("conf-shop-1", "conf-plugin-b", &[])] {
+    for g in [
+        grant("conf-shop-2", "conf-plugin-a", &["users:read"]),
+        grant("conf-shop-1", "conf-plugin-b", &[]),
+    ] {
         reg.put(&g).unwrap_or_else(|e| panic!("put: {e}"));
     }
     assert_eq!(
@@ -74,16 +99,28 @@ pub fn permission_registry(reg: &dyn PermissionRegistry) {
         .into_iter()
         .map(|g| g.plugin.to_string())
         .collect();
-    assert_eq!(listed, ["conf-plugin-a", "conf-plugin-b"], "list is by plugin id");
+    assert_eq!(
+        listed,
+        ["conf-plugin-a", "conf-plugin-b"],
+        "list is by plugin id"
+    );
     assert_eq!(
         reg.installations_of(&a).ok(),
         Some(vec![shop1.clone(), shop2.clone()]),
         "installations_of is sorted"
     );
     assert_eq!(reg.remove(&shop2, &a).ok(), Some(true));
-    assert_eq!(reg.remove(&shop2, &a).ok(), Some(false), "removing twice reports nothing removed");
+    assert_eq!(
+        reg.remove(&shop2, &a).ok(),
+        Some(false),
+        "removing twice reports nothing removed"
+    );
     assert_eq!(reg.get(&shop2, &a).ok(), Some(None));
-    assert_eq!(reg.get(&shop1, &b).ok().flatten().map(|g| g.scopes.len()), Some(0), "an empty grant is kept");
+    assert_eq!(
+        reg.get(&shop1, &b).ok().flatten().map(|g| g.scopes.len()),
+        Some(0),
+        "an empty grant is kept"
+    );
 }
 
 fn key(id: &str, created: i64, installation: &str) -> ApiKeyRecord {
@@ -112,32 +149,63 @@ pub fn api_key_store(store: &dyn ApiKeyStore) {
         store.insert(k).unwrap_or_else(|e| panic!("insert: {e}"));
     }
     assert!(store.insert(&k1).is_err(), "inserting an existing id fails");
-    assert_eq!(store.get("confAAA1").ok().flatten().as_ref(), Some(&k1), "a record reads back unchanged");
+    assert_eq!(
+        store.get("confAAA1").ok().flatten().as_ref(),
+        Some(&k1),
+        "a record reads back unchanged"
+    );
     assert_eq!(store.get("nope").ok(), Some(None));
 
     let mut changed = k1.clone();
     changed.revoked_at = Some(Timestamp(99));
     changed.replaced_by = Some("confAAA2".into());
     changed.expires_at = None;
-    store.update(&changed).unwrap_or_else(|e| panic!("update: {e}"));
-    assert_eq!(store.get("confAAA1").ok().flatten().as_ref(), Some(&changed));
+    store
+        .update(&changed)
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    assert_eq!(
+        store.get("confAAA1").ok().flatten().as_ref(),
+        Some(&changed)
+    );
     assert!(
-        matches!(store.update(&key("missing1", 0, "x")), Err(Error::NotFound(_))),
+        matches!(
+            store.update(&key("missing1", 0, "x")),
+            Err(Error::NotFound(_))
+        ),
         "updating a missing record is NotFound"
     );
 
     let ids: Vec<String> = store
-        .list(&InstallationId::new("conf-shop"), &PluginId::new("conf-plugin"))
+        .list(
+            &InstallationId::new("conf-shop"),
+            &PluginId::new("conf-plugin"),
+        )
         .unwrap_or_else(|e| panic!("list: {e}"))
         .into_iter()
         .map(|k| k.id)
         .collect();
-    assert_eq!(ids, ["confAAA2", "confAAA1"], "list is per owner, oldest first");
+    assert_eq!(
+        ids,
+        ["confAAA2", "confAAA1"],
+        "list is per owner, oldest first"
+    );
 
-    store.record_usage("confAAA2", 3, Timestamp(500)).unwrap_or_else(|e| panic!("usage: {e}"));
-    store.record_usage("confAAA2", 2, Timestamp(400)).unwrap_or_else(|e| panic!("usage: {e}"));
-    let k = store.get("confAAA2").ok().flatten().unwrap_or_else(|| panic!("confAAA2 gone"));
-    assert_eq!((k.usage_count, k.last_used_at), (5, Some(Timestamp(500))), "usage adds up; last use never moves back");
+    store
+        .record_usage("confAAA2", 3, Timestamp(500))
+        .unwrap_or_else(|e| panic!("usage: {e}"));
+    store
+        .record_usage("confAAA2", 2, Timestamp(400))
+        .unwrap_or_else(|e| panic!("usage: {e}"));
+    let k = store
+        .get("confAAA2")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("confAAA2 gone"));
+    assert_eq!(
+        (k.usage_count, k.last_used_at),
+        (5, Some(Timestamp(500))),
+        "usage adds up; last use never moves back"
+    );
     assert!(store.record_usage("missing1", 1, Timestamp(1)).is_err());
 }
 
@@ -153,23 +221,62 @@ fn event(plugin: &str, at: i64, action: AuditAction) -> AuditEvent {
 pub fn audit_log(log: &dyn AuditLog) {
     let denied = |scope: &str| AuditAction::PermissionDenied {
         scope: scope.into(),
-        reason: crate::decision::DenyReason::MissingScope { scope: scope.into() },
+        reason: crate::decision::DenyReason::MissingScope {
+            scope: scope.into(),
+        },
     };
-    log.record(&event("a", 100, denied("entities:write:order"))).unwrap_or_else(|e| panic!("record: {e}"));
-    log.record(&event("b", 200, AuditAction::KeyUsed { key_id: "k".into(), uses: 2 }))
+    log.record(&event("a", 100, denied("entities:write:order")))
         .unwrap_or_else(|e| panic!("record: {e}"));
+    log.record(&event(
+        "b",
+        200,
+        AuditAction::KeyUsed {
+            key_id: "k".into(),
+            uses: 2,
+        },
+    ))
+    .unwrap_or_else(|e| panic!("record: {e}"));
     log.record_all(&[
-        event("a", 300, AuditAction::Lifecycle { change: LifecycleChange::Disabled, detail: String::new() }),
-        event("a", 400, AuditAction::SandboxViolation { violation: "memory".into(), detail: "64 MiB".into() }),
+        event(
+            "a",
+            300,
+            AuditAction::Lifecycle {
+                change: LifecycleChange::Disabled,
+                detail: String::new(),
+            },
+        ),
+        event(
+            "a",
+            400,
+            AuditAction::SandboxViolation {
+                violation: "memory".into(),
+                detail: "64 MiB".into(),
+            },
+        ),
         event("b", 500, denied("network:outbound:evil.example")),
     ])
     .unwrap_or_else(|e| panic!("record_all: {e}"));
     log.flush().unwrap_or_else(|e| panic!("flush: {e}"));
 
-    let all = log.query(&AuditFilter::default()).unwrap_or_else(|e| panic!("query: {e}"));
+    let all = log
+        .query(&AuditFilter::default())
+        .unwrap_or_else(|e| panic!("query: {e}"));
     assert_eq!(all.len(), 5);
-    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "sequence numbers increase");
-    assert_eq!(all[3].event, event("a", 400, AuditAction::SandboxViolation { violation: "memory".into(), detail: "64 MiB".into() }));
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequence numbers increase"
+    );
+    assert_eq!(
+        all[3].event,
+        event(
+            "a",
+            400,
+            AuditAction::SandboxViolation {
+                violation: "memory".into(),
+                detail: "64 MiB".into()
+            }
+        )
+    );
 
     let q = |f: AuditFilter| -> Vec<i64> {
         log.query(&f)
@@ -178,15 +285,57 @@ pub fn audit_log(log: &dyn AuditLog) {
             .map(|r| r.event.at.0)
             .collect()
     };
-    assert_eq!(q(AuditFilter { plugin: Some("a".into()), ..Default::default() }), [100, 300, 400]);
-    assert_eq!(q(AuditFilter { kinds: vec![AuditKind::PermissionDenied], ..Default::default() }), [100, 500]);
     assert_eq!(
-        q(AuditFilter { kinds: vec![AuditKind::PermissionDenied, AuditKind::KeyUsed], plugin: Some("b".into()), ..Default::default() }),
+        q(AuditFilter {
+            plugin: Some("a".into()),
+            ..Default::default()
+        }),
+        [100, 300, 400]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            kinds: vec![AuditKind::PermissionDenied],
+            ..Default::default()
+        }),
+        [100, 500]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            kinds: vec![AuditKind::PermissionDenied, AuditKind::KeyUsed],
+            plugin: Some("b".into()),
+            ..Default::default()
+        }),
         [200, 500]
     );
-    assert_eq!(q(AuditFilter { from: Some(Timestamp(200)), until: Some(Timestamp(400)), ..Default::default() }), [200, 300]);
-    assert_eq!(q(AuditFilter { installation: Some("other".into()), ..Default::default() }), Vec::<i64>::new());
-    let page1 = log.query(&AuditFilter { limit: Some(2), ..Default::default() }).unwrap_or_else(|e| panic!("{e}"));
-    let page2 = q(AuditFilter { limit: Some(2), after_seq: page1.last().map(|r| r.seq), ..Default::default() });
-    assert_eq!(page2, [300, 400], "paging by after_seq continues where the last page ended");
+    assert_eq!(
+        q(AuditFilter {
+            from: Some(Timestamp(200)),
+            until: Some(Timestamp(400)),
+            ..Default::default()
+        }),
+        [200, 300]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            installation: Some("other".into()),
+            ..Default::default()
+        }),
+        Vec::<i64>::new()
+    );
+    let page1 = log
+        .query(&AuditFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page2 = q(AuditFilter {
+        limit: Some(2),
+        after_seq: page1.last().map(|r| r.seq),
+        ..Default::default()
+    });
+    assert_eq!(
+        page2,
+        [300, 400],
+        "paging by after_seq continues where the last page ended"
+    );
 }

@@ -39,6 +39,11 @@ pub enum DenyReason {
         /// The scope that was needed, as a string.
         scope: String,
     },
+    /// The API key used does not cover the scope (the plugin's grant may).
+    KeyScope {
+        /// The scope that was needed, as a string.
+        scope: String,
+    },
     /// A rate limit was exceeded.
     RateLimited {
         /// When a retry can succeed, in milliseconds from now.
@@ -70,6 +75,10 @@ impl fmt::Display for DenyReason {
             Self::MissingScope { scope } => write!(
                 f,
                 "the plugin lacks the `{scope}` permission: add it to plugin.json and have the installer consent"
+            ),
+            Self::KeyScope { scope } => write!(
+                f,
+                "the API key does not cover `{scope}`: issue a key with that scope"
             ),
             Self::RateLimited { retry_after_ms } => {
                 write!(f, "rate limit exceeded: retry in {retry_after_ms} ms")

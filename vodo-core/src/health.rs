@@ -228,11 +228,14 @@ impl CircuitBreaker {
                     return Self::transition(
                         &mut state,
                         open,
-                        format!("{count} failures within {:?}; last: {error}", self.config.window),
+                        format!(
+                            "{count} failures within {:?}; last: {error}",
+                            self.config.window
+                        ),
                     );
                 }
                 let reason = format!("failure: {error}");
-                (count == 1).then(|| HealthChange {
+                (count == 1).then_some(HealthChange {
                     from: HealthStatus::Healthy,
                     to: HealthStatus::Degraded,
                     reason,
@@ -250,7 +253,9 @@ impl CircuitBreaker {
         let mut state = self.state.lock();
         match (enabled, &*state) {
             (false, State::Disabled) => None,
-            (false, _) => Self::transition(&mut state, State::Disabled, "disabled by the host".into()),
+            (false, _) => {
+                Self::transition(&mut state, State::Disabled, "disabled by the host".into())
+            }
             (true, State::Disabled) => Self::transition(
                 &mut state,
                 State::Closed {
@@ -457,7 +462,9 @@ mod tests {
     use crate::audit::MemoryAudit;
     use crate::time::ManualClock;
 
-    fn monitor() -> (HealthMonitor, ManualClock, Arc<Mutex<Vec<(HealthStatus, HealthStatus)>>>) {
+    type Seen = Arc<Mutex<Vec<(HealthStatus, HealthStatus)>>>;
+
+    fn monitor() -> (HealthMonitor, ManualClock, Seen) {
         let clock = ManualClock::new(Timestamp(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
@@ -476,7 +483,11 @@ mod tests {
     }
 
     fn fail(m: &HealthMonitor, p: &PluginId) -> String {
-        m.call(p, || Err::<String, _>("boom"), |why| format!("fallback: {why:?}"))
+        m.call(
+            p,
+            || Err::<String, _>("boom"),
+            |why| format!("fallback: {why:?}"),
+        )
     }
 
     #[test]
@@ -489,19 +500,36 @@ mod tests {
         assert_eq!(m.status(&p), HealthStatus::Unhealthy);
         // Open: the plugin is not even called.
         let mut called = false;
-        let out = m.call(&p, || { called = true; Ok::<_, String>("real") }, |_| "fallback");
+        let out = m.call(
+            &p,
+            || {
+                called = true;
+                Ok::<_, String>("real")
+            },
+            |_| "fallback",
+        );
         assert_eq!((out, called), ("fallback", false));
         clock.advance(Duration::from_secs(30));
         // Half-open: one probe goes through, and its failure reopens the circuit.
         assert!(fail(&m, &p).contains("Failed"));
         assert_eq!(m.status(&p), HealthStatus::Unhealthy);
         clock.advance(Duration::from_secs(30));
-        assert_eq!(m.call(&p, || Ok::<_, String>("real"), |_| "fallback"), "real");
+        assert_eq!(
+            m.call(&p, || Ok::<_, String>("real"), |_| "fallback"),
+            "real"
+        );
         assert_eq!(m.status(&p), HealthStatus::Healthy);
         use HealthStatus::*;
         assert_eq!(
             *seen.lock(),
-            [(Healthy, Degraded), (Degraded, Unhealthy), (Unhealthy, Degraded), (Degraded, Unhealthy), (Unhealthy, Degraded), (Degraded, Healthy)]
+            [
+                (Healthy, Degraded),
+                (Degraded, Unhealthy),
+                (Unhealthy, Degraded),
+                (Degraded, Unhealthy),
+                (Unhealthy, Degraded),
+                (Degraded, Healthy)
+            ]
         );
     }
 
@@ -524,7 +552,14 @@ mod tests {
         let m = HealthMonitor::default().with_audit(audit.clone());
         let (a, b) = (PluginId::new("a"), PluginId::new("b"));
         m.set_enabled(&a, false);
-        assert_eq!(m.call(&a, || Ok::<_, String>(1), |f| if f == Fallback::Disabled { 0 } else { -1 }), 0);
+        assert_eq!(
+            m.call(
+                &a,
+                || Ok::<_, String>(1),
+                |f| if f == Fallback::Disabled { 0 } else { -1 }
+            ),
+            0
+        );
         assert_eq!(m.call(&b, || Ok::<_, String>(1), |_| 0), 1);
         m.set_enabled(&a, true);
         assert_eq!(m.status(&a), HealthStatus::Healthy);
@@ -535,7 +570,11 @@ mod tests {
     struct Probe(bool);
     impl HealthProbe for Probe {
         fn probe(&self, _: &PluginId) -> Result<(), String> {
-            if self.0 { Ok(()) } else { Err("no answer".into()) }
+            if self.0 {
+                Ok(())
+            } else {
+                Err("no answer".into())
+            }
         }
     }
 

@@ -99,7 +99,9 @@ pub enum KeyError {
         id: String,
     },
     /// The key was rotated and its grace period is over.
-    #[error("API key `{id}` was rotated and its grace period is over: use its replacement `{replaced_by}`")]
+    #[error(
+        "API key `{id}` was rotated and its grace period is over: use its replacement `{replaced_by}`"
+    )]
     Rotated {
         /// The key's id.
         id: String,
@@ -189,7 +191,10 @@ impl ApiKeyStore for MemoryKeyStore {
     fn insert(&self, record: &ApiKeyRecord) -> Result<()> {
         let mut map = self.records.write();
         if map.contains_key(&record.id) {
-            return Err(Error::Invalid(format!("API key id `{}` exists already", record.id)));
+            return Err(Error::Invalid(format!(
+                "API key id `{}` exists already",
+                record.id
+            )));
         }
         map.insert(record.id.clone(), record.clone());
         Ok(())
@@ -248,11 +253,11 @@ pub struct IssueKey {
     pub ttl: Option<Duration>,
 }
 
-/// A key that verified.
+/// A key that verified. Cloning it is cheap (reference counts only).
 #[derive(Debug, Clone)]
 pub struct VerifiedKey {
     /// The key's id.
-    pub id: String,
+    pub id: Arc<str>,
     /// Its installation.
     pub installation: InstallationId,
     /// Its plugin.
@@ -263,6 +268,7 @@ pub struct VerifiedKey {
 
 #[derive(Debug)]
 struct Cached {
+    id: Arc<str>,
     record: ApiKeyRecord,
     scopes: Arc<ScopeSet>,
     uses: AtomicU64,
@@ -326,9 +332,13 @@ impl ApiKeyManager {
         self.random_base62(raw.as_mut())?;
         let mut key = Zeroizing::new(String::with_capacity(KEY_LEN));
         key.push_str(KEY_PREFIX);
-        key.push_str(std::str::from_utf8(raw.as_ref()).map_err(|_| Error::Invalid("key encoding".into()))?);
+        key.push_str(
+            std::str::from_utf8(raw.as_ref()).map_err(|_| Error::Invalid("key encoding".into()))?,
+        );
         let check = base62_checksum(crc32fast::hash(key.as_bytes()));
-        key.push_str(std::str::from_utf8(&check).map_err(|_| Error::Invalid("key encoding".into()))?);
+        key.push_str(
+            std::str::from_utf8(&check).map_err(|_| Error::Invalid("key encoding".into()))?,
+        );
         let id = key[KEY_PREFIX.len()..KEY_PREFIX.len() + ID_LEN].to_owned();
         let secret = &key[KEY_PREFIX.len() + ID_LEN..KEY_PREFIX.len() + ID_LEN + SECRET_LEN];
         let record = ApiKeyRecord {
@@ -377,6 +387,7 @@ impl ApiKeyManager {
             .map_err(|e| KeyError::StoreUnavailable(e.to_string()))?;
         Ok(record.map(|record| {
             let cached = Arc::new(Cached {
+                id: record.id.as_str().into(),
                 scopes: Arc::new(record.scopes.clone()),
                 last_used: AtomicI64::new(record.last_used_at.map_or(i64::MIN, |t| t.0)),
                 uses: AtomicU64::new(0),
@@ -418,7 +429,7 @@ impl ApiKeyManager {
         c.uses.fetch_add(1, Ordering::Relaxed);
         c.last_used.fetch_max(now.0, Ordering::Relaxed);
         Ok(VerifiedKey {
-            id: r.id.clone(),
+            id: Arc::clone(&c.id),
             installation: r.installation.clone(),
             plugin: r.plugin.clone(),
             scopes: Arc::clone(&c.scopes),
@@ -436,9 +447,9 @@ impl ApiKeyManager {
     }
 
     fn load(&self, id: &str) -> Result<ApiKeyRecord> {
-        self.store
-            .get(id)?
-            .ok_or_else(|| Error::NotFound(format!("no API key `{id}`: list the keys to find its id")))
+        self.store.get(id)?.ok_or_else(|| {
+            Error::NotFound(format!("no API key `{id}`: list the keys to find its id"))
+        })
     }
 
     fn replace_cached(&self, record: &ApiKeyRecord) {
@@ -463,7 +474,12 @@ impl ApiKeyManager {
         record.revoked_at = Some(self.clock.now());
         self.store.update(&record)?;
         self.replace_cached(&record);
-        self.audit_event(&record, AuditAction::KeyRevoked { key_id: id.to_owned() });
+        self.audit_event(
+            &record,
+            AuditAction::KeyRevoked {
+                key_id: id.to_owned(),
+            },
+        );
         Ok(())
     }
 
@@ -473,10 +489,14 @@ impl ApiKeyManager {
     pub fn rotate(&self, id: &str, grace: Duration) -> Result<(ApiKey, ApiKeyRecord)> {
         let mut old = self.load(id)?;
         if old.revoked_at.is_some() {
-            return Err(Error::Invalid(format!("API key `{id}` is revoked: issue a new key instead of rotating it")));
+            return Err(Error::Invalid(format!(
+                "API key `{id}` is revoked: issue a new key instead of rotating it"
+            )));
         }
         if let Some(next) = &old.replaced_by {
-            return Err(Error::Invalid(format!("API key `{id}` was already rotated: rotate its replacement `{next}`")));
+            return Err(Error::Invalid(format!(
+                "API key `{id}` was already rotated: rotate its replacement `{next}`"
+            )));
         }
         let now = self.clock.now();
         let (key, new) = self.issue(IssueKey {
@@ -503,7 +523,11 @@ impl ApiKeyManager {
     }
 
     /// The keys of a plugin in an installation, with usage not yet flushed included.
-    pub fn list(&self, installation: &InstallationId, plugin: &PluginId) -> Result<Vec<ApiKeyRecord>> {
+    pub fn list(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+    ) -> Result<Vec<ApiKeyRecord>> {
         let mut records = self.store.list(installation, plugin)?;
         for r in &mut records {
             if let Some(c) = self.cache.get(&r.id) {
@@ -555,7 +579,9 @@ fn parse(presented: &str) -> Result<(&str, &str), KeyError> {
         return Err(KeyError::Malformed("it has the wrong length"));
     }
     if !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(KeyError::Malformed("it contains characters other than letters and digits"));
+        return Err(KeyError::Malformed(
+            "it contains characters other than letters and digits",
+        ));
     }
     let (head, check) = presented.split_at(KEY_LEN - CHECK_LEN);
     if base62_checksum(crc32fast::hash(head.as_bytes())) != check.as_bytes() {
@@ -631,11 +657,23 @@ mod tests {
         flipped[20] = if flipped[20] == b'a' { b'b' } else { b'a' };
         let flipped = String::from_utf8(flipped).unwrap();
         assert_eq!(m.verify(&flipped).unwrap_err(), KeyError::BadChecksum);
-        assert!(matches!(m.verify("ghp_abc").unwrap_err(), KeyError::Malformed(_)));
-        assert!(matches!(m.verify(&s[..50]).unwrap_err(), KeyError::Malformed(_)));
-        assert!(matches!(m.verify(&format!("{s}x")).unwrap_err(), KeyError::Malformed(_)));
+        assert!(matches!(
+            m.verify("ghp_abc").unwrap_err(),
+            KeyError::Malformed(_)
+        ));
+        assert!(matches!(
+            m.verify(&s[..50]).unwrap_err(),
+            KeyError::Malformed(_)
+        ));
+        assert!(matches!(
+            m.verify(&format!("{s}x")).unwrap_err(),
+            KeyError::Malformed(_)
+        ));
         let unicode = format!("vodo_{}", "é".repeat(23));
-        assert!(matches!(m.verify(&unicode).unwrap_err(), KeyError::Malformed(_)));
+        assert!(matches!(
+            m.verify(&unicode).unwrap_err(),
+            KeyError::Malformed(_)
+        ));
     }
 
     #[test]
@@ -644,10 +682,18 @@ mod tests {
         let (key, _) = m.issue(request(None)).unwrap();
         // Same id, another secret, checksum recomputed: passes the offline check only.
         let head = format!("{}{}", &key.expose_secret()[..13], "A".repeat(32));
-        let forged = format!("{head}{}", std::str::from_utf8(&base62_checksum(crc32fast::hash(head.as_bytes()))).unwrap());
+        let forged = format!(
+            "{head}{}",
+            std::str::from_utf8(&base62_checksum(crc32fast::hash(head.as_bytes()))).unwrap()
+        );
         assert!(looks_like_key(&forged));
         assert_eq!(m.verify(&forged).unwrap_err(), KeyError::Unknown);
-        assert!(audit.records().iter().any(|r| r.event.kind() == AuditKind::KeyRejected));
+        assert!(
+            audit
+                .records()
+                .iter()
+                .any(|r| r.event.kind() == AuditKind::KeyRejected)
+        );
     }
 
     #[test]
@@ -657,11 +703,17 @@ mod tests {
         clock.advance(Duration::from_secs(59));
         m.verify(short.expose_secret()).unwrap();
         clock.advance(Duration::from_secs(1));
-        assert!(matches!(m.verify(short.expose_secret()), Err(KeyError::Expired { .. })));
+        assert!(matches!(
+            m.verify(short.expose_secret()),
+            Err(KeyError::Expired { .. })
+        ));
 
         let (k, rec) = m.issue(request(None)).unwrap();
         m.revoke(&rec.id).unwrap();
-        assert!(matches!(m.verify(k.expose_secret()), Err(KeyError::Revoked { .. })));
+        assert!(matches!(
+            m.verify(k.expose_secret()),
+            Err(KeyError::Revoked { .. })
+        ));
         assert!(m.rotate(&rec.id, Duration::from_secs(1)).is_err());
 
         let (old, old_rec) = m.issue(request(None)).unwrap();
@@ -672,7 +724,10 @@ mod tests {
         clock.advance(Duration::from_secs(3600));
         assert_eq!(
             m.verify(old.expose_secret()).unwrap_err(),
-            KeyError::Rotated { id: old_rec.id.clone(), replaced_by: new_rec.id.clone() }
+            KeyError::Rotated {
+                id: old_rec.id.clone(),
+                replaced_by: new_rec.id.clone()
+            }
         );
         m.verify(new.expose_secret()).unwrap();
     }
@@ -693,6 +748,11 @@ mod tests {
         let stored = m.store.get(&rec.id).unwrap().unwrap();
         assert_eq!(stored.usage_count, 6);
         assert_eq!(stored.last_used_at, Some(Timestamp(1_005_000)));
-        assert!(audit.records().iter().any(|r| matches!(r.event.action, AuditAction::KeyUsed { uses: 6, .. })));
+        assert!(
+            audit
+                .records()
+                .iter()
+                .any(|r| matches!(r.event.action, AuditAction::KeyUsed { uses: 6, .. }))
+        );
     }
 }

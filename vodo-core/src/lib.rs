@@ -51,6 +51,7 @@ pub mod conformance;
 mod decision;
 mod error;
 pub mod health;
+mod host;
 mod ids;
 pub mod keys;
 pub mod manifest;
@@ -62,6 +63,7 @@ mod time;
 
 pub use decision::{Decision, DenyReason};
 pub use error::{Error, Result};
+pub use host::{AccessError, Host};
 pub use ids::{InstallationId, PluginId};
 pub use manifest::{Manifest, ManifestError, Problem};
 pub use permissions::{DenyAll, Grant, MemoryRegistry, PermissionRegistry, Permissions};

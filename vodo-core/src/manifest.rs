@@ -227,7 +227,11 @@ impl Manifest {
             Ok(v) => v.0,
             Err(e) => {
                 let message = if e.is_eof() {
-                    format!("the JSON ends too early at line {} column {}: check for a missing `}}`, `]` or `\"`", e.line(), e.column())
+                    format!(
+                        "the JSON ends too early at line {} column {}: check for a missing `}}`, `]` or `\"`",
+                        e.line(),
+                        e.column()
+                    )
                 } else {
                     format!("not valid JSON: {e}")
                 };
@@ -444,7 +448,10 @@ impl Walker {
         match v {
             Value::String(s) => Some(s),
             other => {
-                self.problem(path, format!("{what} must be a string, found {}", kind(other)));
+                self.problem(
+                    path,
+                    format!("{what} must be a string, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -483,7 +490,10 @@ impl Walker {
             return None;
         }
         if trimmed.chars().any(char::is_control) {
-            self.problem(path, format!("{what} contains control characters: remove them"));
+            self.problem(
+                path,
+                format!("{what} contains control characters: remove them"),
+            );
             return None;
         }
         Some(trimmed.to_owned())
@@ -530,13 +540,18 @@ impl Walker {
             if let Some(first) = seen.insert(s, i) {
                 self.problem(
                     &p,
-                    format!("`{}` is already listed at index {first}: remove one", printable(s)),
+                    format!(
+                        "`{}` is already listed at index {first}: remove one",
+                        printable(s)
+                    ),
                 );
                 continue;
             }
             match parse(s) {
                 Ok(t) => out.push(t),
-                Err(reason) => self.problem(&p, format!("invalid {what} `{}`: {reason}", printable(s))),
+                Err(reason) => {
+                    self.problem(&p, format!("invalid {what} `{}`: {reason}", printable(s)))
+                }
             }
         }
         out
@@ -572,7 +587,10 @@ impl Walker {
                 Err(e) => {
                     self.problem(
                         "$.host_api",
-                        format!("`{}` is not a version requirement ({e}): write one such as `^0.1`", printable(s)),
+                        format!(
+                            "`{}` is not a version requirement ({e}): write one such as `^0.1`",
+                            printable(s)
+                        ),
                     );
                     None
                 }
@@ -624,7 +642,10 @@ impl Walker {
                 } else {
                     String::new()
                 };
-                self.problem("$.slug", format!("invalid slug `{}`: {r}{hint}", printable(s)));
+                self.problem(
+                    "$.slug",
+                    format!("invalid slug `{}`: {r}{hint}", printable(s)),
+                );
                 None
             }
         }
@@ -656,6 +677,16 @@ impl Walker {
                 url: None,
             });
         }
+        if !v.is_object() {
+            self.problem(
+                "$.author",
+                format!(
+                    "expected a name or an object with `name`, found {}: write `\"Your Name\"`",
+                    kind(v)
+                ),
+            );
+            return None;
+        }
         let map = self.object(v, "$.author", &["name", "email", "url"])?;
         let name = self
             .required(map, "$.author", "name", "\"Your Name\"")
@@ -668,7 +699,10 @@ impl Walker {
             if !valid {
                 self.problem(
                     "$.author.email",
-                    format!("`{}` is not an email address: write one such as `dev@example.com`", printable(&e)),
+                    format!(
+                        "`{}` is not an email address: write one such as `dev@example.com`",
+                        printable(&e)
+                    ),
                 );
                 return None;
             }
@@ -679,7 +713,10 @@ impl Walker {
             if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(' ') {
                 self.problem(
                     "$.author.url",
-                    format!("`{}` is not a web address: write one starting with `https://`", printable(&u)),
+                    format!(
+                        "`{}` is not a web address: write one starting with `https://`",
+                        printable(&u)
+                    ),
                 );
                 return None;
             }
@@ -741,7 +778,10 @@ impl Walker {
             Some(r) => {
                 self.problem(
                     "$.entry",
-                    format!("invalid entry `{}`: {r}; write a path such as `plugin.wasm`", printable(s)),
+                    format!(
+                        "invalid entry `{}`: {r}; write a path such as `plugin.wasm`",
+                        printable(s)
+                    ),
                 );
                 None
             }
@@ -815,7 +855,11 @@ impl Walker {
 
         for (key, read, write) in [
             ("users", PluginScope::UsersRead, PluginScope::UsersWrite),
-            ("settings", PluginScope::SettingsRead, PluginScope::SettingsWrite),
+            (
+                "settings",
+                PluginScope::SettingsRead,
+                PluginScope::SettingsWrite,
+            ),
         ] {
             let Some(v) = map.get(key) else { continue };
             let p = child(path, key);
@@ -856,9 +900,12 @@ impl Walker {
                         }
                     });
                 let endpoints = match m.get("endpoints") {
-                    Some(list) => {
-                        self.each_string(list, "$.permissions.api.endpoints", "endpoint", parse_endpoint)
-                    }
+                    Some(list) => self.each_string(
+                        list,
+                        "$.permissions.api.endpoints",
+                        "endpoint",
+                        parse_endpoint,
+                    ),
                     None => Vec::new(),
                 };
                 if let Some(rate_limit) = rate {
@@ -874,15 +921,15 @@ impl Walker {
         if let Some(v) = map.get("storage") {
             let p = "$.permissions.storage";
             if let Some(m) = self.object(v, p, &["max_size", "allowed_types", "read_only"]) {
-                let max = self
-                    .required(m, p, "max_size", "\"10MB\"")
-                    .and_then(|v| match parse_size(v) {
-                        Ok(n) => Some(n),
-                        Err(e) => {
-                            self.problem("$.permissions.storage.max_size", e);
-                            None
-                        }
-                    });
+                let max =
+                    self.required(m, p, "max_size", "\"10MB\"")
+                        .and_then(|v| match parse_size(v) {
+                            Ok(n) => Some(n),
+                            Err(e) => {
+                                self.problem("$.permissions.storage.max_size", e);
+                                None
+                            }
+                        });
                 let types = self
                     .required(m, p, "allowed_types", "[\"application/json\"]")
                     .map(|v| {
@@ -907,7 +954,8 @@ impl Walker {
                         None
                     }
                 };
-                if let (Some(max_size), Some(allowed_types), Some(read_only)) = (max, types, read_only)
+                if let (Some(max_size), Some(allowed_types), Some(read_only)) =
+                    (max, types, read_only)
                 {
                     scopes.push(if read_only {
                         PluginScope::StorageRead
@@ -928,7 +976,12 @@ impl Walker {
             if let Some(m) = self.object(v, p, &["outbound"])
                 && let Some(list) = m.get("outbound")
             {
-                for rule in self.each_string(list, "$.permissions.network.outbound", "host", HostRule::new) {
+                for rule in self.each_string(
+                    list,
+                    "$.permissions.network.outbound",
+                    "host",
+                    HostRule::new,
+                ) {
                     scopes.push(PluginScope::NetworkOutbound(rule.clone()));
                     perms.network.outbound.push(rule);
                 }
@@ -966,7 +1019,9 @@ fn slugify(s: &str) -> String {
             out.push('-');
         }
     }
-    let trimmed = out.trim_matches('-').trim_start_matches(|c: char| c.is_ascii_digit());
+    let trimmed = out
+        .trim_matches('-')
+        .trim_start_matches(|c: char| c.is_ascii_digit());
     trimmed.trim_start_matches('-').to_owned()
 }
 
@@ -1011,11 +1066,15 @@ fn parse_file_type(s: &str) -> std::result::Result<FileType, String> {
     if let Some(ext) = s.strip_prefix('.') {
         if !ext.is_empty()
             && ext.len() <= 16
-            && ext.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && ext
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
             return Ok(FileType::Extension(ext.to_owned()));
         }
-        return Err("an extension is `.` and up to 16 lower-case letters or digits, such as `.csv`".into());
+        return Err(
+            "an extension is `.` and up to 16 lower-case letters or digits, such as `.csv`".into(),
+        );
     }
     match s.split_once('/') {
         Some(("*", _)) => Err("`*/*` would allow any file: list the types the plugin stores".into()),
@@ -1035,9 +1094,7 @@ fn parse_size(v: &Value) -> std::result::Result<u64, String> {
             .ok_or_else(|| format!("`{n}` is not a whole, positive number of bytes: {hint}"))?,
         Value::String(s) => {
             let s = s.trim();
-            let split = s
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(s.len());
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
             let (num, unit) = s.split_at(split);
             let mult: u64 = match unit.trim() {
                 "" | "B" => 1,
@@ -1051,16 +1108,21 @@ fn parse_size(v: &Value) -> std::result::Result<u64, String> {
                     return Err(format!("unknown unit `{}`: {hint}", printable(other)));
                 }
             };
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("`{}` does not start with a whole number: {hint}", printable(s)))?;
+            let n: u64 = num.parse().map_err(|_| {
+                format!(
+                    "`{}` does not start with a whole number: {hint}",
+                    printable(s)
+                )
+            })?;
             n.checked_mul(mult)
                 .ok_or_else(|| format!("`{}` is too large", printable(s)))?
         }
         other => return Err(format!("expected a size, found {}: {hint}", kind(other))),
     };
     if bytes == 0 {
-        return Err(format!("a quota of zero bytes allows nothing: {hint}, or remove `storage`"));
+        return Err(format!(
+            "a quota of zero bytes allows nothing: {hint}, or remove `storage`"
+        ));
     }
     if bytes > MAX_STORAGE_BYTES {
         return Err(format!(
@@ -1162,7 +1224,7 @@ mod tests {
             "entities": { "read": ["order", "customer"], "write": ["order_note"] },
             "hooks": { "subscribe": ["order.*"], "trigger": ["order.notified"] },
             "api": { "rate_limit": "100/minute", "endpoints": ["GET /status", "POST /orders/{id}/notify"] },
-            "storage": { "max_size": "10MB", "allowed_types": ["application/json", "image/*", ".csv"] },
+            "storage": { "max_size": "10MB", "allowed_types": ["application/json", "image/*", ".csv"], "read_only": false },
             "network": { "outbound": ["hooks.slack.com", "*.acme.example:8443"] },
             "settings": "read",
             "users": "write"
@@ -1204,6 +1266,36 @@ mod tests {
         assert_eq!(limits.storage_quota, Some(10_000_000));
         assert_eq!(limits.allowed_types.len(), 3);
         assert_eq!(limits.endpoints[1].to_string(), "POST /orders/{id}/notify");
+    }
+
+    fn keys(v: &Value, schema: bool, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    if schema && k == "properties" {
+                        if let Value::Object(props) = child {
+                            out.extend(props.keys().cloned());
+                        }
+                    }
+                    if !schema {
+                        out.insert(k.clone());
+                    }
+                    keys(child, schema, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| keys(i, schema, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_json_schema_knows_exactly_the_keys_the_validator_knows() {
+        let schema: Value = serde_json::from_str(JSON_SCHEMA).unwrap();
+        let good: Value = serde_json::from_str(GOOD).unwrap();
+        let (mut in_schema, mut in_manifest) = Default::default();
+        keys(&schema, true, &mut in_schema);
+        keys(&good, false, &mut in_manifest);
+        assert_eq!(in_schema, in_manifest);
     }
 
     #[test]
@@ -1286,7 +1378,10 @@ mod tests {
         )
         .unwrap();
         let scopes: Vec<String> = m.scopes().iter().map(ToString::to_string).collect();
-        assert_eq!(scopes, ["entities:write", "hooks:subscribe", "hooks:trigger"]);
+        assert_eq!(
+            scopes,
+            ["entities:write", "hooks:subscribe", "hooks:trigger"]
+        );
     }
 
     #[test]
@@ -1299,7 +1394,10 @@ mod tests {
         assert!(parse_size(&Value::from("99999999999999999999GB")).is_err());
         assert!(parse_size(&Value::from("2TiB")).is_err());
         assert!(parse_size(&Value::from("10 parsecs")).is_err());
-        assert_eq!(parse_file_type("image/*"), Ok(FileType::MimeFamily("image".into())));
+        assert_eq!(
+            parse_file_type("image/*"),
+            Ok(FileType::MimeFamily("image".into()))
+        );
         assert!(parse_file_type("IMAGE/PNG").is_err());
         assert!(parse_file_type(".").is_err());
     }

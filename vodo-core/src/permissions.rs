@@ -71,7 +71,9 @@ pub struct DenyAll;
 
 impl PermissionRegistry for DenyAll {
     fn put(&self, _: &Grant) -> Result<()> {
-        Err(crate::Error::Invalid("the `DenyAll` registry stores no grants: use `MemoryRegistry` or `SqliteStore`".into()))
+        Err(crate::Error::Invalid(
+            "the `DenyAll` registry stores no grants: use `MemoryRegistry` or `SqliteStore`".into(),
+        ))
     }
     fn get(&self, _: &InstallationId, _: &PluginId) -> Result<Option<Grant>> {
         Ok(None)
@@ -173,7 +175,10 @@ impl PermissionRegistry for MemoryRegistry {
 #[derive(Debug)]
 enum Cached {
     NotInstalled,
-    Granted { scopes: Arc<ScopeSet>, enabled: bool },
+    Granted {
+        scopes: Arc<ScopeSet>,
+        enabled: bool,
+    },
 }
 
 /// Answers permission checks over a [`PermissionRegistry`].
@@ -249,18 +254,32 @@ impl Permissions {
 
     /// The compiled scopes granted to a plugin in an installation, if it is
     /// installed and enabled. The sandbox holds this for the length of a call.
-    pub fn scopes(&self, installation: &InstallationId, plugin: &PluginId) -> Result<Option<Arc<ScopeSet>>> {
+    pub fn scopes(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+    ) -> Result<Option<Arc<ScopeSet>>> {
         Ok(match &*self.lookup(installation, plugin)? {
-            Cached::Granted { scopes, enabled: true } => Some(Arc::clone(scopes)),
+            Cached::Granted {
+                scopes,
+                enabled: true,
+            } => Some(Arc::clone(scopes)),
             _ => None,
         })
     }
 
     /// Decides whether `plugin` in `installation` may use `scope`.
-    pub fn check(&self, installation: &InstallationId, plugin: &PluginId, scope: &PluginScope) -> Decision {
+    pub fn check(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        scope: &PluginScope,
+    ) -> Decision {
         let decision = match self.lookup(installation, plugin) {
             Err(e) => Decision::Deny {
-                reason: DenyReason::StoreUnavailable { error: e.to_string() },
+                reason: DenyReason::StoreUnavailable {
+                    error: e.to_string(),
+                },
             },
             Ok(c) => match &*c {
                 Cached::NotInstalled => Decision::Deny {
@@ -363,7 +382,12 @@ impl Permissions {
     }
 
     /// Enables or disables a plugin without touching its scopes.
-    pub fn set_enabled(&self, installation: &InstallationId, plugin: &PluginId, enabled: bool) -> Result<()> {
+    pub fn set_enabled(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        enabled: bool,
+    ) -> Result<()> {
         let mut grant = self.registry.get(installation, plugin)?.ok_or_else(|| {
             crate::Error::NotFound(format!(
                 "plugin `{plugin}` is not installed in `{installation}`: install it first"
@@ -421,7 +445,9 @@ mod tests {
     use crate::audit::{AuditKind, MemoryAudit};
 
     fn scopes(v: &[&str]) -> ScopeSet {
-        v.iter().map(|s| s.parse::<PluginScope>().unwrap()).collect()
+        v.iter()
+            .map(|s| s.parse::<PluginScope>().unwrap())
+            .collect()
     }
 
     #[test]
@@ -430,19 +456,35 @@ mod tests {
         let p = Permissions::new(Arc::new(MemoryRegistry::new()), audit.clone());
         let (shop1, shop2) = (InstallationId::new("shop-1"), InstallationId::new("shop-2"));
         let plugin = PluginId::new("notifier");
-        p.grant(&shop1, &plugin, "1.0.0", scopes(&["entities:write:order"]), "alice")
-            .unwrap();
-        p.grant(&shop2, &plugin, "1.0.0", scopes(&["entities:read:order"]), "bob")
-            .unwrap();
+        p.grant(
+            &shop1,
+            &plugin,
+            "1.0.0",
+            scopes(&["entities:write:order"]),
+            "alice",
+        )
+        .unwrap();
+        p.grant(
+            &shop2,
+            &plugin,
+            "1.0.0",
+            scopes(&["entities:read:order"]),
+            "bob",
+        )
+        .unwrap();
         let write: PluginScope = "entities:write:order".parse().unwrap();
         assert_eq!(p.check(&shop1, &plugin, &write), Decision::Allow);
         assert_eq!(
             p.check(&shop2, &plugin, &write),
-            Decision::Deny { reason: DenyReason::missing(&write) }
+            Decision::Deny {
+                reason: DenyReason::missing(&write)
+            }
         );
         assert_eq!(
             p.check(&InstallationId::new("shop-3"), &plugin, &write),
-            Decision::Deny { reason: DenyReason::NotInstalled }
+            Decision::Deny {
+                reason: DenyReason::NotInstalled
+            }
         );
         let denied = audit
             .records()
@@ -454,14 +496,18 @@ mod tests {
         p.set_enabled(&shop1, &plugin, false).unwrap();
         assert_eq!(
             p.check(&shop1, &plugin, &write),
-            Decision::Deny { reason: DenyReason::Disabled }
+            Decision::Deny {
+                reason: DenyReason::Disabled
+            }
         );
         assert!(p.scopes(&shop1, &plugin).unwrap().is_none());
         p.set_enabled(&shop1, &plugin, true).unwrap();
         assert!(p.revoke(&shop1, &plugin).unwrap());
         assert_eq!(
             p.check(&shop1, &plugin, &write),
-            Decision::Deny { reason: DenyReason::NotInstalled }
+            Decision::Deny {
+                reason: DenyReason::NotInstalled
+            }
         );
     }
 
@@ -489,16 +535,25 @@ mod tests {
     fn a_failing_store_fails_closed() {
         let p = Permissions::new(Arc::new(Broken), Arc::new(crate::audit::NoAudit));
         let d = p.check(&"i".into(), &"p".into(), &"api:access".parse().unwrap());
-        assert!(matches!(d, Decision::Deny { reason: DenyReason::StoreUnavailable { .. } }));
+        assert!(matches!(
+            d,
+            Decision::Deny {
+                reason: DenyReason::StoreUnavailable { .. }
+            }
+        ));
     }
 
     #[test]
     fn consent_needed_on_upgrade() {
-        let p = Permissions::new(Arc::new(MemoryRegistry::new()), Arc::new(crate::audit::NoAudit));
+        let p = Permissions::new(
+            Arc::new(MemoryRegistry::new()),
+            Arc::new(crate::audit::NoAudit),
+        );
         let (i, pl) = (InstallationId::new("i"), PluginId::new("p"));
         let v2 = scopes(&["entities:read:order", "users:read"]);
         assert_eq!(p.consent_needed(&i, &pl, &v2).unwrap().added.len(), 2);
-        p.grant(&i, &pl, "1.0.0", scopes(&["entities:write:order"]), "a").unwrap();
+        p.grant(&i, &pl, "1.0.0", scopes(&["entities:write:order"]), "a")
+            .unwrap();
         let diff = p.consent_needed(&i, &pl, &v2).unwrap();
         assert_eq!(diff.added, vec!["users:read".parse().unwrap()]);
     }

@@ -111,7 +111,9 @@ impl fmt::Display for RateLimit {
 
 /// Why a rate limit string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a rate limit: {reason}; write a count and a unit, such as `100/minute` (units: `second`, `minute`, `hour`, `day`)")]
+#[error(
+    "`{input}` is not a rate limit: {reason}; write a count and a unit, such as `100/minute` (units: `second`, `minute`, `hour`, `day`)"
+)]
 pub struct RateLimitError {
     input: String,
     reason: &'static str,
@@ -154,7 +156,12 @@ pub enum RateKey {
     ApiKey(Arc<str>),
 }
 
-type Keyed<C> = Governor<RateKey, DashMapStateStore<RateKey>, C, governor::middleware::NoOpMiddleware<<C as GovClock>::Instant>>;
+type Keyed<C> = Governor<
+    RateKey,
+    DashMapStateStore<RateKey>,
+    C,
+    governor::middleware::NoOpMiddleware<<C as GovClock>::Instant>,
+>;
 
 /// A keyed GCRA rate limiter with one quota per distinct [`RateLimit`].
 ///
@@ -211,20 +218,24 @@ impl<C: GovClock + Clone> RateLimiter<C> {
         self
     }
 
-    fn limiter(&self, limit: RateLimit) -> Arc<Keyed<C>> {
-        if let Some(l) = self.limiters.read().get(&limit) {
-            return Arc::clone(l);
-        }
-        let mut map = self.limiters.write();
-        Arc::clone(map.entry(limit).or_insert_with(|| {
-            Arc::new(Governor::dashmap_with_clock(limit.quota(), self.clock.clone()))
-        }))
-    }
-
     /// Counts one request of `key` against `limit`.
     pub fn check(&self, key: &RateKey, limit: RateLimit) -> Decision {
-        let limiter = self.limiter(limit);
-        let outcome = limiter.check_key(key);
+        let outcome = {
+            let limiters = self.limiters.read();
+            match limiters.get(&limit) {
+                Some(l) => l.check_key(key),
+                None => {
+                    drop(limiters);
+                    let l = Arc::clone(self.limiters.write().entry(limit).or_insert_with(|| {
+                        Arc::new(Governor::dashmap_with_clock(
+                            limit.quota(),
+                            self.clock.clone(),
+                        ))
+                    }));
+                    l.check_key(key)
+                }
+            }
+        };
         // Housekeeping is amortized: a cheap counter decides when to look at the size.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             self.housekeeping_if_needed();
@@ -271,7 +282,10 @@ mod tests {
     use governor::clock::FakeRelativeClock;
 
     fn key(i: u64) -> RateKey {
-        RateKey::Plugin(InstallationId::new("shop-1"), PluginId::new(format!("p{i}")))
+        RateKey::Plugin(
+            InstallationId::new("shop-1"),
+            PluginId::new(format!("p{i}")),
+        )
     }
 
     #[test]
@@ -279,7 +293,15 @@ mod tests {
         for s in ["1/second", "100/minute", "5000/hour", "1000000/day"] {
             assert_eq!(s.parse::<RateLimit>().unwrap().to_string(), s);
         }
-        for bad in ["", "100", "0/minute", "-1/minute", "100/fortnight", "1000001/second", "x/day"] {
+        for bad in [
+            "",
+            "100",
+            "0/minute",
+            "-1/minute",
+            "100/fortnight",
+            "1000001/second",
+            "x/day",
+        ] {
             let e = bad.parse::<RateLimit>().unwrap_err().to_string();
             assert!(e.contains("such as `100/minute`"), "{e}");
         }
@@ -293,13 +315,19 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(rl.check(&key(1), limit), Decision::Allow);
         }
-        let Decision::Deny { reason: DenyReason::RateLimited { retry_after_ms } } = rl.check(&key(1), limit) else {
+        let Decision::Deny {
+            reason: DenyReason::RateLimited { retry_after_ms },
+        } = rl.check(&key(1), limit)
+        else {
             panic!("fourth call allowed");
         };
         assert!((1..=334).contains(&retry_after_ms), "{retry_after_ms}");
         // Another key and another limit are independent.
         assert_eq!(rl.check(&key(2), limit), Decision::Allow);
-        assert_eq!(rl.check(&key(1), "10/second".parse().unwrap()), Decision::Allow);
+        assert_eq!(
+            rl.check(&key(1), "10/second".parse().unwrap()),
+            Decision::Allow
+        );
         clock.advance(Duration::from_millis(334));
         assert_eq!(rl.check(&key(1), limit), Decision::Allow);
     }

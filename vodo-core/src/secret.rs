@@ -36,7 +36,12 @@ impl SecretKey {
     /// A key from 64 hex digits, as stored in a config file.
     pub fn from_hex(hex: &str) -> Result<Self> {
         let hex = hex.trim();
-        let bad = || Error::Invalid("a secret key is 64 hex digits (32 bytes): generate one with `SecretKey::generate`".into());
+        let bad = || {
+            Error::Invalid(
+                "a secret key is 64 hex digits (32 bytes): generate one with `SecretKey::generate`"
+                    .into(),
+            )
+        };
         if hex.len() != 64 {
             return Err(bad());
         }

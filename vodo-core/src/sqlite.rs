@@ -165,7 +165,9 @@ impl PermissionRegistry for SqliteStore {
             .conn
             .lock()
             .query_row(
-                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE installation = ?1 AND plugin = ?2"),
+                &format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE installation = ?1 AND plugin = ?2"
+                ),
                 params![installation.as_str(), plugin.as_str()],
                 grant_from_row,
             )
@@ -262,8 +264,13 @@ impl ApiKeyStore for SqliteStore {
             ],
         );
         match result {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(Error::Invalid(format!("API key id `{}` exists already", r.id)))
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(Error::Invalid(format!(
+                    "API key id `{}` exists already",
+                    r.id
+                )))
             }
             other => other.map(drop).map_err(Error::from),
         }
@@ -315,7 +322,10 @@ impl ApiKeyStore for SqliteStore {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE installation = ?1 AND plugin = ?2 ORDER BY created_at, id"
         ))?;
         let rows = stmt
-            .query_map(params![installation.as_str(), plugin.as_str()], key_from_row)?
+            .query_map(
+                params![installation.as_str(), plugin.as_str()],
+                key_from_row,
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(finish_key).collect()
     }
@@ -378,7 +388,11 @@ impl AuditLog for SqliteStore {
             arg(&mut sql, " AND plugin = ?", p.as_str().to_owned().into());
         }
         if let Some(i) = &f.installation {
-            arg(&mut sql, " AND installation = ?", i.as_str().to_owned().into());
+            arg(
+                &mut sql,
+                " AND installation = ?",
+                i.as_str().to_owned().into(),
+            );
         }
         if let Some(t) = f.from {
             arg(&mut sql, " AND at >= ?", t.0.into());
@@ -445,7 +459,11 @@ mod tests {
             crate::conformance::permission_registry(&store);
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert!(!PermissionRegistry::list(&store, &InstallationId::new("conf-shop-1")).unwrap().is_empty());
+        assert!(
+            !PermissionRegistry::list(&store, &InstallationId::new("conf-shop-1"))
+                .unwrap()
+                .is_empty()
+        );
         drop(store);
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();

@@ -60,12 +60,19 @@ mod tests {
     use super::*;
 
     fn set(scopes: &[&str]) -> ScopeSet {
-        scopes.iter().map(|s| s.parse::<PluginScope>().unwrap()).collect()
+        scopes
+            .iter()
+            .map(|s| s.parse::<PluginScope>().unwrap())
+            .collect()
     }
 
     #[test]
     fn same_or_narrower_needs_no_consent() {
-        let granted = set(&["entities:write", "hooks:subscribe:order.*", "network:outbound:*.stripe.com"]);
+        let granted = set(&[
+            "entities:write",
+            "hooks:subscribe:order.*",
+            "network:outbound:*.stripe.com",
+        ]);
         let requested = set(&[
             "entities:read:product",
             "hooks:subscribe:order.created",
@@ -82,7 +89,10 @@ mod tests {
         let requested = set(&["entities:read", "hooks:subscribe:order.*", "users:read"]);
         let diff = ConsentDiff::between(&granted, &requested);
         let added: Vec<String> = diff.added.iter().map(ToString::to_string).collect();
-        assert_eq!(added, ["entities:read", "hooks:subscribe:order.*", "users:read"]);
+        assert_eq!(
+            added,
+            ["entities:read", "hooks:subscribe:order.*", "users:read"]
+        );
     }
 
     #[test]

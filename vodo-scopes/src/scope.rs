@@ -236,11 +236,9 @@ impl HostRule {
         }
         let (host, port) = match spec.rsplit_once(':') {
             Some((h, p)) => {
-                let port: u16 = p
-                    .parse()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("`{p}` is not a port: write a number from 1 to 65535"))?;
+                let port: u16 = p.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    format!("`{p}` is not a port: write a number from 1 to 65535")
+                })?;
                 (h, Some(port))
             }
             None => (spec, None),
@@ -424,9 +422,9 @@ impl FromStr for PluginScope {
                 max: MAX_SCOPE_LEN,
             });
         }
-        let canonical_chars = input.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.*:/[]".contains(&b)
-        });
+        let canonical_chars = input
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.*:/[]".contains(&b));
         if !canonical_chars {
             let folded = input.trim().to_ascii_lowercase();
             let canonical = (folded != input

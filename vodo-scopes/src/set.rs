@@ -119,9 +119,7 @@ impl ScopeSet {
                 } else {
                     &mut self.hosts
                 };
-                map.entry(rule.host().into())
-                    .or_default()
-                    .add(rule.port());
+                map.entry(rule.host().into()).or_default().add(rule.port());
             }
         }
     }
@@ -412,7 +410,10 @@ impl PatternTrie {
         node.children
             .get(seg)
             .is_some_and(|c| Self::match_name(c, next))
-            || node.star.as_ref().is_some_and(|s| Self::match_name(s, next))
+            || node
+                .star
+                .as_ref()
+                .is_some_and(|s| Self::match_name(s, next))
     }
 
     fn cover_pattern(node: &Node, rest: Option<&str>) -> bool {
@@ -425,12 +426,19 @@ impl PatternTrie {
         let (seg, next) = split_segment(rest);
         if seg == "*" {
             // A requested trailing `*` spans any number of segments: only a granted tail covers it.
-            return next.is_some() && node.star.as_ref().is_some_and(|s| Self::cover_pattern(s, next));
+            return next.is_some()
+                && node
+                    .star
+                    .as_ref()
+                    .is_some_and(|s| Self::cover_pattern(s, next));
         }
         node.children
             .get(seg)
             .is_some_and(|c| Self::cover_pattern(c, next))
-            || node.star.as_ref().is_some_and(|s| Self::cover_pattern(s, next))
+            || node
+                .star
+                .as_ref()
+                .is_some_and(|s| Self::cover_pattern(s, next))
     }
 }
 
@@ -439,7 +447,10 @@ mod tests {
     use super::*;
 
     fn set(scopes: &[&str]) -> ScopeSet {
-        scopes.iter().map(|s| s.parse::<PluginScope>().unwrap()).collect()
+        scopes
+            .iter()
+            .map(|s| s.parse::<PluginScope>().unwrap())
+            .collect()
     }
 
     fn allows(set: &ScopeSet, s: &str) -> bool {
@@ -471,7 +482,12 @@ mod tests {
 
     #[test]
     fn write_implies_read_and_nothing_more() {
-        let s = set(&["entities:write:product", "users:write", "settings:write", "storage:write"]);
+        let s = set(&[
+            "entities:write:product",
+            "users:write",
+            "settings:write",
+            "storage:write",
+        ]);
         for ok in [
             "entities:read:product",
             "entities:write:product",
@@ -481,7 +497,12 @@ mod tests {
         ] {
             assert!(allows(&s, ok), "{ok}");
         }
-        for no in ["entities:read", "entities:read:order", "api:access", "hooks:trigger"] {
+        for no in [
+            "entities:read",
+            "entities:read:order",
+            "api:access",
+            "hooks:trigger",
+        ] {
             assert!(!allows(&s, no), "{no}");
         }
         let s = set(&["entities:write"]);

@@ -1,10 +1,16 @@
 //! Properties of the grammar and of compiled sets, over generated and hostile input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use vodo_scopes::{ConsentDiff, HookPattern, PluginScope, ScopeSet};
 
 fn segment() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("c".to_owned())]
+    prop_oneof![
+        Just("a".to_owned()),
+        Just("b".to_owned()),
+        Just("c".to_owned())
+    ]
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -99,7 +105,11 @@ proptest! {
 #[test]
 fn thousands_of_scopes_still_answer() {
     let set: ScopeSet = (0..5000)
-        .map(|i| format!("entities:read:e{i}").parse::<PluginScope>().unwrap())
+        .map(|i| {
+            format!("entities:read:e{i}")
+                .parse::<PluginScope>()
+                .unwrap()
+        })
         .collect();
     assert_eq!(set.len(), 5000);
     assert!(set.can_read_entity("e4999"));

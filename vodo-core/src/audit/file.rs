@@ -106,7 +106,11 @@ impl FileAudit {
     /// [`verify_file`] to check the whole file. If the file ends in a record
     /// cut short by a crash, that incomplete record (which was never fully
     /// written) is removed and a warning is logged.
-    pub fn open(path: impl AsRef<Path>, key: &SecretKey, options: FileAuditOptions) -> Result<Self> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        key: &SecretKey,
+        options: FileAuditOptions,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = {
             let err = io_err(&path);
@@ -164,10 +168,7 @@ impl FileAudit {
         line.extend_from_slice(MAC_MARK);
         line.extend_from_slice(hex(&mac).as_bytes());
         line.extend_from_slice(b"\"}\n");
-        inner
-            .writer
-            .write_all(line)
-            .map_err(io_err(&self.path))?;
+        inner.writer.write_all(line).map_err(io_err(&self.path))?;
         inner.head = ChainHead { seq, mac };
         inner.pending += 1;
         Ok(())
@@ -340,7 +341,7 @@ fn read_tail(file: &mut File, path: &Path) -> Result<(ChainHead, Option<u64>)> {
             line: 0,
             reason: format!("last record: {reason}"),
         };
-        let (_, mac) = split_mac(line).map_err(|r| tampered(r))?;
+        let (_, mac) = split_mac(line).map_err(&tampered)?;
         let record = parse_line(line).map_err(tampered)?;
         return Ok((
             ChainHead {
@@ -357,7 +358,11 @@ fn read_tail(file: &mut File, path: &Path) -> Result<(ChainHead, Option<u64>)> {
 /// With an `anchor` (a [`ChainHead`] kept elsewhere), also checks that the
 /// anchored record is still there unchanged, which detects truncation.
 /// Returns the first broken line as [`Error::Tampered`].
-pub fn verify_file(path: impl AsRef<Path>, key: &SecretKey, anchor: Option<ChainHead>) -> Result<VerifyReport> {
+pub fn verify_file(
+    path: impl AsRef<Path>,
+    key: &SecretKey,
+    anchor: Option<ChainHead>,
+) -> Result<VerifyReport> {
     let path = path.as_ref();
     let key = key.hmac_key(PURPOSE);
     let file = File::open(path).map_err(io_err(path))?;
@@ -375,15 +380,16 @@ pub fn verify_file(path: impl AsRef<Path>, key: &SecretKey, anchor: Option<Chain
     };
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_err(path))?;
+        let read = reader.read_until(b'\n', &mut line).map_err(io_err(path))?;
         if read == 0 {
             break;
         }
         n += 1;
         if line.pop() != Some(b'\n') {
-            return Err(tampered(n, "the last record is incomplete (no newline)".into()));
+            return Err(tampered(
+                n,
+                "the last record is incomplete (no newline)".into(),
+            ));
         }
         let (body, mac) = split_mac(&line).map_err(|r| tampered(n, r))?;
         // Timing does not matter here: the verifier holds the key and the file.

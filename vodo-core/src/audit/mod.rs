@@ -252,12 +252,20 @@ impl FromStr for AuditKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        KINDS.iter().find(|(_, n)| *n == s).map(|(k, _)| *k).ok_or_else(|| {
-            Error::Invalid(format!(
-                "unknown audit kind `{s}`: use one of {}",
-                KINDS.iter().map(|(_, n)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-            ))
-        })
+        KINDS
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown audit kind `{s}`: use one of {}",
+                    KINDS
+                        .iter()
+                        .map(|(_, n)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
     }
 }
 
@@ -313,7 +321,9 @@ impl AuditFilter {
     /// Whether `record` passes the filter (ignoring `limit`).
     pub fn matches(&self, record: &AuditRecord) -> bool {
         let e = &record.event;
-        self.plugin.as_ref().is_none_or(|p| e.plugin.as_ref() == Some(p))
+        self.plugin
+            .as_ref()
+            .is_none_or(|p| e.plugin.as_ref() == Some(p))
             && self
                 .installation
                 .as_ref()
@@ -505,7 +515,10 @@ impl AuditSink for TracingAudit {
     fn record(&self, event: &AuditEvent) -> Result<()> {
         let kind = event.kind().as_str();
         let plugin = event.plugin.as_ref().map_or("", PluginId::as_str);
-        let installation = event.installation.as_ref().map_or("", InstallationId::as_str);
+        let installation = event
+            .installation
+            .as_ref()
+            .map_or("", InstallationId::as_str);
         let detail = serde_json::to_string(&event.action).unwrap_or_default();
         match event.kind() {
             AuditKind::PermissionDenied
@@ -557,8 +570,15 @@ mod tests {
     fn memory_log_drops_oldest_past_capacity() {
         let log = MemoryAudit::with_capacity(2);
         for i in 0..3 {
-            log.record(&ev("p", i, AuditAction::KeyUsed { key_id: "k".into(), uses: 1 }))
-                .unwrap();
+            log.record(&ev(
+                "p",
+                i,
+                AuditAction::KeyUsed {
+                    key_id: "k".into(),
+                    uses: 1,
+                },
+            ))
+            .unwrap();
         }
         let seqs: Vec<u64> = log.records().iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [2, 3]);
