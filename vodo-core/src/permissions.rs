@@ -91,6 +91,9 @@ impl PermissionRegistry for DenyAll {
 
 type Key = (InstallationId, PluginId);
 
+/// The most compiled grants [`Permissions`] keeps before it clears its cache.
+pub const MAX_CACHED_GRANTS: usize = 100_000;
+
 /// A borrowed `(installation, plugin)` that looks up an owned key without allocating.
 struct KeyRef<'a>(&'a str, &'a str);
 
@@ -184,7 +187,8 @@ enum Cached {
 /// Answers permission checks over a [`PermissionRegistry`].
 ///
 /// Grants are compiled once and cached (negative answers too, so a flood of
-/// checks for a plugin that is not installed does not reach the store). The
+/// checks for a plugin that is not installed does not reach the store), up
+/// to [`MAX_CACHED_GRANTS`] entries. The
 /// cache is updated by this type's own [`grant`](Self::grant),
 /// [`revoke`](Self::revoke) and [`set_enabled`](Self::set_enabled); a host
 /// that changes the registry behind its back calls
@@ -246,9 +250,13 @@ impl Permissions {
                 enabled: g.enabled,
             },
         });
-        self.cache
-            .write()
-            .insert((installation.clone(), plugin.clone()), Arc::clone(&cached));
+        let mut cache = self.cache.write();
+        // Negative answers are cached too, so ids that come and go must not
+        // grow the cache without bound: past the cap, start over.
+        if cache.len() >= MAX_CACHED_GRANTS {
+            cache.clear();
+        }
+        cache.insert((installation.clone(), plugin.clone()), Arc::clone(&cached));
         Ok(cached)
     }
 
@@ -509,6 +517,19 @@ mod tests {
                 reason: DenyReason::NotInstalled
             }
         );
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_under_a_flood_of_unknown_installations() {
+        let p = Permissions::new(
+            Arc::new(MemoryRegistry::new()),
+            Arc::new(crate::audit::NoAudit),
+        );
+        let scope: PluginScope = "api:access".parse().unwrap();
+        for i in 0..(MAX_CACHED_GRANTS + 10) {
+            let _ = p.check(&InstallationId::new(format!("i{i}")), &"p".into(), &scope);
+        }
+        assert!(p.cache.read().len() <= MAX_CACHED_GRANTS);
     }
 
     #[derive(Debug)]

@@ -68,7 +68,9 @@ impl Default for FileAuditOptions {
 /// An append-only, HMAC-chained JSON-lines audit file.
 ///
 /// Writes are buffered per [`FileAuditOptions`]; [`flush`](AuditSink::flush)
-/// writes the buffer out, and dropping the sink flushes it too.
+/// writes the buffer out, and dropping the sink flushes it too. One
+/// `FileAudit` (one process) writes a file at a time: two writers would fork
+/// the chain, and `verify_file` would report it.
 pub struct FileAudit {
     path: PathBuf,
     key: hmac::Key,

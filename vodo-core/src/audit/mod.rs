@@ -585,6 +585,66 @@ mod tests {
         assert_eq!(log.dropped(), 1);
     }
 
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_tracing_bridge_emits_one_event_per_record() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            TracingAudit
+                .record(&ev(
+                    "notifier",
+                    7,
+                    AuditAction::SandboxViolation {
+                        violation: "memory".into(),
+                        detail: "grew past 64 MiB".into(),
+                    },
+                ))
+                .unwrap();
+            TracingAudit
+                .record(&ev(
+                    "notifier",
+                    8,
+                    AuditAction::KeyRevoked {
+                        key_id: "k1".into(),
+                    },
+                ))
+                .unwrap();
+        });
+        let out = String::from_utf8(buf.0.lock().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("vodo::audit"),
+            "{out}"
+        );
+        assert!(
+            lines[0].contains("kind=\"sandbox_violation\"")
+                && lines[0].contains("plugin=\"notifier\""),
+            "{out}"
+        );
+        assert!(
+            lines[1].contains("INFO") && lines[1].contains("key_revoked"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn tee_writes_both_and_tracing_never_fails() {
         let a = MemoryAudit::new();
