@@ -1,14 +1,53 @@
-//! The Vodo sandbox (not built yet; tracked by the sandbox issue).
+//! Runs untrusted WebAssembly plugins under enforced permissions and
+//! resource limits.
 //!
-//! This crate will own the wasmtime engine: component loading and an on-disk
-//! cache keyed by content hash, one `InstancePre` per (plugin, grant set),
-//! capability linking (only the WIT interfaces a plugin's grants cover are
-//! linked), memory, fuel, epoch and stack limits, the WASI policy (a cap-std
-//! preopened folder per plugin, no sockets), the outbound HTTP allowlist with
-//! SSRF checks, usage metering and the typed `SandboxViolation`.
+//! Plugins are WebAssembly components built against the `vodo:plugin` WIT
+//! package in `wit/` (with `vodo-pdk`). A [`Sandbox`] owns the one wasmtime
+//! engine of the process (pooling allocator, epoch interruption, fuel when a
+//! deterministic CPU budget is wanted) and, for each plugin installed in an
+//! installation, an `InstancePre` built from a linker that holds **only**
+//! the host interfaces the installer's grant covers. A plugin that imports
+//! an interface it has no grant for is refused at install time with the
+//! permission it lacks ([`LoadError::MissingPermission`]).
 //!
-//! It implements the host-facing traits of `vodo-core` and depends on no other
-//! domain crate.
+//! Every call gets a fresh store with:
+//!
+//! - a memory limit across all its instances, with peak tracking;
+//! - a wall-clock timeout (epochs) and, optionally, a fuel budget;
+//! - limits on stack depth, tables, instances, output and host calls;
+//! - WASI denied by default: no files, no sockets, no environment; stdout and
+//!   stderr captured and bounded;
+//! - host functions that check the exact scope of each call (entity kind,
+//!   hook name, host, storage quota and file type), audit each denial, and
+//!   count the manifest's rate limit.
+//!
+//! A call comes back as a [`Call`]: the plugin's answer or a [`CallError`]
+//! (a [`SandboxViolation`] that names the limit or permission hit, or the
+//! plugin's own error), and its [`Usage`]. Violations and usage spikes go
+//! to the audit trail.
+//!
+//! # Unsafe code
+//!
+//! The crate denies unsafe code except in one place: loading a component
+//! this crate compiled into its own cache folder (`cache.rs`), which
+//! wasmtime marks `unsafe` because the file is native code.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+mod cache;
+mod config;
+mod error;
+mod host;
+mod net;
+mod sandbox;
+mod services;
+mod storage;
+
+pub use config::{Limits, SandboxConfig};
+pub use error::{CallError, LoadError, SandboxViolation};
+pub use host::{Request, Response};
+pub use net::{Resolver, SystemResolver, is_private};
+pub use sandbox::{Call, Installed, Sandbox, Usage, engine};
+pub use services::{HostServices, LogLevel, MemoryServices};
+pub use storage::MAX_FILES;

@@ -55,7 +55,7 @@ pub use scope::{
     Entity, HookName, HookPattern, HostRule, MAX_ENTITY_LEN, MAX_HOOK_LEN, MAX_HOOK_SEGMENTS,
     MAX_HOST_LEN, MAX_SCOPE_LEN, PluginScope,
 };
-pub use set::ScopeSet;
+pub use set::{Capability, ScopeSet};
 
 /// The candidate closest to `input` by edit distance, if it is close enough
 /// to be a typo (at most a third of the candidate's length in edits).

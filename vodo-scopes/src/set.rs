@@ -261,6 +261,12 @@ impl ScopeSet {
         self.scopes.is_empty()
     }
 
+    /// Whether any granted scope gives access to `capability`: the question
+    /// a sandbox asks to decide which host interfaces to link at all.
+    pub fn has_capability(&self, capability: Capability) -> bool {
+        self.scopes.iter().any(|s| Capability::of(s) == capability)
+    }
+
     /// Whether every scope of `other` is allowed by this set.
     pub fn covers(&self, other: &ScopeSet) -> bool {
         other.iter().all(|s| self.allows(s))
@@ -317,6 +323,58 @@ impl serde::Serialize for ScopeSet {
 impl<'de> serde::Deserialize<'de> for ScopeSet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Vec::<PluginScope>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+/// A family of scopes that one host interface serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// `entities:*`.
+    Entities,
+    /// `hooks:subscribe*`.
+    HookSubscribe,
+    /// `hooks:trigger*`.
+    HookTrigger,
+    /// `api:access`.
+    Api,
+    /// `users:*`.
+    Users,
+    /// `settings:*`.
+    Settings,
+    /// `storage:*`.
+    Storage,
+    /// `network:outbound:*`.
+    Network,
+}
+
+impl Capability {
+    /// The capability a scope belongs to.
+    pub fn of(scope: &PluginScope) -> Self {
+        use PluginScope as S;
+        match scope {
+            S::EntitiesRead(_) | S::EntitiesWrite(_) => Self::Entities,
+            S::HooksSubscribe(_) => Self::HookSubscribe,
+            S::HooksTrigger(_) => Self::HookTrigger,
+            S::ApiAccess => Self::Api,
+            S::UsersRead | S::UsersWrite => Self::Users,
+            S::SettingsRead | S::SettingsWrite => Self::Settings,
+            S::StorageRead | S::StorageWrite => Self::Storage,
+            S::NetworkOutbound(_) => Self::Network,
+        }
+    }
+
+    /// The scope a person should add to get this capability, for messages.
+    pub fn example_scope(self) -> &'static str {
+        match self {
+            Self::Entities => "entities:read:{entity}",
+            Self::HookSubscribe => "hooks:subscribe:{pattern}",
+            Self::HookTrigger => "hooks:trigger:{name}",
+            Self::Api => "api:access",
+            Self::Users => "users:read",
+            Self::Settings => "settings:read",
+            Self::Storage => "storage:read",
+            Self::Network => "network:outbound:{host}",
+        }
     }
 }
 

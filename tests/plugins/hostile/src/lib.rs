@@ -1,0 +1,61 @@
+//! Every attack of the hostile-plugin suite, one per event name.
+
+use std::hint::black_box;
+
+use vodo_pdk::{Plugin, entities, hooks, http, storage};
+
+struct Hostile;
+
+fn recurse(n: u64) -> u64 {
+    if n == 0 { 0 } else { black_box(recurse(black_box(n - 1))) + 1 }
+}
+
+impl Plugin for Hostile {
+    fn on_event(name: String, payload: String) -> Result<(), String> {
+        let e = |e: vodo_pdk::Error| format!("{e:?}");
+        match name.as_str() {
+            "loop" => {
+                let mut i = 0u64;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "recurse" => {
+                black_box(recurse(black_box(u64::MAX)));
+                Ok(())
+            }
+            "output" => Err("x".repeat(8 << 20)),
+            "stdout" => {
+                for _ in 0..64 {
+                    println!("{}", "y".repeat(64 << 10));
+                }
+                Ok(())
+            }
+            "trap" => {
+                let v: Vec<u32> = black_box(Vec::new());
+                Err(format!("{}", v[black_box(3)]))
+            }
+            "entity-write" => entities::put("order", "1", r#"{"paid":true}"#).map_err(e),
+            "hook-trigger" => hooks::trigger("order.refunded", "{}").map_err(e),
+            "http" => http::get(&payload).map(drop).map_err(e),
+            "file-read" => storage::read(&payload).map(drop).map_err(e),
+            "file-write" => storage::write(&payload, &[b'z'; 600]).map_err(e),
+            "rate-burst" => {
+                for i in 0..1000 {
+                    entities::get("order", &i.to_string()).map_err(e)?;
+                }
+                Ok(())
+            }
+            "entity-read" => entities::get("order", "1").map(drop).map_err(e),
+            _ => Err(format!("unknown attack `{name}`")),
+        }
+    }
+}
+
+vodo_pdk::export_plugin!(Hostile);

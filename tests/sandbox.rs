@@ -1,0 +1,446 @@
+//! The hostile-plugin suite: real plugins built from source try every way out
+//! of the sandbox. Each attempt must end in the matching `SandboxViolation`,
+//! land in the audit trail, and leave the host serving everyone else: after
+//! each one, a well-behaved plugin still answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use tests::guest;
+use vodo_core::audit::{AuditAction, AuditFilter, AuditKind, AuditLog, MemoryAudit};
+use vodo_core::{InstallationId, Manifest};
+use vodo_sandbox::{
+    CallError, Installed, Limits, LoadError, MemoryServices, Request, Resolver, Sandbox,
+    SandboxConfig, SandboxViolation, SystemResolver,
+};
+use vodo_scopes::{PluginScope, ScopeSet};
+
+const HOSTILE: &str = r#"{
+  "name": "Hostile", "slug": "hostile", "version": "0.1.0", "description": "tries everything",
+  "author": "Mallory", "license": "MIT", "entry": "hostile.wasm",
+  "permissions": {
+    "entities": { "read": ["order"] },
+    "hooks": { "trigger": ["order.noted"] },
+    "api": { "rate_limit": "20/minute" },
+    "storage": { "max_size": 1000, "allowed_types": [".json"] },
+    "network": { "outbound": ["127.0.0.1", "internal.partner.example", "localhost"] }
+  }
+}"#;
+
+const GOOD: &str = r#"{
+  "name": "Good", "slug": "good", "version": "0.1.0", "description": "behaves",
+  "author": "Alice", "license": "MIT", "entry": "good.wasm",
+  "permissions": { "entities": { "read": ["order"], "write": ["order_note"] } }
+}"#;
+
+/// Resolves one made-up name to a private address; everything else as the system does.
+#[derive(Debug)]
+struct SneakyDns;
+
+impl Resolver for SneakyDns {
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        if host == "internal.partner.example" {
+            return Ok(vec![SocketAddr::from(([10, 0, 0, 7], port))]);
+        }
+        SystemResolver.resolve(host, port)
+    }
+}
+
+struct Suite {
+    sandbox: Sandbox,
+    audit: Arc<MemoryAudit>,
+    services: Arc<MemoryServices>,
+    storage: tempfile::TempDir,
+    hostile: Vec<u8>,
+    good: Vec<u8>,
+}
+
+static SUITE: LazyLock<Suite> = LazyLock::new(|| {
+    let storage = tempfile::tempdir().unwrap();
+    let audit = Arc::new(MemoryAudit::new());
+    let services = Arc::new(MemoryServices::new());
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            storage_root: Some(storage.path().to_path_buf()),
+            ..SandboxConfig::default()
+        },
+        services.clone(),
+        audit.clone(),
+    )
+    .unwrap()
+    .with_resolver(Arc::new(SneakyDns));
+    Suite {
+        sandbox,
+        audit,
+        services,
+        storage,
+        hostile: guest("hostile"),
+        good: guest("good"),
+    }
+});
+
+fn limits() -> Limits {
+    Limits {
+        memory: 16 << 20,
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    }
+}
+
+fn install(installation: &str, manifest: &str, wasm: &[u8]) -> Arc<Installed> {
+    let m = Manifest::parse(manifest).unwrap();
+    SUITE
+        .sandbox
+        .install(
+            &InstallationId::new(installation),
+            &m,
+            wasm,
+            m.scopes().clone(),
+            limits(),
+        )
+        .unwrap()
+}
+
+/// Runs one attack in its own installation and checks everything the suite promises.
+fn attack(installation: &str, event: &str, payload: &str) -> SandboxViolation {
+    let s = &*SUITE;
+    let hostile = install(installation, HOSTILE, &s.hostile);
+    let good = install(installation, GOOD, &s.good);
+    let call = s.sandbox.call_event(&hostile, event, payload);
+    let violation = match call.result {
+        Err(CallError::Violation(v)) => v,
+        other => panic!("`{event}` was not stopped: {other:?}"),
+    };
+    // It is in the audit trail, for this installation.
+    let recorded = s
+        .audit
+        .query(&AuditFilter {
+            installation: Some(InstallationId::new(installation)),
+            kinds: vec![AuditKind::SandboxViolation, AuditKind::PermissionDenied],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!recorded.is_empty(), "`{event}` left no audit record");
+    // The host goes on: a well-behaved plugin in the same installation still answers.
+    let ok = s.sandbox.call_event(&good, "order.created", "1");
+    assert_eq!(ok.result, Ok(()), "the good plugin failed after `{event}`");
+    violation
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let start = Instant::now();
+    let v = attack("loop", "loop", "");
+    assert_eq!(
+        v,
+        SandboxViolation::Timeout {
+            limit: Duration::from_millis(300)
+        }
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let v = attack("memory", "memory", "");
+    assert!(
+        matches!(v, SandboxViolation::Memory { limit, .. } if limit == 16 << 20),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    assert_eq!(attack("recurse", "recurse", ""), SandboxViolation::Stack);
+}
+
+#[test]
+fn huge_output_is_refused() {
+    let v = attack("output", "output", "");
+    assert_eq!(
+        v,
+        SandboxViolation::Output {
+            what: "error message",
+            limit: 1 << 20
+        }
+    );
+    let v = attack("stdout", "stdout", "");
+    assert_eq!(
+        v,
+        SandboxViolation::Output {
+            what: "stdout or stderr",
+            limit: 1 << 20
+        }
+    );
+}
+
+#[test]
+fn a_trap_is_reported_as_a_trap() {
+    let v = attack("trap", "trap", "");
+    assert!(matches!(v, SandboxViolation::Trap(_)), "{v:?}");
+}
+
+#[test]
+fn entity_write_without_the_scope_is_denied() {
+    let v = attack("entity-write", "entity-write", "");
+    assert_eq!(
+        v,
+        SandboxViolation::Permission {
+            scope: "entities:write:order".into()
+        }
+    );
+    let denied = SUITE
+        .audit
+        .query(&AuditFilter {
+            installation: Some("entity-write".into()),
+            kinds: vec![AuditKind::PermissionDenied],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        matches!(&denied[0].event.action, AuditAction::PermissionDenied { scope, .. } if scope == "entities:write:order")
+    );
+}
+
+#[test]
+fn hook_trigger_without_the_scope_is_denied() {
+    let v = attack("hook-trigger", "hook-trigger", "");
+    assert_eq!(
+        v,
+        SandboxViolation::Permission {
+            scope: "hooks:trigger:order.refunded".into()
+        }
+    );
+    assert!(
+        SUITE
+            .services
+            .triggered
+            .lock()
+            .iter()
+            .all(|t| t.2 != "order.refunded")
+    );
+}
+
+#[test]
+fn request_to_a_host_not_in_the_allowlist_is_refused() {
+    let v = attack("http-other", "http", "http://evil.example/steal");
+    assert!(
+        matches!(&v, SandboxViolation::Network { host, reason } if host == "evil.example" && reason.contains("allowlist")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn request_to_loopback_is_refused_even_when_listed() {
+    let v = attack("http-loopback", "http", "http://127.0.0.1:9/");
+    assert!(
+        matches!(&v, SandboxViolation::Network { reason, .. } if reason.contains("127.0.0.1")),
+        "{v:?}"
+    );
+    let v = attack("http-localhost", "http", "http://localhost:9/");
+    assert!(
+        matches!(&v, SandboxViolation::Network { reason, .. } if reason.contains("loopback")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn request_to_a_private_address_behind_an_allowed_name_is_refused() {
+    let v = attack(
+        "http-private",
+        "http",
+        "http://internal.partner.example/admin",
+    );
+    assert!(
+        matches!(&v, SandboxViolation::Network { host, reason } if host == "internal.partner.example" && reason.contains("10.0.0.7")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn file_escape_by_dotdot_is_refused() {
+    let v = attack("fs-dotdot", "file-read", "../../../../etc/passwd");
+    assert!(
+        matches!(&v, SandboxViolation::Filesystem { reason, .. } if reason.contains("..")),
+        "{v:?}"
+    );
+    let v = attack("fs-absolute", "file-read", "/etc/passwd");
+    assert!(matches!(v, SandboxViolation::Filesystem { .. }), "{v:?}");
+}
+
+#[test]
+fn file_escape_by_symlink_is_refused() {
+    let s = &*SUITE;
+    // Something outside the plugin's folder, and a symlink to it inside.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.json"), "{\"key\":\"hunter2\"}").unwrap();
+    install("fs-symlink", HOSTILE, &s.hostile);
+    let folder = s.storage.path().join("fs-symlink").join("hostile");
+    std::os::unix::fs::symlink(outside.path(), folder.join("link")).unwrap();
+    let v = attack("fs-symlink", "file-read", "link/secret.json");
+    assert!(
+        matches!(&v, SandboxViolation::Filesystem { reason, .. } if reason.contains("outside")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn storage_quota_overflow_is_refused() {
+    let s = &*SUITE;
+    let hostile = install("fs-quota", HOSTILE, &s.hostile);
+    // 600 bytes fit in the 1,000-byte quota once, not twice.
+    assert_eq!(
+        s.sandbox
+            .call_event(&hostile, "file-write", "a.json")
+            .result,
+        Ok(())
+    );
+    let v = attack("fs-quota", "file-write", "b.json");
+    assert_eq!(
+        v,
+        SandboxViolation::StorageQuota {
+            requested: 1200,
+            quota: 1000
+        }
+    );
+    // Overwriting the same file stays within the quota.
+    assert_eq!(
+        s.sandbox
+            .call_event(&hostile, "file-write", "a.json")
+            .result,
+        Ok(())
+    );
+    // A type the manifest does not allow.
+    let v = attack("fs-quota", "file-write", "run.sh");
+    assert!(
+        matches!(&v, SandboxViolation::Filesystem { reason, .. } if reason.contains("allowed_types")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_burst_over_the_rate_limit_is_stopped() {
+    let v = attack("rate", "rate-burst", "");
+    assert!(
+        matches!(&v, SandboxViolation::RateLimit { limit, .. } if limit == "20/minute"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn an_import_without_a_grant_is_refused_at_install() {
+    let s = &*SUITE;
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let without_network: ScopeSet = m
+        .scopes()
+        .iter()
+        .filter(|sc| !matches!(sc, PluginScope::NetworkOutbound(_)))
+        .cloned()
+        .collect();
+    let err = s
+        .sandbox
+        .install(&"no-net".into(), &m, &s.hostile, without_network, limits())
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LoadError::MissingPermission {
+                capability: "network",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("network:outbound:{host}"), "{err}");
+    assert!(s.sandbox.get(&"no-net".into(), &m.slug).is_none());
+}
+
+#[test]
+fn the_good_plugin_works_and_is_metered() {
+    let s = &*SUITE;
+    let good = install("metered", GOOD, &s.good);
+    let call = s.sandbox.call_event(&good, "order.created", "7");
+    assert_eq!(call.result, Ok(()));
+    assert_eq!(call.usage.host_calls, 3, "log, get, put");
+    assert!(call.usage.peak_memory > 0);
+    assert!(call.usage.bytes_in > 0);
+    let response = s.sandbox.call_request(
+        &good,
+        &Request {
+            method: "GET".into(),
+            path: "/status".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    );
+    assert_eq!(response.result.unwrap().body, b"GET /status ok");
+    assert_eq!(s.sandbox.call_health(&good).result, Ok(()));
+}
+
+#[test]
+fn uninstall_removes_the_plugin_and_its_data() {
+    let s = &*SUITE;
+    let hostile = install("uninstall", HOSTILE, &s.hostile);
+    assert_eq!(
+        s.sandbox
+            .call_event(&hostile, "file-write", "data.json")
+            .result,
+        Ok(())
+    );
+    let folder = s.storage.path().join("uninstall").join("hostile");
+    assert!(folder.join("data.json").is_file());
+    assert!(
+        s.sandbox
+            .uninstall(&"uninstall".into(), &"hostile".into())
+            .unwrap()
+    );
+    assert!(!folder.exists());
+    assert!(
+        s.sandbox
+            .get(&"uninstall".into(), &"hostile".into())
+            .is_none()
+    );
+}
+
+#[test]
+fn fuel_budgets_stop_busy_plugins_deterministically() {
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            fuel: true,
+            ..SandboxConfig::default()
+        },
+        Arc::new(MemoryServices::new()),
+        Arc::new(MemoryAudit::new()),
+    )
+    .unwrap();
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let hostile = sandbox
+        .install(
+            &"fuel".into(),
+            &m,
+            &SUITE.hostile,
+            m.scopes().clone(),
+            Limits {
+                fuel: Some(5_000_000),
+                timeout: Duration::from_secs(10),
+                ..limits()
+            },
+        )
+        .unwrap();
+    let call = sandbox.call_event(&hostile, "loop", "");
+    assert_eq!(
+        call.result,
+        Err(CallError::Violation(SandboxViolation::Fuel {
+            budget: 5_000_000
+        }))
+    );
+    assert_eq!(call.usage.fuel, Some(5_000_000));
+}

@@ -1,0 +1,81 @@
+//! Compiled components, cached on disk by content hash.
+//!
+//! Compiling a component takes tens of milliseconds to seconds; loading its
+//! compiled form takes microseconds. The cache file is named by the SHA-256
+//! of the component and a hash of the engine's configuration, so a changed
+//! component or a different wasmtime build never loads a stale artifact.
+
+use std::io::Write;
+use std::path::Path;
+
+use ring::digest;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+pub(crate) enum CacheError {
+    Compile(String),
+    Io(String, std::io::Error),
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compiles `wasm`, or loads its compiled form from `dir`.
+pub(crate) fn load(
+    engine: &Engine,
+    dir: Option<&Path>,
+    hash: &[u8; 32],
+    wasm: &[u8],
+) -> Result<Component, CacheError> {
+    let Some(dir) = dir else {
+        return Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")));
+    };
+    let path = dir.join(format!(
+        "{}-{:016x}.cwasm",
+        hex(hash),
+        crate::sandbox::compatibility_hash(engine)
+    ));
+    if path.is_file() {
+        // SAFETY: the file is in the host's own cache folder, named by the
+        // hash of the component it was compiled from and of this engine's
+        // configuration, and written only by `store` below from
+        // `Engine::precompile_component`. wasmtime also checks that it was
+        // produced by a compatible engine and refuses it otherwise; such a
+        // refusal falls through to a fresh compile.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        match loaded {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component")
+            }
+        }
+    }
+    let compiled = engine
+        .precompile_component(wasm)
+        .map_err(|e| CacheError::Compile(format!("{e:#}")))?;
+    store(dir, &path, &compiled)?;
+    // SAFETY: `compiled` was produced just now by this engine.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(engine, &compiled) };
+    component.map_err(|e| CacheError::Compile(format!("{e:#}")))
+}
+
+/// Writes atomically: a reader never sees half a file.
+fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let err = |e| CacheError::Io(path.display().to_string(), e);
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_data().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}

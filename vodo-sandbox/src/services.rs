@@ -1,0 +1,254 @@
+//! [`HostServices`]: the host application's side of the plugin interfaces.
+//!
+//! The sandbox checks every call against the plugin's grant before it
+//! reaches these methods, so an implementation only does the work: read a
+//! record from the host's database, emit a hook, and so on.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use vodo_core::{InstallationId, PluginId};
+
+/// A log line a plugin wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warning.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// The data and effects plugins reach through the host interfaces.
+/// Errors are messages for the plugin; they are not violations.
+pub trait HostServices: fmt::Debug + Send + Sync {
+    /// A record as JSON, or `None`.
+    fn get_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<String>, String>;
+    /// Creates or replaces a record.
+    fn put_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+        json: &str,
+    ) -> Result<(), String>;
+    /// Deletes a record; whether there was one.
+    fn delete_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+    ) -> Result<bool, String>;
+    /// Emits a hook event on behalf of `plugin`.
+    fn trigger_hook(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        name: &str,
+        payload: &str,
+    ) -> Result<(), String>;
+    /// A user record as JSON, or `None`.
+    fn get_user(&self, installation: &InstallationId, id: &str) -> Result<Option<String>, String>;
+    /// A setting of `plugin` in `installation`.
+    fn get_setting(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        key: &str,
+    ) -> Result<Option<String>, String>;
+    /// Sets a setting of `plugin` in `installation`.
+    fn set_setting(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), String>;
+    /// A log line from `plugin`.
+    fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Debug => {
+                tracing::debug!(target: "vodo::plugin", plugin = %plugin, "{message}")
+            }
+            LogLevel::Info => tracing::info!(target: "vodo::plugin", plugin = %plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "vodo::plugin", plugin = %plugin, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(target: "vodo::plugin", plugin = %plugin, "{message}")
+            }
+        }
+    }
+}
+
+impl<T: HostServices + ?Sized> HostServices for Arc<T> {
+    fn get_entity(
+        &self,
+        i: &InstallationId,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<String>, String> {
+        (**self).get_entity(i, kind, id)
+    }
+    fn put_entity(
+        &self,
+        i: &InstallationId,
+        kind: &str,
+        id: &str,
+        json: &str,
+    ) -> Result<(), String> {
+        (**self).put_entity(i, kind, id, json)
+    }
+    fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> Result<bool, String> {
+        (**self).delete_entity(i, kind, id)
+    }
+    fn trigger_hook(
+        &self,
+        i: &InstallationId,
+        p: &PluginId,
+        name: &str,
+        payload: &str,
+    ) -> Result<(), String> {
+        (**self).trigger_hook(i, p, name, payload)
+    }
+    fn get_user(&self, i: &InstallationId, id: &str) -> Result<Option<String>, String> {
+        (**self).get_user(i, id)
+    }
+    fn get_setting(
+        &self,
+        i: &InstallationId,
+        p: &PluginId,
+        key: &str,
+    ) -> Result<Option<String>, String> {
+        (**self).get_setting(i, p, key)
+    }
+    fn set_setting(
+        &self,
+        i: &InstallationId,
+        p: &PluginId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        (**self).set_setting(i, p, key, value)
+    }
+    fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
+        (**self).log(p, level, message)
+    }
+}
+
+/// Host services in memory, for tests, demos and embedding. Triggered hooks
+/// and log lines are kept so that they can be inspected.
+#[derive(Debug, Default)]
+pub struct MemoryServices {
+    entities: DashMap<(InstallationId, String, String), String>,
+    users: DashMap<(InstallationId, String), String>,
+    settings: DashMap<(InstallationId, PluginId, String), String>,
+    /// Hooks triggered: (installation, plugin, name, payload).
+    pub triggered: Mutex<Vec<(InstallationId, PluginId, String, String)>>,
+    /// Log lines: (plugin, level, message).
+    pub logs: Mutex<Vec<(PluginId, LogLevel, String)>>,
+}
+
+impl MemoryServices {
+    /// Empty services.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a user record.
+    pub fn add_user(&self, installation: &InstallationId, id: &str, json: &str) {
+        self.users
+            .insert((installation.clone(), id.to_owned()), json.to_owned());
+    }
+}
+
+impl HostServices for MemoryServices {
+    fn get_entity(
+        &self,
+        i: &InstallationId,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<String>, String> {
+        Ok(self
+            .entities
+            .get(&(i.clone(), kind.to_owned(), id.to_owned()))
+            .map(|v| v.clone()))
+    }
+
+    fn put_entity(
+        &self,
+        i: &InstallationId,
+        kind: &str,
+        id: &str,
+        json: &str,
+    ) -> Result<(), String> {
+        self.entities
+            .insert((i.clone(), kind.to_owned(), id.to_owned()), json.to_owned());
+        Ok(())
+    }
+
+    fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> Result<bool, String> {
+        Ok(self
+            .entities
+            .remove(&(i.clone(), kind.to_owned(), id.to_owned()))
+            .is_some())
+    }
+
+    fn trigger_hook(
+        &self,
+        i: &InstallationId,
+        p: &PluginId,
+        name: &str,
+        payload: &str,
+    ) -> Result<(), String> {
+        self.triggered
+            .lock()
+            .push((i.clone(), p.clone(), name.to_owned(), payload.to_owned()));
+        Ok(())
+    }
+
+    fn get_user(&self, i: &InstallationId, id: &str) -> Result<Option<String>, String> {
+        Ok(self
+            .users
+            .get(&(i.clone(), id.to_owned()))
+            .map(|v| v.clone()))
+    }
+
+    fn get_setting(
+        &self,
+        i: &InstallationId,
+        p: &PluginId,
+        key: &str,
+    ) -> Result<Option<String>, String> {
+        Ok(self
+            .settings
+            .get(&(i.clone(), p.clone(), key.to_owned()))
+            .map(|v| v.clone()))
+    }
+
+    fn set_setting(
+        &self,
+        i: &InstallationId,
+        p: &PluginId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        self.settings
+            .insert((i.clone(), p.clone(), key.to_owned()), value.to_owned());
+        Ok(())
+    }
+
+    fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
+        self.logs
+            .lock()
+            .push((p.clone(), level, message.to_owned()));
+    }
+}
