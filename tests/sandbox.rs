@@ -444,3 +444,113 @@ fn fuel_budgets_stop_busy_plugins_deterministically() {
     );
     assert_eq!(call.usage.fuel, Some(5_000_000));
 }
+
+#[test]
+fn dispatch_reaches_only_subscribers_and_a_hanging_plugin_blocks_no_one() {
+    use vodo_core::health::{BreakerConfig, HealthMonitor};
+    let s = &*SUITE;
+    let hostile_subscribed = HOSTILE.replace(
+        r#""hooks": { "trigger": ["order.noted"] }"#,
+        r#""hooks": { "trigger": ["order.noted"], "subscribe": ["loop", "trap"] }"#,
+    );
+    let good_subscribed = GOOD.replace(
+        r#""permissions": {"#,
+        r#""permissions": { "hooks": { "subscribe": ["*"] },"#,
+    );
+    install("dispatch", &hostile_subscribed, &s.hostile);
+    install("dispatch", &good_subscribed, &s.good);
+    install(
+        "dispatch",
+        GOOD.replace("\"good\"", "\"deaf\"").as_str(),
+        &s.good,
+    );
+    let health = HealthMonitor::new(BreakerConfig {
+        failure_threshold: 3,
+        ..BreakerConfig::default()
+    });
+
+    let start = Instant::now();
+    let deliveries = s.sandbox.dispatch(&"dispatch".into(), "loop", "1", &health);
+    let elapsed = start.elapsed();
+    let by_plugin: Vec<(&str, bool)> = deliveries
+        .iter()
+        .map(|d| (d.plugin.as_str(), d.outcome.is_ok()))
+        .collect();
+    // `deaf` is not subscribed; `good` answered while `hostile` spun until its timeout.
+    assert_eq!(by_plugin, [("good", true), ("hostile", false)]);
+    assert!(matches!(
+        deliveries[1].outcome,
+        Err(CallError::Violation(SandboxViolation::Timeout { .. }))
+    ));
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // Repeated failures open the hostile plugin's circuit; the good one keeps running.
+    for _ in 0..3 {
+        s.sandbox.dispatch(&"dispatch".into(), "trap", "1", &health);
+    }
+    let deliveries = s.sandbox.dispatch(&"dispatch".into(), "trap", "1", &health);
+    assert!(deliveries[0].outcome.is_ok());
+    assert!(
+        matches!(&deliveries[1].outcome, Err(CallError::NotRun(m)) if m.contains("circuit")),
+        "{deliveries:?}"
+    );
+}
+
+#[test]
+fn upgrade_and_hot_reload_replace_the_running_component() {
+    let s = &*SUITE;
+    let status = |p: &Installed| {
+        let req = Request {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: vec![],
+            body: vec![],
+        };
+        s.sandbox.call_request(p, &req).result.unwrap().status
+    };
+    let first = install("reload", HOSTILE, &s.hostile);
+    assert_eq!(status(&first), 404, "the hostile plugin has no endpoints");
+    // A new version with another component: the next call runs the new code.
+    let second = install(
+        "reload",
+        &HOSTILE.replace("\"0.1.0\"", "\"0.2.0\""),
+        &s.good,
+    );
+    assert_ne!(first.component_hash, second.component_hash);
+    let current = s.sandbox.get(&"reload".into(), &"hostile".into()).unwrap();
+    assert_eq!(current.manifest.version.to_string(), "0.2.0");
+    assert_eq!(status(&current), 200);
+    // A reload whose component imports what the grant lacks is refused, and the running one stays.
+    let narrow = Manifest::parse(&HOSTILE.replace("\"0.1.0\"", "\"0.3.0\"")).unwrap();
+    let only_entities: ScopeSet = ["entities:read:order".parse::<PluginScope>().unwrap()]
+        .into_iter()
+        .collect();
+    let err = s
+        .sandbox
+        .install(
+            &"reload".into(),
+            &narrow,
+            &s.hostile,
+            only_entities,
+            limits(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, LoadError::MissingPermission { .. }), "{err}");
+    let current = s.sandbox.get(&"reload".into(), &"hostile".into()).unwrap();
+    assert_eq!(current.manifest.version.to_string(), "0.2.0");
+    let changes: Vec<String> = SUITE
+        .audit
+        .query(&AuditFilter {
+            installation: Some("reload".into()),
+            kinds: vec![AuditKind::Lifecycle],
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{:?}", r.event.action))
+        .collect();
+    assert!(
+        changes.iter().any(|c| c.contains("Upgraded")),
+        "{changes:?}"
+    );
+}

@@ -37,6 +37,7 @@
 
 mod cache;
 mod config;
+mod dispatch;
 mod error;
 mod host;
 mod net;
@@ -45,6 +46,7 @@ mod services;
 mod storage;
 
 pub use config::{Limits, SandboxConfig};
+pub use dispatch::Delivery;
 pub use error::{CallError, LoadError, SandboxViolation};
 pub use host::{Request, Response};
 pub use net::{Resolver, SystemResolver, is_private};

@@ -1,19 +1,22 @@
 //! The Vodo demo host, on its embedded defaults.
 //!
-//! Walks through what a host does with the foundation crates: validate a
-//! plugin's manifest, ask for and record the installer's consent, issue an
-//! API key, authorize requests against the key, the grant and the rate
-//! limit, trip a circuit breaker, and verify the tamper-evident audit trail.
-//! Everything lives in a temporary folder that is removed at the end.
+//! Builds the example plugin from source, installs it into a sandboxed host
+//! with the installer's consent, and drives an order event through it; on
+//! the way it shows what the host refuses (a bad manifest, a component that
+//! imports more than its grant, a forged API key, a failing plugin) and
+//! ends by verifying, then tampering with, the audit trail. Everything lives
+//! in a temporary folder that is removed at the end.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use vodo_core::audit::verify_file;
 use vodo_core::health::Fallback;
 use vodo_core::keys::IssueKey;
 use vodo_core::{Host, InstallationId, Manifest, SecretKey};
-use vodo_scopes::{ConsentDiff, PluginScope, ScopeSet};
+use vodo_sandbox::{Limits, MemoryServices, Request, Sandbox, SandboxConfig};
+use vodo_scopes::{PluginScope, ScopeSet};
 
 const MANIFEST: &str = include_str!("../../plugins/order-notifier/plugin.json");
 
@@ -24,16 +27,15 @@ fn main() -> Result<()> {
     let host = Host::open(data.path(), &secret)?;
     println!("Vodo demo host: data in {}\n", data.path().display());
 
-    println!("1. A partner submits a plugin with a typo in its manifest:");
+    println!("1. A partner submits a plugin with two mistakes in its manifest:");
     let typo = MANIFEST
         .replace("\"network\"", "\"netwrok\"")
-        .replace("4/second", "4 per second");
+        .replace("100/minute", "100 a minute");
     if let Err(e) = Manifest::parse(&typo) {
         for p in &e.problems {
             println!("   {p}");
         }
     }
-
     let manifest = Manifest::parse(MANIFEST)?;
     println!(
         "\n2. The fixed manifest of `{}` {} requests:",
@@ -43,22 +45,99 @@ fn main() -> Result<()> {
         println!("   {s}");
     }
 
+    print!("\n3. Building the plugin from examples/plugins/order-notifier for wasm32-wasip2 ... ");
+    let dir = examples::build_plugins("examples/plugins").map_err(|e| anyhow!(e))?;
+    let wasm = std::fs::read(examples::wasm_path(&dir, "order-notifier"))?;
+    println!("{} KiB", wasm.len() / 1024);
+
+    let services = Arc::new(MemoryServices::new());
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            storage_root: Some(data.path().join("storage")),
+            cache_dir: Some(data.path().join("cache")),
+            ..SandboxConfig::default()
+        },
+        services.clone(),
+        host.audit.clone(),
+    )?
+    .with_rate_limiter(host.rate_limits.clone());
     let shop = InstallationId::new("shop-42");
-    let consent = host
-        .permissions
-        .consent_needed(&shop, &manifest.slug, manifest.scopes())?;
-    println!(
-        "\n3. Installing in `{shop}` needs consent to {} scopes; the merchant declines network access.",
-        consent.added.len()
-    );
-    let consented: ScopeSet = manifest
+
+    let without_network: ScopeSet = manifest
         .scopes()
         .iter()
         .filter(|s| !matches!(s, PluginScope::NetworkOutbound(_)))
         .cloned()
         .collect();
-    host.install(&manifest, &shop, consented, "merchant@shop-42")?;
+    println!(
+        "\n4. The merchant declines network access; the sandbox refuses a component that imports it:"
+    );
+    if let Err(e) = sandbox.install(&shop, &manifest, &wasm, without_network, Limits::default()) {
+        println!("   {e}");
+    }
 
+    println!(
+        "\n5. The merchant consents to everything; the grant is recorded and the plugin installed."
+    );
+    host.install(
+        &manifest,
+        &shop,
+        manifest.scopes().clone(),
+        "merchant@shop-42",
+    )?;
+    let plugin = sandbox.install(
+        &shop,
+        &manifest,
+        &wasm,
+        manifest.scopes().clone(),
+        Limits::default(),
+    )?;
+
+    println!("\n6. The store emits `order.created` for order 1001:");
+    vodo_sandbox::HostServices::put_entity(
+        &*services,
+        &shop,
+        "order",
+        "1001",
+        r#"{"total":"49.90","currency":"SAR"}"#,
+    )
+    .map_err(|e| anyhow!(e))?;
+    for d in sandbox.dispatch(&shop, "order.created", "1001", &host.health) {
+        match d.outcome {
+            Ok(u) => println!(
+                "   {}: ok in {:?}, {} host calls, peak memory {} KiB",
+                d.plugin,
+                u.wall,
+                u.host_calls,
+                u.peak_memory / 1024
+            ),
+            Err(e) => println!("   {}: {e}", d.plugin),
+        }
+    }
+    for (_, _, line) in services.logs.lock().iter() {
+        println!("   plugin log: {line}");
+    }
+    let note = vodo_sandbox::HostServices::get_entity(&*services, &shop, "order_note", "1001")
+        .map_err(|e| anyhow!(e))?;
+    println!("   order_note/1001 = {}", note.unwrap_or_default());
+    let status = sandbox.call_request(
+        &plugin,
+        &Request {
+            method: "GET".into(),
+            path: "/status".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    );
+    if let Ok(r) = status.result {
+        println!(
+            "   GET /status -> {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    println!("\n7. An API key for the plugin's back end, and requests made with it:");
     let (key, record) = host.keys.issue(IssueKey {
         installation: shop.clone(),
         plugin: manifest.slug.clone(),
@@ -69,18 +148,13 @@ fn main() -> Result<()> {
         ttl: Some(Duration::from_secs(90 * 24 * 3600)),
     })?;
     println!(
-        "\n4. Issued API key {:?} (id `{}`), shown once, stored as an HMAC.",
-        key, record.id
+        "   issued {key:?} (id `{}`), shown once, stored as an HMAC",
+        record.id
     );
-
-    println!("\n5. Requests made with the key:");
     for scope in [
         "entities:read:order",
         "entities:read:product",
         "entities:write:order_note",
-        "entities:read:customer",
-        "entities:read:order",
-        "entities:read:order",
     ] {
         let verdict = match host.authorize(key.expose_secret(), &scope.parse()?) {
             Ok(_) => "allowed".to_owned(),
@@ -88,35 +162,19 @@ fn main() -> Result<()> {
         };
         println!("   {scope:<28} {verdict}");
     }
-    let tampered = key
+    let forged = key
         .expose_secret()
         .replacen('A', "B", 1)
         .replacen('a', "b", 1);
-    if let Err(e) = host.authorize(&tampered, &"entities:read:order".parse()?) {
+    if let Err(e) = host.authorize(&forged, &"entities:read:order".parse()?) {
         println!("   a mistyped key               denied: {e}");
     }
 
-    println!("\n6. The plugin's new version asks for more:");
-    let v2: ScopeSet = manifest
-        .scopes()
-        .iter()
-        .cloned()
-        .chain(["users:read".parse::<PluginScope>()?])
-        .collect();
-    let granted = host
-        .permissions
-        .scopes(&shop, &manifest.slug)?
-        .map(|s| (*s).clone())
-        .unwrap_or_default();
-    let diff = ConsentDiff::between(&granted, &v2);
-    for s in &diff.added {
-        println!("   needs consent again: {s}");
-    }
-
-    println!("\n7. The plugin starts failing; its circuit opens and the host falls back:");
+    println!("\n8. Another plugin starts failing; its circuit opens and the host falls back:");
+    let flaky = vodo_core::PluginId::new("flaky-widget");
     for attempt in 1..=7 {
         let answer = host.health.call(
-            &manifest.slug,
+            &flaky,
             || Err::<&str, _>("trap: unreachable executed"),
             |why| match why {
                 Fallback::Failed(_) => "fallback (plugin failed)",
@@ -126,7 +184,7 @@ fn main() -> Result<()> {
         );
         println!(
             "   call {attempt}: {answer}; status {}",
-            host.health.status(&manifest.slug)
+            host.health.status(&flaky)
         );
     }
 
@@ -135,7 +193,7 @@ fn main() -> Result<()> {
     let audit_path = data.path().join("audit.jsonl");
     let report = verify_file(&audit_path, &secret, None)?;
     println!(
-        "\n8. The audit trail holds {} chained records and verifies.",
+        "\n9. The audit trail holds {} chained records and verifies.",
         report.records
     );
     let text = std::fs::read_to_string(&audit_path)?;
