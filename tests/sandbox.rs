@@ -554,3 +554,153 @@ fn upgrade_and_hot_reload_replace_the_running_component() {
         "{changes:?}"
     );
 }
+
+#[test]
+fn upgrades_that_ask_for_more_need_consent_and_disabled_plugins_do_not_run() {
+    let s = &*SUITE;
+    install("lifecycle", GOOD, &s.good);
+    let greedy = Manifest::parse(
+        &GOOD
+            .replace(
+                r#""write": ["order_note"]"#,
+                r#""write": ["order_note", "order"]"#,
+            )
+            .replace("\"0.1.0\"", "\"0.2.0\""),
+    )
+    .unwrap();
+    let err = s
+        .sandbox
+        .upgrade(&"lifecycle".into(), &greedy, &s.good, limits())
+        .unwrap_err();
+    assert!(
+        matches!(&err, LoadError::ConsentRequired { scopes, .. } if scopes == &["entities:write:order"]),
+        "{err}"
+    );
+    assert_eq!(
+        s.sandbox
+            .get(&"lifecycle".into(), &"good".into())
+            .unwrap()
+            .manifest
+            .version
+            .to_string(),
+        "0.1.0"
+    );
+    // A version that asks for no more upgrades without asking.
+    let modest = Manifest::parse(&GOOD.replace("\"0.1.0\"", "\"0.1.1\"")).unwrap();
+    let upgraded = s
+        .sandbox
+        .upgrade(&"lifecycle".into(), &modest, &s.good, limits())
+        .unwrap();
+    assert_eq!(upgraded.manifest.version.to_string(), "0.1.1");
+
+    s.sandbox
+        .set_enabled(&"lifecycle".into(), &"good".into(), false)
+        .unwrap();
+    let call = s.sandbox.call_event(&upgraded, "order.created", "1");
+    assert!(matches!(call.result, Err(CallError::NotRun(_))), "{call:?}");
+    s.sandbox
+        .set_enabled(&"lifecycle".into(), &"good".into(), true)
+        .unwrap();
+    assert_eq!(
+        s.sandbox.call_event(&upgraded, "order.created", "1").result,
+        Ok(())
+    );
+}
+
+#[test]
+fn allowed_requests_go_out_and_are_audited() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    // A host that allows private networks (as on a developer's machine).
+    let audit = Arc::new(MemoryAudit::new());
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            allow_private_network: true,
+            ..SandboxConfig::default()
+        },
+        Arc::new(MemoryServices::new()),
+        audit.clone(),
+    )
+    .unwrap();
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let p = sandbox
+        .install(
+            &"net".into(),
+            &m,
+            &SUITE.hostile,
+            m.scopes().clone(),
+            limits(),
+        )
+        .unwrap();
+    let call = sandbox.call_event(&p, "http", &format!("http://localhost:{port}/ping"));
+    assert_eq!(call.result, Ok(()));
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("GET /ping HTTP/1.1\r\nHost: localhost:"),
+        "{request}"
+    );
+    let net = audit
+        .query(&AuditFilter {
+            kinds: vec![AuditKind::NetworkRequest],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        matches!(&net[0].event.action, AuditAction::NetworkRequest { allowed: true, status: Some(200), host, .. } if host == "localhost")
+    );
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_a_broken_cache_is_recompiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    };
+    let m = Manifest::parse(GOOD).unwrap();
+    let run = || {
+        let sandbox = Sandbox::new(
+            config.clone(),
+            Arc::new(MemoryServices::new()),
+            Arc::new(MemoryAudit::new()),
+        )
+        .unwrap();
+        let p = sandbox
+            .install(
+                &"cache".into(),
+                &m,
+                &SUITE.good,
+                m.scopes().clone(),
+                limits(),
+            )
+            .unwrap();
+        sandbox.call_event(&p, "order.created", "1").result
+    };
+    assert_eq!(run(), Ok(()));
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
+    let modified = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    // A second process loads the compiled form instead of compiling again.
+    assert_eq!(run(), Ok(()));
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        modified
+    );
+    // A truncated artifact is refused by wasmtime and replaced by a fresh compile.
+    std::fs::write(&files[0], b"not an artifact").unwrap();
+    assert_eq!(run(), Ok(()));
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+}

@@ -69,6 +69,16 @@ pub enum LoadError {
     /// The plugin is not installed.
     #[error("plugin `{0}` is not installed in this sandbox")]
     NotInstalled(String),
+    /// An upgrade asks for scopes the installer has not consented to.
+    #[error("version {version} of `{plugin}` asks for {} that the installer has not consented to: show them `{}` and install with their consent", if scopes.len() == 1 { "a permission" } else { "permissions" }, scopes.join("`, `"))]
+    ConsentRequired {
+        /// The plugin.
+        plugin: String,
+        /// The new version.
+        version: String,
+        /// The scopes that need consent.
+        scopes: Vec<String>,
+    },
     /// A store of `vodo-core` failed.
     #[error(transparent)]
     Core(#[from] vodo_core::Error),

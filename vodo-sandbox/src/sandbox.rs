@@ -68,6 +68,14 @@ pub struct Installed {
     pub component_hash: [u8; 32],
     pre: PluginPre<HostState>,
     storage: Option<Arc<Storage>>,
+    enabled: std::sync::atomic::AtomicBool,
+}
+
+impl Installed {
+    /// Whether the plugin runs; a disabled plugin's calls are not run.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for Installed {
@@ -408,6 +416,7 @@ impl Sandbox {
             component_hash: hash,
             pre,
             storage,
+            enabled: std::sync::atomic::AtomicBool::new(true),
         });
         let previous = self.installed.insert(
             (installation.clone(), plugin.clone()),
@@ -431,6 +440,72 @@ impl Sandbox {
             },
         );
         Ok(installed)
+    }
+
+    /// Upgrades an installed plugin to a new version under its current grant.
+    ///
+    /// If the new manifest asks for anything the installer has not
+    /// consented to, nothing changes and [`LoadError::ConsentRequired`] lists
+    /// what to ask for; after consent, call [`install`](Self::install) with
+    /// the new grant. Otherwise the new version runs with exactly the scopes
+    /// it requests (a version that asks for less gets less).
+    pub fn upgrade(
+        &self,
+        installation: &InstallationId,
+        manifest: &Manifest,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<Installed>, LoadError> {
+        let current = self
+            .get(installation, &manifest.slug)
+            .ok_or_else(|| LoadError::NotInstalled(manifest.slug.to_string()))?;
+        let diff = vodo_scopes::ConsentDiff::between(&current.scopes, manifest.scopes());
+        if diff.needs_consent() {
+            return Err(LoadError::ConsentRequired {
+                plugin: manifest.slug.to_string(),
+                version: manifest.version.to_string(),
+                scopes: diff.added.iter().map(ToString::to_string).collect(),
+            });
+        }
+        self.install(
+            installation,
+            manifest,
+            wasm,
+            manifest.scopes().clone(),
+            limits,
+        )
+    }
+
+    /// Enables or disables an installed plugin; a disabled plugin's calls
+    /// return [`CallError::NotRun`] without running it.
+    pub fn set_enabled(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        enabled: bool,
+    ) -> Result<(), LoadError> {
+        let p = self
+            .get(installation, plugin)
+            .ok_or_else(|| LoadError::NotInstalled(plugin.to_string()))?;
+        if p.enabled
+            .swap(enabled, std::sync::atomic::Ordering::Relaxed)
+            != enabled
+        {
+            let change = if enabled {
+                LifecycleChange::Enabled
+            } else {
+                LifecycleChange::Disabled
+            };
+            self.audit_event(
+                installation,
+                plugin,
+                AuditAction::Lifecycle {
+                    change,
+                    detail: String::new(),
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Removes a plugin from an installation and deletes its storage folder.
@@ -588,6 +663,15 @@ impl Sandbox {
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<T, String>>,
         output_size: impl Fn(&T) -> u64,
     ) -> Call<T> {
+        if !plugin.is_enabled() {
+            return Call {
+                result: Err(CallError::NotRun(format!(
+                    "plugin `{}` is disabled",
+                    plugin.plugin
+                ))),
+                usage: Usage::default(),
+            };
+        }
         let start = Instant::now();
         let mut store = self.store(plugin);
         let fuel_budget = if self.config.fuel {
