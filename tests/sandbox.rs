@@ -704,3 +704,68 @@ fn compiled_components_are_cached_on_disk_and_a_broken_cache_is_recompiled() {
     assert_eq!(run(), Ok(()));
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
 }
+
+#[test]
+fn host_call_limits_stop_chatty_plugins_and_spikes_are_audited() {
+    let s = &*SUITE;
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let chatty = s
+        .sandbox
+        .install(
+            &"chatty".into(),
+            &m,
+            &s.hostile,
+            m.scopes().clone(),
+            Limits {
+                host_calls: 10,
+                ..limits()
+            },
+        )
+        .unwrap();
+    let call = s.sandbox.call_event(&chatty, "rate-burst", "");
+    assert_eq!(
+        call.result,
+        Err(CallError::Violation(SandboxViolation::HostCalls {
+            limit: 10
+        }))
+    );
+    assert_eq!(call.usage.host_calls, 11);
+
+    // The good plugin makes 3 host calls: at a limit of 3 that is a spike, not a violation.
+    let g = Manifest::parse(GOOD).unwrap();
+    let good = s
+        .sandbox
+        .install(
+            &"spiky".into(),
+            &g,
+            &s.good,
+            g.scopes().clone(),
+            Limits {
+                host_calls: 3,
+                ..limits()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        s.sandbox.call_event(&good, "order.created", "1").result,
+        Ok(())
+    );
+    let spikes = s
+        .audit
+        .query(&AuditFilter {
+            installation: Some("spiky".into()),
+            kinds: vec![AuditKind::ResourceSpike],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        matches!(&spikes[0].event.action, AuditAction::ResourceSpike { resource, value: 3, .. } if resource == "host_calls"),
+        "{spikes:?}"
+    );
+    let totals = good.usage();
+    assert_eq!(
+        (totals.calls, totals.failures, totals.host_calls),
+        (1, 0, 3)
+    );
+    assert!(totals.peak_memory > 0);
+}

@@ -50,6 +50,6 @@ pub use dispatch::Delivery;
 pub use error::{CallError, LoadError, SandboxViolation};
 pub use host::{Request, Response};
 pub use net::{Resolver, SystemResolver, is_private};
-pub use sandbox::{Call, Installed, Sandbox, Usage, engine};
+pub use sandbox::{Call, Installed, Sandbox, Usage, UsageSummary, UsageTotals, engine};
 pub use services::{HostServices, LogLevel, MemoryServices};
 pub use storage::MAX_FILES;

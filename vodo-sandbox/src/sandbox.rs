@@ -5,6 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -43,6 +44,70 @@ pub struct Usage {
     pub bytes_out: u64,
 }
 
+/// What all calls of one installed plugin have used since it was installed.
+#[derive(Debug, Default)]
+pub struct UsageTotals {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    wall_micros: AtomicU64,
+    fuel: AtomicU64,
+    host_calls: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    peak_memory: AtomicU64,
+}
+
+/// A snapshot of [`UsageTotals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageSummary {
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that ended in a violation or a plugin error.
+    pub failures: u64,
+    /// Wall-clock time in all calls.
+    pub wall: Duration,
+    /// Fuel consumed in all calls (zero without fuel metering).
+    pub fuel: u64,
+    /// Host calls in all calls.
+    pub host_calls: u64,
+    /// Bytes from the plugin to the host.
+    pub bytes_in: u64,
+    /// Bytes from the host to the plugin.
+    pub bytes_out: u64,
+    /// The highest peak memory of any call.
+    pub peak_memory: u64,
+}
+
+impl UsageTotals {
+    fn add(&self, u: &Usage, failed: bool) {
+        let r = Ordering::Relaxed;
+        self.calls.fetch_add(1, r);
+        self.failures.fetch_add(u64::from(failed), r);
+        self.wall_micros
+            .fetch_add(u64::try_from(u.wall.as_micros()).unwrap_or(u64::MAX), r);
+        self.fuel.fetch_add(u.fuel.unwrap_or(0), r);
+        self.host_calls.fetch_add(u.host_calls, r);
+        self.bytes_in.fetch_add(u.bytes_in, r);
+        self.bytes_out.fetch_add(u.bytes_out, r);
+        self.peak_memory.fetch_max(u.peak_memory, r);
+    }
+
+    /// The totals now.
+    pub fn summary(&self) -> UsageSummary {
+        let r = Ordering::Relaxed;
+        UsageSummary {
+            calls: self.calls.load(r),
+            failures: self.failures.load(r),
+            wall: Duration::from_micros(self.wall_micros.load(r)),
+            fuel: self.fuel.load(r),
+            host_calls: self.host_calls.load(r),
+            bytes_in: self.bytes_in.load(r),
+            bytes_out: self.bytes_out.load(r),
+            peak_memory: self.peak_memory.load(r),
+        }
+    }
+}
+
 /// The outcome of one call and what it used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call<T> {
@@ -69,9 +134,15 @@ pub struct Installed {
     pre: PluginPre<HostState>,
     storage: Option<Arc<Storage>>,
     enabled: std::sync::atomic::AtomicBool,
+    totals: UsageTotals,
 }
 
 impl Installed {
+    /// What this plugin's calls have used since it was installed.
+    pub fn usage(&self) -> UsageSummary {
+        self.totals.summary()
+    }
+
     /// Whether the plugin runs; a disabled plugin's calls are not run.
     pub fn is_enabled(&self) -> bool {
         self.enabled.load(std::sync::atomic::Ordering::Relaxed)
@@ -417,6 +488,7 @@ impl Sandbox {
             pre,
             storage,
             enabled: std::sync::atomic::AtomicBool::new(true),
+            totals: UsageTotals::default(),
         });
         let previous = self.installed.insert(
             (installation.clone(), plugin.clone()),
@@ -733,6 +805,7 @@ impl Sandbox {
             }
         }
         self.spikes(plugin, &usage);
+        plugin.totals.add(&usage, result.is_err());
         Call { result, usage }
     }
 
@@ -749,8 +822,9 @@ impl Sandbox {
             ("host_calls", usage.host_calls, l.host_calls),
         ];
         for (resource, value, limit) in checks {
-            let threshold = limit / 10 * 8;
-            if value > threshold && value <= limit {
+            // At or above 80% of a limit that was not broken (a broken one is a violation).
+            let threshold = u64::try_from(u128::from(limit) * 8 / 10).unwrap_or(u64::MAX);
+            if value >= threshold.max(1) && value <= limit {
                 self.audit_event(
                     &plugin.installation,
                     &plugin.plugin,
