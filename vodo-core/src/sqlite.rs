@@ -244,24 +244,35 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Runs `sql` with a key record's columns as `?1` to `?12`, in `KEY_COLUMNS` order.
+fn write_key(conn: &Connection, sql: &str, r: &ApiKeyRecord) -> rusqlite::Result<usize> {
+    conn.execute(
+        sql,
+        params![
+            r.id,
+            &r.hash[..],
+            r.installation.as_str(),
+            r.plugin.as_str(),
+            r.name,
+            scopes_to_text(&r.scopes),
+            r.created_at.0,
+            r.expires_at.map(|t| t.0),
+            r.revoked_at.map(|t| t.0),
+            r.replaced_by,
+            count(r.usage_count),
+            r.last_used_at.map(|t| t.0),
+        ],
+    )
+}
+
 impl ApiKeyStore for SqliteStore {
     fn insert(&self, r: &ApiKeyRecord) -> Result<()> {
-        let result = self.conn.lock().execute(
-            &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-            params![
-                r.id,
-                &r.hash[..],
-                r.installation.as_str(),
-                r.plugin.as_str(),
-                r.name,
-                scopes_to_text(&r.scopes),
-                r.created_at.0,
-                r.expires_at.map(|t| t.0),
-                r.revoked_at.map(|t| t.0),
-                r.replaced_by,
-                count(r.usage_count),
-                r.last_used_at.map(|t| t.0),
-            ],
+        let result = write_key(
+            &self.conn.lock(),
+            &format!(
+                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            r,
         );
         match result {
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -290,25 +301,13 @@ impl ApiKeyStore for SqliteStore {
     }
 
     fn update(&self, r: &ApiKeyRecord) -> Result<()> {
-        let n = self.conn.lock().execute(
+        let n = write_key(
+            &self.conn.lock(),
             "UPDATE api_keys SET hash = ?2, installation = ?3, plugin = ?4, name = ?5, scopes = ?6,
                created_at = ?7, expires_at = ?8, revoked_at = ?9, replaced_by = ?10,
                usage_count = ?11, last_used_at = ?12
              WHERE id = ?1",
-            params![
-                r.id,
-                &r.hash[..],
-                r.installation.as_str(),
-                r.plugin.as_str(),
-                r.name,
-                scopes_to_text(&r.scopes),
-                r.created_at.0,
-                r.expires_at.map(|t| t.0),
-                r.revoked_at.map(|t| t.0),
-                r.replaced_by,
-                count(r.usage_count),
-                r.last_used_at.map(|t| t.0),
-            ],
+            r,
         )?;
         if n == 0 {
             return Err(Error::NotFound(format!("no API key `{}`", r.id)));

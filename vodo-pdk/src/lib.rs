@@ -22,9 +22,12 @@
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm`
 //! in `target/wasm32-wasip2/release/` is the component the manifest's
 //! `entry` names. Every host call is checked against the permissions the
-//! manifest declares and the installer granted: a call outside them returns
-//! [`Error::Denied`] with the missing scope, and importing an interface the
-//! manifest does not cover makes the host refuse the plugin at load time.
+//! manifest declares and the installer granted: a call outside them stops
+//! the plugin's call with a permission violation that names the missing
+//! scope (a plugin that reaches past its grant is not trusted to carry on),
+//! and importing an interface the manifest does not cover makes the host
+//! refuse the plugin at install time. [`Error`] carries the failures a
+//! plugin can handle: not found, invalid arguments, host errors.
 //!
 //! # Unsafe code
 //!

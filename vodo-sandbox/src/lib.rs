@@ -26,6 +26,21 @@
 //! plugin's own error), and its [`Usage`]. Violations and usage spikes go
 //! to the audit trail.
 //!
+//! ```ignore
+//! use std::sync::Arc;
+//! use vodo_core::{audit::MemoryAudit, InstallationId, Manifest};
+//! use vodo_sandbox::{Limits, MemoryServices, Sandbox, SandboxConfig};
+//!
+//! let sandbox = Sandbox::new(SandboxConfig::default(), Arc::new(MemoryServices::new()), Arc::new(MemoryAudit::new()))?;
+//! let manifest = Manifest::load("my-plugin/plugin.json".as_ref())?;
+//! let wasm = std::fs::read("my-plugin/target/wasm32-wasip2/release/my_plugin.wasm")?;
+//! let shop = InstallationId::new("shop-42");
+//! // The installer consented to everything the manifest asks for.
+//! let plugin = sandbox.install(&shop, &manifest, &wasm, manifest.scopes().clone(), Limits::default())?;
+//! let call = sandbox.call_event(&plugin, "order.created", r#"{"id":1001}"#);
+//! println!("{:?} in {:?}", call.result, call.usage.wall);
+//! ```
+//!
 //! # Unsafe code
 //!
 //! The crate denies unsafe code except in one place: loading a component

@@ -139,10 +139,9 @@ impl Storage {
         })
     }
 
-    /// Bytes used by every file in the folder.
-    fn usage(&self) -> Result<(u64, usize), StorageError> {
-        let mut total = 0u64;
-        let mut files = 0usize;
+    /// Calls `f` with the path and size of every file in the folder, subfolders included.
+    fn walk(&self, mut f: impl FnMut(PathBuf, u64)) -> Result<(), StorageError> {
+        let io = |e: io::Error| StorageError::Io(e.to_string());
         let mut stack = vec![PathBuf::new()];
         while let Some(sub) = stack.pop() {
             let entries = if sub.as_os_str().is_empty() {
@@ -150,20 +149,28 @@ impl Storage {
             } else {
                 self.dir.read_dir(&sub)
             }
-            .map_err(|e| StorageError::Io(e.to_string()))?;
+            .map_err(io)?;
             for entry in entries {
-                let entry = entry.map_err(|e| StorageError::Io(e.to_string()))?;
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| StorageError::Io(e.to_string()))?;
+                let entry = entry.map_err(io)?;
+                let meta = entry.metadata().map_err(io)?;
+                let path = sub.join(entry.file_name());
                 if meta.is_dir() {
-                    stack.push(sub.join(entry.file_name()));
+                    stack.push(path);
                 } else {
-                    total += meta.len();
-                    files += 1;
+                    f(path, meta.len());
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Bytes used by every file in the folder, and the number of files.
+    fn usage(&self) -> Result<(u64, usize), StorageError> {
+        let (mut total, mut files) = (0u64, 0usize);
+        self.walk(|_, len| {
+            total += len;
+            files += 1;
+        })?;
         Ok((total, files))
     }
 
@@ -223,24 +230,7 @@ impl Storage {
 
     pub(crate) fn list(&self) -> Result<Vec<String>, StorageError> {
         let mut out = Vec::new();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(sub) = stack.pop() {
-            let entries = if sub.as_os_str().is_empty() {
-                self.dir.entries()
-            } else {
-                self.dir.read_dir(&sub)
-            }
-            .map_err(|e| StorageError::Io(e.to_string()))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| StorageError::Io(e.to_string()))?;
-                let name = sub.join(entry.file_name());
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    stack.push(name);
-                } else {
-                    out.push(name.to_string_lossy().into_owned());
-                }
-            }
-        }
+        self.walk(|path, _| out.push(path.to_string_lossy().into_owned()))?;
         out.sort();
         Ok(out)
     }
