@@ -769,3 +769,42 @@ fn host_call_limits_stop_chatty_plugins_and_spikes_are_audited() {
     );
     assert!(totals.peak_memory > 0);
 }
+
+#[test]
+fn a_server_that_never_answers_cannot_stretch_a_call_past_its_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and then says nothing.
+    let _server = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(conn);
+    });
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            allow_private_network: true,
+            ..SandboxConfig::default()
+        },
+        Arc::new(MemoryServices::new()),
+        Arc::new(MemoryAudit::new()),
+    )
+    .unwrap();
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let p = sandbox
+        .install(
+            &"slow".into(),
+            &m,
+            &SUITE.hostile,
+            m.scopes().clone(),
+            limits(),
+        )
+        .unwrap();
+    let start = Instant::now();
+    let call = sandbox.call_event(&p, "http", &format!("http://127.0.0.1:{port}/"));
+    assert!(call.result.is_err(), "{call:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the call took {:?}",
+        start.elapsed()
+    );
+}

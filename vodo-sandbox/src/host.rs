@@ -109,6 +109,9 @@ pub(crate) struct CallCtx {
     pub rate: Option<(Arc<RateLimiter>, RateLimit)>,
     pub resolver: Arc<dyn Resolver>,
     pub allow_private: bool,
+    /// When the call's wall-clock limit runs out; host calls that block
+    /// (HTTP) get no more than what is left.
+    pub deadline: std::time::Instant,
     pub host_calls: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -377,11 +380,18 @@ impl vodo::plugin::http::Host for HostState {
     ) -> HostResult<vodo::plugin::http::Incoming> {
         let c = &mut self.call;
         c.enter(request.url.len() + request.body.len())?;
+        let left = c
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            let limit = c.limits.timeout;
+            return Err(c.stop(SandboxViolation::Timeout { limit }));
+        }
         let policy = net::Policy {
             scopes: &c.scopes,
             resolver: &*c.resolver,
             allow_private: c.allow_private,
-            timeout: c.limits.http_timeout,
+            timeout: c.limits.http_timeout.min(left),
             max_body: c.limits.http_response,
         };
         let outgoing = net::Outgoing {

@@ -716,6 +716,7 @@ impl Sandbox {
                 rate,
                 resolver: Arc::clone(&self.resolver),
                 allow_private: self.config.allow_private_network,
+                deadline: Instant::now() + limits.timeout,
                 host_calls: 0,
                 bytes_in: 0,
                 bytes_out: 0,
