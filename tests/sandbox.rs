@@ -808,3 +808,47 @@ fn a_server_that_never_answers_cannot_stretch_a_call_past_its_timeout() {
         start.elapsed()
     );
 }
+
+#[test]
+fn https_is_checked_like_http_and_an_untrusted_server_fails_the_handshake() {
+    // The SSRF check comes before any TLS.
+    let v = attack("https-private", "http", "https://internal.partner.example/");
+    assert!(
+        matches!(&v, SandboxViolation::Network { reason, .. } if reason.contains("10.0.0.7")),
+        "{v:?}"
+    );
+
+    // A local server that speaks no TLS: the handshake fails, and the plugin is told so.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nplain text, not TLS");
+        }
+    });
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            allow_private_network: true,
+            ..SandboxConfig::default()
+        },
+        Arc::new(MemoryServices::new()),
+        Arc::new(MemoryAudit::new()),
+    )
+    .unwrap();
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let p = sandbox
+        .install(
+            &"tls".into(),
+            &m,
+            &SUITE.hostile,
+            m.scopes().clone(),
+            limits(),
+        )
+        .unwrap();
+    let call = sandbox.call_event(&p, "http", &format!("https://localhost:{port}/"));
+    assert!(
+        matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("Internal")),
+        "{call:?}"
+    );
+}
