@@ -58,7 +58,10 @@ impl SecretKey {
         Zeroizing::new(crate::hex(self.0.as_ref()))
     }
 
-    pub(crate) fn hmac_key(&self, purpose: &[u8]) -> ring::hmac::Key {
+    /// An HMAC-SHA256 key derived from this key for one `purpose` (such as
+    /// `b"vodo oauth csrf v1"`), so that no tag made for one use can be
+    /// replayed as another.
+    pub fn hmac_key(&self, purpose: &[u8]) -> ring::hmac::Key {
         // One host key serves several purposes; derive a distinct key for each
         // so that a tag made for one can never be replayed as the other.
         let root = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.0.as_ref());

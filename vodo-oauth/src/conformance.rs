@@ -1,0 +1,224 @@
+//! The conformance suite every [`OAuthStore`] must pass; the memory and
+//! SQLite stores run it in this crate's tests, a host's own store runs it
+//! with the `conformance` feature. Expects a fresh, empty store.
+
+// A conformance suite is a test: failing loudly on the first difference is its job.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+use vodo_core::{InstallationId, Timestamp};
+use vodo_scopes::{PluginScope, ScopeSet};
+
+use crate::model::{AuthCode, Client, ClientKind, Consent, Partner, SecretHash, Token, TokenKind};
+use crate::store::{OAuthStore, Redemption};
+
+fn scopes(v: &[&str]) -> ScopeSet {
+    v.iter()
+        .map(|s| s.parse::<PluginScope>().unwrap())
+        .collect()
+}
+
+fn token(hash: u8, kind: TokenKind, family: &str) -> Token {
+    Token {
+        hash: [hash; 32],
+        kind,
+        client_id: "conf-app".into(),
+        installation: Some(InstallationId::new("conf-shop")),
+        subject: "user-1".into(),
+        scopes: scopes(&["entities:read:order", "hooks:subscribe:order.*"]),
+        offline_access: true,
+        family: family.into(),
+        issued_at: Timestamp(1_000),
+        expires_at: Some(Timestamp(2_000)),
+        revoked: false,
+        used: false,
+    }
+}
+
+/// Runs every check against `store`.
+pub fn oauth_store(store: &dyn OAuthStore) {
+    let partner = Partner {
+        id: "conf-ptn".into(),
+        name: "Acme".into(),
+        email: "dev@acme.example".into(),
+        created_at: Timestamp(5),
+    };
+    store.put_partner(&partner).unwrap();
+    assert_eq!(store.get_partner("conf-ptn").unwrap(), Some(partner));
+    assert_eq!(store.get_partner("nope").unwrap(), None);
+
+    let client = Client {
+        id: "conf-app".into(),
+        partner_id: "conf-ptn".into(),
+        name: "Acme Sync".into(),
+        kind: ClientKind::Confidential,
+        secrets: vec![
+            SecretHash {
+                hash: [1; 32],
+                created_at: Timestamp(1),
+                expires_at: Some(Timestamp(9)),
+            },
+            SecretHash {
+                hash: [2; 32],
+                created_at: Timestamp(2),
+                expires_at: None,
+            },
+        ],
+        redirect_uris: vec![
+            "https://acme.example/cb".into(),
+            "http://127.0.0.1/cb".into(),
+        ],
+        scopes: scopes(&["entities:read", "hooks:subscribe:order.*"]),
+        created_at: Timestamp(3),
+    };
+    store.put_client(&client).unwrap();
+    assert_eq!(
+        store.get_client("conf-app").unwrap().as_ref(),
+        Some(&client),
+        "a client reads back whole"
+    );
+    let public = Client {
+        id: "conf-app-2".into(),
+        kind: ClientKind::Public,
+        secrets: vec![],
+        ..client.clone()
+    };
+    store.put_client(&public).unwrap();
+    let ids: Vec<String> = store
+        .list_clients("conf-ptn")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["conf-app", "conf-app-2"]);
+
+    let shop = InstallationId::new("conf-shop");
+    let consent = Consent {
+        installation: shop.clone(),
+        client_id: "conf-app".into(),
+        scopes: scopes(&["entities:read:order"]),
+        offline_access: true,
+        granted_by: "user-1".into(),
+        granted_at: Timestamp(7),
+    };
+    store.put_consent(&consent).unwrap();
+    assert_eq!(store.get_consent(&shop, "conf-app").unwrap(), Some(consent));
+    assert_eq!(
+        store
+            .get_consent(&InstallationId::new("other"), "conf-app")
+            .unwrap(),
+        None
+    );
+
+    let code = AuthCode {
+        hash: [9; 32],
+        client_id: "conf-app".into(),
+        installation: shop.clone(),
+        subject: "user-1".into(),
+        redirect_uri: "https://acme.example/cb".into(),
+        scopes: scopes(&["entities:read:order"]),
+        offline_access: true,
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        expires_at: Timestamp(60_000),
+        family: "fam-1".into(),
+    };
+    store.put_code(&code).unwrap();
+    assert_eq!(
+        store.redeem_code(&[9; 32]).unwrap(),
+        Redemption::Fresh(code.clone()),
+        "first redemption is fresh"
+    );
+    assert_eq!(
+        store.redeem_code(&[9; 32]).unwrap(),
+        Redemption::Reused(code),
+        "second is a replay"
+    );
+    assert_eq!(store.redeem_code(&[8; 32]).unwrap(), Redemption::Unknown);
+
+    let access = token(10, TokenKind::Access, "fam-1");
+    let refresh = Token {
+        expires_at: None,
+        ..token(11, TokenKind::Refresh, "fam-1")
+    };
+    let other = Token {
+        client_id: "conf-app-2".into(),
+        installation: None,
+        ..token(12, TokenKind::Access, "fam-2")
+    };
+    for t in [&access, &refresh, &other] {
+        store.put_token(t).unwrap();
+    }
+    assert_eq!(
+        store.get_token(&[10; 32]).unwrap().as_ref(),
+        Some(&access),
+        "a token reads back whole"
+    );
+    assert_eq!(
+        store.use_refresh_token(&[10; 32]).unwrap(),
+        Redemption::Unknown,
+        "an access token is not a refresh token"
+    );
+    let used = Token {
+        used: true,
+        ..refresh.clone()
+    };
+    // Both answers carry the token as stored after the call: marked used.
+    assert_eq!(
+        store.use_refresh_token(&[11; 32]).unwrap(),
+        Redemption::Fresh(used.clone())
+    );
+    assert_eq!(
+        store.use_refresh_token(&[11; 32]).unwrap(),
+        Redemption::Reused(used)
+    );
+    assert!(!refresh.used);
+    assert_eq!(
+        store.revoke_family("fam-1").unwrap(),
+        2,
+        "both tokens of the family"
+    );
+    assert_eq!(store.revoke_family("fam-1").unwrap(), 0, "already revoked");
+    assert!(store.get_token(&[10; 32]).unwrap().unwrap().revoked);
+    assert!(
+        !store.get_token(&[12; 32]).unwrap().unwrap().revoked,
+        "other families untouched"
+    );
+    assert!(store.revoke_token(&[12; 32]).unwrap());
+    assert!(!store.revoke_token(&[13; 32]).unwrap());
+
+    let fresh = Token {
+        revoked: false,
+        ..token(14, TokenKind::Access, "fam-3")
+    };
+    store.put_token(&fresh).unwrap();
+    assert_eq!(
+        store
+            .revoke_installation(&InstallationId::new("elsewhere"), "conf-app")
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.revoke_installation(&shop, "conf-app").unwrap(),
+        1,
+        "only the still-active token of this installation and app"
+    );
+    assert!(store.get_token(&[14; 32]).unwrap().unwrap().revoked);
+    assert!(store.delete_consent(&shop, "conf-app").unwrap());
+    assert!(!store.delete_consent(&shop, "conf-app").unwrap());
+    assert!(store.delete_client("conf-app").unwrap());
+    assert_eq!(store.get_client("conf-app").unwrap(), None);
+    assert_eq!(
+        store.get_token(&[10; 32]).unwrap(),
+        None,
+        "a deleted client's tokens go with it"
+    );
+    assert!(!store.delete_client("conf-app").unwrap());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_and_sqlite_stores_conform() {
+        super::oauth_store(&crate::MemoryStore::new());
+        super::oauth_store(&crate::SqliteStore::open_in_memory().unwrap());
+    }
+}

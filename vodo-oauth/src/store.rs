@@ -1,0 +1,271 @@
+//! [`OAuthStore`]: where partners, apps, consents, codes and tokens live,
+//! with [`MemoryStore`] beside it (and [`SqliteStore`](crate::SqliteStore)).
+//!
+//! The two operations that decide security, redeeming a code and using a
+//! refresh token, are single atomic steps of the store: "mark used and tell
+//! me whether it already was". Two racing requests can then never both get
+//! a fresh answer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use vodo_core::InstallationId;
+
+use crate::Result;
+use crate::model::{AuthCode, Client, Consent, Partner, Token, TokenKind};
+
+/// The outcome of redeeming a code or using a refresh token. A token comes
+/// back as stored after the call, that is, marked used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption<T> {
+    /// First use: it is now marked used.
+    Fresh(T),
+    /// It was used before: a replay.
+    Reused(T),
+    /// No such code or token.
+    Unknown,
+}
+
+/// Storage of the authorization server. Implementations must pass
+/// [`crate::conformance::oauth_store`].
+pub trait OAuthStore: fmt::Debug + Send + Sync {
+    /// Inserts or replaces a partner.
+    fn put_partner(&self, partner: &Partner) -> Result<()>;
+    /// A partner by id.
+    fn get_partner(&self, id: &str) -> Result<Option<Partner>>;
+    /// Inserts or replaces a client.
+    fn put_client(&self, client: &Client) -> Result<()>;
+    /// A client by id.
+    fn get_client(&self, id: &str) -> Result<Option<Client>>;
+    /// A partner's clients, by id.
+    fn list_clients(&self, partner_id: &str) -> Result<Vec<Client>>;
+    /// Deletes a client, its consents and tokens; whether it existed.
+    fn delete_client(&self, id: &str) -> Result<bool>;
+    /// Inserts or replaces a consent.
+    fn put_consent(&self, consent: &Consent) -> Result<()>;
+    /// The consent of an installation to a client.
+    fn get_consent(
+        &self,
+        installation: &InstallationId,
+        client_id: &str,
+    ) -> Result<Option<Consent>>;
+    /// Removes a consent; whether it existed.
+    fn delete_consent(&self, installation: &InstallationId, client_id: &str) -> Result<bool>;
+    /// Stores a new code.
+    fn put_code(&self, code: &AuthCode) -> Result<()>;
+    /// Marks a code used, atomically, and says whether it was fresh.
+    fn redeem_code(&self, hash: &[u8; 32]) -> Result<Redemption<AuthCode>>;
+    /// Stores a new token.
+    fn put_token(&self, token: &Token) -> Result<()>;
+    /// A token by hash.
+    fn get_token(&self, hash: &[u8; 32]) -> Result<Option<Token>>;
+    /// Marks a refresh token used, atomically, and says whether it was fresh.
+    fn use_refresh_token(&self, hash: &[u8; 32]) -> Result<Redemption<Token>>;
+    /// Revokes one token; whether it existed.
+    fn revoke_token(&self, hash: &[u8; 32]) -> Result<bool>;
+    /// Revokes every token of a family; how many were still active.
+    fn revoke_family(&self, family: &str) -> Result<usize>;
+    /// Revokes every token an app holds for an installation; how many were still active.
+    fn revoke_installation(&self, installation: &InstallationId, client_id: &str) -> Result<usize>;
+}
+
+macro_rules! forward {
+    ($($ty:ty),*) => {$(
+        impl<T: OAuthStore + ?Sized> OAuthStore for $ty {
+            fn put_partner(&self, p: &Partner) -> Result<()> { (**self).put_partner(p) }
+            fn get_partner(&self, id: &str) -> Result<Option<Partner>> { (**self).get_partner(id) }
+            fn put_client(&self, c: &Client) -> Result<()> { (**self).put_client(c) }
+            fn get_client(&self, id: &str) -> Result<Option<Client>> { (**self).get_client(id) }
+            fn list_clients(&self, p: &str) -> Result<Vec<Client>> { (**self).list_clients(p) }
+            fn delete_client(&self, id: &str) -> Result<bool> { (**self).delete_client(id) }
+            fn put_consent(&self, c: &Consent) -> Result<()> { (**self).put_consent(c) }
+            fn get_consent(&self, i: &InstallationId, c: &str) -> Result<Option<Consent>> { (**self).get_consent(i, c) }
+            fn delete_consent(&self, i: &InstallationId, c: &str) -> Result<bool> { (**self).delete_consent(i, c) }
+            fn put_code(&self, c: &AuthCode) -> Result<()> { (**self).put_code(c) }
+            fn redeem_code(&self, h: &[u8; 32]) -> Result<Redemption<AuthCode>> { (**self).redeem_code(h) }
+            fn put_token(&self, t: &Token) -> Result<()> { (**self).put_token(t) }
+            fn get_token(&self, h: &[u8; 32]) -> Result<Option<Token>> { (**self).get_token(h) }
+            fn use_refresh_token(&self, h: &[u8; 32]) -> Result<Redemption<Token>> { (**self).use_refresh_token(h) }
+            fn revoke_token(&self, h: &[u8; 32]) -> Result<bool> { (**self).revoke_token(h) }
+            fn revoke_family(&self, f: &str) -> Result<usize> { (**self).revoke_family(f) }
+            fn revoke_installation(&self, i: &InstallationId, c: &str) -> Result<usize> { (**self).revoke_installation(i, c) }
+        }
+    )*};
+}
+forward!(&T, Box<T>, Arc<T>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    partners: HashMap<String, Partner>,
+    clients: HashMap<String, Client>,
+    consents: HashMap<(InstallationId, String), Consent>,
+    codes: HashMap<[u8; 32], (AuthCode, bool)>,
+    tokens: HashMap<[u8; 32], Token>,
+}
+
+/// Everything in memory, for tests and embedding.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl OAuthStore for MemoryStore {
+    fn put_partner(&self, p: &Partner) -> Result<()> {
+        self.inner.lock().partners.insert(p.id.clone(), p.clone());
+        Ok(())
+    }
+
+    fn get_partner(&self, id: &str) -> Result<Option<Partner>> {
+        Ok(self.inner.lock().partners.get(id).cloned())
+    }
+
+    fn put_client(&self, c: &Client) -> Result<()> {
+        self.inner.lock().clients.insert(c.id.clone(), c.clone());
+        Ok(())
+    }
+
+    fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        Ok(self.inner.lock().clients.get(id).cloned())
+    }
+
+    fn list_clients(&self, partner_id: &str) -> Result<Vec<Client>> {
+        let mut out: Vec<Client> = self
+            .inner
+            .lock()
+            .clients
+            .values()
+            .filter(|c| c.partner_id == partner_id)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    fn delete_client(&self, id: &str) -> Result<bool> {
+        let mut inner = self.inner.lock();
+        let existed = inner.clients.remove(id).is_some();
+        inner.consents.retain(|(_, c), _| c != id);
+        inner.tokens.retain(|_, t| t.client_id != id);
+        inner.codes.retain(|_, (c, _)| c.client_id != id);
+        Ok(existed)
+    }
+
+    fn put_consent(&self, c: &Consent) -> Result<()> {
+        self.inner
+            .lock()
+            .consents
+            .insert((c.installation.clone(), c.client_id.clone()), c.clone());
+        Ok(())
+    }
+
+    fn get_consent(
+        &self,
+        installation: &InstallationId,
+        client_id: &str,
+    ) -> Result<Option<Consent>> {
+        Ok(self
+            .inner
+            .lock()
+            .consents
+            .get(&(installation.clone(), client_id.to_owned()))
+            .cloned())
+    }
+
+    fn delete_consent(&self, installation: &InstallationId, client_id: &str) -> Result<bool> {
+        Ok(self
+            .inner
+            .lock()
+            .consents
+            .remove(&(installation.clone(), client_id.to_owned()))
+            .is_some())
+    }
+
+    fn put_code(&self, code: &AuthCode) -> Result<()> {
+        self.inner
+            .lock()
+            .codes
+            .insert(code.hash, (code.clone(), false));
+        Ok(())
+    }
+
+    fn redeem_code(&self, hash: &[u8; 32]) -> Result<Redemption<AuthCode>> {
+        let mut inner = self.inner.lock();
+        Ok(match inner.codes.get_mut(hash) {
+            None => Redemption::Unknown,
+            Some((code, used)) if *used => Redemption::Reused(code.clone()),
+            Some((code, used)) => {
+                *used = true;
+                Redemption::Fresh(code.clone())
+            }
+        })
+    }
+
+    fn put_token(&self, t: &Token) -> Result<()> {
+        self.inner.lock().tokens.insert(t.hash, t.clone());
+        Ok(())
+    }
+
+    fn get_token(&self, hash: &[u8; 32]) -> Result<Option<Token>> {
+        Ok(self.inner.lock().tokens.get(hash).cloned())
+    }
+
+    fn use_refresh_token(&self, hash: &[u8; 32]) -> Result<Redemption<Token>> {
+        let mut inner = self.inner.lock();
+        Ok(match inner.tokens.get_mut(hash) {
+            Some(t) if t.kind == TokenKind::Refresh => {
+                if t.used {
+                    Redemption::Reused(t.clone())
+                } else {
+                    t.used = true;
+                    Redemption::Fresh(t.clone())
+                }
+            }
+            _ => Redemption::Unknown,
+        })
+    }
+
+    fn revoke_token(&self, hash: &[u8; 32]) -> Result<bool> {
+        Ok(match self.inner.lock().tokens.get_mut(hash) {
+            Some(t) => {
+                t.revoked = true;
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn revoke_family(&self, family: &str) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        let mut n = 0;
+        for t in inner
+            .tokens
+            .values_mut()
+            .filter(|t| t.family == family && !t.revoked)
+        {
+            t.revoked = true;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn revoke_installation(&self, installation: &InstallationId, client_id: &str) -> Result<usize> {
+        let mut inner = self.inner.lock();
+        let mut n = 0;
+        for t in inner.tokens.values_mut().filter(|t| {
+            !t.revoked && t.client_id == client_id && t.installation.as_ref() == Some(installation)
+        }) {
+            t.revoked = true;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
