@@ -55,6 +55,7 @@ mod host;
 mod ids;
 pub mod keys;
 pub mod manifest;
+pub mod net;
 pub mod permissions;
 pub mod rate;
 mod secret;

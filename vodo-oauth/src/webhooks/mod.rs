@@ -6,7 +6,21 @@
 //! `{id}.{timestamp}.{body}` under the endpoint's `whsec_` secret. During a
 //! secret rotation several signatures are sent, space-separated, and a
 //! receiver accepts the message if any one verifies.
+//!
+//! Events go through a durable [`Outbox`] (SQLite) and a [`Deliverer`]
+//! that retries with backoff and jitter, keeps a delivery log, disables an
+//! endpoint that fails for days and tells its owner, and can send a test
+//! event. Subscriptions may carry [`Rule`]s over the event's fields.
 
+mod deliver;
+mod outbox;
+mod rules;
 mod sign;
 
+pub use deliver::{
+    Deliverer, DeliveryConfig, EndpointNotifier, LogNotifier, TestDelivery, event_body,
+};
+pub use outbox::{Attempt, Claimed, DeliveryStatus, Endpoint, Outbox};
+pub use rules::{Rule, all_match};
 pub use sign::{Signer, VerifyError, WebhookSecret, verify, verify_at};
+pub(crate) use vodo_core::net::is_private;

@@ -1,0 +1,419 @@
+//! Webhook delivery against a real HTTP receiver on loopback that fails,
+//! times out and recovers; a host killed mid-delivery that loses nothing
+//! and, with a receiver that drops duplicates by `webhook-id`, delivers each
+//! event once per endpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use vodo_core::{Clock, ManualClock, SecretKey, Timestamp};
+use vodo_oauth::webhooks::{
+    Deliverer, DeliveryConfig, DeliveryStatus, Endpoint, EndpointNotifier, Outbox, Rule,
+    WebhookSecret, verify_at,
+};
+
+#[derive(Clone, Copy, Debug)]
+enum Behave {
+    Fail,
+    Hang,
+    Gone,
+    Ok,
+}
+
+/// A webhook receiver that verifies signatures and drops duplicates by `webhook-id`.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    script: Arc<Mutex<VecDeque<Behave>>>,
+    /// Every request that arrived with a valid signature.
+    raw: Arc<Mutex<Vec<String>>>,
+    /// `webhook-id`s processed once (the receiver's dedupe).
+    unique: Arc<Mutex<HashSet<String>>>,
+    bad_signatures: Arc<Mutex<usize>>,
+}
+
+/// `now` is the receiver's clock (the tests' manual clock), for the timestamp check.
+fn receiver(secret: WebhookSecret, script: &[Behave], now: ManualClock) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = Receiver {
+        url: format!(
+            "http://127.0.0.1:{}/hooks",
+            listener.local_addr().unwrap().port()
+        ),
+        script: Arc::new(Mutex::new(script.iter().copied().collect())),
+        raw: Arc::default(),
+        unique: Arc::default(),
+        bad_signatures: Arc::default(),
+    };
+    let me = r.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (me, secret, now) = (me.clone(), secret.clone(), now.clone());
+            // One thread per request: a hanging answer does not hold up the next.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut headers = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                    }
+                }
+                let get = |n: &str| {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let len: usize = get("content-length").parse().unwrap_or(0);
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                let id = get("webhook-id");
+                let at = now.now().as_millis() / 1000;
+                if verify_at(
+                    &secret,
+                    &id,
+                    &get("webhook-timestamp"),
+                    &get("webhook-signature"),
+                    &body,
+                    at,
+                )
+                .is_ok()
+                {
+                    me.raw.lock().push(id.clone());
+                } else {
+                    *me.bad_signatures.lock() += 1;
+                }
+                let behave = me.script.lock().pop_front().unwrap_or(Behave::Ok);
+                let status = match behave {
+                    Behave::Hang => {
+                        std::thread::sleep(Duration::from_millis(900));
+                        "200 OK"
+                    }
+                    Behave::Fail => "500 Internal Server Error",
+                    Behave::Gone => "410 Gone",
+                    Behave::Ok => {
+                        me.unique.lock().insert(id);
+                        "200 OK"
+                    }
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            });
+        }
+    });
+    r
+}
+
+fn endpoint(id: &str, url: &str, secret: &WebhookSecret, rules: Vec<Rule>) -> Endpoint {
+    Endpoint {
+        id: id.into(),
+        client_id: "app_acme".into(),
+        url: url.into(),
+        secrets: vec![secret.clone()],
+        event_types: vec!["order.*".into()],
+        rules,
+        installation: None,
+        owner_email: "dev@acme.example".into(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: Timestamp(0),
+    }
+}
+
+fn config() -> DeliveryConfig {
+    DeliveryConfig {
+        timeout: Duration::from_millis(300),
+        schedule: vec![
+            Duration::from_secs(5),
+            Duration::from_secs(300),
+            Duration::from_secs(1800),
+        ],
+        lease: Duration::from_secs(60),
+        allow_private: true,
+        ..DeliveryConfig::default()
+    }
+}
+
+fn host_key() -> SecretKey {
+    SecretKey::from_bytes([3; 32])
+}
+
+#[test]
+fn fails_times_out_recovers_and_keeps_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = WebhookSecret::generate().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let rx = receiver(secret.clone(), &[Behave::Fail, Behave::Hang], clock.clone());
+    let outbox = Arc::new(Outbox::open(dir.path().join("outbox.db"), &host_key()).unwrap());
+    let big_orders = vec![Rule::GreaterThan {
+        field: "data.total".into(),
+        value: 100.0,
+    }];
+    outbox
+        .put_endpoint(&endpoint("ep_1", &rx.url, &secret, big_orders))
+        .unwrap();
+    let d = Deliverer::new(outbox.clone(), config()).with_clock(Arc::new(clock.clone()));
+
+    let id = d
+        .publish("order.created", None, json!({ "id": 1, "total": "150.00" }))
+        .unwrap();
+    let small = d
+        .publish("order.created", None, json!({ "id": 2, "total": "50.00" }))
+        .unwrap();
+    let other = d
+        .publish("product.created", None, json!({ "id": 3 }))
+        .unwrap();
+    assert!(
+        outbox.deliveries(&small).unwrap().is_empty(),
+        "the rule filters small orders"
+    );
+    assert!(
+        outbox.deliveries(&other).unwrap().is_empty(),
+        "not subscribed"
+    );
+
+    assert_eq!(d.run_due().unwrap(), 1); // 500
+    assert_eq!(d.run_due().unwrap(), 0, "not due until the backoff passes");
+    clock.advance(Duration::from_secs(7));
+    assert_eq!(d.run_due().unwrap(), 1); // hangs past the timeout
+    clock.advance(Duration::from_secs(400));
+    assert_eq!(d.run_due().unwrap(), 1); // recovers
+    assert_eq!(
+        outbox.deliveries(&id).unwrap(),
+        [("ep_1".to_owned(), DeliveryStatus::Delivered, 3)]
+    );
+
+    let log = outbox.attempts(&id).unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0].status, Some(500));
+    assert_eq!(log[1].status, None);
+    assert!(
+        log[1]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("time"),
+        "{:?}",
+        log[1].error
+    );
+    assert_eq!((log[2].status, log[2].response.as_str()), (Some(200), "ok"));
+    assert_eq!(*rx.bad_signatures.lock(), 0);
+    assert_eq!(rx.unique.lock().len(), 1);
+
+    // Manual redelivery sends the same message again, with the same id.
+    outbox.redeliver(&id, "ep_1", clock.now()).unwrap();
+    assert_eq!(d.run_due().unwrap(), 1);
+    assert_eq!(rx.raw.lock().iter().filter(|r| **r == id).count(), 4);
+    assert_eq!(
+        rx.unique.lock().len(),
+        1,
+        "the receiver dropped the duplicate"
+    );
+}
+
+#[test]
+fn a_host_killed_mid_delivery_loses_nothing_and_delivers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let secret = WebhookSecret::generate().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let rx = receiver(secret.clone(), &[], clock.clone());
+    let ids: Vec<String> = {
+        let outbox = Arc::new(Outbox::open(&path, &host_key()).unwrap());
+        outbox
+            .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
+            .unwrap();
+        outbox
+            .put_endpoint(&endpoint("ep_2", &rx.url, &secret, vec![]))
+            .unwrap();
+        let d = Deliverer::new(outbox.clone(), config()).with_clock(Arc::new(clock.clone()));
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                d.publish("order.created", None, json!({ "id": i }))
+                    .unwrap()
+            })
+            .collect();
+        // A worker claims everything, sends one request, and the process dies
+        // before it records anything.
+        let claimed = outbox
+            .claim_due(clock.now(), Duration::from_secs(60), 100)
+            .unwrap();
+        assert_eq!(claimed.len(), 6);
+        let c = &claimed[0];
+        let signer = vodo_oauth::webhooks::Signer::new(c.endpoint.secrets.clone()).unwrap();
+        let mut req = ureq::post(&c.endpoint.url);
+        for (k, v) in signer.headers(
+            &c.message_id,
+            clock.now().as_millis() / 1000,
+            c.body.as_bytes(),
+        ) {
+            req = req.header(k, &v);
+        }
+        req.send(c.body.as_bytes()).unwrap();
+        ids
+    };
+    // Restart: the outbox reopens from disk.
+    let outbox = Arc::new(Outbox::open(&path, &host_key()).unwrap());
+    let d = Deliverer::new(outbox.clone(), config()).with_clock(Arc::new(clock.clone()));
+    assert_eq!(outbox.pending().unwrap(), 6, "nothing was lost");
+    assert_eq!(
+        d.run_due().unwrap(),
+        0,
+        "leased deliveries wait for the lease to run out"
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(d.run_due().unwrap(), 6);
+    assert_eq!(outbox.pending().unwrap(), 0);
+    for id in &ids {
+        let statuses: Vec<DeliveryStatus> = outbox
+            .deliveries(id)
+            .unwrap()
+            .into_iter()
+            .map(|(_, s, _)| s)
+            .collect();
+        assert_eq!(
+            statuses,
+            [DeliveryStatus::Delivered, DeliveryStatus::Delivered]
+        );
+    }
+    // 7 requests arrived (one twice); the receiver processed each message once.
+    assert_eq!(rx.raw.lock().len(), 7);
+    assert_eq!(rx.unique.lock().len(), 3);
+}
+
+#[derive(Debug, Default)]
+struct Told(Mutex<Vec<(String, String)>>);
+
+impl EndpointNotifier for Told {
+    fn endpoint_disabled(&self, endpoint: &Endpoint, reason: &str) {
+        self.0
+            .lock()
+            .push((endpoint.owner_email.clone(), reason.to_owned()));
+    }
+}
+
+#[test]
+fn an_endpoint_failing_for_days_is_disabled_and_its_owner_told() {
+    let secret = WebhookSecret::generate().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let rx = receiver(secret.clone(), &[Behave::Fail; 20], clock.clone());
+    let outbox = Arc::new(Outbox::open_in_memory(&host_key()).unwrap());
+    outbox
+        .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
+        .unwrap();
+    let told = Arc::new(Told::default());
+    let cfg = DeliveryConfig {
+        schedule: vec![Duration::from_secs(24 * 3600); 10],
+        disable_after: Duration::from_secs(5 * 24 * 3600),
+        ..config()
+    };
+    let d = Deliverer::new(outbox.clone(), cfg)
+        .with_clock(Arc::new(clock.clone()))
+        .with_notifier(told.clone());
+    let id = d.publish("order.created", None, json!({})).unwrap();
+    for _ in 0..7 {
+        d.run_due().unwrap();
+        clock.advance(Duration::from_secs(30 * 3600));
+    }
+    let e = outbox.endpoint("ep_1").unwrap().unwrap();
+    assert!(!e.enabled);
+    assert!(e.disabled_reason.unwrap().contains("failed for"));
+    assert_eq!(told.0.lock()[0].0, "dev@acme.example");
+    assert_eq!(outbox.deliveries(&id).unwrap()[0].1, DeliveryStatus::Failed);
+    // New events no longer go to it.
+    let later = d.publish("order.created", None, json!({})).unwrap();
+    assert!(outbox.deliveries(&later).unwrap().is_empty());
+
+    // 410 Gone disables at once.
+    let rx2 = receiver(secret.clone(), &[Behave::Gone], clock.clone());
+    outbox
+        .put_endpoint(&endpoint("ep_2", &rx2.url, &secret, vec![]))
+        .unwrap();
+    d.publish("order.updated", None, json!({})).unwrap();
+    d.run_due().unwrap();
+    assert!(!outbox.endpoint("ep_2").unwrap().unwrap().enabled);
+}
+
+#[test]
+fn the_test_tool_shows_the_signed_request_and_the_answer() {
+    let secret = WebhookSecret::generate().unwrap();
+    let rx = receiver(secret.clone(), &[], ManualClock::new(Timestamp::now()));
+    let d = Deliverer::new(
+        Arc::new(Outbox::open_in_memory(&host_key()).unwrap()),
+        config(),
+    );
+    let report = d
+        .send_test(&rx.url, &secret, "order.created", json!({ "id": 42 }))
+        .unwrap();
+    assert_eq!(report.status, Some(200));
+    assert!(report.request_body.contains("\"type\":\"order.created\""));
+    let names: Vec<&str> = report
+        .request_headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    );
+    assert_eq!(*rx.bad_signatures.lock(), 0);
+    // Private targets are refused unless the host allows them.
+    let strict = Deliverer::new(
+        Arc::new(Outbox::open_in_memory(&host_key()).unwrap()),
+        DeliveryConfig::default(),
+    );
+    let refused = strict
+        .send_test(&rx.url, &secret, "order.created", json!({}))
+        .unwrap();
+    assert!(refused.error.unwrap().contains("private"));
+}
+
+#[test]
+fn secrets_rest_encrypted_and_need_the_host_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let secret = WebhookSecret::generate().unwrap();
+    {
+        let outbox = Outbox::open(&path, &host_key()).unwrap();
+        outbox
+            .put_endpoint(&endpoint(
+                "ep_1",
+                "https://acme.example/hooks",
+                &secret,
+                vec![],
+            ))
+            .unwrap();
+    }
+    let raw = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(dir.path().join("outbox.db-wal")).unwrap_or_default();
+    let plain = secret.expose_secret();
+    let needle = plain.as_bytes();
+    assert!(
+        !raw.windows(needle.len()).any(|w| w == needle)
+            && !wal.windows(needle.len()).any(|w| w == needle)
+    );
+    let other = Outbox::open(&path, &SecretKey::from_bytes([4; 32])).unwrap();
+    assert!(other.endpoint("ep_1").is_err());
+    let same = Outbox::open(&path, &host_key()).unwrap();
+    assert_eq!(
+        same.endpoint("ep_1").unwrap().unwrap().secrets[0].expose_secret(),
+        plain
+    );
+}

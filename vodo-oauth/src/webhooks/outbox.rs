@@ -1,0 +1,599 @@
+//! The durable outbox: endpoints, messages, deliveries and the delivery log
+//! in SQLite, so that no event is lost when the host stops mid-delivery.
+//!
+//! An event is written once as a message, with one delivery row per
+//! subscribed endpoint, in one transaction. A worker claims a due delivery
+//! by moving its next attempt a lease into the future, sends it, and then
+//! records the outcome. If the host dies between sending and recording, the
+//! lease runs out and the delivery is sent again with the same
+//! `webhook-id`, so a receiver that drops duplicates sees it once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ring::aead;
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use vodo_core::{InstallationId, SecretKey, Timestamp};
+use vodo_scopes::HookPattern;
+
+use super::rules::{Rule, all_match};
+use super::sign::WebhookSecret;
+use crate::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY, client_id TEXT NOT NULL, url TEXT NOT NULL, secrets BLOB NOT NULL,
+    event_types TEXT NOT NULL, rules TEXT NOT NULL, installation TEXT, owner_email TEXT NOT NULL,
+    enabled INTEGER NOT NULL, disabled_reason TEXT, failing_since INTEGER, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_messages (
+    id TEXT PRIMARY KEY, event_type TEXT NOT NULL, installation TEXT, body TEXT NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id INTEGER NOT NULL, message_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL, at INTEGER NOT NULL, status INTEGER, latency_ms INTEGER NOT NULL,
+    error TEXT, response TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_by_message ON webhook_attempts (message_id, id);
+";
+
+/// A URL an app receives webhooks at.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Stable id.
+    pub id: String,
+    /// The app (OAuth client) that owns it.
+    pub client_id: String,
+    /// Where to POST.
+    pub url: String,
+    /// Signing secrets, newest first (several during a rotation).
+    pub secrets: Vec<WebhookSecret>,
+    /// Event type patterns it subscribes to (`order.*`, `app.installed`).
+    pub event_types: Vec<String>,
+    /// Conditions every event must meet.
+    pub rules: Vec<Rule>,
+    /// Only events of this installation, if set.
+    pub installation: Option<InstallationId>,
+    /// Who is told when the endpoint is disabled.
+    pub owner_email: String,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt has failed.
+    pub failing_since: Option<Timestamp>,
+    /// When it was added.
+    pub created_at: Timestamp,
+}
+
+impl Endpoint {
+    fn wants(
+        &self,
+        event_type: &str,
+        installation: Option<&InstallationId>,
+        message: &Value,
+    ) -> bool {
+        self.enabled
+            && self.event_types.iter().any(|p| {
+                p == event_type || HookPattern::new(p).is_ok_and(|p| p.matches(event_type))
+            })
+            && self
+                .installation
+                .as_ref()
+                .is_none_or(|i| Some(i) == installation)
+            && all_match(&self.rules, message)
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// A 2xx answer came.
+    Delivered,
+    /// Every attempt failed, or the endpoint was disabled.
+    Failed,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "delivered" => Self::Delivered,
+            "failed" => Self::Failed,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// A delivery a worker has claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The delivery row.
+    pub delivery_id: i64,
+    /// The message id, sent as `webhook-id`.
+    pub message_id: String,
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The JSON body.
+    pub body: String,
+    /// When the message was created (`webhook-timestamp` uses the attempt time).
+    pub created_at: Timestamp,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// One attempt, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The delivery row.
+    pub delivery_id: i64,
+    /// The message.
+    pub message_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// When.
+    pub at: Timestamp,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// Time to the answer or the failure.
+    pub latency: Duration,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// The first bytes of the answer's body.
+    pub response: String,
+}
+
+/// The outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    seal: aead::LessSafeKey,
+}
+
+fn sealing_key(secret: &SecretKey) -> Result<aead::LessSafeKey> {
+    let tag = ring::hmac::sign(&secret.hmac_key(b"vodo webhook secrets v1"), b"aes-256-gcm");
+    let key = aead::UnboundKey::new(&aead::AES_256_GCM, &tag.as_ref()[..32])
+        .map_err(|_| Error::Internal("cannot build the sealing key".into()))?;
+    Ok(aead::LessSafeKey::new(key))
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp(v)
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path`. Endpoint secrets are
+    /// encrypted at rest (AES-256-GCM) under a key derived from `secret`.
+    pub fn open(path: impl AsRef<Path>, secret: &SecretKey) -> Result<Self> {
+        let conn = Connection::open(path.as_ref())?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::init(conn, secret)
+    }
+
+    /// An outbox in memory (not durable), for tests.
+    pub fn open_in_memory(secret: &SecretKey) -> Result<Self> {
+        Self::init(Connection::open_in_memory()?, secret)
+    }
+
+    fn init(conn: Connection, secret: &SecretKey) -> Result<Self> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            seal: sealing_key(secret)?,
+        })
+    }
+
+    fn seal(&self, secrets: &[WebhookSecret]) -> Result<Vec<u8>> {
+        let plain: Vec<String> = secrets.iter().map(WebhookSecret::expose_secret).collect();
+        let mut data = plain.join("\n").into_bytes();
+        let mut nonce = [0u8; 12];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::Internal("the system random source failed".into()))?;
+        self.seal
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::empty(),
+                &mut data,
+            )
+            .map_err(|_| Error::Internal("cannot seal a webhook secret".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    fn unseal(&self, sealed: &[u8]) -> Result<Vec<WebhookSecret>> {
+        let bad = || {
+            Error::Storage(
+                "a webhook secret does not decrypt: wrong host key, or the row was changed".into(),
+            )
+        };
+        if sealed.len() < 12 {
+            return Err(bad());
+        }
+        let (nonce, rest) = sealed.split_at(12);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
+        let mut buf = rest.to_vec();
+        let plain = self
+            .seal
+            .open_in_place(nonce, aead::Aad::empty(), &mut buf)
+            .map_err(|_| bad())?;
+        let text = std::str::from_utf8(plain).map_err(|_| bad())?;
+        text.lines().map(WebhookSecret::parse).collect()
+    }
+
+    /// Adds or replaces an endpoint.
+    pub fn put_endpoint(&self, e: &Endpoint) -> Result<()> {
+        let rules =
+            serde_json::to_string(&e.rules).map_err(|err| Error::Invalid(err.to_string()))?;
+        let sealed = self.seal(&e.secrets)?;
+        self.conn.lock().execute(
+            "INSERT OR REPLACE INTO webhook_endpoints
+             (id, client_id, url, secrets, event_types, rules, installation, owner_email, enabled, disabled_reason, failing_since, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                e.id,
+                e.client_id,
+                e.url,
+                sealed,
+                e.event_types.join("\n"),
+                rules,
+                e.installation.as_ref().map(InstallationId::as_str),
+                e.owner_email,
+                e.enabled,
+                e.disabled_reason,
+                e.failing_since.map(|t| t.0),
+                e.created_at.0
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// An endpoint by id.
+    pub fn endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
+        let row = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT id, client_id, url, secrets, event_types, rules, installation, owner_email, enabled,
+                        disabled_reason, failing_since, created_at FROM webhook_endpoints WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, bool>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<i64>>(10)?,
+                        r.get::<_, i64>(11)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((
+            id,
+            client_id,
+            url,
+            sealed,
+            types,
+            rules,
+            inst,
+            owner,
+            enabled,
+            reason,
+            failing,
+            created,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Endpoint {
+            id,
+            client_id,
+            url,
+            secrets: self.unseal(&sealed)?,
+            event_types: types.lines().map(str::to_owned).collect(),
+            rules: serde_json::from_str(&rules).map_err(|e| Error::Storage(Box::new(e)))?,
+            installation: inst.map(InstallationId::new),
+            owner_email: owner,
+            enabled,
+            disabled_reason: reason,
+            failing_since: failing.map(ts),
+            created_at: ts(created),
+        }))
+    }
+
+    /// Every endpoint id of an app.
+    pub fn endpoints_of(&self, client_id: &str) -> Result<Vec<String>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM webhook_endpoints WHERE client_id = ?1 ORDER BY id")?;
+        let ids = stmt
+            .query_map(params![client_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    fn all_endpoints(&self) -> Result<Vec<Endpoint>> {
+        let ids: Vec<String> = {
+            let conn = self.conn.lock();
+            let mut stmt =
+                conn.prepare_cached("SELECT id FROM webhook_endpoints WHERE enabled = 1")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        ids.iter()
+            .filter_map(|id| self.endpoint(id).transpose())
+            .collect()
+    }
+
+    /// Writes an event as one message and a delivery for every endpoint that
+    /// subscribes to it and whose rules it meets, in one transaction.
+    /// Returns the message id and how many endpoints will receive it.
+    pub fn enqueue(
+        &self,
+        message_id: &str,
+        event_type: &str,
+        installation: Option<&InstallationId>,
+        body: &Value,
+        now: Timestamp,
+    ) -> Result<usize> {
+        if message_id.is_empty() || message_id.contains('.') {
+            return Err(Error::Invalid(
+                "a message id is not empty and has no `.`".into(),
+            ));
+        }
+        let targets: Vec<String> = self
+            .all_endpoints()?
+            .into_iter()
+            .filter(|e| e.wants(event_type, installation, body))
+            .map(|e| e.id)
+            .collect();
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO webhook_messages (id, event_type, installation, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![message_id, event_type, installation.map(InstallationId::as_str), body.to_string(), now.0],
+        )?;
+        for endpoint in &targets {
+            tx.execute(
+                "INSERT INTO webhook_deliveries (message_id, endpoint_id, status, attempts, next_attempt_at)
+                 VALUES (?1, ?2, 'pending', 0, ?3)",
+                params![message_id, endpoint, now.0],
+            )?;
+        }
+        tx.commit()?;
+        Ok(targets.len())
+    }
+
+    /// Claims up to `limit` due deliveries: each is leased for `lease`, so
+    /// another worker (or this one after a restart) retries it only if no
+    /// outcome is recorded by then.
+    pub fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Claimed>> {
+        let rows: Vec<(i64, String, String, u32)> = {
+            let mut conn = self.conn.lock();
+            let tx = conn.transaction()?;
+            let rows: Vec<(i64, String, String, u32)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, message_id, endpoint_id, attempts FROM webhook_deliveries
+                     WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+                )?;
+                stmt.query_map(
+                    params![now.0, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?
+                .collect::<rusqlite::Result<_>>()?
+            };
+            for (id, ..) in &rows {
+                tx.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1",
+                    params![id, now.plus(lease).0],
+                )?;
+            }
+            tx.commit()?;
+            rows
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (delivery_id, message_id, endpoint_id, attempts) in rows {
+            let (body, created): (String, i64) = self.conn.lock().query_row(
+                "SELECT body, created_at FROM webhook_messages WHERE id = ?1",
+                params![message_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let Some(endpoint) = self.endpoint(&endpoint_id)? else {
+                self.finish(delivery_id, DeliveryStatus::Failed, attempts, now)?;
+                continue;
+            };
+            out.push(Claimed {
+                delivery_id,
+                message_id,
+                endpoint,
+                body,
+                created_at: ts(created),
+                attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    fn finish(
+        &self,
+        delivery_id: i64,
+        status: DeliveryStatus,
+        attempts: u32,
+        next: Timestamp,
+    ) -> Result<()> {
+        self.conn.lock().execute(
+            "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4 WHERE id = ?1",
+            params![delivery_id, status.as_str(), attempts, next.0],
+        )?;
+        Ok(())
+    }
+
+    /// Records an attempt in the log and moves the delivery on: delivered,
+    /// retried at `next` (when `Some`), or failed.
+    pub fn record(
+        &self,
+        attempt: &Attempt,
+        delivered: bool,
+        next: Option<Timestamp>,
+        attempts: u32,
+    ) -> Result<()> {
+        self.conn.lock().execute(
+            "INSERT INTO webhook_attempts (delivery_id, message_id, endpoint_id, at, status, latency_ms, error, response)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                attempt.delivery_id,
+                attempt.message_id,
+                attempt.endpoint_id,
+                attempt.at.0,
+                attempt.status,
+                i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX),
+                attempt.error,
+                attempt.response
+            ],
+        )?;
+        let status = match (delivered, next) {
+            (true, _) => DeliveryStatus::Delivered,
+            (false, Some(_)) => DeliveryStatus::Pending,
+            (false, None) => DeliveryStatus::Failed,
+        };
+        self.finish(
+            attempt.delivery_id,
+            status,
+            attempts,
+            next.unwrap_or(attempt.at),
+        )
+    }
+
+    /// Marks an endpoint failing since `since` (if not already), or healthy.
+    pub(crate) fn set_failing(&self, endpoint_id: &str, since: Option<Timestamp>) -> Result<()> {
+        let conn = self.conn.lock();
+        match since {
+            Some(t) => conn.execute(
+                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?2) WHERE id = ?1",
+                params![endpoint_id, t.0],
+            )?,
+            None => conn.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?1", params![endpoint_id])?,
+        };
+        Ok(())
+    }
+
+    /// Disables an endpoint and fails its pending deliveries.
+    pub fn disable(&self, endpoint_id: &str, reason: &str) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?2 WHERE id = ?1",
+            params![endpoint_id, reason],
+        )?;
+        tx.execute(
+            "UPDATE webhook_deliveries SET status = 'failed' WHERE endpoint_id = ?1 AND status = 'pending'",
+            params![endpoint_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sends a message to an endpoint again (manual redelivery), with the
+    /// same `webhook-id`.
+    pub fn redeliver(&self, message_id: &str, endpoint_id: &str, now: Timestamp) -> Result<()> {
+        let conn = self.conn.lock();
+        let exists: bool = conn
+            .query_row(
+                "SELECT 1 FROM webhook_messages WHERE id = ?1",
+                params![message_id],
+                |_| Ok(true),
+            )
+            .optional()?
+            .unwrap_or(false);
+        if !exists {
+            return Err(Error::NotFound(format!(
+                "no webhook message `{message_id}`"
+            )));
+        }
+        conn.execute(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, status, attempts, next_attempt_at)
+             VALUES (?1, ?2, 'pending', 0, ?3)",
+            params![message_id, endpoint_id, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// The delivery log of a message, oldest attempt first.
+    pub fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT delivery_id, message_id, endpoint_id, at, status, latency_ms, error, response
+             FROM webhook_attempts WHERE message_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![message_id], |r| {
+                Ok(Attempt {
+                    delivery_id: r.get(0)?,
+                    message_id: r.get(1)?,
+                    endpoint_id: r.get(2)?,
+                    at: ts(r.get(3)?),
+                    status: r.get(4)?,
+                    latency: Duration::from_millis(u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0)),
+                    error: r.get(6)?,
+                    response: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Where each delivery of a message stands: (endpoint, status, attempts).
+    pub fn deliveries(&self, message_id: &str) -> Result<Vec<(String, DeliveryStatus, u32)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT endpoint_id, status, attempts FROM webhook_deliveries WHERE message_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![message_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    DeliveryStatus::parse(&r.get::<_, String>(1)?),
+                    r.get(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The number of deliveries still pending.
+    pub fn pending(&self) -> Result<usize> {
+        let n: i64 = self.conn.lock().query_row(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
