@@ -27,13 +27,25 @@ fn benches(c: &mut Criterion) {
     )
     .unwrap();
     let partner = server.register_partner("Acme", "dev@acme.example").unwrap();
-    let scopes: ScopeSet = ["entities:read:order".parse::<PluginScope>().unwrap()].into_iter().collect();
+    let scopes: ScopeSet = ["entities:read:order".parse::<PluginScope>().unwrap()]
+        .into_iter()
+        .collect();
     let (client, secret) = server
-        .register_client(&partner.id, "Sync", ClientKind::Confidential, &["https://a.example/cb"], scopes)
+        .register_client(
+            &partner.id,
+            "Sync",
+            ClientKind::Confidential,
+            &["https://a.example/cb"],
+            scopes,
+        )
         .unwrap();
     let basic = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.id, secret.unwrap().expose_secret()))
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            client.id,
+            secret.unwrap().expose_secret()
+        ))
     );
     let token_req = HttpRequest {
         method: "POST".into(),
@@ -42,7 +54,8 @@ fn benches(c: &mut Criterion) {
         body: b"grant_type=client_credentials".to_vec(),
         ..Default::default()
     };
-    let issued: serde_json::Value = serde_json::from_slice(&server.handle(&token_req, None).body).unwrap();
+    let issued: serde_json::Value =
+        serde_json::from_slice(&server.handle(&token_req, None).body).unwrap();
     let access = issued["access_token"].as_str().unwrap().to_owned();
     let introspect_req = HttpRequest {
         method: "POST".into(),
@@ -51,7 +64,10 @@ fn benches(c: &mut Criterion) {
         body: format!("token={access}").into_bytes(),
         ..Default::default()
     };
-    assert!(String::from_utf8_lossy(&server.handle(&introspect_req, None).body).contains("\"active\":true"));
+    assert!(
+        String::from_utf8_lossy(&server.handle(&introspect_req, None).body)
+            .contains("\"active\":true")
+    );
 
     let mut g = c.benchmark_group("oauth");
     g.bench_function("token_issuance/client_credentials_via_handle", |b| {
@@ -72,9 +88,19 @@ fn benches(c: &mut Criterion) {
     });
     // The floor of a lookup by hash: SHA-256 and a map probe.
     let mut map = HashMap::new();
-    map.insert(ring::digest::digest(&ring::digest::SHA256, access.as_bytes()).as_ref().to_vec(), 1u8);
+    map.insert(
+        ring::digest::digest(&ring::digest::SHA256, access.as_bytes())
+            .as_ref()
+            .to_vec(),
+        1u8,
+    );
     g.bench_function("introspection/floor_hash_and_lookup", |b| {
-        b.iter(|| map.get(ring::digest::digest(&ring::digest::SHA256, black_box(&access).as_bytes()).as_ref()).copied())
+        b.iter(|| {
+            map.get(
+                ring::digest::digest(&ring::digest::SHA256, black_box(&access).as_bytes()).as_ref(),
+            )
+            .copied()
+        })
     });
     g.finish();
 
@@ -85,15 +111,31 @@ fn benches(c: &mut Criterion) {
     .to_string();
     let (id, ts) = ("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1_649_367_553i64);
     let sig = signer.signature(id, ts, body.as_bytes());
-    let key_bytes = base64::engine::general_purpose::STANDARD.decode("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+    let key_bytes = base64::engine::general_purpose::STANDARD
+        .decode("C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+        .unwrap();
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key_bytes);
     let signed = format!("{id}.{ts}.{body}");
 
     let mut g = c.benchmark_group("webhooks");
-    g.bench_function("sign/vodo", |b| b.iter(|| signer.signature(black_box(id), ts, black_box(body.as_bytes()))));
-    g.bench_function("sign/floor_raw_hmac", |b| b.iter(|| ring::hmac::sign(&key, black_box(signed.as_bytes()))));
+    g.bench_function("sign/vodo", |b| {
+        b.iter(|| signer.signature(black_box(id), ts, black_box(body.as_bytes())))
+    });
+    g.bench_function("sign/floor_raw_hmac", |b| {
+        b.iter(|| ring::hmac::sign(&key, black_box(signed.as_bytes())))
+    });
     g.bench_function("verify/vodo", |b| {
-        b.iter(|| verify_at(&secret, black_box(id), "1649367553", black_box(&sig), body.as_bytes(), ts).unwrap())
+        b.iter(|| {
+            verify_at(
+                &secret,
+                black_box(id),
+                "1649367553",
+                black_box(&sig),
+                body.as_bytes(),
+                ts,
+            )
+            .unwrap()
+        })
     });
     let tag = ring::hmac::sign(&key, signed.as_bytes());
     g.bench_function("verify/floor_raw_hmac_verify", |b| {
