@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 use vodo_core::{Clock, ManualClock, SecretKey, Timestamp};
 use vodo_oauth::webhooks::{
-    Deliverer, DeliveryConfig, DeliveryStatus, Endpoint, EndpointNotifier, Outbox, Rule,
-    WebhookSecret, verify_at,
+    Deliverer, DeliveryConfig, DeliveryStatus, Endpoint, EndpointNotifier, MemoryOutbox, Outbox,
+    Rule, SqliteOutbox, WebhookSecret, verify_at,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -160,7 +160,7 @@ fn fails_times_out_recovers_and_keeps_a_log() {
     let secret = WebhookSecret::generate().unwrap();
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
     let rx = receiver(secret.clone(), &[Behave::Fail, Behave::Hang], clock.clone());
-    let outbox = Arc::new(Outbox::open(dir.path().join("outbox.db"), &host_key()).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(dir.path().join("outbox.db"), &host_key()).unwrap());
     let big_orders = vec![Rule::GreaterThan {
         field: "data.total".into(),
         value: 100.0,
@@ -236,7 +236,7 @@ fn a_host_killed_mid_delivery_loses_nothing_and_delivers_once() {
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
     let rx = receiver(secret.clone(), &[], clock.clone());
     let ids: Vec<String> = {
-        let outbox = Arc::new(Outbox::open(&path, &host_key()).unwrap());
+        let outbox = Arc::new(SqliteOutbox::open(&path, &host_key()).unwrap());
         outbox
             .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
             .unwrap();
@@ -270,7 +270,7 @@ fn a_host_killed_mid_delivery_loses_nothing_and_delivers_once() {
         ids
     };
     // Restart: the outbox reopens from disk.
-    let outbox = Arc::new(Outbox::open(&path, &host_key()).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&path, &host_key()).unwrap());
     let d = Deliverer::new(outbox.clone(), config()).with_clock(Arc::new(clock.clone()));
     assert_eq!(outbox.pending().unwrap(), 6, "nothing was lost");
     assert_eq!(
@@ -314,7 +314,7 @@ fn an_endpoint_failing_for_days_is_disabled_and_its_owner_told() {
     let secret = WebhookSecret::generate().unwrap();
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
     let rx = receiver(secret.clone(), &[Behave::Fail; 20], clock.clone());
-    let outbox = Arc::new(Outbox::open_in_memory(&host_key()).unwrap());
+    let outbox = Arc::new(MemoryOutbox::new());
     outbox
         .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
         .unwrap();
@@ -355,10 +355,7 @@ fn an_endpoint_failing_for_days_is_disabled_and_its_owner_told() {
 fn the_test_tool_shows_the_signed_request_and_the_answer() {
     let secret = WebhookSecret::generate().unwrap();
     let rx = receiver(secret.clone(), &[], ManualClock::new(Timestamp::now()));
-    let d = Deliverer::new(
-        Arc::new(Outbox::open_in_memory(&host_key()).unwrap()),
-        config(),
-    );
+    let d = Deliverer::new(Arc::new(MemoryOutbox::new()), config());
     let report = d
         .send_test(&rx.url, &secret, "order.created", json!({ "id": 42 }))
         .unwrap();
@@ -375,10 +372,7 @@ fn the_test_tool_shows_the_signed_request_and_the_answer() {
     );
     assert_eq!(*rx.bad_signatures.lock(), 0);
     // Private targets are refused unless the host allows them.
-    let strict = Deliverer::new(
-        Arc::new(Outbox::open_in_memory(&host_key()).unwrap()),
-        DeliveryConfig::default(),
-    );
+    let strict = Deliverer::new(Arc::new(MemoryOutbox::new()), DeliveryConfig::default());
     let refused = strict
         .send_test(&rx.url, &secret, "order.created", json!({}))
         .unwrap();
@@ -391,7 +385,7 @@ fn secrets_rest_encrypted_and_need_the_host_key() {
     let path = dir.path().join("outbox.db");
     let secret = WebhookSecret::generate().unwrap();
     {
-        let outbox = Outbox::open(&path, &host_key()).unwrap();
+        let outbox = SqliteOutbox::open(&path, &host_key()).unwrap();
         outbox
             .put_endpoint(&endpoint(
                 "ep_1",
@@ -409,9 +403,9 @@ fn secrets_rest_encrypted_and_need_the_host_key() {
         !raw.windows(needle.len()).any(|w| w == needle)
             && !wal.windows(needle.len()).any(|w| w == needle)
     );
-    let other = Outbox::open(&path, &SecretKey::from_bytes([4; 32])).unwrap();
+    let other = SqliteOutbox::open(&path, &SecretKey::from_bytes([4; 32])).unwrap();
     assert!(other.endpoint("ep_1").is_err());
-    let same = Outbox::open(&path, &host_key()).unwrap();
+    let same = SqliteOutbox::open(&path, &host_key()).unwrap();
     assert_eq!(
         same.endpoint("ep_1").unwrap().unwrap().secrets[0].expose_secret(),
         plain

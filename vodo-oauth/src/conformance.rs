@@ -214,11 +214,206 @@ pub fn oauth_store(store: &dyn OAuthStore) {
     assert!(!store.delete_client("conf-app").unwrap());
 }
 
+fn endpoint(id: &str, client: &str) -> crate::webhooks::Endpoint {
+    crate::webhooks::Endpoint {
+        id: id.into(),
+        client_id: client.into(),
+        url: "https://acme.example/hooks".into(),
+        secrets: vec![
+            crate::webhooks::WebhookSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+                .unwrap(),
+        ],
+        event_types: vec!["order.*".into()],
+        rules: vec![crate::webhooks::Rule::Exists {
+            field: "data.id".into(),
+        }],
+        installation: Some(InstallationId::new("conf-shop")),
+        owner_email: "dev@acme.example".into(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: Timestamp(1),
+    }
+}
+
+/// Runs every check against a webhook outbox.
+pub fn webhook_outbox(outbox: &dyn crate::webhooks::Outbox) {
+    use std::time::Duration;
+
+    use crate::webhooks::{Attempt, DeliveryStatus, Message};
+
+    let (a, b) = (
+        endpoint("conf-ep-a", "conf-app"),
+        endpoint("conf-ep-b", "conf-app-2"),
+    );
+    outbox.put_endpoint(&a).unwrap();
+    outbox.put_endpoint(&b).unwrap();
+    let back = outbox.endpoint("conf-ep-a").unwrap().unwrap();
+    assert_eq!(
+        (back.url.as_str(), back.rules.len(), back.event_types.len()),
+        (a.url.as_str(), 1, 1)
+    );
+    assert_eq!(
+        back.secrets[0].expose_secret(),
+        a.secrets[0].expose_secret(),
+        "secrets read back"
+    );
+    assert_eq!(outbox.endpoints().unwrap().len(), 2);
+    assert_eq!(outbox.endpoints_of("conf-app").unwrap(), ["conf-ep-a"]);
+
+    let message = |id: &str, at: i64| Message {
+        id: id.into(),
+        event_type: "order.created".into(),
+        installation: None,
+        body: format!(r#"{{"type":"order.created","data":{{"id":"{id}"}}}}"#),
+        created_at: Timestamp(at),
+    };
+    outbox
+        .enqueue(
+            &message("m1", 100),
+            &["conf-ep-a".into(), "conf-ep-b".into()],
+        )
+        .unwrap();
+    outbox
+        .enqueue(&message("m2", 200), &["conf-ep-a".into()])
+        .unwrap();
+    assert!(
+        outbox.enqueue(&message("bad.id", 200), &[]).is_err(),
+        "ids have no `.`"
+    );
+    assert_eq!(outbox.pending().unwrap(), 3);
+
+    assert!(
+        outbox
+            .claim_due(Timestamp(99), Duration::from_secs(60), 10)
+            .unwrap()
+            .is_empty(),
+        "nothing due yet"
+    );
+    let claimed = outbox
+        .claim_due(Timestamp(150), Duration::from_secs(60), 10)
+        .unwrap();
+    assert_eq!(claimed.len(), 2, "m1 to both endpoints");
+    assert!(
+        claimed
+            .iter()
+            .all(|c| c.message_id == "m1" && c.attempts == 0 && c.body.contains("\"m1\""))
+    );
+    assert!(
+        outbox
+            .claim_due(Timestamp(150), Duration::from_secs(60), 10)
+            .unwrap()
+            .iter()
+            .all(|c| c.message_id != "m1"),
+        "leased"
+    );
+    let attempt = |c: &crate::webhooks::Claimed, status: Option<u16>, at: i64| Attempt {
+        delivery_id: c.delivery_id,
+        message_id: c.message_id.clone(),
+        endpoint_id: c.endpoint.id.clone(),
+        at: Timestamp(at),
+        status,
+        latency: Duration::from_millis(12),
+        error: status.is_none().then(|| "timed out".to_owned()),
+        response: "ok".into(),
+    };
+    outbox
+        .record(&attempt(&claimed[0], Some(200), 151), true, None, 1)
+        .unwrap();
+    outbox
+        .record(
+            &attempt(&claimed[1], None, 151),
+            false,
+            Some(Timestamp(10_000)),
+            1,
+        )
+        .unwrap();
+    let mut states = outbox.deliveries("m1").unwrap();
+    states.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        states,
+        [
+            ("conf-ep-a".to_owned(), DeliveryStatus::Delivered, 1),
+            ("conf-ep-b".to_owned(), DeliveryStatus::Pending, 1)
+        ]
+    );
+    let log = outbox.attempts("m1").unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].latency, Duration::from_millis(12));
+    assert_eq!(log[1].error.as_deref(), Some("timed out"));
+
+    // After its lease, the retried delivery is due again at its own time only.
+    let later = outbox
+        .claim_due(Timestamp(9_999), Duration::from_secs(60), 10)
+        .unwrap();
+    assert!(later.iter().all(|c| c.message_id != "m1"));
+    let retry = outbox
+        .claim_due(Timestamp(10_000), Duration::from_secs(60), 10)
+        .unwrap();
+    assert!(
+        retry
+            .iter()
+            .any(|c| c.message_id == "m1" && c.attempts == 1)
+    );
+
+    outbox
+        .set_failing("conf-ep-b", Some(Timestamp(151)))
+        .unwrap();
+    outbox
+        .set_failing("conf-ep-b", Some(Timestamp(500)))
+        .unwrap();
+    assert_eq!(
+        outbox.endpoint("conf-ep-b").unwrap().unwrap().failing_since,
+        Some(Timestamp(151)),
+        "the first failure counts"
+    );
+    outbox.disable("conf-ep-b", "gone").unwrap();
+    let b = outbox.endpoint("conf-ep-b").unwrap().unwrap();
+    assert!(!b.enabled && b.disabled_reason.as_deref() == Some("gone"));
+    assert!(
+        outbox
+            .deliveries("m1")
+            .unwrap()
+            .iter()
+            .any(|d| d.1 == DeliveryStatus::Failed),
+        "its pending deliveries failed"
+    );
+    outbox.set_failing("conf-ep-a", None).unwrap();
+    assert_eq!(
+        outbox.endpoint("conf-ep-a").unwrap().unwrap().failing_since,
+        None
+    );
+
+    outbox
+        .redeliver("m1", "conf-ep-a", Timestamp(20_000))
+        .unwrap();
+    assert!(
+        outbox
+            .redeliver("missing", "conf-ep-a", Timestamp(20_000))
+            .is_err()
+    );
+    let again = outbox
+        .claim_due(Timestamp(20_000), Duration::from_secs(60), 10)
+        .unwrap();
+    assert!(
+        again
+            .iter()
+            .any(|c| c.message_id == "m1" && c.endpoint.id == "conf-ep-a" && c.attempts == 0)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn memory_and_sqlite_stores_conform() {
         super::oauth_store(&crate::MemoryStore::new());
         super::oauth_store(&crate::SqliteStore::open_in_memory().unwrap());
+    }
+
+    #[test]
+    fn memory_and_sqlite_outboxes_conform() {
+        super::webhook_outbox(&crate::webhooks::MemoryOutbox::new());
+        let key = vodo_core::SecretKey::from_bytes([9; 32]);
+        super::webhook_outbox(&crate::webhooks::SqliteOutbox::open_in_memory(&key).unwrap());
     }
 }

@@ -364,6 +364,28 @@ impl AuthServer {
         Ok((client, secret))
     }
 
+    /// Changes an app's redirect URIs and the most it may ask for. Existing
+    /// consents and tokens keep their scopes; new authorizations are checked
+    /// against the new registration.
+    pub fn update_client(
+        &self,
+        client_id: &str,
+        redirect_uris: &[&str],
+        scopes: ScopeSet,
+    ) -> Result<Client> {
+        let mut client = self
+            .store
+            .get_client(client_id)?
+            .ok_or_else(|| Error::NotFound(format!("no app `{client_id}`")))?;
+        for uri in redirect_uris {
+            check_redirect_uri(uri)?;
+        }
+        client.redirect_uris = redirect_uris.iter().map(|s| (*s).to_owned()).collect();
+        client.scopes = scopes;
+        self.store.put_client(&client)?;
+        Ok(client)
+    }
+
     /// Issues a new secret for a confidential app; the current ones keep
     /// working for `grace`, then stop.
     pub fn rotate_secret(&self, client_id: &str, grace: Duration) -> Result<ClientSecret> {

@@ -560,6 +560,43 @@ fn more_scopes_ask_for_consent_again_and_declining_is_access_denied() {
 }
 
 #[test]
+fn app_management_changes_what_new_authorizations_may_ask() {
+    let f = fixture();
+    let only_users: ScopeSet = ["users:read".parse::<PluginScope>().unwrap()]
+        .into_iter()
+        .collect();
+    f.server
+        .update_client(&f.client_id, &["https://app.example/new-cb"], only_users)
+        .unwrap();
+    let old_redirect = get(
+        &f,
+        &authorize_query(&f.client_id, REDIRECT, "users:read"),
+        true,
+    );
+    assert_eq!(old_redirect.status, 400, "the old redirect URI is gone");
+    let r = get(
+        &f,
+        &authorize_query(
+            &f.client_id,
+            "https://app.example/new-cb",
+            "entities:read:order",
+        ),
+        true,
+    );
+    assert_eq!(location(&r)["error"], "invalid_scope");
+    assert!(
+        f.server
+            .update_client(&f.client_id, &["http://app.example/cb"], ScopeSet::new())
+            .is_err()
+    );
+    assert!(
+        f.server
+            .update_client("app_missing", &[], ScopeSet::new())
+            .is_err()
+    );
+}
+
+#[test]
 fn secret_rotation_keeps_the_old_secret_for_the_grace_period() {
     let f = fixture();
     let new = f

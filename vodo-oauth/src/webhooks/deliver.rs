@@ -12,7 +12,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
 use vodo_core::{Clock, InstallationId, SystemClock, Timestamp};
 
-use super::outbox::{Attempt, Claimed, Endpoint, Outbox};
+use super::outbox::{Attempt, Claimed, Endpoint, Message, Outbox};
 use super::sign::{Signer, WebhookSecret};
 use crate::{Error, Result};
 
@@ -110,7 +110,7 @@ fn rfc3339(at: Timestamp) -> String {
 /// Sends webhooks from an [`Outbox`].
 #[derive(Debug)]
 pub struct Deliverer {
-    outbox: Arc<Outbox>,
+    outbox: Arc<dyn Outbox>,
     config: DeliveryConfig,
     notifier: Arc<dyn EndpointNotifier>,
     clock: Arc<dyn Clock>,
@@ -127,7 +127,7 @@ struct Sent {
 
 impl Deliverer {
     /// A deliverer over `outbox`.
-    pub fn new(outbox: Arc<Outbox>, config: DeliveryConfig) -> Self {
+    pub fn new(outbox: Arc<dyn Outbox>, config: DeliveryConfig) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .max_redirects(0)
@@ -157,7 +157,7 @@ impl Deliverer {
     }
 
     /// The outbox.
-    pub fn outbox(&self) -> &Arc<Outbox> {
+    pub fn outbox(&self) -> &Arc<dyn Outbox> {
         &self.outbox
     }
 
@@ -180,15 +180,23 @@ impl Deliverer {
             )));
         }
         let now = self.clock.now();
-        let id = crate::crypto::random_id("msg_")?.replace(['-', '_'], "x");
-        self.outbox.enqueue(
-            &id,
-            event_type,
-            installation,
-            &event_body(event_type, now, data),
-            now,
-        )?;
-        Ok(id)
+        let body = event_body(event_type, now, data);
+        let targets: Vec<String> = self
+            .outbox
+            .endpoints()?
+            .into_iter()
+            .filter(|e| e.wants(event_type, installation, &body))
+            .map(|e| e.id)
+            .collect();
+        let message = Message {
+            id: crate::crypto::random_id("msg_")?.replace(['-', '_'], "x"),
+            event_type: event_type.to_owned(),
+            installation: installation.cloned(),
+            body: body.to_string(),
+            created_at: now,
+        };
+        self.outbox.enqueue(&message, &targets)?;
+        Ok(message.id)
     }
 
     fn jittered(&self, wait: Duration) -> Duration {

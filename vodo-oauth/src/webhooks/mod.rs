@@ -7,12 +7,13 @@
 //! secret rotation several signatures are sent, space-separated, and a
 //! receiver accepts the message if any one verifies.
 //!
-//! Events go through a durable [`Outbox`] (SQLite) and a [`Deliverer`]
+//! Events go through a durable [`Outbox`] ([`SqliteOutbox`] by default) and a [`Deliverer`]
 //! that retries with backoff and jitter, keeps a delivery log, disables an
 //! endpoint that fails for days and tells its owner, and can send a test
 //! event. Subscriptions may carry [`Rule`]s over the event's fields.
 
 mod deliver;
+mod memory;
 mod outbox;
 mod rules;
 mod sign;
@@ -20,7 +21,8 @@ mod sign;
 pub use deliver::{
     Deliverer, DeliveryConfig, EndpointNotifier, LogNotifier, TestDelivery, event_body,
 };
-pub use outbox::{Attempt, Claimed, DeliveryStatus, Endpoint, Outbox};
+pub use memory::MemoryOutbox;
+pub use outbox::{Attempt, Claimed, DeliveryStatus, Endpoint, Message, Outbox, SqliteOutbox};
 pub use rules::{Rule, all_match};
 pub use sign::{Signer, VerifyError, WebhookSecret, verify, verify_at};
 pub(crate) use vodo_core::net::is_private;

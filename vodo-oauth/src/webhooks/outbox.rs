@@ -75,7 +75,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn wants(
+    /// Whether this endpoint, enabled, subscribes to an event of
+    /// `event_type` in `installation` whose body meets its rules.
+    pub fn wants(
         &self,
         event_type: &str,
         installation: Option<&InstallationId>,
@@ -160,9 +162,73 @@ pub struct Attempt {
     pub response: String,
 }
 
-/// The outbox.
+/// A message: one event, sent to every endpoint it was enqueued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The id, sent as `webhook-id` (no `.`).
+    pub id: String,
+    /// The event type.
+    pub event_type: String,
+    /// The installation the event belongs to, if any.
+    pub installation: Option<InstallationId>,
+    /// The JSON body, as sent.
+    pub body: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Where endpoints, messages, deliveries and the delivery log live.
+/// Implementations must pass `conformance::webhook_outbox`; the durable
+/// default is [`SqliteOutbox`], and [`MemoryOutbox`](super::MemoryOutbox) serves tests.
+pub trait Outbox: std::fmt::Debug + Send + Sync {
+    /// Adds or replaces an endpoint.
+    fn put_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
+    /// An endpoint by id.
+    fn endpoint(&self, id: &str) -> Result<Option<Endpoint>>;
+    /// Every endpoint, enabled or not, by id.
+    fn endpoints(&self) -> Result<Vec<Endpoint>>;
+    /// Writes a message and a pending delivery to each of `endpoint_ids`,
+    /// due at the message's creation time, all or nothing.
+    fn enqueue(&self, message: &Message, endpoint_ids: &[String]) -> Result<()>;
+    /// Claims up to `limit` due deliveries, oldest first, leasing each for
+    /// `lease`: until it runs out, no other claim returns it.
+    fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Claimed>>;
+    /// Logs an attempt and moves its delivery on: delivered, retried at
+    /// `next` (when `Some`), or failed; `attempts` is the new count.
+    fn record(
+        &self,
+        attempt: &Attempt,
+        delivered: bool,
+        next: Option<Timestamp>,
+        attempts: u32,
+    ) -> Result<()>;
+    /// Marks an endpoint failing since `since` (kept if already failing), or healthy with `None`.
+    fn set_failing(&self, endpoint_id: &str, since: Option<Timestamp>) -> Result<()>;
+    /// Disables an endpoint and fails its pending deliveries.
+    fn disable(&self, endpoint_id: &str, reason: &str) -> Result<()>;
+    /// Sends a message to an endpoint again, with the same id.
+    fn redeliver(&self, message_id: &str, endpoint_id: &str, now: Timestamp) -> Result<()>;
+    /// The delivery log of a message, oldest attempt first.
+    fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>>;
+    /// Where each delivery of a message stands: (endpoint, status, attempts).
+    fn deliveries(&self, message_id: &str) -> Result<Vec<(String, DeliveryStatus, u32)>>;
+    /// The number of deliveries still pending.
+    fn pending(&self) -> Result<usize>;
+
+    /// The ids of an app's endpoints.
+    fn endpoints_of(&self, client_id: &str) -> Result<Vec<String>> {
+        Ok(self
+            .endpoints()?
+            .into_iter()
+            .filter(|e| e.client_id == client_id)
+            .map(|e| e.id)
+            .collect())
+    }
+}
+
+/// The outbox in SQLite, with endpoint secrets encrypted at rest.
 #[derive(Debug)]
-pub struct Outbox {
+pub struct SqliteOutbox {
     conn: Mutex<Connection>,
     seal: aead::LessSafeKey,
 }
@@ -178,7 +244,7 @@ fn ts(v: i64) -> Timestamp {
     Timestamp(v)
 }
 
-impl Outbox {
+impl SqliteOutbox {
     /// Opens (or creates) the outbox at `path`. Endpoint secrets are
     /// encrypted at rest (AES-256-GCM) under a key derived from `secret`.
     pub fn open(path: impl AsRef<Path>, secret: &SecretKey) -> Result<Self> {
@@ -241,8 +307,23 @@ impl Outbox {
         text.lines().map(WebhookSecret::parse).collect()
     }
 
-    /// Adds or replaces an endpoint.
-    pub fn put_endpoint(&self, e: &Endpoint) -> Result<()> {
+    fn finish(
+        &self,
+        delivery_id: i64,
+        status: DeliveryStatus,
+        attempts: u32,
+        next: Timestamp,
+    ) -> Result<()> {
+        self.conn.lock().execute(
+            "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4 WHERE id = ?1",
+            params![delivery_id, status.as_str(), attempts, next.0],
+        )?;
+        Ok(())
+    }
+}
+
+impl Outbox for SqliteOutbox {
+    fn put_endpoint(&self, e: &Endpoint) -> Result<()> {
         let rules =
             serde_json::to_string(&e.rules).map_err(|err| Error::Invalid(err.to_string()))?;
         let sealed = self.seal(&e.secrets)?;
@@ -268,8 +349,7 @@ impl Outbox {
         Ok(())
     }
 
-    /// An endpoint by id.
-    pub fn endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
+    fn endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
         let row = self
             .conn
             .lock()
@@ -328,22 +408,10 @@ impl Outbox {
         }))
     }
 
-    /// Every endpoint id of an app.
-    pub fn endpoints_of(&self, client_id: &str) -> Result<Vec<String>> {
-        let conn = self.conn.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT id FROM webhook_endpoints WHERE client_id = ?1 ORDER BY id")?;
-        let ids = stmt
-            .query_map(params![client_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(ids)
-    }
-
-    fn all_endpoints(&self) -> Result<Vec<Endpoint>> {
+    fn endpoints(&self) -> Result<Vec<Endpoint>> {
         let ids: Vec<String> = {
             let conn = self.conn.lock();
-            let mut stmt =
-                conn.prepare_cached("SELECT id FROM webhook_endpoints WHERE enabled = 1")?;
+            let mut stmt = conn.prepare_cached("SELECT id FROM webhook_endpoints ORDER BY id")?;
             stmt.query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
@@ -352,49 +420,36 @@ impl Outbox {
             .collect()
     }
 
-    /// Writes an event as one message and a delivery for every endpoint that
-    /// subscribes to it and whose rules it meets, in one transaction.
-    /// Returns the message id and how many endpoints will receive it.
-    pub fn enqueue(
-        &self,
-        message_id: &str,
-        event_type: &str,
-        installation: Option<&InstallationId>,
-        body: &Value,
-        now: Timestamp,
-    ) -> Result<usize> {
-        if message_id.is_empty() || message_id.contains('.') {
+    fn enqueue(&self, message: &Message, endpoint_ids: &[String]) -> Result<()> {
+        if message.id.is_empty() || message.id.contains('.') {
             return Err(Error::Invalid(
                 "a message id is not empty and has no `.`".into(),
             ));
         }
-        let targets: Vec<String> = self
-            .all_endpoints()?
-            .into_iter()
-            .filter(|e| e.wants(event_type, installation, body))
-            .map(|e| e.id)
-            .collect();
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO webhook_messages (id, event_type, installation, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![message_id, event_type, installation.map(InstallationId::as_str), body.to_string(), now.0],
+            params![
+                message.id,
+                message.event_type,
+                message.installation.as_ref().map(InstallationId::as_str),
+                message.body,
+                message.created_at.0
+            ],
         )?;
-        for endpoint in &targets {
+        for endpoint in endpoint_ids {
             tx.execute(
                 "INSERT INTO webhook_deliveries (message_id, endpoint_id, status, attempts, next_attempt_at)
                  VALUES (?1, ?2, 'pending', 0, ?3)",
-                params![message_id, endpoint, now.0],
+                params![message.id, endpoint, message.created_at.0],
             )?;
         }
         tx.commit()?;
-        Ok(targets.len())
+        Ok(())
     }
 
-    /// Claims up to `limit` due deliveries: each is leased for `lease`, so
-    /// another worker (or this one after a restart) retries it only if no
-    /// outcome is recorded by then.
-    pub fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Claimed>> {
+    fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<Claimed>> {
         let rows: Vec<(i64, String, String, u32)> = {
             let mut conn = self.conn.lock();
             let tx = conn.transaction()?;
@@ -441,23 +496,7 @@ impl Outbox {
         Ok(out)
     }
 
-    fn finish(
-        &self,
-        delivery_id: i64,
-        status: DeliveryStatus,
-        attempts: u32,
-        next: Timestamp,
-    ) -> Result<()> {
-        self.conn.lock().execute(
-            "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4 WHERE id = ?1",
-            params![delivery_id, status.as_str(), attempts, next.0],
-        )?;
-        Ok(())
-    }
-
-    /// Records an attempt in the log and moves the delivery on: delivered,
-    /// retried at `next` (when `Some`), or failed.
-    pub fn record(
+    fn record(
         &self,
         attempt: &Attempt,
         delivered: bool,
@@ -491,8 +530,7 @@ impl Outbox {
         )
     }
 
-    /// Marks an endpoint failing since `since` (if not already), or healthy.
-    pub(crate) fn set_failing(&self, endpoint_id: &str, since: Option<Timestamp>) -> Result<()> {
+    fn set_failing(&self, endpoint_id: &str, since: Option<Timestamp>) -> Result<()> {
         let conn = self.conn.lock();
         match since {
             Some(t) => conn.execute(
@@ -504,8 +542,7 @@ impl Outbox {
         Ok(())
     }
 
-    /// Disables an endpoint and fails its pending deliveries.
-    pub fn disable(&self, endpoint_id: &str, reason: &str) -> Result<()> {
+    fn disable(&self, endpoint_id: &str, reason: &str) -> Result<()> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         tx.execute(
@@ -520,9 +557,7 @@ impl Outbox {
         Ok(())
     }
 
-    /// Sends a message to an endpoint again (manual redelivery), with the
-    /// same `webhook-id`.
-    pub fn redeliver(&self, message_id: &str, endpoint_id: &str, now: Timestamp) -> Result<()> {
+    fn redeliver(&self, message_id: &str, endpoint_id: &str, now: Timestamp) -> Result<()> {
         let conn = self.conn.lock();
         let exists: bool = conn
             .query_row(
@@ -545,8 +580,7 @@ impl Outbox {
         Ok(())
     }
 
-    /// The delivery log of a message, oldest attempt first.
-    pub fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>> {
+    fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT delivery_id, message_id, endpoint_id, at, status, latency_ms, error, response
@@ -569,8 +603,7 @@ impl Outbox {
         Ok(rows)
     }
 
-    /// Where each delivery of a message stands: (endpoint, status, attempts).
-    pub fn deliveries(&self, message_id: &str) -> Result<Vec<(String, DeliveryStatus, u32)>> {
+    fn deliveries(&self, message_id: &str) -> Result<Vec<(String, DeliveryStatus, u32)>> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT endpoint_id, status, attempts FROM webhook_deliveries WHERE message_id = ?1 ORDER BY id",
@@ -587,8 +620,7 @@ impl Outbox {
         Ok(rows)
     }
 
-    /// The number of deliveries still pending.
-    pub fn pending(&self) -> Result<usize> {
+    fn pending(&self) -> Result<usize> {
         let n: i64 = self.conn.lock().query_row(
             "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
             [],
