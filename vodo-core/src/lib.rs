@@ -69,7 +69,7 @@ pub use ids::{InstallationId, PluginId};
 pub use manifest::{Manifest, ManifestError, Problem};
 pub use permissions::{DenyAll, Grant, MemoryRegistry, PermissionRegistry, Permissions};
 pub use secret::SecretKey;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, open_sqlite};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use vodo_scopes;
 

@@ -61,6 +61,24 @@ CREATE INDEX IF NOT EXISTS audit_by_kind ON audit (kind, at);
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
 ";
 
+/// Opens a SQLite connection the way every Vodo store does: at `path` in
+/// WAL mode with `synchronous = NORMAL` (a committed write survives a crash
+/// of the process; readers never block the writer), or private in memory
+/// with `None`; either way with a 5 s busy timeout.
+pub fn open_sqlite(path: Option<&Path>) -> rusqlite::Result<Connection> {
+    let conn = match path {
+        Some(p) => {
+            let conn = Connection::open(p)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn
+        }
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
 /// Grants, API keys and audit records in one SQLite database.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -70,19 +88,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let conn = Connection::open(path.as_ref())?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::init(conn)
+        Self::init(open_sqlite(Some(path.as_ref()))?)
     }
 
     /// A private database in memory, gone when the store is dropped.
     pub fn open_in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(open_sqlite(None)?)
     }
 
     fn init(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(Error::Invalid(format!(

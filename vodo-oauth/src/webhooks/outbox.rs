@@ -177,6 +177,18 @@ pub struct Message {
     pub created_at: Timestamp,
 }
 
+impl Message {
+    /// Checks the id: not empty and without `.` (the signature's separator).
+    pub fn check(&self) -> Result<()> {
+        if self.id.is_empty() || self.id.contains('.') {
+            return Err(Error::Invalid(
+                "a message id is not empty and has no `.`".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where endpoints, messages, deliveries and the delivery log live.
 /// Implementations must pass `conformance::webhook_outbox`; the durable
 /// default is [`SqliteOutbox`], and [`MemoryOutbox`](super::MemoryOutbox) serves tests.
@@ -248,19 +260,15 @@ impl SqliteOutbox {
     /// Opens (or creates) the outbox at `path`. Endpoint secrets are
     /// encrypted at rest (AES-256-GCM) under a key derived from `secret`.
     pub fn open(path: impl AsRef<Path>, secret: &SecretKey) -> Result<Self> {
-        let conn = Connection::open(path.as_ref())?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::init(conn, secret)
+        Self::init(vodo_core::open_sqlite(Some(path.as_ref()))?, secret)
     }
 
     /// An outbox in memory (not durable), for tests.
     pub fn open_in_memory(secret: &SecretKey) -> Result<Self> {
-        Self::init(Connection::open_in_memory()?, secret)
+        Self::init(vodo_core::open_sqlite(None)?, secret)
     }
 
     fn init(conn: Connection, secret: &SecretKey) -> Result<Self> {
-        conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
