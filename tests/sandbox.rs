@@ -105,6 +105,35 @@ fn install(installation: &str, manifest: &str, wasm: &[u8]) -> Arc<Installed> {
         .unwrap()
 }
 
+/// A sandbox of its own with `config`, auditing to the returned log, and the
+/// hostile plugin installed in `installation` with `limits`.
+fn own_sandbox(
+    config: SandboxConfig,
+    installation: &str,
+    limits: Limits,
+) -> (Sandbox, Arc<MemoryAudit>, Arc<Installed>) {
+    let audit = Arc::new(MemoryAudit::new());
+    let sandbox = Sandbox::new(config, Arc::new(MemoryServices::new()), audit.clone()).unwrap();
+    let m = Manifest::parse(HOSTILE).unwrap();
+    let plugin = sandbox
+        .install(
+            &InstallationId::new(installation),
+            &m,
+            &SUITE.hostile,
+            m.scopes().clone(),
+            limits,
+        )
+        .unwrap();
+    (sandbox, audit, plugin)
+}
+
+fn private_network() -> SandboxConfig {
+    SandboxConfig {
+        allow_private_network: true,
+        ..SandboxConfig::default()
+    }
+}
+
 /// Runs one attack in its own installation and checks everything the suite promises.
 fn attack(installation: &str, event: &str, payload: &str) -> SandboxViolation {
     let s = &*SUITE;
@@ -412,29 +441,18 @@ fn uninstall_removes_the_plugin_and_its_data() {
 
 #[test]
 fn fuel_budgets_stop_busy_plugins_deterministically() {
-    let sandbox = Sandbox::new(
+    let (sandbox, _, hostile) = own_sandbox(
         SandboxConfig {
             fuel: true,
             ..SandboxConfig::default()
         },
-        Arc::new(MemoryServices::new()),
-        Arc::new(MemoryAudit::new()),
-    )
-    .unwrap();
-    let m = Manifest::parse(HOSTILE).unwrap();
-    let hostile = sandbox
-        .install(
-            &"fuel".into(),
-            &m,
-            &SUITE.hostile,
-            m.scopes().clone(),
-            Limits {
-                fuel: Some(5_000_000),
-                timeout: Duration::from_secs(10),
-                ..limits()
-            },
-        )
-        .unwrap();
+        "fuel",
+        Limits {
+            fuel: Some(5_000_000),
+            timeout: Duration::from_secs(10),
+            ..limits()
+        },
+    );
     let call = sandbox.call_event(&hostile, "loop", "");
     assert_eq!(
         call.result,
@@ -621,26 +639,7 @@ fn allowed_requests_go_out_and_are_audited() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
     // A host that allows private networks (as on a developer's machine).
-    let audit = Arc::new(MemoryAudit::new());
-    let sandbox = Sandbox::new(
-        SandboxConfig {
-            allow_private_network: true,
-            ..SandboxConfig::default()
-        },
-        Arc::new(MemoryServices::new()),
-        audit.clone(),
-    )
-    .unwrap();
-    let m = Manifest::parse(HOSTILE).unwrap();
-    let p = sandbox
-        .install(
-            &"net".into(),
-            &m,
-            &SUITE.hostile,
-            m.scopes().clone(),
-            limits(),
-        )
-        .unwrap();
+    let (sandbox, audit, p) = own_sandbox(private_network(), "net", limits());
     let call = sandbox.call_event(&p, "http", &format!("http://localhost:{port}/ping"));
     assert_eq!(call.result, Ok(()));
     let request = server.join().unwrap();
@@ -780,25 +779,7 @@ fn a_server_that_never_answers_cannot_stretch_a_call_past_its_timeout() {
         std::thread::sleep(Duration::from_secs(5));
         drop(conn);
     });
-    let sandbox = Sandbox::new(
-        SandboxConfig {
-            allow_private_network: true,
-            ..SandboxConfig::default()
-        },
-        Arc::new(MemoryServices::new()),
-        Arc::new(MemoryAudit::new()),
-    )
-    .unwrap();
-    let m = Manifest::parse(HOSTILE).unwrap();
-    let p = sandbox
-        .install(
-            &"slow".into(),
-            &m,
-            &SUITE.hostile,
-            m.scopes().clone(),
-            limits(),
-        )
-        .unwrap();
+    let (sandbox, _, p) = own_sandbox(private_network(), "slow", limits());
     let start = Instant::now();
     let call = sandbox.call_event(&p, "http", &format!("http://127.0.0.1:{port}/"));
     assert!(call.result.is_err(), "{call:?}");
@@ -827,25 +808,7 @@ fn https_is_checked_like_http_and_an_untrusted_server_fails_the_handshake() {
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nplain text, not TLS");
         }
     });
-    let sandbox = Sandbox::new(
-        SandboxConfig {
-            allow_private_network: true,
-            ..SandboxConfig::default()
-        },
-        Arc::new(MemoryServices::new()),
-        Arc::new(MemoryAudit::new()),
-    )
-    .unwrap();
-    let m = Manifest::parse(HOSTILE).unwrap();
-    let p = sandbox
-        .install(
-            &"tls".into(),
-            &m,
-            &SUITE.hostile,
-            m.scopes().clone(),
-            limits(),
-        )
-        .unwrap();
+    let (sandbox, _, p) = own_sandbox(private_network(), "tls", limits());
     let call = sandbox.call_event(&p, "http", &format!("https://localhost:{port}/"));
     assert!(
         matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("Internal")),
