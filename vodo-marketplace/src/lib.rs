@@ -1,10 +1,43 @@
-//! The Vodo marketplace (not built yet; tracked by the marketplace issue).
+//! The Vodo marketplace: where partners submit plugins, reviewers approve
+//! them, and hosts install and update them safely.
 //!
-//! This crate will own the submission workflow, the automated review pipeline
-//! (which runs a submission through the `Sandbox` trait of `vodo-core`),
-//! ed25519-signed packages and a signed, versioned index that refuses
-//! rollback and freeze attacks, the catalog (search, ratings, reviews,
-//! analytics), channels, updates and rollback, and pricing with revenue share.
+//! - [`index`]: signed, TUF-shaped metadata over content-addressed packages,
+//!   and the client that refuses rollback, freeze, swapped packages and
+//!   untrusted keys.
+//!
+//! The submission workflow, the automated review pipeline and the catalog
+//! are being built (see the marketplace issue).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod index;
+
+/// Errors of the marketplace's own operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument was invalid; the message says what to pass instead.
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The signed index refused something.
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

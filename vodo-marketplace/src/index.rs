@@ -1,0 +1,805 @@
+//! The signed index: TUF-shaped metadata over content-addressed packages.
+//!
+//! Four roles sign four files, each with a `version` that only grows and an
+//! `expires` time:
+//!
+//! | role | file | pins |
+//! |---|---|---|
+//! | root | `N.root.json` | every role's keys and threshold |
+//! | targets | `N.targets.json` | each package's length, SHA-256 and facts (plugin, version, channel, yanked) |
+//! | snapshot | `N.snapshot.json` | the version and hash of the targets file |
+//! | timestamp | `timestamp.json` | the version and hash of the snapshot; expires soon |
+//!
+//! A [`Client`] starts from a pinned root and refuses: a rollback to an
+//! older version of any role, a frozen (expired) index, a package whose
+//! bytes do not match its signed length and hash, a signature from a key
+//! not trusted for that role, and files that never existed together (the
+//! hashes chain timestamp → snapshot → targets). Keys rotate by publishing
+//! root N+1 signed by a threshold of root N's keys **and** of its own, so
+//! installed hosts follow without a new pinned root. Signatures cover a
+//! domain-separated message (`vodo-sig-v1:{role}:` + canonical JSON), so a
+//! signature for one role never verifies as another.
+//!
+//! Packages are stored as `targets/{sha256}.vpkg`: immutable, content
+//! addressed, safe for any CDN to cache. Only `timestamp.json` changes in place.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ring::rand::SystemRandom;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use vodo_core::Timestamp;
+
+use crate::{Error, Result, hex, sha256};
+
+/// Names of the four roles.
+pub const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+/// The largest `timestamp.json` a client downloads.
+pub const MAX_TIMESTAMP_BYTES: u64 = 16 << 10;
+/// The largest root, snapshot or targets file a client downloads.
+pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+
+/// An ed25519 signing key. `Debug` is redacted.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({}, [redacted])", self.key_id())
+    }
+}
+
+impl SigningKey {
+    /// A fresh key.
+    pub fn generate() -> Result<Self> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| Error::Invalid("cannot generate an ed25519 key".into()))?;
+        Self::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A key from its PKCS#8 (v2) document, as [`to_pkcs8`](Self::to_pkcs8) wrote it.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|_| Error::Invalid("not an ed25519 PKCS#8 v2 key".into()))?;
+        Ok(Self {
+            pair,
+            pkcs8: pkcs8.to_vec(),
+        })
+    }
+
+    /// The PKCS#8 document, to store the key offline.
+    pub fn to_pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The public key as hex.
+    pub fn public_hex(&self) -> String {
+        hex(self.pair.public_key().as_ref())
+    }
+
+    /// The key id: hex SHA-256 of the public key.
+    pub fn key_id(&self) -> String {
+        hex(&sha256(self.pair.public_key().as_ref()))
+    }
+
+    fn sign(&self, role: &str, canonical: &[u8]) -> Sig {
+        Sig {
+            keyid: self.key_id(),
+            sig: hex(self.pair.sign(&message(role, canonical)).as_ref()),
+        }
+    }
+}
+
+fn message(role: &str, canonical: &[u8]) -> Vec<u8> {
+    let mut m = format!("vodo-sig-v1:{role}:").into_bytes();
+    m.extend_from_slice(canonical);
+    m
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// One signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sig {
+    /// The signing key's id.
+    pub keyid: String,
+    /// The signature, hex.
+    pub sig: String,
+}
+
+/// A role's keys and how many must sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleKeys {
+    /// Key ids trusted for the role.
+    pub keyids: Vec<String>,
+    /// Distinct valid signatures needed.
+    pub threshold: u32,
+}
+
+/// The root: every role's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    /// Only grows.
+    pub version: u64,
+    /// When it stops being trusted.
+    pub expires: Timestamp,
+    /// Public keys (hex) by key id.
+    pub keys: BTreeMap<String, String>,
+    /// Keys and threshold per role.
+    pub roles: BTreeMap<String, RoleKeys>,
+}
+
+/// Facts about one package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// Exact length in bytes.
+    pub length: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// `stable` or `beta`.
+    pub channel: String,
+    /// Yanked: listed (so installed hosts can still verify it) but not installable anew.
+    pub yanked: bool,
+}
+
+/// The targets role's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    /// Only grows.
+    pub version: u64,
+    /// When it stops being trusted.
+    pub expires: Timestamp,
+    /// Packages by path (`{plugin}/{version}.vpkg`).
+    pub targets: BTreeMap<String, TargetInfo>,
+}
+
+/// The snapshot role's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Only grows.
+    pub version: u64,
+    /// When it stops being trusted.
+    pub expires: Timestamp,
+    /// The targets file it pins.
+    pub targets_version: u64,
+    /// Its SHA-256, hex.
+    pub targets_sha256: String,
+}
+
+/// The timestamp role's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimestampMeta {
+    /// Only grows.
+    pub version: u64,
+    /// When it stops being trusted; short.
+    pub expires: Timestamp,
+    /// The snapshot file it pins.
+    pub snapshot_version: u64,
+    /// Its SHA-256, hex.
+    pub snapshot_sha256: String,
+}
+
+/// A signed metadata file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed<T> {
+    /// The metadata.
+    pub signed: T,
+    /// Signatures over `vodo-sig-v1:{role}:` + the canonical JSON of `signed`.
+    pub signatures: Vec<Sig>,
+}
+
+fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    // Structs serialize in declaration order and maps are BTreeMaps: the
+    // encoding is deterministic.
+    serde_json::to_vec(value).map_err(|e| Error::Invalid(format!("cannot encode metadata: {e}")))
+}
+
+fn sign<T: Serialize + Clone>(value: &T, role: &str, keys: &[&SigningKey]) -> Result<Signed<T>> {
+    let bytes = canonical(value)?;
+    Ok(Signed {
+        signed: value.clone(),
+        signatures: keys.iter().map(|k| k.sign(role, &bytes)).collect(),
+    })
+}
+
+/// Why the index or a package was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    /// Too few valid signatures from keys trusted for the role.
+    #[error("`{role}` metadata is not signed by {threshold} trusted key(s) (found {valid})")]
+    Signature {
+        /// The role.
+        role: String,
+        /// Valid signatures found.
+        valid: u32,
+        /// Needed.
+        threshold: u32,
+    },
+    /// A version older than one already trusted.
+    #[error("rollback refused: `{role}` version {got} is older than the trusted version {trusted}")]
+    Rollback {
+        /// The role.
+        role: String,
+        /// The trusted version.
+        trusted: u64,
+        /// The version offered.
+        got: u64,
+    },
+    /// Expired metadata: the index may be frozen.
+    #[error(
+        "`{role}` metadata expired at {expires}: the index may be frozen; retry later or contact the marketplace"
+    )]
+    Expired {
+        /// The role.
+        role: String,
+        /// When it expired.
+        expires: Timestamp,
+    },
+    /// A file's bytes do not match the hash or length that signed metadata gives.
+    #[error("`{file}` does not match its signed length and hash: it was swapped or corrupted")]
+    Mismatch {
+        /// The file.
+        file: String,
+    },
+    /// A version other than the one the pinning metadata names.
+    #[error("`{file}` has version {got} but version {expected} was pinned")]
+    WrongVersion {
+        /// The file.
+        file: String,
+        /// The pinned version.
+        expected: u64,
+        /// The version found.
+        got: u64,
+    },
+    /// A file is missing or unreadable.
+    #[error("cannot fetch `{0}`")]
+    Missing(String),
+    /// A file is larger than allowed.
+    #[error("`{0}` is larger than allowed")]
+    TooLarge(String),
+    /// A file does not parse.
+    #[error("`{file}` is malformed: {reason}")]
+    Malformed {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such package in the signed targets.
+    #[error("`{0}` is not in the signed index")]
+    UnknownTarget(String),
+}
+
+/// Checks that `signed` carries `threshold` distinct valid signatures from
+/// keys `root` trusts for `role`. Unknown and duplicate key ids never count.
+fn verify_role<T: Serialize>(
+    signed: &Signed<T>,
+    role: &str,
+    root: &Root,
+) -> Result<(), IndexError> {
+    let bad = |valid| IndexError::Signature {
+        role: role.into(),
+        valid,
+        threshold: root.roles.get(role).map_or(1, |r| r.threshold),
+    };
+    let Some(keys) = root.roles.get(role) else {
+        return Err(bad(0));
+    };
+    let msg = message(
+        role,
+        &canonical(&signed.signed).map_err(|e| IndexError::Malformed {
+            file: role.into(),
+            reason: e.to_string(),
+        })?,
+    );
+    let mut counted = BTreeSet::new();
+    for s in &signed.signatures {
+        if !keys.keyids.contains(&s.keyid) || counted.contains(&s.keyid) {
+            continue;
+        }
+        let (Some(pk), Some(sig)) = (
+            root.keys.get(&s.keyid).and_then(|h| unhex(h)),
+            unhex(&s.sig),
+        ) else {
+            continue;
+        };
+        // The key id must really be the hash of the key it names.
+        if hex(&sha256(&pk)) != s.keyid {
+            continue;
+        }
+        if UnparsedPublicKey::new(&ED25519, &pk)
+            .verify(&msg, &sig)
+            .is_ok()
+        {
+            counted.insert(s.keyid.clone());
+        }
+    }
+    let valid = u32::try_from(counted.len()).unwrap_or(u32::MAX);
+    if keys.threshold == 0 || valid < keys.threshold {
+        return Err(bad(valid));
+    }
+    Ok(())
+}
+
+/// The marketplace's side: writes and signs the index into a folder that a
+/// static file server or CDN serves as it is.
+#[derive(Debug)]
+pub struct Repository {
+    dir: PathBuf,
+    root: Signed<Root>,
+    targets: Targets,
+    snapshot_version: u64,
+    timestamp_version: u64,
+}
+
+/// The keys that sign for each role.
+#[derive(Debug)]
+pub struct RoleSigners<'a> {
+    /// Root keys (kept offline).
+    pub root: Vec<&'a SigningKey>,
+    /// Targets keys (the review service).
+    pub targets: Vec<&'a SigningKey>,
+    /// Snapshot key (online).
+    pub snapshot: Vec<&'a SigningKey>,
+    /// Timestamp key (online).
+    pub timestamp: Vec<&'a SigningKey>,
+}
+
+impl RoleSigners<'_> {
+    fn for_role(&self, role: &str) -> &[&SigningKey] {
+        match role {
+            "root" => &self.root,
+            "targets" => &self.targets,
+            "snapshot" => &self.snapshot,
+            _ => &self.timestamp,
+        }
+    }
+
+    fn root_meta(&self, version: u64, expires: Timestamp) -> Root {
+        let mut keys = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        for role in ROLES {
+            let signers = self.for_role(role);
+            for k in signers {
+                keys.insert(k.key_id(), k.public_hex());
+            }
+            roles.insert(
+                role.to_owned(),
+                RoleKeys {
+                    keyids: signers.iter().map(|k| k.key_id()).collect(),
+                    threshold: u32::try_from(signers.len()).unwrap_or(1).max(1),
+                },
+            );
+        }
+        Root {
+            version,
+            expires,
+            keys,
+            roles,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Invalid(format!("cannot write `{}`: {e}", path.display()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(e.to_string()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(bytes)
+}
+
+impl Repository {
+    /// Creates a new index in `dir` with root version 1 expiring at `root_expires`.
+    pub fn create(dir: &Path, signers: &RoleSigners<'_>, root_expires: Timestamp) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("targets")).map_err(io(dir))?;
+        let root = sign(&signers.root_meta(1, root_expires), "root", &signers.root)?;
+        write_json(&dir.join("1.root.json"), &root)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            root,
+            targets: Targets {
+                version: 0,
+                expires: Timestamp(0),
+                targets: BTreeMap::new(),
+            },
+            snapshot_version: 0,
+            timestamp_version: 0,
+        })
+    }
+
+    /// The current root, to pin in clients.
+    pub fn root(&self) -> &Signed<Root> {
+        &self.root
+    }
+
+    /// The bytes of root version 1, to ship pinned with hosts.
+    pub fn pinned_root(&self) -> Result<Vec<u8>> {
+        std::fs::read(self.dir.join("1.root.json")).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// The signed facts of every package.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// Stores a package under `targets/{sha256}.vpkg` and lists it as
+    /// `{plugin}/{version}.vpkg`; visible to clients after [`publish`](Self::publish).
+    pub fn add(
+        &mut self,
+        plugin: &str,
+        version: &str,
+        channel: &str,
+        package: &[u8],
+    ) -> Result<String> {
+        let digest = hex(&sha256(package));
+        let file = self.dir.join("targets").join(format!("{digest}.vpkg"));
+        std::fs::write(&file, package).map_err(io(&file))?;
+        let path = format!("{plugin}/{version}.vpkg");
+        self.targets.targets.insert(
+            path.clone(),
+            TargetInfo {
+                length: package.len() as u64,
+                sha256: digest,
+                plugin: plugin.into(),
+                version: version.into(),
+                channel: channel.into(),
+                yanked: false,
+            },
+        );
+        Ok(path)
+    }
+
+    /// Yanks a version: still listed (installed hosts can verify and roll
+    /// back to others), but clients do not install it anew.
+    pub fn yank(&mut self, path: &str) -> Result<()> {
+        self.targets
+            .targets
+            .get_mut(path)
+            .map(|t| t.yanked = true)
+            .ok_or_else(|| Error::NotFound(format!("no target `{path}`")))
+    }
+
+    /// Signs and writes new targets, snapshot and timestamp files.
+    pub fn publish(
+        &mut self,
+        signers: &RoleSigners<'_>,
+        now: Timestamp,
+        ttl: std::time::Duration,
+        timestamp_ttl: std::time::Duration,
+    ) -> Result<()> {
+        self.targets.version += 1;
+        self.targets.expires = now.plus(ttl);
+        let targets = sign(&self.targets, "targets", &signers.targets)?;
+        let tbytes = write_json(
+            &self
+                .dir
+                .join(format!("{}.targets.json", self.targets.version)),
+            &targets,
+        )?;
+        self.snapshot_version += 1;
+        let snapshot = Snapshot {
+            version: self.snapshot_version,
+            expires: now.plus(ttl),
+            targets_version: self.targets.version,
+            targets_sha256: hex(&sha256(&tbytes)),
+        };
+        let snapshot = sign(&snapshot, "snapshot", &signers.snapshot)?;
+        let sbytes = write_json(
+            &self
+                .dir
+                .join(format!("{}.snapshot.json", self.snapshot_version)),
+            &snapshot,
+        )?;
+        self.write_timestamp(signers, now, timestamp_ttl, hex(&sha256(&sbytes)))
+    }
+
+    fn write_timestamp(
+        &mut self,
+        signers: &RoleSigners<'_>,
+        now: Timestamp,
+        ttl: std::time::Duration,
+        snapshot_sha256: String,
+    ) -> Result<()> {
+        self.timestamp_version += 1;
+        let ts = TimestampMeta {
+            version: self.timestamp_version,
+            expires: now.plus(ttl),
+            snapshot_version: self.snapshot_version,
+            snapshot_sha256,
+        };
+        write_json(
+            &self.dir.join("timestamp.json"),
+            &sign(&ts, "timestamp", &signers.timestamp)?,
+        )?;
+        Ok(())
+    }
+
+    /// Re-signs the timestamp with a new expiry, nothing else changed (run on a timer).
+    pub fn refresh_timestamp(
+        &mut self,
+        signers: &RoleSigners<'_>,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<()> {
+        let snapshot = std::fs::read(
+            self.dir
+                .join(format!("{}.snapshot.json", self.snapshot_version)),
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.write_timestamp(signers, now, ttl, hex(&sha256(&snapshot)))
+    }
+
+    /// Rotates keys: publishes root N+1 listing `new` signers, signed by the
+    /// old root keys and the new ones.
+    pub fn rotate(
+        &mut self,
+        old_root: &[&SigningKey],
+        new: &RoleSigners<'_>,
+        root_expires: Timestamp,
+    ) -> Result<()> {
+        let version = self.root.signed.version + 1;
+        let meta = new.root_meta(version, root_expires);
+        let mut all: Vec<&SigningKey> = old_root.to_vec();
+        all.extend(
+            new.root
+                .iter()
+                .copied()
+                .filter(|k| !old_root.iter().any(|o| o.key_id() == k.key_id())),
+        );
+        let root = sign(&meta, "root", &all)?;
+        write_json(&self.dir.join(format!("{version}.root.json")), &root)?;
+        self.root = root;
+        Ok(())
+    }
+}
+
+/// Where a client gets index files: a folder, a CDN, a test double.
+pub trait Source: fmt::Debug + Send + Sync {
+    /// The file `name` (relative, as `timestamp.json` or `targets/{sha}.vpkg`),
+    /// at most `max` bytes, or `None` if it does not exist.
+    fn fetch(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, IndexError>;
+}
+
+/// Index files in a local folder (or a mounted copy of the CDN's).
+#[derive(Debug, Clone)]
+pub struct DirSource(pub PathBuf);
+
+impl Source for DirSource {
+    fn fetch(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, IndexError> {
+        if name.split('/').any(|s| s == ".." || s.is_empty()) {
+            return Err(IndexError::Missing(name.into()));
+        }
+        let path = self.0.join(name);
+        match std::fs::metadata(&path) {
+            Err(_) => Ok(None),
+            Ok(m) if m.len() > max => Err(IndexError::TooLarge(name.into())),
+            Ok(_) => std::fs::read(&path)
+                .map(Some)
+                .map_err(|_| IndexError::Missing(name.into())),
+        }
+    }
+}
+
+/// What a client trusts, persisted between updates so that nothing it has
+/// seen can be rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedState {
+    /// The newest verified root.
+    pub root: Signed<Root>,
+    /// The newest verified timestamp.
+    pub timestamp: Option<Signed<TimestampMeta>>,
+    /// The newest verified snapshot.
+    pub snapshot: Option<Signed<Snapshot>>,
+    /// The newest verified targets.
+    pub targets: Option<Signed<Targets>>,
+}
+
+fn parse<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, IndexError> {
+    serde_json::from_slice(bytes).map_err(|e| IndexError::Malformed {
+        file: file.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn fresh(role: &str, expires: Timestamp, now: Timestamp) -> Result<(), IndexError> {
+    if now >= expires {
+        return Err(IndexError::Expired {
+            role: role.into(),
+            expires,
+        });
+    }
+    Ok(())
+}
+
+/// The host's side: verifies the index and the packages it lists.
+#[derive(Debug, Clone)]
+pub struct Client {
+    state: TrustedState,
+}
+
+impl Client {
+    /// A client that trusts `pinned_root` (root version 1, shipped with the host).
+    pub fn new(pinned_root: &[u8]) -> Result<Self, IndexError> {
+        let root: Signed<Root> = parse("1.root.json", pinned_root)?;
+        verify_role(&root, "root", &root.signed)?;
+        Ok(Self {
+            state: TrustedState {
+                root,
+                timestamp: None,
+                snapshot: None,
+                targets: None,
+            },
+        })
+    }
+
+    /// A client resuming from persisted state.
+    pub fn resume(state: TrustedState) -> Self {
+        Self { state }
+    }
+
+    /// The state to persist after an update.
+    pub fn state(&self) -> &TrustedState {
+        &self.state
+    }
+
+    /// Brings the trusted index up to date from `source` at time `now`,
+    /// refusing rollbacks, frozen or mixed metadata and untrusted signatures.
+    /// On error the trusted state is unchanged.
+    pub fn update(&mut self, source: &dyn Source, now: Timestamp) -> Result<(), IndexError> {
+        let mut state = self.state.clone();
+        // 1. Walk the root chain.
+        loop {
+            let next = state.root.signed.version + 1;
+            let name = format!("{next}.root.json");
+            let Some(bytes) = source.fetch(&name, MAX_METADATA_BYTES)? else {
+                break;
+            };
+            let root: Signed<Root> = parse(&name, &bytes)?;
+            verify_role(&root, "root", &state.root.signed)?;
+            verify_role(&root, "root", &root.signed)?;
+            if root.signed.version != next {
+                return Err(IndexError::WrongVersion {
+                    file: name,
+                    expected: next,
+                    got: root.signed.version,
+                });
+            }
+            let rotated =
+                |role: &str| state.root.signed.roles.get(role) != root.signed.roles.get(role);
+            if rotated("timestamp") || rotated("snapshot") {
+                // Fast-forward recovery: versions signed by old keys no longer bind.
+                state.timestamp = None;
+                state.snapshot = None;
+            }
+            state.root = root;
+        }
+        fresh("root", state.root.signed.expires, now)?;
+        let root = state.root.signed.clone();
+
+        // 2. Timestamp.
+        let bytes = source
+            .fetch("timestamp.json", MAX_TIMESTAMP_BYTES)?
+            .ok_or_else(|| IndexError::Missing("timestamp.json".into()))?;
+        let ts: Signed<TimestampMeta> = parse("timestamp.json", &bytes)?;
+        verify_role(&ts, "timestamp", &root)?;
+        if let Some(trusted) = &state.timestamp {
+            if ts.signed.version < trusted.signed.version {
+                return Err(IndexError::Rollback {
+                    role: "timestamp".into(),
+                    trusted: trusted.signed.version,
+                    got: ts.signed.version,
+                });
+            }
+            if ts.signed.snapshot_version < trusted.signed.snapshot_version {
+                return Err(IndexError::Rollback {
+                    role: "snapshot".into(),
+                    trusted: trusted.signed.snapshot_version,
+                    got: ts.signed.snapshot_version,
+                });
+            }
+        }
+        fresh("timestamp", ts.signed.expires, now)?;
+
+        // 3. Snapshot, pinned by the timestamp's hash (checked before signatures).
+        let name = format!("{}.snapshot.json", ts.signed.snapshot_version);
+        let bytes = source
+            .fetch(&name, MAX_METADATA_BYTES)?
+            .ok_or_else(|| IndexError::Missing(name.clone()))?;
+        if hex(&sha256(&bytes)) != ts.signed.snapshot_sha256 {
+            return Err(IndexError::Mismatch { file: name });
+        }
+        let snapshot: Signed<Snapshot> = parse(&name, &bytes)?;
+        verify_role(&snapshot, "snapshot", &root)?;
+        if snapshot.signed.version != ts.signed.snapshot_version {
+            return Err(IndexError::WrongVersion {
+                file: name,
+                expected: ts.signed.snapshot_version,
+                got: snapshot.signed.version,
+            });
+        }
+        if let Some(trusted) = &state.snapshot
+            && snapshot.signed.targets_version < trusted.signed.targets_version
+        {
+            return Err(IndexError::Rollback {
+                role: "targets".into(),
+                trusted: trusted.signed.targets_version,
+                got: snapshot.signed.targets_version,
+            });
+        }
+        fresh("snapshot", snapshot.signed.expires, now)?;
+
+        // 4. Targets, pinned by the snapshot's hash.
+        let name = format!("{}.targets.json", snapshot.signed.targets_version);
+        let bytes = source
+            .fetch(&name, MAX_METADATA_BYTES)?
+            .ok_or_else(|| IndexError::Missing(name.clone()))?;
+        if hex(&sha256(&bytes)) != snapshot.signed.targets_sha256 {
+            return Err(IndexError::Mismatch { file: name });
+        }
+        let targets: Signed<Targets> = parse(&name, &bytes)?;
+        verify_role(&targets, "targets", &root)?;
+        if targets.signed.version != snapshot.signed.targets_version {
+            return Err(IndexError::WrongVersion {
+                file: name,
+                expected: snapshot.signed.targets_version,
+                got: targets.signed.version,
+            });
+        }
+        fresh("targets", targets.signed.expires, now)?;
+
+        state.timestamp = Some(ts);
+        state.snapshot = Some(snapshot);
+        state.targets = Some(targets);
+        self.state = state;
+        Ok(())
+    }
+
+    /// The verified facts of a package.
+    pub fn target(&self, path: &str) -> Option<&TargetInfo> {
+        self.state.targets.as_ref()?.signed.targets.get(path)
+    }
+
+    /// Every verified package.
+    pub fn targets(&self) -> impl Iterator<Item = (&String, &TargetInfo)> {
+        self.state
+            .targets
+            .iter()
+            .flat_map(|t| t.signed.targets.iter())
+    }
+
+    /// Downloads a package (at most its signed length) and checks its hash.
+    pub fn fetch_package(&self, source: &dyn Source, path: &str) -> Result<Vec<u8>, IndexError> {
+        let info = self
+            .target(path)
+            .ok_or_else(|| IndexError::UnknownTarget(path.into()))?;
+        let name = format!("targets/{}.vpkg", info.sha256);
+        let bytes = source
+            .fetch(&name, info.length)?
+            .ok_or_else(|| IndexError::Missing(name.clone()))?;
+        if bytes.len() as u64 != info.length || hex(&sha256(&bytes)) != info.sha256 {
+            return Err(IndexError::Mismatch { file: path.into() });
+        }
+        Ok(bytes)
+    }
+}
