@@ -58,6 +58,7 @@ pub mod manifest;
 pub mod net;
 pub mod permissions;
 pub mod rate;
+pub mod runtime;
 mod secret;
 mod sqlite;
 mod time;

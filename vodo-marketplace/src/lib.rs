@@ -1,17 +1,23 @@
 //! The Vodo marketplace: where partners submit plugins, reviewers approve
 //! them, and hosts install and update them safely.
 //!
+//! - [`package`]: the package format (manifest, component, readme, samples, checksums);
+//! - [`workflow`]: the submission workflow, with roles and a recorded history;
+//! - [`review`]: the automated review pipeline, which runs the plugin through
+//!   the core `Sandbox` trait;
 //! - [`index`]: signed, TUF-shaped metadata over content-addressed packages,
 //!   and the client that refuses rollback, freeze, swapped packages and
-//!   untrusted keys.
-//!
-//! The submission workflow, the automated review pipeline and the catalog
-//! are being built (see the marketplace issue).
+//!   untrusted keys;
+//! - [`pricing`]: pricing tiers in minor units and an exact revenue share.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod index;
+pub mod package;
+pub mod pricing;
+pub mod review;
+pub mod workflow;
 
 /// Errors of the marketplace's own operations.
 #[derive(Debug, thiserror::Error)]

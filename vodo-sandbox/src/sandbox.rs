@@ -915,3 +915,68 @@ pub(crate) fn compatibility_hash(engine: &Engine) -> u64 {
     engine.precompile_compatibility_hash().hash(&mut h);
     h.finish()
 }
+
+impl vodo_core::runtime::Sandbox for Sandbox {
+    fn inspect(&self, wasm: &[u8]) -> Result<vodo_core::runtime::ComponentInfo, String> {
+        let component = Component::new(&self.engine, wasm).map_err(|e| format!("{e:#}"))?;
+        let ty = component.component_type();
+        Ok(vodo_core::runtime::ComponentInfo {
+            imports: ty
+                .imports(&self.engine)
+                .map(|(n, _)| n.to_owned())
+                .collect(),
+            exports: ty
+                .exports(&self.engine)
+                .map(|(n, _)| n.to_owned())
+                .collect(),
+            initial_memory: component
+                .resources_required()
+                .and_then(|r| r.max_initial_memory_size)
+                .unwrap_or(0),
+        })
+    }
+
+    fn trial(
+        &self,
+        manifest: &Manifest,
+        wasm: &[u8],
+        budget: &vodo_core::runtime::TrialBudget,
+        events: &[(String, String)],
+    ) -> Result<Vec<vodo_core::runtime::TrialRun>, String> {
+        let installation = InstallationId::new(format!(
+            "__trial__{}",
+            crate::cache::hex(&crate::cache::sha256(wasm))
+        ));
+        let limits = Limits {
+            memory: budget.memory,
+            timeout: budget.timeout,
+            fuel: budget.fuel.filter(|_| self.config.fuel),
+            ..Limits::default()
+        };
+        let plugin = self
+            .install(
+                &installation,
+                manifest,
+                wasm,
+                manifest.scopes().clone(),
+                limits,
+            )
+            .map_err(|e| e.to_string())?;
+        let runs = events
+            .iter()
+            .map(|(event, payload)| {
+                let call = self.call_event(&plugin, event, payload);
+                vodo_core::runtime::TrialRun {
+                    event: event.clone(),
+                    result: call.result.map_err(|e| e.to_string()),
+                    wall: call.usage.wall,
+                    fuel: call.usage.fuel,
+                    peak_memory: call.usage.peak_memory,
+                }
+            })
+            .collect();
+        self.uninstall(&installation, &plugin.plugin)
+            .map_err(|e| e.to_string())?;
+        Ok(runs)
+    }
+}
