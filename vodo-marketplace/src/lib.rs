@@ -8,11 +8,16 @@
 //! - [`index`]: signed, TUF-shaped metadata over content-addressed packages,
 //!   and the client that refuses rollback, freeze, swapped packages and
 //!   untrusted keys;
-//! - [`pricing`]: pricing tiers in minor units and an exact revenue share.
+//! - [`pricing`]: pricing tiers in minor units and an exact revenue share;
+//! - [`catalog`]: listings, search with filters and stable paging, ratings
+//!   ranked by a Bayesian average, reviews from real users, analytics.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod catalog;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod index;
 pub mod package;
 pub mod pricing;

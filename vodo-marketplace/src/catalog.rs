@@ -1,0 +1,669 @@
+//! The catalog: listings, search, ratings, reviews and installation analytics.
+//!
+//! Ratings rank by a Bayesian average: every plugin starts with
+//! [`PRIOR_WEIGHT`] phantom votes of [`PRIOR_MEAN`] stars, so two five-star
+//! votes (3.33) do not outrank five hundred votes averaging four and a half
+//! (4.47). The prior is the middle of the scale, not the catalog-wide mean:
+//! in a catalog whose best-known plugin dominates the votes, the catalog
+//! mean is that plugin's mean, and every newcomer would tie with it. Reviews are accepted only from installations that used the plugin.
+//! Search pages are stable: the cursor is the last result's sort key, so
+//! listings added or changed meanwhile neither repeat nor skip results.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use vodo_core::{InstallationId, Timestamp};
+
+use crate::pricing::Pricing;
+use crate::{Error, Result};
+
+/// Phantom votes added to every plugin's ratings.
+pub const PRIOR_WEIGHT: f64 = 10.0;
+/// The stars of each phantom vote: the middle of the 1 to 5 scale.
+pub const PRIOR_MEAN: f64 = 3.0;
+
+/// A plugin as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The plugin's slug.
+    pub plugin: String,
+    /// Display name.
+    pub name: String,
+    /// One line.
+    pub summary: String,
+    /// Category, such as `shipping`.
+    pub category: String,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// What it costs.
+    pub pricing: Pricing,
+    /// The scopes its latest version requests.
+    pub scopes: Vec<String>,
+    /// The latest published version.
+    pub version: String,
+}
+
+/// One installation's rating, with an optional review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rating {
+    /// The installation that rated.
+    pub installation: InstallationId,
+    /// One to five.
+    pub stars: u8,
+    /// The review text, if any.
+    pub text: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Something that happened to an installation of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallEvent {
+    /// Installed (or updated to a version).
+    Installed,
+    /// Uninstalled.
+    Uninstalled,
+    /// Used (the plugin handled a call).
+    Used,
+}
+
+/// Installs, uninstalls and active installations per version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Analytics {
+    /// Install events.
+    pub installs: u64,
+    /// Uninstall events.
+    pub uninstalls: u64,
+    /// Installations active now, by the version they run.
+    pub active_by_version: BTreeMap<String, u64>,
+}
+
+/// Where the catalog lives. Implementations must pass
+/// `conformance::catalog_store`.
+pub trait CatalogStore: fmt::Debug + Send + Sync {
+    /// Adds or replaces a listing.
+    fn put_listing(&self, listing: &Listing) -> Result<()>;
+    /// A listing by plugin.
+    fn listing(&self, plugin: &str) -> Result<Option<Listing>>;
+    /// Every listing, by plugin.
+    fn listings(&self) -> Result<Vec<Listing>>;
+    /// Adds or replaces an installation's rating of a plugin.
+    fn put_rating(&self, plugin: &str, rating: &Rating) -> Result<()>;
+    /// A plugin's ratings, oldest first.
+    fn ratings(&self, plugin: &str) -> Result<Vec<Rating>>;
+    /// Records an installation event for a plugin version.
+    fn record(
+        &self,
+        plugin: &str,
+        version: &str,
+        installation: &InstallationId,
+        event: InstallEvent,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// Whether an installation has used a plugin.
+    fn used(&self, plugin: &str, installation: &InstallationId) -> Result<bool>;
+    /// A plugin's analytics.
+    fn analytics(&self, plugin: &str) -> Result<Analytics>;
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    listings: BTreeMap<String, Listing>,
+    ratings: HashMap<String, Vec<Rating>>,
+    events: HashMap<String, Vec<(String, InstallationId, InstallEvent)>>,
+}
+
+/// The catalog in memory.
+#[derive(Debug, Default)]
+pub struct MemoryCatalog {
+    inner: Mutex<MemInner>,
+}
+
+impl MemoryCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn analytics_of(events: &[(String, InstallationId, InstallEvent)]) -> Analytics {
+    let mut a = Analytics::default();
+    let mut current: HashMap<&InstallationId, &str> = HashMap::new();
+    for (version, inst, event) in events {
+        match event {
+            InstallEvent::Installed => {
+                a.installs += 1;
+                current.insert(inst, version);
+            }
+            InstallEvent::Uninstalled => {
+                a.uninstalls += 1;
+                current.remove(inst);
+            }
+            InstallEvent::Used => {}
+        }
+    }
+    for v in current.values() {
+        *a.active_by_version.entry((*v).to_owned()).or_default() += 1;
+    }
+    a
+}
+
+impl CatalogStore for MemoryCatalog {
+    fn put_listing(&self, l: &Listing) -> Result<()> {
+        self.inner
+            .lock()
+            .listings
+            .insert(l.plugin.clone(), l.clone());
+        Ok(())
+    }
+
+    fn listing(&self, plugin: &str) -> Result<Option<Listing>> {
+        Ok(self.inner.lock().listings.get(plugin).cloned())
+    }
+
+    fn listings(&self) -> Result<Vec<Listing>> {
+        Ok(self.inner.lock().listings.values().cloned().collect())
+    }
+
+    fn put_rating(&self, plugin: &str, rating: &Rating) -> Result<()> {
+        let mut inner = self.inner.lock();
+        let list = inner.ratings.entry(plugin.to_owned()).or_default();
+        list.retain(|r| r.installation != rating.installation);
+        list.push(rating.clone());
+        Ok(())
+    }
+
+    fn ratings(&self, plugin: &str) -> Result<Vec<Rating>> {
+        let mut out = self
+            .inner
+            .lock()
+            .ratings
+            .get(plugin)
+            .cloned()
+            .unwrap_or_default();
+        out.sort_by(|a, b| (a.at, a.installation.as_str()).cmp(&(b.at, b.installation.as_str())));
+        Ok(out)
+    }
+
+    fn record(
+        &self,
+        plugin: &str,
+        version: &str,
+        installation: &InstallationId,
+        event: InstallEvent,
+        _at: Timestamp,
+    ) -> Result<()> {
+        self.inner
+            .lock()
+            .events
+            .entry(plugin.to_owned())
+            .or_default()
+            .push((version.to_owned(), installation.clone(), event));
+        Ok(())
+    }
+
+    fn used(&self, plugin: &str, installation: &InstallationId) -> Result<bool> {
+        Ok(self.inner.lock().events.get(plugin).is_some_and(|e| {
+            e.iter()
+                .any(|(_, i, ev)| i == installation && *ev == InstallEvent::Used)
+        }))
+    }
+
+    fn analytics(&self, plugin: &str) -> Result<Analytics> {
+        Ok(self
+            .inner
+            .lock()
+            .events
+            .get(plugin)
+            .map(|e| analytics_of(e))
+            .unwrap_or_default())
+    }
+}
+
+/// The catalog in SQLite.
+#[derive(Debug)]
+pub struct SqliteCatalog {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteCatalog {
+    /// Opens (or creates) the catalog at `path`; `None` for a private one in memory.
+    pub fn open(path: Option<&std::path::Path>) -> Result<Self> {
+        let conn = vodo_core::open_sqlite(path).map_err(|e| Error::Invalid(e.to_string()))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS catalog_listings (plugin TEXT PRIMARY KEY, body TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS catalog_ratings (
+                plugin TEXT NOT NULL, installation TEXT NOT NULL, stars INTEGER NOT NULL, text TEXT NOT NULL,
+                at INTEGER NOT NULL, PRIMARY KEY (plugin, installation));
+             CREATE TABLE IF NOT EXISTS catalog_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, plugin TEXT NOT NULL, version TEXT NOT NULL,
+                installation TEXT NOT NULL, event TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS catalog_events_by_plugin ON catalog_events (plugin, id);",
+        )
+        .map_err(sql)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+}
+
+fn sql(e: rusqlite::Error) -> Error {
+    Error::Invalid(format!("catalog store: {e}"))
+}
+
+fn event_name(e: InstallEvent) -> &'static str {
+    match e {
+        InstallEvent::Installed => "installed",
+        InstallEvent::Uninstalled => "uninstalled",
+        InstallEvent::Used => "used",
+    }
+}
+
+impl CatalogStore for SqliteCatalog {
+    fn put_listing(&self, l: &Listing) -> Result<()> {
+        let body = serde_json::to_string(l).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.conn
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO catalog_listings (plugin, body) VALUES (?1, ?2)",
+                params![l.plugin, body],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn listing(&self, plugin: &str) -> Result<Option<Listing>> {
+        let body: Option<String> = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT body FROM catalog_listings WHERE plugin = ?1",
+                params![plugin],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        body.map(|b| serde_json::from_str(&b).map_err(|e| Error::Invalid(e.to_string())))
+            .transpose()
+    }
+
+    fn listings(&self) -> Result<Vec<Listing>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT body FROM catalog_listings ORDER BY plugin")
+            .map_err(sql)?;
+        let bodies: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(sql)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql)?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| Error::Invalid(e.to_string())))
+            .collect()
+    }
+
+    fn put_rating(&self, plugin: &str, r: &Rating) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO catalog_ratings (plugin, installation, stars, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![plugin, r.installation.as_str(), r.stars, r.text, r.at.0],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn ratings(&self, plugin: &str) -> Result<Vec<Rating>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT installation, stars, text, at FROM catalog_ratings WHERE plugin = ?1 ORDER BY at, installation")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![plugin], |r| {
+                Ok(Rating {
+                    installation: InstallationId::new(r.get::<_, String>(0)?),
+                    stars: r.get(1)?,
+                    text: r.get(2)?,
+                    at: Timestamp(r.get(3)?),
+                })
+            })
+            .map_err(sql)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql)?;
+        Ok(rows)
+    }
+
+    fn record(
+        &self,
+        plugin: &str,
+        version: &str,
+        installation: &InstallationId,
+        event: InstallEvent,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO catalog_events (plugin, version, installation, event, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![plugin, version, installation.as_str(), event_name(event), at.0],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    fn used(&self, plugin: &str, installation: &InstallationId) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM catalog_events WHERE plugin = ?1 AND installation = ?2 AND event = 'used'",
+                params![plugin, installation.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        Ok(n > 0)
+    }
+
+    fn analytics(&self, plugin: &str) -> Result<Analytics> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT version, installation, event FROM catalog_events WHERE plugin = ?1 ORDER BY id")
+            .map_err(sql)?;
+        let events: Vec<(String, InstallationId, InstallEvent)> = stmt
+            .query_map(params![plugin], |r| {
+                let ev: String = r.get(2)?;
+                Ok((
+                    r.get(0)?,
+                    InstallationId::new(r.get::<_, String>(1)?),
+                    match ev.as_str() {
+                        "installed" => InstallEvent::Installed,
+                        "uninstalled" => InstallEvent::Uninstalled,
+                        _ => InstallEvent::Used,
+                    },
+                ))
+            })
+            .map_err(sql)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql)?;
+        Ok(analytics_of(&events))
+    }
+}
+
+/// What to search for. Every field narrows; the default lists everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// Words that must all appear in the name, summary, category or tags.
+    pub text: String,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only free plugins.
+    pub free_only: bool,
+    /// Only plugins costing at most this many minor units (free ones included).
+    pub max_price_minor: Option<i64>,
+    /// Only plugins whose ranking score is at least this.
+    pub min_rating: Option<f64>,
+    /// Only plugins that request none of these scope prefixes (such as `network:`).
+    pub without_scopes: Vec<String>,
+    /// Results per page (1 to 100; default 20).
+    pub limit: usize,
+    /// The cursor of the previous page.
+    pub after: Option<Cursor>,
+}
+
+/// Where a page ended: the sort key of its last result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    score: f64,
+    plugin: String,
+}
+
+/// A listing with its ranking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The listing.
+    pub listing: Listing,
+    /// The Bayesian average the ranking uses.
+    pub score: f64,
+    /// Number of ratings.
+    pub votes: usize,
+    /// Plain mean of the ratings.
+    pub mean: f64,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The results, best first.
+    pub hits: Vec<Hit>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<Cursor>,
+}
+
+fn tokens(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// word -> plugins
+    words: HashMap<String, HashSet<String>>,
+    listings: HashMap<String, Listing>,
+    /// plugin -> (sum of stars, votes)
+    votes: HashMap<String, (u64, u64)>,
+}
+
+/// The catalog service: a store plus an in-memory search index rebuilt
+/// from it on start and kept current by this type's writes.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Arc<dyn CatalogStore>,
+    index: RwLock<Index>,
+}
+
+impl Catalog {
+    /// A catalog over `store`, indexing what it holds.
+    pub fn new(store: Arc<dyn CatalogStore>) -> Result<Self> {
+        let catalog = Self {
+            store,
+            index: RwLock::new(Index::default()),
+        };
+        for l in catalog.store.listings()? {
+            let ratings = catalog.store.ratings(&l.plugin)?;
+            catalog.index_listing(&l);
+            let mut idx = catalog.index.write();
+            let sum: u64 = ratings.iter().map(|r| u64::from(r.stars)).sum();
+            idx.votes
+                .insert(l.plugin.clone(), (sum, ratings.len() as u64));
+        }
+        Ok(catalog)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+        &self.store
+    }
+
+    fn index_listing(&self, l: &Listing) {
+        let mut idx = self.index.write();
+        if let Some(old) = idx.listings.remove(&l.plugin) {
+            for set in idx.words.values_mut() {
+                set.remove(&old.plugin);
+            }
+        }
+        let words: HashSet<String> = tokens(&l.name)
+            .chain(tokens(&l.summary))
+            .chain(tokens(&l.category))
+            .chain(l.tags.iter().flat_map(|t| tokens(t)).collect::<Vec<_>>())
+            .chain(tokens(&l.plugin))
+            .collect();
+        for w in words {
+            idx.words.entry(w).or_default().insert(l.plugin.clone());
+        }
+        idx.listings.insert(l.plugin.clone(), l.clone());
+    }
+
+    /// Adds or replaces a listing.
+    pub fn publish(&self, listing: &Listing) -> Result<()> {
+        listing.pricing.validate()?;
+        self.store.put_listing(listing)?;
+        self.index_listing(listing);
+        Ok(())
+    }
+
+    /// Records a rating (and optional review) from an installation. Only an
+    /// installation that has used the plugin may rate it; rating again
+    /// replaces its earlier rating.
+    pub fn rate(
+        &self,
+        plugin: &str,
+        installation: &InstallationId,
+        stars: u8,
+        text: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        if !(1..=5).contains(&stars) {
+            return Err(Error::Invalid("a rating is 1 to 5 stars".into()));
+        }
+        if self.store.listing(plugin)?.is_none() {
+            return Err(Error::NotFound(format!(
+                "no plugin `{plugin}` in the catalog"
+            )));
+        }
+        if !self.store.used(plugin, installation)? {
+            return Err(Error::Invalid(format!(
+                "installation `{installation}` has not used `{plugin}`: only installations that used a plugin may review it"
+            )));
+        }
+        let previous = self
+            .store
+            .ratings(plugin)?
+            .into_iter()
+            .find(|r| &r.installation == installation);
+        self.store.put_rating(
+            plugin,
+            &Rating {
+                installation: installation.clone(),
+                stars,
+                text: text.trim().to_owned(),
+                at,
+            },
+        )?;
+        let mut idx = self.index.write();
+        let (old_stars, old_vote) = previous.map_or((0, 0), |r| (u64::from(r.stars), 1));
+        let entry = idx.votes.entry(plugin.to_owned()).or_default();
+        entry.0 = entry.0 - old_stars + u64::from(stars);
+        entry.1 = entry.1 - old_vote + 1;
+        Ok(())
+    }
+
+    fn score(idx: &Index, plugin: &str) -> (f64, usize, f64) {
+        let (sum, n) = idx.votes.get(plugin).copied().unwrap_or((0, 0));
+        let mean = if n == 0 { 0.0 } else { sum as f64 / n as f64 };
+        (
+            (PRIOR_WEIGHT * PRIOR_MEAN + sum as f64) / (PRIOR_WEIGHT + n as f64),
+            n as usize,
+            mean,
+        )
+    }
+
+    /// Searches: the listings that pass every filter, ranked by score then plugin id.
+    pub fn search(&self, q: &Query) -> Page {
+        let idx = self.index.read();
+        let words: Vec<String> = tokens(&q.text).collect();
+        let mut candidates: Vec<&String> = if words.is_empty() {
+            idx.listings.keys().collect()
+        } else {
+            let mut sets: Vec<&HashSet<String>> = Vec::with_capacity(words.len());
+            for w in &words {
+                match idx.words.get(w) {
+                    Some(s) => sets.push(s),
+                    None => {
+                        return Page {
+                            hits: Vec::new(),
+                            next: None,
+                        };
+                    }
+                }
+            }
+            sets.sort_by_key(|s| s.len());
+            sets[0]
+                .iter()
+                .filter(|p| sets[1..].iter().all(|s| s.contains(*p)))
+                .collect()
+        };
+        candidates.sort();
+        let mut hits: Vec<Hit> = candidates
+            .into_iter()
+            .filter_map(|p| idx.listings.get(p))
+            .filter(|l| q.category.as_ref().is_none_or(|c| &l.category == c))
+            .filter(|l| !q.free_only || l.pricing == Pricing::Free)
+            .filter(|l| {
+                q.max_price_minor
+                    .is_none_or(|max| l.pricing.price().is_none_or(|p| p.minor <= max))
+            })
+            .filter(|l| {
+                !l.scopes
+                    .iter()
+                    .any(|s| q.without_scopes.iter().any(|w| s.starts_with(w.as_str())))
+            })
+            .map(|l| {
+                let (score, votes, mean) = Self::score(&idx, &l.plugin);
+                Hit {
+                    listing: l.clone(),
+                    score,
+                    votes,
+                    mean,
+                }
+            })
+            .filter(|h| q.min_rating.is_none_or(|m| h.score >= m))
+            .collect();
+        let key = |h: &Hit| {
+            (
+                std::cmp::Reverse(ordered(h.score)),
+                h.listing.plugin.clone(),
+            )
+        };
+        hits.sort_by_key(key);
+        if let Some(after) = &q.after {
+            let k = (
+                std::cmp::Reverse(ordered(after.score)),
+                after.plugin.clone(),
+            );
+            hits.retain(|h| key(h) > k);
+        }
+        let limit = if q.limit == 0 { 20 } else { q.limit.min(100) };
+        let next = (hits.len() > limit).then(|| {
+            let last = &hits[limit - 1];
+            Cursor {
+                score: last.score,
+                plugin: last.listing.plugin.clone(),
+            }
+        });
+        hits.truncate(limit);
+        Page { hits, next }
+    }
+}
+
+/// An `f64` score as a totally ordered integer key (scores are finite, 0 to 5).
+fn ordered(score: f64) -> i64 {
+    (score * 1e9).round() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_and_sqlite_catalogs_conform() {
+        crate::conformance::catalog_store(&MemoryCatalog::new());
+        crate::conformance::catalog_store(&SqliteCatalog::open(None).unwrap());
+    }
+}

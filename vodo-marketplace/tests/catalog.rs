@@ -1,0 +1,283 @@
+//! Catalog ranking, search and reviews.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use vodo_core::{InstallationId, Timestamp};
+use vodo_marketplace::catalog::{
+    Catalog, InstallEvent, Listing, MemoryCatalog, Query, SqliteCatalog,
+};
+use vodo_marketplace::pricing::{Money, Period, Pricing};
+
+fn listing(plugin: &str, name: &str, category: &str, pricing: Pricing, scopes: &[&str]) -> Listing {
+    Listing {
+        plugin: plugin.into(),
+        name: name.into(),
+        summary: format!("{name} for your store"),
+        category: category.into(),
+        tags: vec!["orders".into()],
+        pricing,
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        version: "1.0.0".into(),
+    }
+}
+
+fn use_and_rate(c: &Catalog, plugin: &str, n: usize, stars: &dyn Fn(usize) -> u8) {
+    for i in 0..n {
+        let inst = InstallationId::new(format!("{plugin}-shop-{i}"));
+        c.store()
+            .record(
+                plugin,
+                "1.0.0",
+                &inst,
+                InstallEvent::Installed,
+                Timestamp(1),
+            )
+            .unwrap();
+        c.store()
+            .record(plugin, "1.0.0", &inst, InstallEvent::Used, Timestamp(2))
+            .unwrap();
+        c.rate(plugin, &inst, stars(i), "", Timestamp(3)).unwrap();
+    }
+}
+
+#[test]
+fn two_five_star_votes_do_not_outrank_five_hundred_at_four_and_a_half() {
+    let c = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+    c.publish(&listing(
+        "newcomer",
+        "Newcomer",
+        "shipping",
+        Pricing::Free,
+        &[],
+    ))
+    .unwrap();
+    c.publish(&listing(
+        "veteran",
+        "Veteran",
+        "shipping",
+        Pricing::Free,
+        &[],
+    ))
+    .unwrap();
+    c.publish(&listing(
+        "unrated",
+        "Unrated",
+        "shipping",
+        Pricing::Free,
+        &[],
+    ))
+    .unwrap();
+    use_and_rate(&c, "newcomer", 2, &|_| 5);
+    use_and_rate(&c, "veteran", 500, &|i| if i % 2 == 0 { 5 } else { 4 });
+    let page = c.search(&Query::default());
+    let order: Vec<&str> = page
+        .hits
+        .iter()
+        .map(|h| h.listing.plugin.as_str())
+        .collect();
+    assert_eq!(order, ["veteran", "newcomer", "unrated"], "{:?}", page.hits);
+    let newcomer = &page.hits[1];
+    assert_eq!((newcomer.votes, newcomer.mean), (2, 5.0));
+    assert!(page.hits[0].score > newcomer.score);
+}
+
+#[test]
+fn only_installations_that_used_a_plugin_may_review_it() {
+    let c = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+    c.publish(&listing("p", "P", "tools", Pricing::Free, &[]))
+        .unwrap();
+    let shop = InstallationId::new("shop-1");
+    assert!(
+        c.rate("p", &shop, 1, "spam", Timestamp(1)).is_err(),
+        "never installed"
+    );
+    c.store()
+        .record("p", "1.0.0", &shop, InstallEvent::Installed, Timestamp(1))
+        .unwrap();
+    assert!(
+        c.rate("p", &shop, 1, "spam", Timestamp(1)).is_err(),
+        "installed but never used"
+    );
+    c.store()
+        .record("p", "1.0.0", &shop, InstallEvent::Used, Timestamp(2))
+        .unwrap();
+    c.rate("p", &shop, 4, "works", Timestamp(3)).unwrap();
+    c.rate("p", &shop, 5, "works well", Timestamp(4)).unwrap();
+    let ratings = c.store().ratings("p").unwrap();
+    assert_eq!(
+        (ratings.len(), ratings[0].stars, ratings[0].text.as_str()),
+        (1, 5, "works well")
+    );
+    assert!(c.rate("p", &shop, 6, "", Timestamp(5)).is_err());
+    assert!(c.rate("missing", &shop, 5, "", Timestamp(5)).is_err());
+}
+
+#[test]
+fn search_filters_and_stable_paging() {
+    let sar = |m| Money::new(m, "SAR").unwrap();
+    let c = Catalog::new(Arc::new(SqliteCatalog::open(None).unwrap())).unwrap();
+    c.publish(&listing(
+        "slack-notifier",
+        "Slack Notifier",
+        "notifications",
+        Pricing::Free,
+        &["network:outbound:hooks.slack.com"],
+    ))
+    .unwrap();
+    c.publish(&listing(
+        "sms-notifier",
+        "SMS Notifier",
+        "notifications",
+        Pricing::OneTime { price: sar(4900) },
+        &["users:read"],
+    ))
+    .unwrap();
+    c.publish(&listing(
+        "label-printer",
+        "Label Printer",
+        "shipping",
+        Pricing::Subscription {
+            price: sar(2900),
+            period: Period::Monthly,
+            trial_days: 7,
+        },
+        &[],
+    ))
+    .unwrap();
+    let names = |q: &Query| {
+        c.search(q)
+            .hits
+            .into_iter()
+            .map(|h| h.listing.plugin)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&Query {
+            text: "notifier".into(),
+            ..Default::default()
+        }),
+        ["slack-notifier", "sms-notifier"]
+    );
+    assert_eq!(
+        names(&Query {
+            text: "SLACK notifier".into(),
+            ..Default::default()
+        }),
+        ["slack-notifier"]
+    );
+    assert!(
+        names(&Query {
+            text: "nothing-like-it".into(),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        names(&Query {
+            category: Some("shipping".into()),
+            ..Default::default()
+        }),
+        ["label-printer"]
+    );
+    assert_eq!(
+        names(&Query {
+            free_only: true,
+            ..Default::default()
+        }),
+        ["slack-notifier"]
+    );
+    assert_eq!(
+        names(&Query {
+            max_price_minor: Some(3000),
+            ..Default::default()
+        }),
+        ["label-printer", "slack-notifier"]
+    );
+    assert_eq!(
+        names(&Query {
+            without_scopes: vec!["network:".into()],
+            ..Default::default()
+        }),
+        ["label-printer", "sms-notifier"]
+    );
+
+    // 45 more listings, paged 10 at a time while a new one arrives mid-way: no repeats, no gaps.
+    for i in 0..45 {
+        c.publish(&listing(
+            &format!("tool-{i:02}"),
+            &format!("Tool {i}"),
+            "tools",
+            Pricing::Free,
+            &[],
+        ))
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut q = Query {
+        category: Some("tools".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    loop {
+        let page = c.search(&q);
+        seen.extend(page.hits.iter().map(|h| h.listing.plugin.clone()));
+        if seen.len() == 20 {
+            // Sorts before every page already returned: must not shift the pages that follow.
+            c.publish(&listing(
+                "tool-00a",
+                "Tool new",
+                "tools",
+                Pricing::Free,
+                &[],
+            ))
+            .unwrap();
+        }
+        match page.next {
+            Some(cursor) => q.after = Some(cursor),
+            None => break,
+        }
+    }
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no listing repeats");
+    assert_eq!(
+        seen.len(),
+        45,
+        "every listing present at the start appears once"
+    );
+}
+
+#[test]
+fn the_index_is_rebuilt_from_a_durable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    {
+        let c = Catalog::new(Arc::new(SqliteCatalog::open(Some(&path)).unwrap())).unwrap();
+        c.publish(&listing(
+            "p",
+            "Persistent Plugin",
+            "tools",
+            Pricing::Free,
+            &[],
+        ))
+        .unwrap();
+        use_and_rate(&c, "p", 3, &|_| 4);
+    }
+    let c = Catalog::new(Arc::new(SqliteCatalog::open(Some(&path)).unwrap())).unwrap();
+    let hit = &c
+        .search(&Query {
+            text: "persistent".into(),
+            ..Default::default()
+        })
+        .hits[0];
+    assert_eq!((hit.votes, hit.mean), (3, 4.0));
+    assert_eq!(
+        c.store()
+            .analytics("p")
+            .unwrap()
+            .active_by_version
+            .get("1.0.0"),
+        Some(&3)
+    );
+}
