@@ -8,6 +8,7 @@
 //! - [`index`]: signed, TUF-shaped metadata over content-addressed packages,
 //!   and the client that refuses rollback, freeze, swapped packages and
 //!   untrusted keys;
+//! - [`installer`]: channels, automatic updates by policy, rollback, yanks;
 //! - [`pricing`]: pricing tiers in minor units and an exact revenue share;
 //! - [`catalog`]: listings, search with filters and stable paging, ratings
 //!   ranked by a Bayesian average, reviews from real users, analytics.
@@ -19,6 +20,7 @@ pub mod catalog;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod index;
+pub mod installer;
 pub mod package;
 pub mod pricing;
 pub mod review;

@@ -1,0 +1,453 @@
+//! The marketplace with real plugins: each automated review check with a
+//! package that passes and one that fails it, and the end-to-end path from
+//! source to an installed, updated and rolled-back plugin.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tests::guest;
+use vodo_core::audit::NoAudit;
+use vodo_core::{InstallationId, Manifest, Timestamp};
+use vodo_marketplace::catalog::{Catalog, InstallEvent, Listing, MemoryCatalog, Query};
+use vodo_marketplace::index::{Client, DirSource, Repository, RoleSigners, SigningKey};
+use vodo_marketplace::installer::{Channel, Installer, UpdatePolicy};
+use vodo_marketplace::package::Package;
+use vodo_marketplace::pricing::Pricing;
+use vodo_marketplace::review::{Policy, Report, Severity, review};
+use vodo_marketplace::workflow::{Actor, Role, State, Submission};
+use vodo_sandbox::{Limits, MemoryServices, Sandbox, SandboxConfig};
+
+const NOTIFIER: &str = include_str!("../examples/plugins/order-notifier/plugin.json");
+
+struct Env {
+    sandbox: Sandbox,
+    _storage: tempfile::TempDir,
+    notifier: Vec<u8>,
+    hostile: Vec<u8>,
+    good: Vec<u8>,
+}
+
+static ENV: LazyLock<Env> = LazyLock::new(|| {
+    let storage = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            storage_root: Some(storage.path().to_path_buf()),
+            ..SandboxConfig::default()
+        },
+        Arc::new(MemoryServices::new()),
+        Arc::new(NoAudit),
+    )
+    .unwrap();
+    Env {
+        sandbox,
+        _storage: storage,
+        notifier: guest("order-notifier"),
+        hostile: guest("hostile"),
+        good: guest("good"),
+    }
+});
+
+fn package(manifest: &str, component: &[u8], samples: &[(&str, &str)]) -> Vec<u8> {
+    Package {
+        manifest: manifest.into(),
+        readme: "# Order Notifier\n".into(),
+        samples: samples
+            .iter()
+            .map(|(a, b)| ((*a).into(), (*b).into()))
+            .collect(),
+        component: component.to_vec(),
+    }
+    .to_bytes()
+}
+
+fn run(bytes: &[u8], policy: &Policy) -> Report {
+    review(bytes, policy, &ENV.sandbox).0
+}
+
+fn has(report: &Report, check: &str, severity: Severity, text: &str) -> bool {
+    report
+        .of(check)
+        .any(|f| f.severity == severity && (f.message.contains(text) || f.location.contains(text)))
+}
+
+fn notifier_ok() -> Vec<u8> {
+    package(NOTIFIER, &ENV.notifier, &[("order.created", "1001")])
+}
+
+#[test]
+fn a_good_package_passes_every_check() {
+    let r = run(&notifier_ok(), &Policy::default());
+    assert_eq!(r.errors().count(), 0, "{:#?}", r.findings);
+}
+
+#[test]
+fn package_check() {
+    let policy = Policy::default();
+    let mut corrupt = notifier_ok();
+    *corrupt.last_mut().unwrap() ^= 1;
+    assert!(has(
+        &run(&corrupt, &policy),
+        "package",
+        Severity::Error,
+        "checksum"
+    ));
+    assert!(has(
+        &run(
+            &notifier_ok(),
+            &Policy {
+                max_package_bytes: 1000,
+                ..Policy::default()
+            }
+        ),
+        "package",
+        Severity::Error,
+        "limit"
+    ));
+    let bad_manifest = package(
+        &NOTIFIER.replace("\"order-notifier\"", "\"Order Notifier\""),
+        &ENV.notifier,
+        &[],
+    );
+    assert!(has(
+        &run(&bad_manifest, &policy),
+        "package",
+        Severity::Error,
+        "$.slug"
+    ));
+    let not_wasm = package(NOTIFIER, b"\0asm but not really", &[]);
+    assert!(has(
+        &run(&not_wasm, &policy),
+        "package",
+        Severity::Error,
+        "does not validate"
+    ));
+}
+
+#[test]
+fn permissions_check() {
+    let policy = Policy::default();
+    let undeclared = NOTIFIER.replace(r#""network": { "outbound": ["hooks.slack.com"] },"#, "");
+    assert_ne!(undeclared, NOTIFIER);
+    let r = run(&package(&undeclared, &ENV.notifier, &[]), &policy);
+    assert!(
+        has(&r, "permissions", Severity::Error, "vodo:plugin/http"),
+        "{:#?}",
+        r.findings
+    );
+    // The good plugin uses entities only; asking for users too is broader than its code.
+    let good = r#"{"name":"Good","slug":"good","version":"1.0.0","description":"d","author":"A","license":"MIT","entry":"good.wasm","host_api":"^0.1",
+        "permissions":{"entities":{"read":["order"],"write":["order_note"]},"users":"read"}}"#;
+    let r = run(&package(good, &ENV.good, &[]), &policy);
+    assert!(
+        has(&r, "permissions", Severity::Warning, "$.permissions.users"),
+        "{:#?}",
+        r.findings
+    );
+    assert_eq!(
+        r.of("permissions")
+            .filter(|f| f.severity == Severity::Error)
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn license_check() {
+    let policy = Policy::default();
+    let with = |l: &str| {
+        run(
+            &package(
+                &NOTIFIER.replace("\"MIT\"", &format!("\"{l}\"")),
+                &ENV.notifier,
+                &[],
+            ),
+            &policy,
+        )
+    };
+    assert_eq!(with("MIT OR Apache-2.0").of("license").count(), 0);
+    assert!(has(
+        &with("GPL-3.0-only"),
+        "license",
+        Severity::Error,
+        "not accepted"
+    ));
+    assert!(has(
+        &with("MIT AND Banana-1.0"),
+        "license",
+        Severity::Error,
+        "not a valid SPDX"
+    ));
+}
+
+#[test]
+fn performance_check() {
+    let policy = Policy {
+        budget: vodo_core::runtime::TrialBudget {
+            fuel: None,
+            memory: 32 << 20,
+            timeout: Duration::from_millis(300),
+        },
+        ..Policy::default()
+    };
+    let hostile = r#"{"name":"H","slug":"hostile","version":"1.0.0","description":"d","author":"M","license":"MIT","entry":"h.wasm","host_api":"^0.1",
+        "permissions":{"entities":{"read":["order"]},"hooks":{"trigger":["x.y"]},"storage":{"max_size":1000,"allowed_types":[".json"]},"network":{"outbound":["example.com"]}}}"#;
+    let r = run(
+        &package(hostile, &ENV.hostile, &[("loop", ""), ("memory", "")]),
+        &policy,
+    );
+    assert!(
+        has(&r, "performance", Severity::Error, "timeout"),
+        "{:#?}",
+        r.findings
+    );
+    assert!(
+        has(&r, "performance", Severity::Error, "memory"),
+        "{:#?}",
+        r.findings
+    );
+    let r = run(&package(NOTIFIER, &ENV.notifier, &[]), &policy);
+    assert!(has(
+        &r,
+        "performance",
+        Severity::Warning,
+        "no sample events"
+    ));
+    assert_eq!(run(&notifier_ok(), &policy).of("performance").count(), 0);
+}
+
+#[test]
+fn compatibility_check() {
+    let policy = Policy::default();
+    let r = run(
+        &package(
+            &NOTIFIER.replace("\"^0.1\"", "\"^2.0\""),
+            &ENV.notifier,
+            &[],
+        ),
+        &policy,
+    );
+    assert!(has(&r, "compatibility", Severity::Error, "excludes"));
+    let r = run(
+        &package(
+            &NOTIFIER.replace("\"host_api\": \"^0.1\",", ""),
+            &ENV.notifier,
+            &[],
+        ),
+        &policy,
+    );
+    assert!(has(
+        &r,
+        "compatibility",
+        Severity::Warning,
+        "no host API range"
+    ));
+    assert_eq!(run(&notifier_ok(), &policy).of("compatibility").count(), 0);
+}
+
+#[test]
+fn security_check() {
+    let policy = Policy::default();
+    let r = run(
+        &package(
+            &NOTIFIER.replace("hooks.slack.com", "drop.payments.onion"),
+            &ENV.notifier,
+            &[],
+        ),
+        &policy,
+    );
+    assert!(
+        has(&r, "security", Severity::Error, "*.onion"),
+        "{:#?}",
+        r.findings
+    );
+    let broad = NOTIFIER.replace(r#""write": ["order_note"]"#, r#""write": ["*"]"#);
+    let r = run(&package(&broad, &ENV.notifier, &[]), &policy);
+    assert!(has(
+        &r,
+        "security",
+        Severity::Warning,
+        "every kind of record"
+    ));
+    assert_eq!(run(&notifier_ok(), &policy).of("security").count(), 0);
+}
+
+#[test]
+fn end_to_end_from_source_to_install_update_and_rollback() {
+    let now = Timestamp(1_800_000_000_000);
+    let day = Duration::from_secs(24 * 3600);
+    let (developer, reviewer, admin) = (
+        Actor {
+            id: "dev@acme".into(),
+            role: Role::Developer,
+        },
+        Actor {
+            id: "rev@market".into(),
+            role: Role::Reviewer,
+        },
+        Actor {
+            id: "admin@market".into(),
+            role: Role::Admin,
+        },
+    );
+    let keys: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate().unwrap()).collect();
+    let signers = RoleSigners {
+        root: vec![&keys[0]],
+        targets: vec![&keys[1]],
+        snapshot: vec![&keys[2]],
+        timestamp: vec![&keys[3]],
+    };
+    let cdn = tempfile::tempdir().unwrap();
+    let mut repo = Repository::create(cdn.path(), &signers, now.plus(365 * day)).unwrap();
+    let catalog = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+
+    // Build, package, submit, review and publish two versions.
+    let publish = |repo: &mut Repository, version: &str| {
+        let manifest = NOTIFIER.replace("\"1.0.0\"", &format!("\"{version}\""));
+        let bytes = package(&manifest, &ENV.notifier, &[("order.created", "1001")]);
+        let sha: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut s = Submission::new(&format!("sub-{version}"), "order-notifier", version, &sha);
+        s.transition(State::Submitted, &developer, "", now).unwrap();
+        s.transition(State::InReview, &reviewer, "", now).unwrap();
+        let (report, pkg) = review(&bytes, &Policy::default(), &ENV.sandbox);
+        assert_eq!(report.errors().count(), 0, "{:#?}", report.findings);
+        assert_eq!(
+            pkg.unwrap().manifest,
+            manifest,
+            "reviewers see the exact package submitted"
+        );
+        s.report = Some(report);
+        s.transition(State::Testing, &reviewer, "", now).unwrap();
+        s.transition(State::Approved, &reviewer, "", now).unwrap();
+        s.transition(State::Published, &admin, "", now).unwrap();
+        repo.add("order-notifier", version, "stable", &bytes)
+            .unwrap();
+        repo.publish(&signers, now, 30 * day, day).unwrap();
+        let m = Manifest::parse(&manifest).unwrap();
+        catalog
+            .publish(&Listing {
+                plugin: "order-notifier".into(),
+                name: m.name.clone(),
+                summary: m.description.clone(),
+                category: "notifications".into(),
+                tags: vec!["orders".into(), "chat".into()],
+                pricing: Pricing::Free,
+                scopes: m.scopes().iter().map(ToString::to_string).collect(),
+                version: version.into(),
+            })
+            .unwrap();
+        assert_eq!(s.history.len(), 5);
+    };
+    publish(&mut repo, "1.0.0");
+
+    // A host finds it in the catalog and installs it from the verified index.
+    let found = catalog.search(&Query {
+        text: "order notifier".into(),
+        ..Default::default()
+    });
+    assert_eq!(found.hits[0].listing.plugin, "order-notifier");
+    let mut client = Client::new(&repo.pinned_root().unwrap()).unwrap();
+    let source = DirSource(cdn.path().to_path_buf());
+    client.update(&source, now).unwrap();
+    let shop = InstallationId::new("shop-42");
+    let (mut installed, pkg) = Installer::new(&client, &source)
+        .install_latest("order-notifier", Channel::Stable, UpdatePolicy::Patch)
+        .unwrap();
+    assert_eq!(installed.version.to_string(), "1.0.0");
+    let run_it = |pkg: &Package| {
+        let m = Manifest::parse(&pkg.manifest).unwrap();
+        let p = ENV
+            .sandbox
+            .install(
+                &shop,
+                &m,
+                &pkg.component,
+                m.scopes().clone(),
+                Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            ENV.sandbox.call_event(&p, "order.created", "7").result,
+            Ok(())
+        );
+        m.version.to_string()
+    };
+    assert_eq!(run_it(&pkg), "1.0.0");
+    catalog
+        .store()
+        .record(
+            "order-notifier",
+            "1.0.0",
+            &shop,
+            InstallEvent::Installed,
+            now,
+        )
+        .unwrap();
+    catalog
+        .store()
+        .record("order-notifier", "1.0.0", &shop, InstallEvent::Used, now)
+        .unwrap();
+    catalog
+        .rate("order-notifier", &shop, 5, "does what it says", now)
+        .unwrap();
+
+    // A patch release arrives; the policy updates to it.
+    publish(&mut repo, "1.0.1");
+    client.update(&source, now).unwrap();
+    let installer = Installer::new(&client, &source);
+    let update = installer
+        .update(&mut installed)
+        .unwrap()
+        .expect("a patch update");
+    assert_eq!(
+        (installed.version.to_string(), run_it(&update)),
+        ("1.0.1".into(), "1.0.1".into())
+    );
+
+    // The merchant rolls back; the installation is pinned and stays there.
+    let back = installer
+        .rollback(&mut installed, &semver::Version::new(1, 0, 0))
+        .unwrap();
+    assert_eq!(run_it(&back), "1.0.0");
+    assert!(installed.pinned);
+    assert!(
+        installer.update(&mut installed).unwrap().is_none(),
+        "a pinned installation is not updated"
+    );
+
+    // A minor release is not a patch update; a yanked version is neither installed nor rolled back to.
+    publish(&mut repo, "1.1.0");
+    repo.yank("order-notifier/1.0.1.vpkg").unwrap();
+    repo.publish(&signers, now, 30 * day, day).unwrap();
+    client.update(&source, now).unwrap();
+    let installer = Installer::new(&client, &source);
+    installed.pinned = false;
+    assert!(
+        installer.pending_update(&installed).is_none(),
+        "1.0.1 is yanked and 1.1.0 is not a patch"
+    );
+    installed.policy = UpdatePolicy::Minor;
+    assert_eq!(
+        installer.pending_update(&installed).unwrap().0.to_string(),
+        "1.1.0"
+    );
+    installed.version = semver::Version::new(1, 1, 0);
+    assert!(
+        installer
+            .rollback(&mut installed, &semver::Version::new(1, 0, 1))
+            .is_err(),
+        "yanked"
+    );
+    assert!(
+        installer
+            .rollback(&mut installed, &semver::Version::new(1, 0, 0))
+            .is_ok()
+    );
+    let analytics = catalog.store().analytics("order-notifier").unwrap();
+    assert_eq!(analytics.installs, 1);
+}
