@@ -599,8 +599,8 @@ impl Catalog {
                 .filter(|p| sets[1..].iter().all(|s| s.contains(*p)))
                 .collect()
         };
-        candidates.sort();
-        let mut hits: Vec<Hit> = candidates
+        // Rank references first; clone only the page.
+        let mut ranked: Vec<(i64, &Listing, usize, f64)> = candidates
             .into_iter()
             .filter_map(|p| idx.listings.get(p))
             .filter(|l| q.category.as_ref().is_none_or(|c| &l.category == c))
@@ -616,38 +616,40 @@ impl Catalog {
             })
             .map(|l| {
                 let (score, votes, mean) = Self::score(&idx, &l.plugin);
-                Hit {
-                    listing: l.clone(),
-                    score,
-                    votes,
-                    mean,
-                }
+                (ordered(score), l, votes, mean)
             })
-            .filter(|h| q.min_rating.is_none_or(|m| h.score >= m))
+            .filter(|(score, ..)| q.min_rating.is_none_or(|m| *score >= ordered(m)))
             .collect();
-        let key = |h: &Hit| {
-            (
-                std::cmp::Reverse(ordered(h.score)),
-                h.listing.plugin.clone(),
-            )
+        // Best score first, then plugin id: a total order, so pages are stable.
+        let cmp = |a: (i64, &str), b: (i64, &str)| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
+        ranked.sort_unstable_by(|a, b| cmp((a.0, &a.1.plugin), (b.0, &b.1.plugin)));
+        let start = match &q.after {
+            Some(after) => {
+                let k = (ordered(after.score), after.plugin.as_str());
+                ranked
+                    .partition_point(|r| cmp((r.0, &r.1.plugin), k) != std::cmp::Ordering::Greater)
+            }
+            None => 0,
         };
-        hits.sort_by_key(key);
-        if let Some(after) = &q.after {
-            let k = (
-                std::cmp::Reverse(ordered(after.score)),
-                after.plugin.clone(),
-            );
-            hits.retain(|h| key(h) > k);
-        }
         let limit = if q.limit == 0 { 20 } else { q.limit.min(100) };
-        let next = (hits.len() > limit).then(|| {
+        let page = &ranked[start.min(ranked.len())..];
+        let hits: Vec<Hit> = page
+            .iter()
+            .take(limit)
+            .map(|(score, l, votes, mean)| Hit {
+                listing: (*l).clone(),
+                score: *score as f64 / 1e9,
+                votes: *votes,
+                mean: *mean,
+            })
+            .collect();
+        let next = (page.len() > limit).then(|| {
             let last = &hits[limit - 1];
             Cursor {
                 score: last.score,
                 plugin: last.listing.plugin.clone(),
             }
         });
-        hits.truncate(limit);
         Page { hits, next }
     }
 }
