@@ -578,7 +578,7 @@ impl Catalog {
     pub fn search(&self, q: &Query) -> Page {
         let idx = self.index.read();
         let words: Vec<String> = tokens(&q.text).collect();
-        let mut candidates: Vec<&String> = if words.is_empty() {
+        let candidates: Vec<&String> = if words.is_empty() {
             idx.listings.keys().collect()
         } else {
             let mut sets: Vec<&HashSet<String>> = Vec::with_capacity(words.len());
