@@ -451,3 +451,51 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
     let analytics = catalog.store().analytics("order-notifier").unwrap();
     assert_eq!(analytics.installs, 1);
 }
+
+#[test]
+fn channels_decide_which_releases_an_installation_sees() {
+    let now = Timestamp(1_800_000_000_000);
+    let day = Duration::from_secs(24 * 3600);
+    let keys: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate().unwrap()).collect();
+    let signers = RoleSigners {
+        root: vec![&keys[0]],
+        targets: vec![&keys[1]],
+        snapshot: vec![&keys[2]],
+        timestamp: vec![&keys[3]],
+    };
+    let cdn = tempfile::tempdir().unwrap();
+    let mut repo = Repository::create(cdn.path(), &signers, now.plus(365 * day)).unwrap();
+    for (version, channel) in [
+        ("1.0.0", "stable"),
+        ("1.1.0-beta.1", "beta"),
+        ("1.0.1", "stable"),
+    ] {
+        let bytes = package(
+            &NOTIFIER.replace("\"1.0.0\"", &format!("\"{version}\"")),
+            b"component",
+            &[],
+        );
+        repo.add("order-notifier", version, channel, &bytes)
+            .unwrap();
+    }
+    repo.publish(&signers, now, 30 * day, day).unwrap();
+    let mut client = Client::new(&repo.pinned_root().unwrap()).unwrap();
+    let source = DirSource(cdn.path().to_path_buf());
+    client.update(&source, now).unwrap();
+    let installer = Installer::new(&client, &source);
+    let (stable, _) = installer
+        .install_latest("order-notifier", Channel::Stable, UpdatePolicy::Minor)
+        .unwrap();
+    let (beta, _) = installer
+        .install_latest("order-notifier", Channel::Beta, UpdatePolicy::Minor)
+        .unwrap();
+    assert_eq!(
+        (stable.version.to_string(), beta.version.to_string()),
+        ("1.0.1".into(), "1.1.0-beta.1".into())
+    );
+    assert!(
+        installer
+            .install_latest("no-such-plugin", Channel::Beta, UpdatePolicy::None)
+            .is_err()
+    );
+}
