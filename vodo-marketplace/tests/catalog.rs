@@ -81,6 +81,16 @@ fn two_five_star_votes_do_not_outrank_five_hundred_at_four_and_a_half() {
     let newcomer = &page.hits[1];
     assert_eq!((newcomer.votes, newcomer.mean), (2, 5.0));
     assert!(page.hits[0].score > newcomer.score);
+    let rated: Vec<String> = c
+        .search(&Query {
+            min_rating: Some(4.0),
+            ..Default::default()
+        })
+        .hits
+        .into_iter()
+        .map(|h| h.listing.plugin)
+        .collect();
+    assert_eq!(rated, ["veteran"]);
 }
 
 #[test]
