@@ -5,7 +5,27 @@
 use std::fmt;
 use std::time::Duration;
 
+use vodo_scopes::Capability;
+
 use crate::manifest::Manifest;
+
+/// The interfaces of the `vodo:plugin` WIT package and what importing each
+/// needs: `Ok(None)` for those always linked (`types`, `log`),
+/// `Ok(Some((capability, permission name)))` for a capability, and `Err(())`
+/// for a name the package does not have.
+#[allow(clippy::result_unit_err)]
+pub fn interface_capability(interface: &str) -> Result<Option<(Capability, &'static str)>, ()> {
+    Ok(Some(match interface {
+        "types" | "log" => return Ok(None),
+        "entities" => (Capability::Entities, "entities"),
+        "hooks" => (Capability::HookTrigger, "hooks:trigger"),
+        "storage" => (Capability::Storage, "storage"),
+        "http" => (Capability::Network, "network"),
+        "settings" => (Capability::Settings, "settings"),
+        "users" => (Capability::Users, "users"),
+        _ => return Err(()),
+    }))
+}
 
 /// What a component imports and exports.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -124,18 +124,6 @@ impl Default for Policy {
     }
 }
 
-fn interface_capability(interface: &str) -> Option<(Capability, &'static str)> {
-    Some(match interface {
-        "entities" => (Capability::Entities, "entities"),
-        "hooks" => (Capability::HookTrigger, "hooks:trigger"),
-        "storage" => (Capability::Storage, "storage"),
-        "http" => (Capability::Network, "network"),
-        "settings" => (Capability::Settings, "settings"),
-        "users" => (Capability::Users, "users"),
-        _ => return None,
-    })
-}
-
 fn host_denied(host: &str, pattern: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host == suffix || host.ends_with(&format!(".{suffix}")),
@@ -190,7 +178,7 @@ pub fn review(bytes: &[u8], policy: &Policy, sandbox: &dyn Sandbox) -> (Report, 
                 continue;
             };
             let iface = rest.split('@').next().unwrap_or(rest);
-            if let Some((cap, label)) = interface_capability(iface) {
+            if let Ok(Some((cap, label))) = vodo_core::runtime::interface_capability(iface) {
                 used.push(cap);
                 if !manifest.scopes().has_capability(cap) {
                     r.add(

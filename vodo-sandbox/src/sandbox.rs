@@ -177,20 +177,6 @@ fn linked_capabilities(scopes: &ScopeSet) -> u16 {
     .fold(0, |bits, (i, _)| bits | (1 << i))
 }
 
-/// The capability an imported `vodo:plugin` interface needs, or `None` for those always linked.
-fn capability_of_import(interface: &str) -> Result<Option<(Capability, &'static str)>, ()> {
-    Ok(Some(match interface {
-        "types" | "log" => return Ok(None),
-        "entities" => (Capability::Entities, "entities"),
-        "hooks" => (Capability::HookTrigger, "hooks:trigger"),
-        "storage" => (Capability::Storage, "storage"),
-        "http" => (Capability::Network, "network"),
-        "settings" => (Capability::Settings, "settings"),
-        "users" => (Capability::Users, "users"),
-        _ => return Err(()),
-    }))
-}
-
 /// Stops the epoch ticker when the sandbox is dropped.
 struct Ticker {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -355,7 +341,7 @@ impl Sandbox {
             let Some(interface) = interface else {
                 return Err(unknown());
             };
-            match capability_of_import(interface) {
+            match vodo_core::runtime::interface_capability(interface) {
                 Err(()) => return Err(unknown()),
                 Ok(None) => {}
                 Ok(Some((cap, label))) if !scopes.has_capability(cap) => {
