@@ -759,6 +759,17 @@ impl Client {
         }
         let targets: Signed<Targets> = parse(&name, &bytes)?;
         verify_role(&targets, "targets", &root)?;
+        // Also against the trusted targets themselves: a key rotation drops the
+        // trusted snapshot, but never lets the targets go backwards.
+        if let Some(trusted) = &state.targets
+            && targets.signed.version < trusted.signed.version
+        {
+            return Err(IndexError::Rollback {
+                role: "targets".into(),
+                trusted: trusted.signed.version,
+                got: targets.signed.version,
+            });
+        }
         if targets.signed.version != snapshot.signed.targets_version {
             return Err(IndexError::WrongVersion {
                 file: name,
