@@ -46,6 +46,10 @@ pub struct AuthServerConfig {
     pub access_token_ttl: Duration,
     /// Lifetime of authorization codes. Default 60 s; at most 10 min.
     pub code_ttl: Duration,
+    /// A refresh token unused for this long stops working (each refresh
+    /// issues a new one, so this is the longest gap between refreshes).
+    /// Default 90 days; `None` for no limit.
+    pub refresh_idle_ttl: Option<Duration>,
 }
 
 impl AuthServerConfig {
@@ -55,6 +59,7 @@ impl AuthServerConfig {
             issuer: issuer.into(),
             access_token_ttl: Duration::from_secs(14 * 24 * 3600),
             code_ttl: Duration::from_secs(60),
+            refresh_idle_ttl: Some(Duration::from_secs(90 * 24 * 3600)),
         }
     }
 }
@@ -974,6 +979,13 @@ impl AuthServer {
             .ok_or_else(|| invalid("the refresh token is not valid"))?;
         if current.client_id != client.id {
             return Err(invalid("the refresh token was issued to another client"));
+        }
+        if let Some(idle) = self.config.refresh_idle_ttl
+            && self.clock.now().since(current.issued_at) >= idle
+        {
+            return Err(invalid(
+                "the refresh token went unused for too long: authorize again",
+            ));
         }
         let scopes = match p.get("scope") {
             None => current.scopes.clone(),

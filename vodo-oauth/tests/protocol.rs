@@ -515,6 +515,43 @@ fn refresh_cannot_widen_and_follows_the_consent() {
 }
 
 #[test]
+fn a_refresh_token_left_unused_too_long_expires() {
+    let f = fixture();
+    let c = code(
+        &f,
+        &f.client_id,
+        REDIRECT,
+        "entities:read:order offline_access",
+    );
+    let t = json(&exchange(
+        &f,
+        Some(&f.basic),
+        &f.client_id,
+        &c,
+        REDIRECT,
+        VERIFIER,
+    ));
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    f.clock.advance(Duration::from_secs(89 * 24 * 3600));
+    let ok = post(
+        &f,
+        "/oauth/token",
+        Some(&f.basic),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    );
+    assert_eq!(ok.status, 200, "used within 90 days");
+    let rt2 = json(&ok)["refresh_token"].as_str().unwrap().to_owned();
+    f.clock.advance(Duration::from_secs(90 * 24 * 3600));
+    let stale = post(
+        &f,
+        "/oauth/token",
+        Some(&f.basic),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+    );
+    assert_eq!(json(&stale)["error"], "invalid_grant");
+}
+
+#[test]
 fn more_scopes_ask_for_consent_again_and_declining_is_access_denied() {
     let f = fixture();
     code(&f, &f.client_id, REDIRECT, "entities:read:order");
