@@ -49,6 +49,7 @@ pub mod audit;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod decision;
+pub mod digest;
 mod error;
 pub mod health;
 mod host;
@@ -73,17 +74,6 @@ pub use secret::SecretKey;
 pub use sqlite::{SqliteStore, open_sqlite};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use vodo_scopes;
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {

@@ -42,20 +42,13 @@ impl SecretKey {
                     .into(),
             )
         };
-        if hex.len() != 64 {
-            return Err(bad());
-        }
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|_| bad())?;
-            bytes[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
-        }
+        let bytes = Zeroizing::new(crate::digest::unhex32(hex).ok_or_else(bad)?);
         Ok(Self(bytes))
     }
 
     /// The key as 64 hex digits, to store it in a config file.
     pub fn to_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(crate::hex(self.0.as_ref()))
+        Zeroizing::new(crate::digest::hex(self.0.as_ref()))
     }
 
     /// An HMAC-SHA256 key derived from this key for one `purpose` (such as

@@ -33,6 +33,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use vodo_core::Timestamp;
 
+use vodo_core::digest::unhex;
+
 use crate::{Error, Result, hex, sha256};
 
 /// Names of the four roles.
@@ -99,16 +101,6 @@ fn message(role: &str, canonical: &[u8]) -> Vec<u8> {
     let mut m = format!("vodo-sig-v1:{role}:").into_bytes();
     m.extend_from_slice(canonical);
     m
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// One signature.
@@ -314,10 +306,7 @@ fn verify_role<T: Serialize>(
         if !keys.keyids.contains(&s.keyid) || counted.contains(&s.keyid) {
             continue;
         }
-        let (Some(pk), Some(sig)) = (
-            root.keys.get(&s.keyid).and_then(|h| unhex(h)),
-            unhex(&s.sig),
-        ) else {
+        let (Some(pk), Some(sig)) = (root.keys.get(&s.keyid).and_then(unhex), unhex(&s.sig)) else {
             continue;
         };
         // The key id must really be the hash of the key it names.

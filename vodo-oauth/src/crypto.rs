@@ -36,10 +36,7 @@ pub(crate) fn random_id(prefix: &str) -> Result<String> {
 
 /// SHA-256 of a secret string: how tokens, codes and secrets are stored.
 pub(crate) fn hash(secret: &str) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, secret.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    vodo_core::digest::sha256(secret.as_bytes())
 }
 
 /// Equality of two hashes in time that does not depend on where they differ.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use vodo_core::digest::{hex, unhex32};
 use vodo_core::{InstallationId, Timestamp};
 use vodo_scopes::{PluginScope, ScopeSet};
 
@@ -86,21 +87,6 @@ fn scopes_parse(s: &str) -> rusqlite::Result<ScopeSet> {
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
 fn secrets_text(secrets: &[SecretHash]) -> String {
     secrets
         .iter()
@@ -128,7 +114,7 @@ fn secrets_parse(s: &str) -> rusqlite::Result<Vec<SecretHash>> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             let mut f = l.split(',');
-            let hash = f.next().and_then(unhex).ok_or_else(bad)?;
+            let hash = f.next().and_then(unhex32).ok_or_else(bad)?;
             let created = f.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
             let expires = match f.next() {
                 Some("") | None => None,

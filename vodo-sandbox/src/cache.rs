@@ -8,24 +8,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use ring::digest;
+pub(crate) use vodo_core::digest::{hex, sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 pub(crate) enum CacheError {
     Compile(String),
     Io(String, std::io::Error),
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Compiles `wasm`, or loads its compiled form from `dir`.

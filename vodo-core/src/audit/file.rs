@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 use ring::hmac;
 
 use super::{AuditEvent, AuditFilter, AuditLog, AuditRecord, AuditSink};
-use crate::{Error, Result, SecretKey, hex};
+use crate::digest::{hex, unhex32};
+use crate::{Error, Result, SecretKey};
 
 const PURPOSE: &[u8] = b"vodo audit chain v1";
 const MAC_MARK: &[u8] = b",\"mac\":\"";
@@ -270,18 +271,6 @@ fn split_mac(line: &[u8]) -> std::result::Result<(&[u8], [u8; 32]), String> {
         .ok_or("the line does not end with its `mac` field")?;
     let mac = unhex32(hex_part).ok_or("the `mac` is not 64 hex digits")?;
     Ok((body, mac))
-}
-
-fn unhex32(h: &[u8]) -> Option<[u8; 32]> {
-    if h.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in h.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn parse_line(line: &[u8]) -> std::result::Result<AuditRecord, String> {
