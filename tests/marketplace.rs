@@ -82,6 +82,30 @@ fn a_good_package_passes_every_check() {
     assert_eq!(r.errors().count(), 0, "{:#?}", r.findings);
 }
 
+/// Reviews of one package running at once (a resubmission while the first
+/// review runs, two reviewers pressing "re-run") must not share a trial
+/// installation: one trial's clean-up would delete the other's storage folder
+/// while its plugin writes to it.
+#[test]
+fn concurrent_reviews_of_one_package_do_not_share_storage() {
+    let bytes = package(NOTIFIER, &ENV.notifier, &[("order.created", "1001"); 6]);
+    std::thread::scope(|s| {
+        let reviews: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| run(&bytes, &Policy::default())))
+            .collect();
+        for review in reviews {
+            let r = review.join().unwrap();
+            assert_eq!(r.errors().count(), 0, "{:#?}", r.findings);
+        }
+    });
+    let left: Vec<_> = std::fs::read_dir(ENV._storage.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("__trial__"))
+        .collect();
+    assert!(left.is_empty(), "trial folders left behind: {left:?}");
+}
+
 #[test]
 fn package_check() {
     let policy = Policy::default();

@@ -71,7 +71,8 @@ pub trait Sandbox: fmt::Debug + Send + Sync {
 
     /// Installs the component in a throwaway installation with every scope
     /// its manifest requests, sends it each `(event, payload)` under
-    /// `budget`, and removes it.
+    /// `budget`, and removes it. Each trial is isolated: trials of the same
+    /// component running at once never see each other's storage.
     fn trial(
         &self,
         manifest: &Manifest,

@@ -929,9 +929,15 @@ impl vodo_core::runtime::Sandbox for Sandbox {
         budget: &vodo_core::runtime::TrialBudget,
         events: &[(String, String)],
     ) -> Result<Vec<vodo_core::runtime::TrialRun>, String> {
+        // Every trial gets its own installation, so its own empty storage
+        // folder: two reviews of the same package running at once must not
+        // share (and remove) each other's files.
+        static TRIALS: AtomicU64 = AtomicU64::new(0);
+        let digest = crate::cache::hex(&crate::cache::sha256(wasm));
         let installation = InstallationId::new(format!(
-            "__trial__{}",
-            crate::cache::hex(&crate::cache::sha256(wasm))
+            "__trial__{}-{}",
+            digest.get(..16).unwrap_or(&digest),
+            TRIALS.fetch_add(1, Ordering::Relaxed)
         ));
         let limits = Limits {
             memory: budget.memory,
@@ -963,6 +969,10 @@ impl vodo_core::runtime::Sandbox for Sandbox {
             .collect();
         self.uninstall(&installation, &plugin.plugin)
             .map_err(|e| e.to_string())?;
+        if let Some(root) = &self.config.storage_root {
+            // The trial's installation folder is now empty and never used again.
+            let _ = std::fs::remove_dir(storage::installation_folder(root, installation.as_str()));
+        }
         Ok(runs)
     }
 }

@@ -35,18 +35,24 @@ pub(crate) enum StorageError {
 /// The folder of `plugin` in `installation` under `root`; names are encoded
 /// so that no id can form a path of its own.
 pub(crate) fn folder(root: &Path, installation: &str, plugin: &str) -> PathBuf {
-    fn encode(s: &str) -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02x}")
-                }
-            })
-            .collect()
-    }
-    root.join(encode(installation)).join(encode(plugin))
+    installation_folder(root, installation).join(encode(plugin))
+}
+
+/// The folder that holds the plugin folders of one installation.
+pub(crate) fn installation_folder(root: &Path, installation: &str) -> PathBuf {
+    root.join(encode(installation))
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect()
 }
 
 impl Storage {
