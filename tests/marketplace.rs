@@ -10,19 +10,23 @@ use std::time::Duration;
 use tests::guest;
 use vodo_core::audit::NoAudit;
 use vodo_core::{InstallationId, Manifest, Timestamp};
+use vodo_marketplace::Error;
 use vodo_marketplace::catalog::{Catalog, InstallEvent, Listing, MemoryCatalog, Query};
 use vodo_marketplace::index::{Client, DirSource, Repository, RoleSigners, SigningKey};
 use vodo_marketplace::installer::{Channel, Installer, UpdatePolicy};
 use vodo_marketplace::package::Package;
 use vodo_marketplace::pricing::Pricing;
 use vodo_marketplace::review::{Policy, Report, Severity, review};
-use vodo_marketplace::workflow::{Actor, Role, State, Submission};
+use vodo_marketplace::submissions::{
+    Desk, MemorySubmissions, SqliteSubmissions, SubmissionFilter, SubmissionStore,
+};
+use vodo_marketplace::workflow::{Actor, Role, State, Submission, WorkflowError};
 use vodo_sandbox::{Limits, MemoryServices, Sandbox, SandboxConfig};
 
 const NOTIFIER: &str = include_str!("../examples/plugins/order-notifier/plugin.json");
 
 struct Env {
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     _storage: tempfile::TempDir,
     notifier: Vec<u8>,
     hostile: Vec<u8>,
@@ -31,15 +35,17 @@ struct Env {
 
 static ENV: LazyLock<Env> = LazyLock::new(|| {
     let storage = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(
-        SandboxConfig {
-            storage_root: Some(storage.path().to_path_buf()),
-            ..SandboxConfig::default()
-        },
-        Arc::new(MemoryServices::new()),
-        Arc::new(NoAudit),
-    )
-    .unwrap();
+    let sandbox = Arc::new(
+        Sandbox::new(
+            SandboxConfig {
+                storage_root: Some(storage.path().to_path_buf()),
+                ..SandboxConfig::default()
+            },
+            Arc::new(MemoryServices::new()),
+            Arc::new(NoAudit),
+        )
+        .unwrap(),
+    );
     Env {
         sandbox,
         _storage: storage,
@@ -63,7 +69,7 @@ fn package(manifest: &str, component: &[u8], samples: &[(&str, &str)]) -> Vec<u8
 }
 
 fn run(bytes: &[u8], policy: &Policy) -> Report {
-    review(bytes, policy, &ENV.sandbox).0
+    review(bytes, policy, ENV.sandbox.as_ref()).0
 }
 
 fn has(report: &Report, check: &str, severity: Severity, text: &str) -> bool {
@@ -325,32 +331,57 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
     let cdn = tempfile::tempdir().unwrap();
     let mut repo = Repository::create(cdn.path(), &signers, now.plus(365 * day)).unwrap();
     let catalog = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+    let market_db = tempfile::tempdir().unwrap();
+    let desk = || {
+        Desk::new(
+            Arc::new(SqliteSubmissions::open(Some(&market_db.path().join("market.db"))).unwrap()),
+            Policy::default(),
+            ENV.sandbox.clone(),
+        )
+    };
 
     // Build, package, submit, review and publish two versions.
     let publish = |repo: &mut Repository, version: &str| {
         let manifest = NOTIFIER.replace("\"1.0.0\"", &format!("\"{version}\""));
         let bytes = package(&manifest, &ENV.notifier, &[("order.created", "1001")]);
-        let sha: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let mut s = Submission::new(&format!("sub-{version}"), "order-notifier", version, &sha);
-        s.transition(State::Submitted, &developer, "", now).unwrap();
-        s.transition(State::InReview, &reviewer, "", now).unwrap();
-        let (report, pkg) = review(&bytes, &Policy::default(), &ENV.sandbox);
-        assert_eq!(report.errors().count(), 0, "{:#?}", report.findings);
+        let s = desk().draft(&developer, &bytes, now).unwrap();
         assert_eq!(
-            pkg.unwrap().manifest,
-            manifest,
+            (s.plugin.as_str(), s.version.as_str()),
+            ("order-notifier", version)
+        );
+        // Submitting runs the automated review on the stored package.
+        let s = desk().submit(&s.id, &developer, now).unwrap();
+        let report = s.report.clone().unwrap();
+        assert_eq!(report.errors().count(), 0, "{:#?}", report.findings);
+        // The reviewer's queue has it; a fresh desk over the same database
+        // (the host restarted) serves it, with the exact bytes submitted.
+        let queue = desk().list(&SubmissionFilter {
+            state: Some(State::Submitted),
+            ..Default::default()
+        });
+        assert_eq!(queue.unwrap().len(), 1);
+        assert_eq!(
+            desk().package(&s.id).unwrap(),
+            bytes,
             "reviewers see the exact package submitted"
         );
-        s.report = Some(report);
-        s.transition(State::Testing, &reviewer, "", now).unwrap();
-        s.transition(State::Approved, &reviewer, "", now).unwrap();
-        s.transition(State::Published, &admin, "", now).unwrap();
-        repo.add("order-notifier", version, "stable", &bytes)
+        let d = desk();
+        d.transition(&s.id, State::InReview, &reviewer, "", now)
             .unwrap();
+        d.transition(&s.id, State::Testing, &reviewer, "", now)
+            .unwrap();
+        d.transition(&s.id, State::Approved, &reviewer, "", now)
+            .unwrap();
+        let s = d
+            .transition(&s.id, State::Published, &admin, "", now)
+            .unwrap();
+        repo.add(
+            "order-notifier",
+            version,
+            "stable",
+            &d.package(&s.id).unwrap(),
+        )
+        .unwrap();
         repo.publish(&signers, now, 30 * day, day).unwrap();
         let m = Manifest::parse(&manifest).unwrap();
         catalog
@@ -521,5 +552,255 @@ fn channels_decide_which_releases_an_installation_sees() {
         installer
             .install_latest("no-such-plugin", Channel::Beta, UpdatePolicy::None)
             .is_err()
+    );
+}
+
+fn dev(id: &str) -> Actor {
+    Actor {
+        id: id.into(),
+        role: Role::Developer,
+    }
+}
+
+fn staff(id: &str, role: Role) -> Actor {
+    Actor {
+        id: id.into(),
+        role,
+    }
+}
+
+fn memory_desk() -> Desk {
+    Desk::new(
+        Arc::new(MemorySubmissions::new()),
+        Policy::default(),
+        ENV.sandbox.clone(),
+    )
+}
+
+/// The desk end to end with everything that should be refused: another
+/// developer's moves and slugs, an unreadable package, a package that fails
+/// review (blocked at approval, rejected, revised, resubmitted), and a
+/// version that was already published.
+#[test]
+fn the_desk_reviews_every_submission_and_guards_slugs_owners_and_versions() {
+    let desk = memory_desk();
+    let (alice, reviewer) = (dev("alice"), staff("rev", Role::Reviewer));
+    let now = Timestamp(1_800_000_000_000);
+    let gpl = package(
+        &NOTIFIER.replace("\"MIT\"", "\"GPL-3.0-only\""),
+        &ENV.notifier,
+        &[("order.created", "1001")],
+    );
+
+    assert!(matches!(
+        desk.draft(&reviewer, &notifier_ok(), now),
+        Err(Error::Invalid(m)) if m.contains("developers")
+    ));
+    assert!(matches!(
+        desk.draft(&alice, b"not a package at all", now),
+        Err(Error::Invalid(m)) if m.contains("cannot be read")
+    ));
+
+    let s = desk.draft(&alice, &gpl, now).unwrap();
+    assert!(matches!(
+        desk.submit(&s.id, &dev("mallory"), now),
+        Err(Error::Workflow(WorkflowError::NotOwner { .. }))
+    ));
+    assert!(matches!(
+        desk.draft(&dev("bob"), &notifier_ok(), now),
+        Err(Error::Invalid(m)) if m.contains("belongs to another developer")
+    ));
+
+    // The review runs on submission; its errors travel with it and block approval.
+    let s = desk.submit(&s.id, &alice, now).unwrap();
+    assert_eq!(s.state, State::Submitted);
+    let report = s.report.as_ref().unwrap();
+    assert!(report.errors().any(|f| f.check == "license"), "{report:#?}");
+    desk.transition(&s.id, State::InReview, &reviewer, "", now)
+        .unwrap();
+    desk.transition(&s.id, State::Testing, &reviewer, "", now)
+        .unwrap();
+    assert!(matches!(
+        desk.transition(&s.id, State::Approved, &reviewer, "", now),
+        Err(Error::Workflow(WorkflowError::BlockedByReview(1)))
+    ));
+    assert!(matches!(
+        desk.revise(&s.id, &alice, &notifier_ok(), now),
+        Err(Error::Invalid(m)) if m.contains("only a draft")
+    ));
+    desk.transition(
+        &s.id,
+        State::Rejected,
+        &reviewer,
+        "GPL is not accepted here",
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        desk.get(&s.id).unwrap().feedback(),
+        Some("GPL is not accepted here")
+    );
+
+    // A new attempt: back to draft, a new package, a new review.
+    desk.transition(&s.id, State::Draft, &alice, "", now)
+        .unwrap();
+    let revised = desk.revise(&s.id, &alice, &notifier_ok(), now).unwrap();
+    assert_eq!(
+        revised.report, None,
+        "the old report went with the old package"
+    );
+    assert_eq!(desk.package(&s.id).unwrap(), notifier_ok());
+    let s = desk.submit(&s.id, &alice, now).unwrap();
+    assert_eq!(s.report.as_ref().unwrap().errors().count(), 0);
+    for to in [State::InReview, State::Testing, State::Approved] {
+        desk.transition(&s.id, to, &reviewer, "", now).unwrap();
+    }
+    let s = desk
+        .transition(
+            &s.id,
+            State::Published,
+            &staff("admin", Role::Admin),
+            "",
+            now,
+        )
+        .unwrap();
+    let moves: Vec<(State, State)> = s.history.iter().map(|t| (t.from, t.to)).collect();
+    assert_eq!(moves.len(), 11, "every move is recorded: {moves:?}");
+    assert!(s.history.iter().any(|t| t.from == State::Draft
+        && t.to == State::Draft
+        && t.reason.starts_with("new package")));
+
+    // Published versions never change.
+    assert!(matches!(
+        desk.draft(&alice, &notifier_ok(), now),
+        Err(Error::Invalid(m)) if m.contains("bump the version")
+    ));
+    let next = package(
+        &NOTIFIER.replace("\"1.0.0\"", "\"1.0.1\""),
+        &ENV.notifier,
+        &[("order.created", "1001")],
+    );
+    assert_eq!(desk.draft(&alice, &next, now).unwrap().version, "1.0.1");
+    assert!(matches!(desk.get("sub_nope"), Err(Error::NotFound(_))));
+}
+
+/// A store that misbehaves on purpose: it can change packages behind the
+/// desk's back, and it can hold every reader at a barrier so that concurrent
+/// moves all start from the same read.
+#[derive(Debug, Default)]
+struct Hooked {
+    inner: MemorySubmissions,
+    tamper: bool,
+    readers: Option<std::sync::Barrier>,
+}
+
+impl SubmissionStore for Hooked {
+    fn put_package(&self, sha256: &str, bytes: &[u8]) -> vodo_marketplace::Result<()> {
+        self.inner.put_package(sha256, bytes)
+    }
+    fn package(&self, sha256: &str) -> vodo_marketplace::Result<Option<Vec<u8>>> {
+        Ok(self.inner.package(sha256)?.map(|mut b| {
+            if self.tamper {
+                let last = b.len() - 1;
+                b[last] ^= 1;
+            }
+            b
+        }))
+    }
+    fn create(&self, s: &Submission) -> vodo_marketplace::Result<()> {
+        self.inner.create(s)
+    }
+    fn get(&self, id: &str) -> vodo_marketplace::Result<Option<Submission>> {
+        let read = self.inner.get(id);
+        if let Some(barrier) = &self.readers {
+            barrier.wait();
+        }
+        read
+    }
+    fn update(&self, s: &Submission, moves: usize) -> vodo_marketplace::Result<bool> {
+        self.inner.update(s, moves)
+    }
+    fn list(&self, f: &SubmissionFilter) -> vodo_marketplace::Result<Vec<Submission>> {
+        self.inner.list(f)
+    }
+}
+
+/// Eight reviewers take the same submission at once, all from the same read:
+/// exactly one move lands, the others get a conflict, and the history records
+/// one move, not eight.
+#[test]
+fn concurrent_moves_on_one_submission_land_once() {
+    const REVIEWERS: usize = 8;
+    let store = Arc::new(MemorySubmissions::new());
+    let now = Timestamp(1);
+    let plain = Desk::new(store.clone(), Policy::default(), ENV.sandbox.clone());
+    let s = plain.draft(&dev("alice"), &notifier_ok(), now).unwrap();
+    plain.submit(&s.id, &dev("alice"), now).unwrap();
+    // The same submission, seen through a store that lets every reviewer
+    // read before anyone writes.
+    let hooked = Hooked {
+        inner: MemorySubmissions::new(),
+        tamper: false,
+        readers: Some(std::sync::Barrier::new(REVIEWERS)),
+    };
+    hooked
+        .inner
+        .create(&store.get(&s.id).unwrap().unwrap())
+        .unwrap();
+    let hooked = Arc::new(hooked);
+    let desk = Desk::new(hooked.clone(), Policy::default(), ENV.sandbox.clone());
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..REVIEWERS)
+            .map(|i| {
+                let (desk, id) = (&desk, &s.id);
+                scope.spawn(move || {
+                    let reviewer = staff(&format!("rev{i}"), Role::Reviewer);
+                    desk.transition(id, State::InReview, &reviewer, "", now)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Conflict(m)) if m.contains("reload")))
+            .count(),
+        REVIEWERS - 1,
+        "{results:?}"
+    );
+    // Read past the barrier, which only holds groups of eight.
+    let s = hooked.inner.get(&s.id).unwrap().unwrap();
+    assert_eq!(s.state, State::InReview);
+    assert_eq!(
+        s.history.iter().filter(|t| t.to == State::InReview).count(),
+        1
+    );
+}
+
+#[test]
+fn a_package_changed_in_the_store_is_never_shown_or_reviewed() {
+    let store = Hooked {
+        tamper: true,
+        ..Hooked::default()
+    };
+    let desk = Desk::new(Arc::new(store), Policy::default(), ENV.sandbox.clone());
+    let s = desk
+        .draft(&dev("alice"), &notifier_ok(), Timestamp(1))
+        .unwrap();
+    assert!(matches!(desk.package(&s.id), Err(Error::Tampered(_))));
+    assert!(matches!(
+        desk.submit(&s.id, &dev("alice"), Timestamp(2)),
+        Err(Error::Tampered(_))
+    ));
+    assert_eq!(
+        desk.get(&s.id).unwrap().state,
+        State::Draft,
+        "a refused submit changes nothing"
     );
 }

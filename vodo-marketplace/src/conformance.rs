@@ -1,13 +1,18 @@
-//! The conformance suite every [`CatalogStore`](crate::catalog::CatalogStore)
-//! must pass. Expects a fresh, empty store.
+//! The conformance suites every [`CatalogStore`](crate::catalog::CatalogStore)
+//! and [`SubmissionStore`](crate::submissions::SubmissionStore) must pass.
+//! Each expects a fresh, empty store.
 
 // A conformance suite is a test: failing loudly on the first difference is its job.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
 use vodo_core::{InstallationId, Timestamp};
 
+use crate::Error;
 use crate::catalog::{CatalogStore, InstallEvent, Listing, Rating};
 use crate::pricing::{Money, Period, Pricing};
+use crate::review::{Finding, Report, Severity};
+use crate::submissions::{SubmissionFilter, SubmissionStore};
+use crate::workflow::{Actor, Role, State, Submission};
 
 /// Runs every check against `store`.
 pub fn catalog_store(store: &dyn CatalogStore) {
@@ -87,5 +92,131 @@ pub fn catalog_store(store: &dyn CatalogStore) {
     assert_eq!(
         a.active_by_version.into_iter().collect::<Vec<_>>(),
         [("1.1.0".to_owned(), 2)]
+    );
+}
+
+/// Runs every check against `store`.
+pub fn submission_store(store: &dyn SubmissionStore) {
+    // Packages: kept by digest, byte for byte; a second put changes nothing.
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    store.put_package("aa11", &bytes).unwrap();
+    store.put_package("aa11", b"other bytes").unwrap();
+    assert_eq!(
+        store.package("aa11").unwrap(),
+        Some(bytes),
+        "packages read back whole and first write wins"
+    );
+    assert_eq!(store.package("bb22").unwrap(), None);
+
+    // Submissions read back whole, report and history included.
+    let alice = Actor {
+        id: "alice".into(),
+        role: Role::Developer,
+    };
+    let reviewer = Actor {
+        id: "rev".into(),
+        role: Role::Reviewer,
+    };
+    let mut a = Submission::new("sub-a", "alice", "plug", "1.0.0", "aa11", Timestamp(20));
+    a.report = Some(Report {
+        findings: vec![Finding {
+            check: "license".into(),
+            severity: Severity::Warning,
+            location: "plugin.json $.license".into(),
+            message: "unusual \"quoted\" text, ünïcode".into(),
+        }],
+    });
+    store.create(&a).unwrap();
+    assert_eq!(store.get("sub-a").unwrap(), Some(a.clone()));
+    assert_eq!(store.get("nope").unwrap(), None);
+    assert!(
+        matches!(store.create(&a), Err(Error::Conflict(_))),
+        "an id is never reused"
+    );
+    assert_eq!(
+        store.get("sub-a").unwrap(),
+        Some(a.clone()),
+        "a refused create changes nothing"
+    );
+
+    // Updates are compare-and-swap on the number of moves.
+    let before = a.history.len();
+    a.transition(State::Submitted, &alice, "", Timestamp(21))
+        .unwrap();
+    assert!(store.update(&a, before).unwrap());
+    assert_eq!(store.get("sub-a").unwrap(), Some(a.clone()));
+    let mut stale = a.clone();
+    stale
+        .transition(State::InReview, &reviewer, "", Timestamp(22))
+        .unwrap();
+    assert!(
+        !store.update(&stale, before).unwrap(),
+        "an update based on an old read is refused"
+    );
+    assert_eq!(
+        store.get("sub-a").unwrap(),
+        Some(a.clone()),
+        "a refused update changes nothing"
+    );
+    let missing = Submission::new(
+        "sub-missing",
+        "alice",
+        "plug",
+        "1.0.0",
+        "aa11",
+        Timestamp(1),
+    );
+    assert!(!store.update(&missing, 0).unwrap());
+    assert_eq!(
+        store.get("sub-missing").unwrap(),
+        None,
+        "update never creates"
+    );
+
+    // Listing filters and orders by creation time, then id.
+    let b = Submission::new("sub-b", "bob", "other", "0.1.0", "aa11", Timestamp(10));
+    let c = Submission::new("sub-c", "alice", "plug", "1.1.0", "aa11", Timestamp(20));
+    store.create(&c).unwrap();
+    store.create(&b).unwrap();
+    let ids = |f: SubmissionFilter| -> Vec<String> {
+        store.list(&f).unwrap().into_iter().map(|s| s.id).collect()
+    };
+    assert_eq!(
+        ids(SubmissionFilter::default()),
+        ["sub-b", "sub-a", "sub-c"]
+    );
+    assert_eq!(
+        ids(SubmissionFilter {
+            state: Some(State::Submitted),
+            ..Default::default()
+        }),
+        ["sub-a"]
+    );
+    assert_eq!(
+        ids(SubmissionFilter {
+            plugin: Some("plug".into()),
+            ..Default::default()
+        }),
+        ["sub-a", "sub-c"]
+    );
+    assert_eq!(
+        ids(SubmissionFilter {
+            owner: Some("alice".into()),
+            state: Some(State::Draft),
+            ..Default::default()
+        }),
+        ["sub-c"]
+    );
+    assert!(
+        ids(SubmissionFilter {
+            owner: Some("carol".into()),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        store.list(&SubmissionFilter::default()).unwrap()[1],
+        a,
+        "listed submissions are whole"
     );
 }

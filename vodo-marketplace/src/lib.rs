@@ -3,6 +3,8 @@
 //!
 //! - [`package`]: the package format (manifest, component, readme, samples, checksums);
 //! - [`workflow`]: the submission workflow, with roles and a recorded history;
+//! - [`submissions`]: the submission desk over a store (memory or SQLite),
+//!   which pins each package and runs the automated review on every submission;
 //! - [`review`]: the automated review pipeline, which runs the plugin through
 //!   the core `Sandbox` trait;
 //! - [`index`]: signed, TUF-shaped metadata over content-addressed packages,
@@ -24,6 +26,7 @@ pub mod installer;
 pub mod package;
 pub mod pricing;
 pub mod review;
+pub mod submissions;
 pub mod workflow;
 
 /// Errors of the marketplace's own operations.
@@ -39,6 +42,15 @@ pub enum Error {
     /// The signed index refused something.
     #[error(transparent)]
     Index(#[from] index::IndexError),
+    /// The submission workflow refused a move.
+    #[error(transparent)]
+    Workflow(#[from] workflow::WorkflowError),
+    /// Someone else changed the thing first, or it already exists; reload and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data does not match its digest: it was changed behind the store's back.
+    #[error("{0}")]
+    Tampered(String),
 }
 
 /// `Result` with this crate's [`Error`].

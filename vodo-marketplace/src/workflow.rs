@@ -104,6 +104,16 @@ pub enum WorkflowError {
     /// No automated review report yet.
     #[error("the automated review has not run on this package yet")]
     NotReviewed,
+    /// A developer tried to move another developer's submission.
+    #[error(
+        "`{actor}` is not the developer of this submission (`{owner}` is); only its owner may move it"
+    )]
+    NotOwner {
+        /// Who tried.
+        actor: String,
+        /// Who owns it.
+        owner: String,
+    },
 }
 
 /// The role that may make a move, if the move exists.
@@ -126,6 +136,10 @@ fn rule(from: State, to: State) -> Option<Role> {
 pub struct Submission {
     /// Stable id.
     pub id: String,
+    /// The developer who owns it; only they make the developer's moves.
+    pub owner: String,
+    /// When the draft was made.
+    pub created: Timestamp,
     /// The plugin's slug.
     pub plugin: String,
     /// The version submitted.
@@ -141,10 +155,19 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// A new draft for a package.
-    pub fn new(id: &str, plugin: &str, version: &str, package_sha256: &str) -> Self {
+    /// A new draft of `owner`'s package, made at `created`.
+    pub fn new(
+        id: &str,
+        owner: &str,
+        plugin: &str,
+        version: &str,
+        package_sha256: &str,
+        created: Timestamp,
+    ) -> Self {
         Self {
             id: id.into(),
+            owner: owner.into(),
+            created,
             plugin: plugin.into(),
             version: version.into(),
             package_sha256: package_sha256.into(),
@@ -155,7 +178,8 @@ impl Submission {
     }
 
     /// Moves the submission to `to` as `actor`, recording who, when and why.
-    /// An admin may make any reviewer's move.
+    /// An admin may make any reviewer's move; a developer's moves are the
+    /// owner's alone.
     pub fn transition(
         &mut self,
         to: State,
@@ -169,6 +193,12 @@ impl Submission {
             actor.role == needed || (actor.role == Role::Admin && needed == Role::Reviewer);
         if !permitted {
             return Err(WorkflowError::WrongRole { from, to, needed });
+        }
+        if needed == Role::Developer && actor.id != self.owner {
+            return Err(WorkflowError::NotOwner {
+                actor: actor.id.clone(),
+                owner: self.owner.clone(),
+            });
         }
         if to == State::Rejected && reason.trim().is_empty() {
             return Err(WorkflowError::ReasonRequired);
@@ -249,7 +279,8 @@ mod tests {
         for from in ALL {
             for to in ALL {
                 for role in [Role::Developer, Role::Reviewer, Role::Admin] {
-                    let mut s = Submission::new("s1", "p", "1.0.0", "abc");
+                    let mut s =
+                        Submission::new("s1", "Developer-1", "p", "1.0.0", "abc", Timestamp(0));
                     s.state = from;
                     s.report = Some(clean());
                     let result = s.transition(to, &actor(role), "because", Timestamp(7));
@@ -291,8 +322,34 @@ mod tests {
     }
 
     #[test]
+    fn only_the_owner_makes_the_developer_moves() {
+        let mut s = Submission::new("s1", "alice", "p", "1.0.0", "abc", Timestamp(0));
+        let mallory = Actor {
+            id: "mallory".into(),
+            role: Role::Developer,
+        };
+        assert_eq!(
+            s.transition(State::Submitted, &mallory, "", Timestamp(1)),
+            Err(WorkflowError::NotOwner {
+                actor: "mallory".into(),
+                owner: "alice".into()
+            })
+        );
+        assert_eq!(s.state, State::Draft);
+        let alice = Actor {
+            id: "alice".into(),
+            role: Role::Developer,
+        };
+        s.transition(State::Submitted, &alice, "", Timestamp(1))
+            .unwrap();
+        // Reviewers' moves are not tied to the owner.
+        s.transition(State::InReview, &actor(Role::Reviewer), "", Timestamp(2))
+            .unwrap();
+    }
+
+    #[test]
     fn rejections_need_a_reason_and_review_errors_block_approval() {
-        let mut s = Submission::new("s1", "p", "1.0.0", "abc");
+        let mut s = Submission::new("s1", "Developer-1", "p", "1.0.0", "abc", Timestamp(0));
         s.state = State::InReview;
         assert_eq!(
             s.transition(State::Rejected, &actor(Role::Reviewer), "  ", Timestamp(1)),
@@ -310,7 +367,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.feedback(), None);
 
-        let mut s = Submission::new("s2", "p", "1.0.0", "abc");
+        let mut s = Submission::new("s2", "Developer-1", "p", "1.0.0", "abc", Timestamp(0));
         s.state = State::Testing;
         assert_eq!(
             s.transition(State::Approved, &actor(Role::Reviewer), "", Timestamp(1)),
