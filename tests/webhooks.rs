@@ -411,3 +411,101 @@ fn secrets_rest_encrypted_and_need_the_host_key() {
         plain
     );
 }
+
+/// Answers every name with fixed addresses (after an optional delay) and counts lookups.
+#[derive(Debug)]
+struct FixedDns {
+    answer: Vec<std::net::SocketAddr>,
+    delay: Duration,
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl FixedDns {
+    fn new(answer: &[&str], delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            answer: answer.iter().map(|a| a.parse().unwrap()).collect(),
+            delay,
+            lookups: Default::default(),
+        })
+    }
+
+    fn lookups(&self) -> usize {
+        self.lookups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl vodo_core::net::Resolver for FixedDns {
+    fn resolve(&self, _host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        Ok(self
+            .answer
+            .iter()
+            .map(|a| std::net::SocketAddr::new(a.ip(), port))
+            .collect())
+    }
+}
+
+/// The address the sender checks is the address it connects to: one lookup
+/// per attempt, through the host's resolver, so a name cannot be re-pointed
+/// at an internal address between the check and the connection (DNS
+/// rebinding). A name that does not exist in public DNS reaches the receiver
+/// only through that lookup.
+#[test]
+fn the_sender_connects_to_the_addresses_it_checked() {
+    let secret = WebhookSecret::generate().unwrap();
+    let rx = receiver(secret.clone(), &[], ManualClock::new(Timestamp::now()));
+    let port: u16 = rx
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hooks")
+        .parse()
+        .unwrap();
+    let url = format!("http://hooks.partner.invalid:{port}/hooks");
+
+    // Allowed to reach private addresses: the connection goes where the resolver said.
+    let dns = FixedDns::new(&["127.0.0.1:0"], Duration::ZERO);
+    let d = Deliverer::new(Arc::new(MemoryOutbox::new()), config()).with_resolver(dns.clone());
+    let sent = d
+        .send_test(&url, &secret, "order.created", json!({}))
+        .unwrap();
+    assert_eq!(sent.status, Some(200), "{sent:?}");
+    assert_eq!(dns.lookups(), 1, "one lookup per attempt");
+    assert_eq!(rx.raw.lock().len(), 1);
+
+    // Strict: any private address in the answer refuses the attempt, and
+    // nothing is sent, even with a public address beside it.
+    let dns = FixedDns::new(&["93.184.215.14:0", "127.0.0.1:0"], Duration::ZERO);
+    let strict = Deliverer::new(
+        Arc::new(MemoryOutbox::new()),
+        DeliveryConfig {
+            allow_private: false,
+            ..config()
+        },
+    )
+    .with_resolver(dns.clone());
+    let refused = strict
+        .send_test(&url, &secret, "order.created", json!({}))
+        .unwrap();
+    let error = refused.error.unwrap();
+    assert!(
+        error.contains("resolves to 127.0.0.1, a private address"),
+        "{error}"
+    );
+    assert_eq!(refused.status, None);
+    assert_eq!(dns.lookups(), 1);
+    assert_eq!(rx.raw.lock().len(), 1, "nothing reached the receiver");
+
+    // A DNS server that never answers cannot hold an attempt past its timeout.
+    let dns = FixedDns::new(&["127.0.0.1:0"], Duration::from_secs(3));
+    let d = Deliverer::new(Arc::new(MemoryOutbox::new()), config()).with_resolver(dns);
+    let started = std::time::Instant::now();
+    let slow = d
+        .send_test(&url, &secret, "order.created", json!({}))
+        .unwrap();
+    assert!(slow.error.unwrap().contains("took longer"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

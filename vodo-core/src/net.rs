@@ -1,7 +1,28 @@
-//! Network address classification shared by the sandbox's outbound HTTP
-//! and the webhook sender: both refuse private destinations (SSRF).
+//! Name resolution and address classification shared by the sandbox's
+//! outbound HTTP and the webhook sender: both resolve through a [`Resolver`]
+//! once per request, refuse private destinations (SSRF), and connect only to
+//! the addresses they checked, so a name cannot be re-pointed between the
+//! check and the connection (DNS rebinding).
 
-use std::net::IpAddr;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// Resolves host names; injected so that tests and hosts can control DNS.
+pub trait Resolver: fmt::Debug + Send + Sync {
+    /// The addresses of `host:port`.
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>>;
+}
+
+/// The system resolver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok((host, port).to_socket_addrs()?.collect())
+    }
+}
 
 /// Whether `ip` is loopback, private, link-local, shared, multicast or
 /// otherwise not a public unicast address.

@@ -12,9 +12,8 @@
 //! store from `webpki-roots`; the certificate must match the host name the
 //! grant allowed, whatever address it was reached at.
 
-use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,21 +23,7 @@ use vodo_scopes::ScopeSet;
 
 use crate::SandboxViolation;
 
-/// Resolves host names; injected so that tests and hosts can control DNS.
-pub trait Resolver: fmt::Debug + Send + Sync {
-    /// The addresses of `host:port`.
-    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>>;
-}
-
-/// The system resolver.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemResolver;
-
-impl Resolver for SystemResolver {
-    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-        Ok((host, port).to_socket_addrs()?.collect())
-    }
-}
+pub use vodo_core::net::{Resolver, SystemResolver};
 
 /// A request as the plugin made it.
 pub(crate) struct Outgoing<'a> {

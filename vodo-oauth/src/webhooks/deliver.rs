@@ -3,13 +3,15 @@
 //! days (and their owners told), and a test tool.
 
 use std::fmt;
-use std::io::Read;
-use std::net::ToSocketAddrs;
-use std::sync::Arc;
+use std::io::{self, Read};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver as UreqResolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use vodo_core::net::{Resolver, SystemResolver};
 use vodo_core::{Clock, InstallationId, SystemClock, Timestamp};
 
 use super::outbox::{Attempt, Claimed, Endpoint, Message, Outbox};
@@ -36,7 +38,9 @@ pub struct DeliveryConfig {
     /// Deliveries claimed per round. Default 100.
     pub batch: usize,
     /// Whether endpoints may resolve to loopback or private addresses.
-    /// Default `false` (SSRF protection); tests turn it on.
+    /// Default `false` (SSRF protection); tests turn it on. Either way the
+    /// sender connects only to the addresses its [`Resolver`] returned for
+    /// that attempt, and it uses no proxy (a proxy would hide the address).
     pub allow_private: bool,
 }
 
@@ -114,7 +118,92 @@ pub struct Deliverer {
     config: DeliveryConfig,
     notifier: Arc<dyn EndpointNotifier>,
     clock: Arc<dyn Clock>,
+    resolver: Arc<dyn Resolver>,
     agent: ureq::Agent,
+}
+
+/// ureq's name resolution, through our [`Resolver`], refusing private
+/// addresses. ureq connects to exactly the addresses returned here, so the
+/// address checked is the address used: no DNS-rebinding window.
+#[derive(Debug)]
+struct CheckedResolver {
+    resolver: Arc<dyn Resolver>,
+    allow_private: bool,
+    timeout: Duration,
+}
+
+fn refused(kind: io::ErrorKind, message: String) -> ureq::Error {
+    ureq::Error::Io(io::Error::new(kind, message))
+}
+
+impl UreqResolver for CheckedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri
+            .host()
+            .ok_or_else(|| refused(io::ErrorKind::InvalidInput, "the URL has no host".into()))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+            Some("http") => 80,
+            _ => 443,
+        });
+        // The lookup runs on its own thread so that a stuck DNS server
+        // cannot hold an attempt past its timeout.
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (resolver, name) = (Arc::clone(&self.resolver), host.clone());
+        std::thread::spawn(move || tx.send(resolver.resolve(&name, port)).ok());
+        let addrs = match rx.recv_timeout(self.timeout) {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => {
+                return Err(refused(e.kind(), format!("cannot resolve `{host}`: {e}")));
+            }
+            Err(_) => {
+                return Err(refused(
+                    io::ErrorKind::TimedOut,
+                    format!("resolving `{host}` took longer than {:?}", self.timeout),
+                ));
+            }
+        };
+        let mut out = self.empty();
+        for a in addrs {
+            if !self.allow_private && crate::webhooks::is_private(a.ip()) {
+                return Err(refused(
+                    io::ErrorKind::PermissionDenied,
+                    format!("`{host}` resolves to {}, a private address", a.ip()),
+                ));
+            }
+            // ureq keeps at most 16 addresses; the rest are checked, not used.
+            let _ = out.try_push(a);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+fn agent(config: &DeliveryConfig, resolver: &Arc<dyn Resolver>) -> ureq::Agent {
+    let ureq_config = ureq::Agent::config_builder()
+        .timeout_global(Some(config.timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .proxy(None)
+        .user_agent("vodo-webhooks/0.1")
+        .build();
+    ureq::Agent::with_parts(
+        ureq_config,
+        DefaultConnector::default(),
+        CheckedResolver {
+            resolver: Arc::clone(resolver),
+            allow_private: config.allow_private,
+            timeout: config.timeout,
+        },
+    )
 }
 
 /// What one HTTP attempt came to.
@@ -128,20 +217,22 @@ struct Sent {
 impl Deliverer {
     /// A deliverer over `outbox`.
     pub fn new(outbox: Arc<dyn Outbox>, config: DeliveryConfig) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .user_agent("vodo-webhooks/0.1")
-            .build()
-            .into();
+        let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver);
         Self {
+            agent: agent(&config, &resolver),
             outbox,
             config,
             notifier: Arc::new(LogNotifier),
             clock: Arc::new(SystemClock),
-            agent,
+            resolver,
         }
+    }
+
+    /// Resolves endpoint names with `resolver` instead of the system's.
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.agent = agent(&self.config, &resolver);
+        self.resolver = resolver;
+        self
     }
 
     /// Tells `notifier` of disabled endpoints.
@@ -251,27 +342,15 @@ impl Deliverer {
         }
     }
 
-    /// Refuses URLs that are not http(s) or that resolve to private addresses.
+    /// Refuses URLs that are not http(s). Addresses are checked when the
+    /// request resolves them (see [`CheckedResolver`]).
     fn check_target(&self, url: &str) -> Result<(), String> {
         let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(u.scheme(), "https" | "http") {
             return Err(format!("scheme `{}` is not allowed", u.scheme()));
         }
-        if self.config.allow_private {
-            return Ok(());
-        }
-        let host = u.host_str().ok_or("the URL has no host")?;
-        let port = u.port_or_known_default().unwrap_or(443);
-        let addrs = (host.trim_matches(['[', ']']), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
-        for a in addrs {
-            if crate::webhooks::is_private(a.ip()) {
-                return Err(format!(
-                    "`{host}` resolves to {}, a private address",
-                    a.ip()
-                ));
-            }
+        if u.host_str().is_none() {
+            return Err("the URL has no host".into());
         }
         Ok(())
     }
