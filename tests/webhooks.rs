@@ -24,6 +24,10 @@ enum Behave {
     Fail,
     Hang,
     Gone,
+    /// 429 with `Retry-After: 3600`.
+    Throttle,
+    /// 422 with `webhook-delivery: abort-message`.
+    Abort,
     Ok,
 }
 
@@ -104,6 +108,8 @@ fn receiver(secret: WebhookSecret, script: &[Behave], now: ManualClock) -> Recei
                     }
                     Behave::Fail => "500 Internal Server Error",
                     Behave::Gone => "410 Gone",
+                    Behave::Throttle => "429 Too Many Requests\r\nRetry-After: 3600",
+                    Behave::Abort => "422 Unprocessable Entity\r\nWebhook-Delivery: abort-message",
                     Behave::Ok => {
                         me.unique.lock().insert(id);
                         "200 OK"
@@ -508,4 +514,51 @@ fn the_sender_connects_to_the_addresses_it_checked() {
         .unwrap();
     assert!(slow.error.unwrap().contains("took longer"));
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A throttled receiver's `Retry-After` stretches the wait beyond the
+/// schedule's; `webhook-delivery: abort-message` stops the retries of that
+/// message without counting against the endpoint.
+#[test]
+fn retry_after_and_abort_message_are_honoured() {
+    let secret = WebhookSecret::generate().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let rx = receiver(
+        secret.clone(),
+        &[Behave::Throttle, Behave::Abort],
+        clock.clone(),
+    );
+    let outbox = Arc::new(MemoryOutbox::new());
+    outbox
+        .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
+        .unwrap();
+    let d = Deliverer::new(outbox.clone(), config()).with_clock(Arc::new(clock.clone()));
+
+    let throttled = d.publish("order.created", None, json!({})).unwrap();
+    assert_eq!(d.run_due().unwrap(), 1); // 429, Retry-After: 3600
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        d.run_due().unwrap(),
+        0,
+        "the schedule's 5 s wait became an hour"
+    );
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(d.run_due().unwrap(), 1); // abort-message
+    clock.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(d.run_due().unwrap(), 0, "no retry after abort-message");
+    let deliveries = outbox.deliveries(&throttled).unwrap();
+    assert_eq!(deliveries[0].1, DeliveryStatus::Failed);
+    let log = outbox.attempts(&throttled).unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log[1].error.as_deref().unwrap().contains("abort-message"));
+    let ep = outbox.endpoint("ep_1").unwrap().unwrap();
+    assert!(ep.enabled && ep.failing_since.is_none(), "{ep:?}");
+
+    // The endpoint still takes the next message.
+    let next = d.publish("order.created", None, json!({})).unwrap();
+    assert_eq!(d.run_due().unwrap(), 1);
+    assert_eq!(
+        outbox.deliveries(&next).unwrap()[0].1,
+        DeliveryStatus::Delivered
+    );
 }

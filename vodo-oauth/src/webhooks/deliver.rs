@@ -25,7 +25,10 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Waits before each retry; the number of entries is the number of
     /// retries. Default Svix's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
-    /// (8 attempts in all over about 27.5 hours).
+    /// (8 attempts in all over about 27.5 hours). A receiver that answers
+    /// 429, 502, 503 or 504 with `Retry-After: <seconds>` stretches its wait
+    /// (up to a day); one that answers `webhook-delivery: abort-message`
+    /// stops the retries of that message.
     pub schedule: Vec<Duration>,
     /// Random spread applied to each wait, as a fraction. Default 0.2 (±20%).
     pub jitter: f64,
@@ -212,7 +215,27 @@ struct Sent {
     response: String,
     error: Option<String>,
     latency: Duration,
+    /// The receiver's `Retry-After`, in seconds.
+    retry_after: Option<u64>,
+    /// The receiver sent `webhook-delivery: abort-message`.
+    abort: bool,
 }
+
+impl Sent {
+    fn failed(error: String, start: Instant) -> Self {
+        Self {
+            status: None,
+            response: String::new(),
+            error: Some(error),
+            latency: start.elapsed(),
+            retry_after: None,
+            abort: false,
+        }
+    }
+}
+
+/// The longest `Retry-After` honoured; a receiver cannot park a message for longer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 impl Deliverer {
     /// A deliverer over `outbox`.
@@ -304,12 +327,7 @@ impl Deliverer {
     fn send(&self, url: &str, headers: &[(&str, String)], body: &str) -> Sent {
         let start = Instant::now();
         if let Err(e) = self.check_target(url) {
-            return Sent {
-                status: None,
-                response: String::new(),
-                error: Some(e),
-                latency: start.elapsed(),
-            };
+            return Sent::failed(e, start);
         }
         let mut req = self
             .agent
@@ -320,6 +338,16 @@ impl Deliverer {
         }
         match req.send(body.as_bytes()) {
             Ok(mut resp) => {
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim().to_owned())
+                };
+                // Seconds only; an HTTP-date falls back to the schedule.
+                let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+                let abort = header("webhook-delivery")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("abort-message"));
                 let mut excerpt = Vec::new();
                 let _ = resp
                     .body_mut()
@@ -331,14 +359,11 @@ impl Deliverer {
                     response: String::from_utf8_lossy(&excerpt).into_owned(),
                     error: None,
                     latency: start.elapsed(),
+                    retry_after,
+                    abort,
                 }
             }
-            Err(e) => Sent {
-                status: None,
-                response: String::new(),
-                error: Some(e.to_string()),
-                latency: start.elapsed(),
-            },
+            Err(e) => Sent::failed(e.to_string(), start),
         }
     }
 
@@ -376,13 +401,22 @@ impl Deliverer {
         let delivered = sent.status.is_some_and(|s| (200..300).contains(&s));
         let attempts = c.attempts + 1;
         let gone = sent.status == Some(410);
-        let next = if delivered || gone {
+        let aborted = sent.abort && !delivered;
+        // A throttled receiver's `Retry-After` stretches the wait (never
+        // shortens it, and never past a day).
+        let throttled = matches!(sent.status, Some(429 | 502 | 503 | 504));
+        let asked = sent
+            .retry_after
+            .filter(|_| throttled)
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+            .unwrap_or_default();
+        let next = if delivered || gone || aborted {
             None
         } else {
             self.config
                 .schedule
                 .get(c.attempts as usize)
-                .map(|wait| now.plus(self.jittered(*wait)))
+                .map(|wait| now.plus(self.jittered(*wait).max(asked)))
         };
         let attempt = Attempt {
             delivery_id: c.delivery_id,
@@ -391,13 +425,21 @@ impl Deliverer {
             at: now,
             status: sent.status,
             latency: sent.latency,
-            error: sent
-                .error
-                .or_else(|| (!delivered).then(|| format!("HTTP {}", sent.status.unwrap_or(0)))),
+            error: sent.error.or_else(|| {
+                (!delivered).then(|| {
+                    let status = sent.status.unwrap_or(0);
+                    if aborted {
+                        format!("HTTP {status}; the receiver asked not to retry (webhook-delivery: abort-message)")
+                    } else {
+                        format!("HTTP {status}")
+                    }
+                })
+            }),
             response: sent.response,
         };
         self.outbox.record(&attempt, delivered, next, attempts)?;
-        if delivered {
+        if delivered || aborted {
+            // An endpoint that answers on purpose, even to refuse one message, is alive.
             self.outbox.set_failing(&c.endpoint.id, None)?;
             return Ok(());
         }
