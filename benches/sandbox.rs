@@ -212,6 +212,36 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // One event in one shop, while 10,000 other shops have plugins installed:
+    // the cost of an event must not grow with the number of tenants.
+    for i in 0..10_000 {
+        let tenant = InstallationId::new(format!("tenant-{i}"));
+        sandbox
+            .install(
+                &tenant,
+                &manifest,
+                &wasm,
+                manifest.scopes().clone(),
+                Limits::default(),
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        sandbox.dispatch(&shop, "order.created", "", &health).len(),
+        1
+    );
+    let mut g = c.benchmark_group("one_shop_among_10000");
+    g.bench_function("vodo_dispatch", |b| {
+        b.iter(|| {
+            let d = sandbox.dispatch(black_box(&shop), "order.created", "", &health);
+            assert!(d[0].outcome.is_ok());
+        })
+    });
+    g.bench_function("raw_wasmtime_call", |b| {
+        b.iter(|| raw_call(&engine, black_box(&pre), "order.created"))
+    });
+    g.finish();
 }
 
 criterion_group! {

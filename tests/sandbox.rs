@@ -492,6 +492,17 @@ fn dispatch_reaches_only_subscribers_and_a_hanging_plugin_blocks_no_one() {
         GOOD.replace("\"good\"", "\"deaf\"").as_str(),
         &s.good,
     );
+    // Another shop's subscriber never sees this shop's events.
+    install(
+        "dispatch-other-shop",
+        GOOD.replace("\"good\"", "\"neighbour\"")
+            .replace(
+                r#""permissions": {"#,
+                r#""permissions": { "hooks": { "subscribe": ["*"] },"#,
+            )
+            .as_str(),
+        &s.good,
+    );
     let health = HealthMonitor::new(BreakerConfig {
         failure_threshold: 3,
         ..BreakerConfig::default()

@@ -2,6 +2,7 @@
 //! and calls that come back as a result and a [`Usage`], or a
 //! [`SandboxViolation`].
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -199,7 +200,9 @@ pub struct Sandbox {
     resolver: Arc<dyn Resolver>,
     components: DashMap<[u8; 32], Component>,
     pres: DashMap<([u8; 32], u16), PluginPre<HostState>>,
-    installed: DashMap<(InstallationId, PluginId), Arc<Installed>>,
+    /// Installed plugins by installation, then by plugin: an event walks only
+    /// its own installation's plugins, however many tenants there are.
+    installed: DashMap<InstallationId, BTreeMap<PluginId, Arc<Installed>>>,
     _ticker: Ticker,
 }
 
@@ -207,7 +210,7 @@ impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
             .field("config", &self.config)
-            .field("installed", &self.installed.len())
+            .field("installed", &self.len())
             .field("components", &self.components.len())
             .finish_non_exhaustive()
     }
@@ -476,10 +479,11 @@ impl Sandbox {
             enabled: std::sync::atomic::AtomicBool::new(true),
             totals: UsageTotals::default(),
         });
-        let previous = self.installed.insert(
-            (installation.clone(), plugin.clone()),
-            Arc::clone(&installed),
-        );
+        let previous = self
+            .installed
+            .entry(installation.clone())
+            .or_default()
+            .insert(plugin.clone(), Arc::clone(&installed));
         let change = if previous.is_some() {
             LifecycleChange::Upgraded
         } else {
@@ -573,10 +577,12 @@ impl Sandbox {
         installation: &InstallationId,
         plugin: &PluginId,
     ) -> Result<bool, LoadError> {
-        let removed = self
-            .installed
-            .remove(&(installation.clone(), plugin.clone()))
-            .is_some();
+        let removed = match self.installed.get_mut(installation) {
+            Some(mut plugins) => plugins.remove(plugin).is_some(),
+            None => false,
+        };
+        self.installed
+            .remove_if(installation, |_, plugins| plugins.is_empty());
         if let Some(root) = &self.config.storage_root {
             let path = storage::folder(root, installation.as_str(), plugin.as_str());
             match std::fs::remove_dir_all(&path) {
@@ -606,30 +612,26 @@ impl Sandbox {
     /// The installed plugin, if any.
     pub fn get(&self, installation: &InstallationId, plugin: &PluginId) -> Option<Arc<Installed>> {
         self.installed
-            .get(&(installation.clone(), plugin.clone()))
-            .map(|p| Arc::clone(&p))
+            .get(installation)
+            .and_then(|plugins| plugins.get(plugin).map(Arc::clone))
     }
 
-    /// Every plugin installed in `installation`.
+    /// Every plugin installed in `installation`, ordered by plugin id.
     pub fn installed_in(&self, installation: &InstallationId) -> Vec<Arc<Installed>> {
-        let mut out: Vec<_> = self
-            .installed
-            .iter()
-            .filter(|e| &e.key().0 == installation)
-            .map(|e| Arc::clone(e.value()))
-            .collect();
-        out.sort_by(|a, b| a.plugin.cmp(&b.plugin));
-        out
+        self.installed
+            .get(installation)
+            .map(|plugins| plugins.values().map(Arc::clone).collect())
+            .unwrap_or_default()
     }
 
     /// Number of installed (installation, plugin) pairs.
     pub fn len(&self) -> usize {
-        self.installed.len()
+        self.installed.iter().map(|e| e.value().len()).sum()
     }
 
     /// Whether nothing is installed.
     pub fn is_empty(&self) -> bool {
-        self.installed.is_empty()
+        self.installed.iter().all(|e| e.value().is_empty())
     }
 
     fn audit_event(&self, installation: &InstallationId, plugin: &PluginId, action: AuditAction) {
