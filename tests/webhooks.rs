@@ -562,3 +562,37 @@ fn retry_after_and_abort_message_are_honoured() {
         DeliveryStatus::Delivered
     );
 }
+
+/// The background worker sends what is published without being driven, and
+/// sends nothing once stopped.
+#[test]
+fn the_worker_delivers_in_the_background_until_stopped() {
+    let secret = WebhookSecret::generate().unwrap();
+    let rx = receiver(secret.clone(), &[], ManualClock::new(Timestamp::now()));
+    let outbox = Arc::new(MemoryOutbox::new());
+    outbox
+        .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
+        .unwrap();
+    let d = Arc::new(Deliverer::new(outbox.clone(), config()));
+    let worker = d.spawn(Duration::from_millis(20)).unwrap();
+    let first = d.publish("order.created", None, json!({ "n": 1 })).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outbox.deliveries(&first).unwrap()[0].1 != DeliveryStatus::Delivered {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(*rx.raw.lock(), [first]);
+
+    worker.stop();
+    let second = d.publish("order.created", None, json!({ "n": 2 })).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        outbox.deliveries(&second).unwrap()[0].1,
+        DeliveryStatus::Pending,
+        "a stopped worker sends nothing"
+    );
+    assert_eq!(rx.raw.lock().len(), 1);
+}

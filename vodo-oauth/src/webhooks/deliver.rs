@@ -114,6 +114,35 @@ fn rfc3339(at: Timestamp) -> String {
     )
 }
 
+/// A background thread sending due webhooks; see [`Deliverer::spawn`].
+/// Stopping (or dropping) it lets the attempt in flight finish, then joins.
+#[derive(Debug)]
+pub struct DeliveryWorker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DeliveryWorker {
+    /// Stops the worker and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // Dropping the sender wakes the worker at once.
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for DeliveryWorker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 /// Sends webhooks from an [`Outbox`].
 #[derive(Debug)]
 pub struct Deliverer {
@@ -390,6 +419,39 @@ impl Deliverer {
             self.attempt(c)?;
         }
         Ok(n)
+    }
+
+    /// Runs [`run_due`](Self::run_due) on a background thread until the
+    /// returned worker is stopped or dropped: again at once while full
+    /// batches come back, otherwise every `interval`. An outbox error is
+    /// logged and retried after `interval`; it never ends the worker.
+    pub fn spawn(self: &Arc<Self>, interval: Duration) -> Result<DeliveryWorker> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let me = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name("vodo-webhooks".into())
+            .spawn(move || {
+                loop {
+                    let wait = match me.run_due() {
+                        Ok(n) if n >= me.config.batch.max(1) => Duration::ZERO,
+                        Ok(_) => interval,
+                        Err(e) => {
+                            tracing::error!(error = %e, "webhook delivery round failed");
+                            interval
+                        }
+                    };
+                    match stopped.recv_timeout(wait) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        // Stopped, or the worker handle is gone.
+                        _ => break,
+                    }
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the delivery thread: {e}")))?;
+        Ok(DeliveryWorker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     fn attempt(&self, c: Claimed) -> Result<()> {

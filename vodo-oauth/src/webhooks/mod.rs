@@ -19,7 +19,8 @@ mod rules;
 mod sign;
 
 pub use deliver::{
-    Deliverer, DeliveryConfig, EndpointNotifier, LogNotifier, TestDelivery, event_body,
+    Deliverer, DeliveryConfig, DeliveryWorker, EndpointNotifier, LogNotifier, TestDelivery,
+    event_body,
 };
 pub use memory::MemoryOutbox;
 pub use outbox::{Attempt, Claimed, DeliveryStatus, Endpoint, Message, Outbox, SqliteOutbox};
