@@ -596,3 +596,50 @@ fn the_worker_delivers_in_the_background_until_stopped() {
     );
     assert_eq!(rx.raw.lock().len(), 1);
 }
+
+/// A clock that moves 20 s every time it is read: every attempt is "slow".
+#[derive(Debug, Default)]
+struct Ticking(std::sync::atomic::AtomicI64);
+
+impl Clock for Ticking {
+    fn now(&self) -> Timestamp {
+        Timestamp(
+            1_800_000_000_000
+                + self
+                    .0
+                    .fetch_add(20_000, std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
+/// Deliveries claimed in one round are not sent once the lease that makes
+/// them this worker's could run out mid-attempt; they wait for a later round.
+#[test]
+fn a_round_stops_before_its_claims_run_out_of_lease() {
+    let secret = WebhookSecret::generate().unwrap();
+    let rx = receiver(secret.clone(), &[], ManualClock::new(Timestamp::now()));
+    let outbox = Arc::new(MemoryOutbox::new());
+    outbox
+        .put_endpoint(&endpoint("ep_1", &rx.url, &secret, vec![]))
+        .unwrap();
+    let d = Deliverer::new(
+        outbox.clone(),
+        DeliveryConfig {
+            lease: Duration::from_secs(60),
+            ..config()
+        },
+    )
+    .with_clock(Arc::new(Ticking::default()));
+    let ids: Vec<String> = (0..5)
+        .map(|n| d.publish("order.created", None, json!({ "n": n })).unwrap())
+        .collect();
+    let attempted = d.run_due().unwrap();
+    assert!((1..5).contains(&attempted), "{attempted}");
+    let untouched = ids
+        .iter()
+        .filter(|id| {
+            outbox.deliveries(id).unwrap()[0] == ("ep_1".into(), DeliveryStatus::Pending, 0)
+        })
+        .count();
+    assert_eq!(untouched, 5 - attempted, "the rest were left as they were");
+}

@@ -410,15 +410,26 @@ impl Deliverer {
     }
 
     /// Attempts every delivery that is due now; returns how many were attempted.
+    ///
+    /// A claim is this deliverer's for `lease`, and an attempt can take up
+    /// to `timeout`: claims whose attempt could not finish inside the lease
+    /// (behind slow endpoints) are left for a later round rather than sent
+    /// while another worker may already have claimed them again.
     pub fn run_due(&self) -> Result<usize> {
-        let claimed =
-            self.outbox
-                .claim_due(self.clock.now(), self.config.lease, self.config.batch)?;
-        let n = claimed.len();
+        let claimed_at = self.clock.now();
+        let claimed = self
+            .outbox
+            .claim_due(claimed_at, self.config.lease, self.config.batch)?;
+        let last_start = claimed_at.plus(self.config.lease.saturating_sub(self.config.timeout));
+        let mut attempted = 0;
         for c in claimed {
+            if attempted > 0 && self.clock.now() > last_start {
+                break;
+            }
             self.attempt(c)?;
+            attempted += 1;
         }
-        Ok(n)
+        Ok(attempted)
     }
 
     /// Runs [`run_due`](Self::run_due) on a background thread until the
