@@ -238,6 +238,16 @@ fn benches(c: &mut Criterion) {
             assert!(d[0].outcome.is_ok());
         })
     });
+    g.bench_function("vodo_call_event", |b| {
+        b.iter(|| {
+            assert!(
+                sandbox
+                    .call_event(black_box(&plugin), "order.created", "")
+                    .result
+                    .is_ok()
+            )
+        })
+    });
     g.bench_function("raw_wasmtime_call", |b| {
         b.iter(|| raw_call(&engine, black_box(&pre), "order.created"))
     });

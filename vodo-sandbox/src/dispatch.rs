@@ -2,7 +2,7 @@
 //! grant subscribes to it, through each plugin's circuit breaker, in
 //! parallel, so that one plugin's failure or hang never blocks the others.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
@@ -18,6 +18,17 @@ pub struct Delivery {
     pub plugin: PluginId,
     /// What it used, or why it did not handle the event.
     pub outcome: Result<Usage, CallError>,
+}
+
+/// The number of cores, asked once: `available_parallelism` reads cgroup
+/// files on Linux, which cost more than a plugin call.
+fn parallelism() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+    })
 }
 
 impl Sandbox {
@@ -43,10 +54,7 @@ impl Sandbox {
         health: &HealthMonitor,
     ) -> Vec<Delivery> {
         let targets = self.subscribers(installation, event);
-        let workers = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-            .min(targets.len());
+        let workers = parallelism().min(targets.len());
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<(usize, Delivery)>> = Mutex::new(Vec::with_capacity(targets.len()));
         let work = || {
