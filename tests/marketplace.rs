@@ -18,7 +18,7 @@ use vodo_marketplace::package::Package;
 use vodo_marketplace::pricing::Pricing;
 use vodo_marketplace::review::{Policy, Report, Severity, review};
 use vodo_marketplace::submissions::{
-    Desk, MemorySubmissions, SqliteSubmissions, SubmissionFilter, SubmissionStore,
+    AUTOMATED_REVIEW, Desk, MemorySubmissions, SqliteSubmissions, SubmissionFilter, SubmissionStore,
 };
 use vodo_marketplace::workflow::{Actor, Role, State, Submission, WorkflowError};
 use vodo_sandbox::{Limits, MemoryServices, Sandbox, SandboxConfig};
@@ -611,35 +611,21 @@ fn the_desk_reviews_every_submission_and_guards_slugs_owners_and_versions() {
         Err(Error::Invalid(m)) if m.contains("belongs to another developer")
     ));
 
-    // The review runs on submission; its errors travel with it and block approval.
+    // The review runs on submission; errors send it straight back with them as feedback.
     let s = desk.submit(&s.id, &alice, now).unwrap();
-    assert_eq!(s.state, State::Submitted);
+    assert_eq!(s.state, State::Rejected);
     let report = s.report.as_ref().unwrap();
     assert!(report.errors().any(|f| f.check == "license"), "{report:#?}");
-    desk.transition(&s.id, State::InReview, &reviewer, "", now)
-        .unwrap();
-    desk.transition(&s.id, State::Testing, &reviewer, "", now)
-        .unwrap();
-    assert!(matches!(
-        desk.transition(&s.id, State::Approved, &reviewer, "", now),
-        Err(Error::Workflow(WorkflowError::BlockedByReview(1)))
-    ));
+    let feedback = s.feedback().unwrap();
+    assert!(
+        feedback.contains("1 error(s)") && feedback.contains("GPL-3.0-only"),
+        "{feedback}"
+    );
+    assert_eq!(s.history.last().unwrap().by, AUTOMATED_REVIEW);
     assert!(matches!(
         desk.revise(&s.id, &alice, &notifier_ok(), now),
         Err(Error::Invalid(m)) if m.contains("only a draft")
     ));
-    desk.transition(
-        &s.id,
-        State::Rejected,
-        &reviewer,
-        "GPL is not accepted here",
-        now,
-    )
-    .unwrap();
-    assert_eq!(
-        desk.get(&s.id).unwrap().feedback(),
-        Some("GPL is not accepted here")
-    );
 
     // A new attempt: back to draft, a new package, a new review.
     desk.transition(&s.id, State::Draft, &alice, "", now)
@@ -651,7 +637,16 @@ fn the_desk_reviews_every_submission_and_guards_slugs_owners_and_versions() {
     );
     assert_eq!(desk.package(&s.id).unwrap(), notifier_ok());
     let s = desk.submit(&s.id, &alice, now).unwrap();
+    assert_eq!(
+        s.state,
+        State::Submitted,
+        "a clean report waits for a person"
+    );
     assert_eq!(s.report.as_ref().unwrap().errors().count(), 0);
+    // The developer may withdraw it while it waits, and submit again.
+    desk.transition(&s.id, State::Draft, &alice, "typo in the readme", now)
+        .unwrap();
+    let s = desk.submit(&s.id, &alice, now).unwrap();
     for to in [State::InReview, State::Testing, State::Approved] {
         desk.transition(&s.id, to, &reviewer, "", now).unwrap();
     }
@@ -665,7 +660,25 @@ fn the_desk_reviews_every_submission_and_guards_slugs_owners_and_versions() {
         )
         .unwrap();
     let moves: Vec<(State, State)> = s.history.iter().map(|t| (t.from, t.to)).collect();
-    assert_eq!(moves.len(), 11, "every move is recorded: {moves:?}");
+    use State::*;
+    assert_eq!(
+        moves,
+        [
+            (Draft, Submitted),
+            (Submitted, InReview), // the automated review took it
+            (InReview, Rejected),  // and sent it back
+            (Rejected, Draft),
+            (Draft, Draft), // a new package
+            (Draft, Submitted),
+            (Submitted, Draft), // withdrawn
+            (Draft, Submitted),
+            (Submitted, InReview),
+            (InReview, Testing),
+            (Testing, Approved),
+            (Approved, Published),
+        ],
+        "every move is recorded"
+    );
     assert!(s.history.iter().any(|t| t.from == State::Draft
         && t.to == State::Draft
         && t.reason.starts_with("new package")));

@@ -9,7 +9,10 @@
 //!   back.
 //! - The automated review runs on every submission (the move from Draft to
 //!   Submitted), on the stored bytes, and its report travels with the
-//!   submission; its errors block approval.
+//!   submission. A report with errors sends the submission straight back:
+//!   the [`AUTOMATED_REVIEW`] reviewer takes it into review and rejects it
+//!   with the errors as feedback, so the developer hears at once and no
+//!   person spends time on it. A clean one waits for a human reviewer.
 //! - A plugin slug belongs to the developer who first submitted it, and a
 //!   version that was approved or published is never submitted again.
 //! - Moves are compare-and-swap on the history: when two reviewers act on the
@@ -31,6 +34,9 @@ use crate::package::Package;
 use crate::review::{Policy, review};
 use crate::workflow::{Actor, Role, State, Submission, Transition};
 use crate::{Error, Result, hex, sha256};
+
+/// The id under which the automated review records its moves.
+pub const AUTOMATED_REVIEW: &str = "automated-review";
 
 /// Which submissions to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -408,8 +414,9 @@ impl Desk {
 
     /// Submits a draft for review: runs the automated review on the stored
     /// package, attaches its report, and moves the submission to Submitted.
-    /// The submission moves even when the report has errors (the reviewer
-    /// sees them, and they block approval).
+    /// When the report has errors, the submission goes on to Rejected at
+    /// once (through InReview, by [`AUTOMATED_REVIEW`]) with the errors as
+    /// its feedback.
     pub fn submit(&self, id: &str, developer: &Actor, now: Timestamp) -> Result<Submission> {
         let (mut s, moves) = self.load(id)?;
         // Check the move before spending a sandbox trial on it.
@@ -417,8 +424,29 @@ impl Desk {
         probe.transition(State::Submitted, developer, "", now)?;
         let bytes = self.package_of(&s)?;
         let (report, _) = review(&bytes, &self.policy, self.sandbox.as_ref());
+        let errors: Vec<String> = report
+            .errors()
+            .map(|f| format!("{} at {}: {}", f.check, f.location, f.message))
+            .collect();
         s.report = Some(report);
         s.transition(State::Submitted, developer, "", now)?;
+        if !errors.is_empty() {
+            let bot = Actor {
+                id: AUTOMATED_REVIEW.into(),
+                role: Role::Reviewer,
+            };
+            s.transition(State::InReview, &bot, "the automated review ran", now)?;
+            s.transition(
+                State::Rejected,
+                &bot,
+                &format!(
+                    "the automated review found {} error(s): {}",
+                    errors.len(),
+                    errors.join("; ")
+                ),
+                now,
+            )?;
+        }
         self.save(&s, moves)?;
         Ok(s)
     }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! Draft ──developer──▶ Submitted ──reviewer──▶ InReview ──reviewer──▶ Testing ──reviewer──▶ Approved ──admin──▶ Published
-//!   ▲                                            │                      │
+//!   ▲ ▲                    │                     │                      │
+//!   │ └──developer (withdraw)                    │                      │
 //!   └──────────developer────────── Rejected ◀────┴──────reviewer────────┘
 //! ```
 //!
@@ -120,7 +121,7 @@ pub enum WorkflowError {
 fn rule(from: State, to: State) -> Option<Role> {
     use State::*;
     Some(match (from, to) {
-        (Draft, Submitted) | (Rejected, Draft) => Role::Developer,
+        (Draft, Submitted) | (Submitted, Draft) | (Rejected, Draft) => Role::Developer,
         (Submitted, InReview)
         | (InReview, Testing)
         | (InReview, Rejected)
@@ -268,6 +269,7 @@ mod tests {
         use State::*;
         let allowed: &[(State, State, Role)] = &[
             (Draft, Submitted, Role::Developer),
+            (Submitted, Draft, Role::Developer),
             (Submitted, InReview, Role::Reviewer),
             (InReview, Testing, Role::Reviewer),
             (InReview, Rejected, Role::Reviewer),

@@ -2,8 +2,8 @@
 //! grant subscribes to it, through each plugin's circuit breaker, in
 //! parallel, so that one plugin's failure or hang never blocks the others.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use vodo_core::health::HealthMonitor;
