@@ -323,6 +323,67 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any sequence of attempted moves, by anyone, keeps the submission
+        /// consistent: refused moves change nothing, the history chains
+        /// from Draft to the current state, and nothing is published that
+        /// was not approved with a clean report.
+        #[test]
+        fn random_move_sequences_keep_the_submission_consistent(
+            moves in proptest::collection::vec((0usize..100, 0usize..4, proptest::bool::ANY), 0..80),
+            clean_report in proptest::bool::ANY,
+        ) {
+            let actors = [
+                Actor { id: "owner".into(), role: Role::Developer },
+                Actor { id: "stranger".into(), role: Role::Developer },
+                actor(Role::Reviewer),
+                actor(Role::Admin),
+            ];
+            let mut s = Submission::new("s", "owner", "p", "1.0.0", "abc", Timestamp(0));
+            if clean_report {
+                s.report = Some(clean());
+            }
+            let mut published = false;
+            for (pick, who, with_reason) in moves {
+                // Mostly a move the table has from here (so long paths are
+                // walked), sometimes any move at all.
+                let exits: Vec<State> =
+                    ALL.into_iter().filter(|to| rule(s.state, *to).is_some()).collect();
+                let to = if pick < 70 && !exits.is_empty() {
+                    exits[pick % exits.len()]
+                } else {
+                    ALL[pick % ALL.len()]
+                };
+                let before = s.clone();
+                let reason = if with_reason { "because" } else { "" };
+                match s.transition(to, &actors[who], reason, Timestamp(1)) {
+                    Ok(()) => {
+                        proptest::prop_assert_eq!(s.history.len(), before.history.len() + 1);
+                        proptest::prop_assert!(rule(before.state, to).is_some());
+                        published |= to == State::Published;
+                    }
+                    Err(_) => proptest::prop_assert_eq!(&s, &before),
+                }
+            }
+            let mut at = State::Draft;
+            for t in &s.history {
+                proptest::prop_assert_eq!(t.from, at);
+                at = t.to;
+            }
+            proptest::prop_assert_eq!(at, s.state);
+            if published {
+                proptest::prop_assert!(clean_report);
+                proptest::prop_assert!(s.history.iter().any(|t| t.to == State::Approved));
+            }
+            for t in s.history.iter().filter(|t| t.role == Role::Developer) {
+                proptest::prop_assert_eq!(t.by.as_str(), "owner");
+            }
+            for t in s.history.iter().filter(|t| t.to == State::Rejected) {
+                proptest::prop_assert!(!t.reason.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn only_the_owner_makes_the_developer_moves() {
         let mut s = Submission::new("s1", "alice", "p", "1.0.0", "abc", Timestamp(0));
