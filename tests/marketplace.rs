@@ -375,13 +375,15 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
         let s = d
             .transition(&s.id, State::Published, &admin, "", now)
             .unwrap();
-        repo.add(
-            "order-notifier",
-            version,
-            "stable",
-            &d.package(&s.id).unwrap(),
-        )
-        .unwrap();
+        // The index takes plugin, version and host API from the package's own manifest.
+        let path = repo
+            .add_package(&d.package(&s.id).unwrap(), "stable")
+            .unwrap();
+        assert_eq!(path, format!("order-notifier/{version}.vpkg"));
+        assert_eq!(
+            repo.targets().targets[&path].host_api.as_deref(),
+            Some("^0.1")
+        );
         repo.publish(&signers, now, 30 * day, day).unwrap();
         let m = Manifest::parse(&manifest).unwrap();
         catalog
@@ -520,25 +522,29 @@ fn channels_decide_which_releases_an_installation_sees() {
     };
     let cdn = tempfile::tempdir().unwrap();
     let mut repo = Repository::create(cdn.path(), &signers, now.plus(365 * day)).unwrap();
-    for (version, channel) in [
-        ("1.0.0", "stable"),
-        ("1.1.0-beta.1", "beta"),
-        ("1.0.1", "stable"),
+    for (version, channel, host_api) in [
+        ("1.0.0", "stable", "^0.1"),
+        ("1.1.0-beta.1", "beta", "^0.1"),
+        ("1.0.1", "stable", "^0.1"),
+        // Needs a newer host than this one.
+        ("1.0.2", "stable", "^0.2"),
     ] {
         let bytes = package(
-            &NOTIFIER.replace("\"1.0.0\"", &format!("\"{version}\"")),
+            &NOTIFIER
+                .replace("\"1.0.0\"", &format!("\"{version}\""))
+                .replace("\"^0.1\"", &format!("\"{host_api}\"")),
             b"component",
             &[],
         );
-        repo.add("order-notifier", version, channel, &bytes)
-            .unwrap();
+        let path = repo.add_package(&bytes, channel).unwrap();
+        assert_eq!(path, format!("order-notifier/{version}.vpkg"));
     }
     repo.publish(&signers, now, 30 * day, day).unwrap();
     let mut client = Client::new(&repo.pinned_root().unwrap()).unwrap();
     let source = DirSource(cdn.path().to_path_buf());
     client.update(&source, now).unwrap();
-    let installer = Installer::new(&client, &source);
-    let (stable, _) = installer
+    let installer = Installer::new(&client, &source).with_host_api(semver::Version::new(0, 1, 5));
+    let (mut stable, _) = installer
         .install_latest("order-notifier", Channel::Stable, UpdatePolicy::Minor)
         .unwrap();
     let (beta, _) = installer
@@ -552,6 +558,32 @@ fn channels_decide_which_releases_an_installation_sees() {
         installer
             .install_latest("no-such-plugin", Channel::Beta, UpdatePolicy::None)
             .is_err()
+    );
+
+    // 1.0.2 needs host API ^0.2: this host neither updates to it nor rolls
+    // "back" past it; a newer host takes it.
+    assert_eq!(installer.pending_update(&stable), None);
+    stable.version = semver::Version::new(1, 0, 0);
+    assert_eq!(
+        installer
+            .pending_update(&stable)
+            .map(|(v, _)| v.to_string()),
+        Some("1.0.1".into())
+    );
+    let newer_host = Installer::new(&client, &source).with_host_api(semver::Version::new(0, 2, 0));
+    assert_eq!(
+        newer_host
+            .pending_update(&stable)
+            .map(|(v, _)| v.to_string()),
+        Some("1.0.2".into())
+    );
+    stable.version = semver::Version::new(1, 0, 3);
+    let refused = installer
+        .rollback(&mut stable, &semver::Version::new(1, 0, 2))
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("needs host API `^0.2`"),
+        "{refused}"
     );
 }
 

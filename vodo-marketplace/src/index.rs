@@ -6,7 +6,7 @@
 //! | role | file | pins |
 //! |---|---|---|
 //! | root | `N.root.json` | every role's keys and threshold |
-//! | targets | `N.targets.json` | each package's length, SHA-256 and facts (plugin, version, channel, yanked) |
+//! | targets | `N.targets.json` | each package's length, SHA-256 and facts (plugin, version, channel, yanked, host API range); a listed version never changes |
 //! | snapshot | `N.snapshot.json` | the version and hash of the targets file |
 //! | timestamp | `timestamp.json` | the version and hash of the snapshot; expires soon |
 //!
@@ -149,6 +149,11 @@ pub struct TargetInfo {
     pub channel: String,
     /// Yanked: listed (so installed hosts can still verify it) but not installable anew.
     pub yanked: bool,
+    /// The host API range the plugin's manifest declares (`host_api`), so
+    /// a client can pass over versions its host cannot run before it
+    /// downloads them. Absent for packages added as raw bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_api: Option<String>,
 }
 
 /// The targets role's file.
@@ -434,6 +439,12 @@ impl Repository {
 
     /// Stores a package under `targets/{sha256}.vpkg` and lists it as
     /// `{plugin}/{version}.vpkg`; visible to clients after [`publish`](Self::publish).
+    ///
+    /// Versions are immutable: adding a listed version again with other
+    /// bytes is an [`Error::Conflict`] (the same bytes again change nothing).
+    /// `plugin` is a slug (`a-z`, `0-9`, `-`), `version` is semver and
+    /// `channel` is `stable` or `beta`. Prefer [`add_package`](Self::add_package),
+    /// which reads them from the package's own manifest.
     pub fn add(
         &mut self,
         plugin: &str,
@@ -441,19 +452,86 @@ impl Repository {
         channel: &str,
         package: &[u8],
     ) -> Result<String> {
+        self.add_target(plugin, version, channel, package, None)
+    }
+
+    /// Adds a Vodo package to `channel` under the slug and version its
+    /// manifest declares, recording its `host_api` range in the signed
+    /// facts. The package must parse and its manifest must be valid.
+    pub fn add_package(&mut self, package: &[u8], channel: &str) -> Result<String> {
+        let parsed = crate::package::Package::parse(package, u64::MAX)
+            .map_err(|e| Error::Invalid(format!("not a publishable package: {e}")))?;
+        let manifest = vodo_core::Manifest::parse(&parsed.manifest).map_err(|e| {
+            Error::Invalid(format!(
+                "the package's plugin.json is invalid: {}",
+                e.problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        self.add_target(
+            manifest.slug.as_str(),
+            &manifest.version.to_string(),
+            channel,
+            package,
+            manifest.host_api.as_ref().map(ToString::to_string),
+        )
+    }
+
+    fn add_target(
+        &mut self,
+        plugin: &str,
+        version: &str,
+        channel: &str,
+        package: &[u8],
+        host_api: Option<String>,
+    ) -> Result<String> {
+        let slug_ok = !plugin.is_empty()
+            && plugin.len() <= 64
+            && plugin
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !plugin.starts_with('-');
+        if !slug_ok {
+            return Err(Error::Invalid(format!(
+                "`{plugin}` is not a plugin slug: use 1 to 64 of a-z, 0-9 and `-`, not starting with `-`"
+            )));
+        }
+        let parsed = semver::Version::parse(version).map_err(|e| {
+            Error::Invalid(format!(
+                "`{version}` is not a semver version like 1.2.3: {e}"
+            ))
+        })?;
+        if !matches!(channel, "stable" | "beta") {
+            return Err(Error::Invalid(format!(
+                "`{channel}` is not a channel: use `stable` or `beta`"
+            )));
+        }
+        let version = parsed.to_string();
         let digest = hex(&sha256(package));
+        let path = format!("{plugin}/{version}.vpkg");
+        if let Some(existing) = self.targets.targets.get(&path) {
+            if existing.sha256 == digest {
+                return Ok(path);
+            }
+            return Err(Error::Conflict(format!(
+                "{plugin} {version} is already listed with other content; published versions never change, so publish a new version"
+            )));
+        }
         let file = self.dir.join("targets").join(format!("{digest}.vpkg"));
         std::fs::write(&file, package).map_err(io(&file))?;
-        let path = format!("{plugin}/{version}.vpkg");
         self.targets.targets.insert(
             path.clone(),
             TargetInfo {
                 length: package.len() as u64,
                 sha256: digest,
                 plugin: plugin.into(),
-                version: version.into(),
+                version,
                 channel: channel.into(),
                 yanked: false,
+                host_api,
             },
         );
         Ok(path)

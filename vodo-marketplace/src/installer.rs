@@ -72,12 +72,41 @@ impl fmt::Display for Installation {
 pub struct Installer<'a> {
     client: &'a Client,
     source: &'a dyn Source,
+    host_api: Option<semver::Version>,
 }
 
 impl<'a> Installer<'a> {
     /// An installer reading the verified `client` state and downloading from `source`.
     pub fn new(client: &'a Client, source: &'a dyn Source) -> Self {
-        Self { client, source }
+        Self {
+            client,
+            source,
+            host_api: None,
+        }
+    }
+
+    /// Installs, updates and rolls back only to versions whose signed
+    /// `host_api` range admits `version`, the host API this host runs.
+    /// Versions listed without a range are taken to run anywhere.
+    pub fn with_host_api(mut self, version: semver::Version) -> Self {
+        self.host_api = Some(version);
+        self
+    }
+
+    /// Why this host cannot run a target, if it cannot.
+    fn incompatible(&self, target: &TargetInfo) -> Option<String> {
+        let (host, wanted) = (self.host_api.as_ref()?, target.host_api.as_ref()?);
+        match semver::VersionReq::parse(wanted) {
+            Ok(req) if req.matches(host) => None,
+            Ok(_) => Some(format!(
+                "{} {} needs host API `{wanted}`; this host runs {host}",
+                target.plugin, target.version
+            )),
+            Err(_) => Some(format!(
+                "{} {} declares an unreadable host API range `{wanted}`",
+                target.plugin, target.version
+            )),
+        }
     }
 
     /// The versions of `plugin` on `channel`, oldest first, with their paths
@@ -118,10 +147,15 @@ impl<'a> Installer<'a> {
             .versions(plugin, channel)
             .into_iter()
             .rev()
-            .find(|(_, _, t)| !t.yanked)
+            .find(|(_, _, t)| !t.yanked && self.incompatible(t).is_none())
             .ok_or_else(|| {
                 Error::NotFound(format!(
-                    "no installable version of `{plugin}` on the {channel:?} channel"
+                    "no installable version of `{plugin}` on the {channel:?} channel{}",
+                    if self.host_api.is_some() {
+                        " for this host's API"
+                    } else {
+                        ""
+                    }
                 ))
             })?;
         let package = self.fetch(&path)?;
@@ -147,7 +181,7 @@ impl<'a> Installer<'a> {
         self.versions(&installation.plugin, installation.channel)
             .into_iter()
             .rev()
-            .filter(|(v, _, t)| !t.yanked && v > current)
+            .filter(|(v, _, t)| !t.yanked && v > current && self.incompatible(t).is_none())
             .find(|(v, _, _)| match installation.policy {
                 UpdatePolicy::Patch => v.major == current.major && v.minor == current.minor,
                 UpdatePolicy::Minor => v.major == current.major,
@@ -194,6 +228,9 @@ impl<'a> Installer<'a> {
                 "{} {version} was yanked: pick another version",
                 installation.plugin
             )));
+        }
+        if let Some(why) = self.incompatible(&info) {
+            return Err(Error::Invalid(format!("{why}: pick another version")));
         }
         let package = self.fetch(&path)?;
         installation.version = version.clone();

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use vodo_core::Timestamp;
+use vodo_marketplace::Error;
 use vodo_marketplace::index::{
     Client, DirSource, IndexError, Repository, RoleSigners, Signed, SigningKey, TimestampMeta,
 };
@@ -273,4 +274,41 @@ fn yanked_versions_stay_listed_and_marked() {
             .is_ok(),
         "still verifiable for rollback"
     );
+}
+
+/// Published versions never change: the same version with other bytes is
+/// refused, the same bytes again change nothing, and names are checked.
+#[test]
+fn versions_are_immutable_and_names_are_checked() {
+    let (_dir, keys, mut repo, _client) = setup();
+    let before = repo.targets().clone();
+    assert!(matches!(
+        repo.add("order-notifier", "1.0.0", "stable", b"swapped package"),
+        Err(Error::Conflict(m)) if m.contains("never change")
+    ));
+    assert_eq!(repo.targets(), &before, "a refused add changes nothing");
+    assert_eq!(
+        repo.add("order-notifier", "1.0.0", "stable", b"package one")
+            .unwrap(),
+        "order-notifier/1.0.0.vpkg"
+    );
+    for (plugin, version, channel, says) in [
+        ("../etc", "1.0.0", "stable", "slug"),
+        ("Order", "1.0.0", "stable", "slug"),
+        ("", "1.0.0", "stable", "slug"),
+        ("p", "1.0", "stable", "semver"),
+        ("p", "latest", "stable", "semver"),
+        ("p", "1.0.0", "nightly", "channel"),
+    ] {
+        let e = repo.add(plugin, version, channel, b"x").unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid(m) if m.contains(says)),
+            "{plugin} {version} {channel}: {e}"
+        );
+    }
+    assert!(matches!(
+        repo.add_package(b"not a package", "stable"),
+        Err(Error::Invalid(m)) if m.contains("not a publishable package")
+    ));
+    repo.publish(&keys.signers(), T0, 30 * DAY, DAY).unwrap();
 }
