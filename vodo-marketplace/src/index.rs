@@ -22,6 +22,16 @@
 //!
 //! Packages are stored as `targets/{sha256}.vpkg`: immutable, content
 //! addressed, safe for any CDN to cache. Only `timestamp.json` changes in place.
+//!
+//! **Delegation to publishers.** The targets role may delegate named plugins
+//! to a publisher's own keys ([`Repository::delegate`]). The publisher signs
+//! the targets of those plugins itself ([`Publisher`]), under the role
+//! `targets:{publisher}`, into `N.{publisher}.targets.json`, which the
+//! snapshot pins by version and hash like the top-level targets. Clients
+//! check those signatures against the delegation and refuse any entry
+//! outside the publisher's plugins ([`IndexError::OutsideDelegation`]), so
+//! the marketplace lists a publisher's packages without holding its key, and
+//! a publisher's key signs for nobody else's plugins.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -165,6 +175,30 @@ pub struct Targets {
     pub expires: Timestamp,
     /// Packages by path (`{plugin}/{version}.vpkg`).
     pub targets: BTreeMap<String, TargetInfo>,
+    /// Publishers trusted to sign the targets of their own plugins, by name
+    /// (top-level targets only; a publisher cannot delegate further).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delegations: BTreeMap<String, Delegation>,
+}
+
+/// A publisher's delegation: its keys, and the plugins it alone lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    /// Public keys (hex) by key id.
+    pub keys: BTreeMap<String, String>,
+    /// Distinct valid signatures needed.
+    pub threshold: u32,
+    /// The plugin slugs it lists.
+    pub plugins: Vec<String>,
+}
+
+/// The version and hash a snapshot pins a delegated targets file at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaPin {
+    /// Its version.
+    pub version: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
 }
 
 /// The snapshot role's file.
@@ -178,6 +212,9 @@ pub struct Snapshot {
     pub targets_version: u64,
     /// Its SHA-256, hex.
     pub targets_sha256: String,
+    /// Each delegated publisher's targets file, by publisher.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delegated: BTreeMap<String, MetaPin>,
 }
 
 /// The timestamp role's file.
@@ -282,6 +319,14 @@ pub enum IndexError {
     /// No such package in the signed targets.
     #[error("`{0}` is not in the signed index")]
     UnknownTarget(String),
+    /// A publisher signed for something it was not delegated.
+    #[error("publisher `{publisher}` signed `{path}`, which is not one of its plugins")]
+    OutsideDelegation {
+        /// The publisher.
+        publisher: String,
+        /// What it signed.
+        path: String,
+    },
 }
 
 /// Checks that `signed` carries `threshold` distinct valid signatures from
@@ -339,6 +384,7 @@ pub struct Repository {
     dir: PathBuf,
     root: Signed<Root>,
     targets: Targets,
+    delegated: BTreeMap<String, Signed<Targets>>,
     snapshot_version: u64,
     timestamp_version: u64,
 }
@@ -403,6 +449,206 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+fn check_slug(plugin: &str) -> Result<()> {
+    let ok = !plugin.is_empty()
+        && plugin.len() <= 64
+        && plugin
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !plugin.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "`{plugin}` is not a plugin slug: use 1 to 64 of a-z, 0-9 and `-`, not starting with `-`"
+        )))
+    }
+}
+
+fn check_publisher_name(name: &str) -> Result<()> {
+    check_slug(name).map_err(|_| {
+        Error::Invalid(format!(
+            "`{name}` is not a publisher name: use 1 to 64 of a-z, 0-9 and `-`"
+        ))
+    })
+}
+
+fn immutable(info: &TargetInfo) -> Error {
+    Error::Conflict(format!(
+        "{} {} is already listed with other content; published versions never change, so publish a new version",
+        info.plugin, info.version
+    ))
+}
+
+/// The path and signed facts of a package, after checking the names.
+fn target_info(
+    plugin: &str,
+    version: &str,
+    channel: &str,
+    package: &[u8],
+    host_api: Option<String>,
+) -> Result<(String, TargetInfo)> {
+    check_slug(plugin)?;
+    let version = semver::Version::parse(version)
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "`{version}` is not a semver version like 1.2.3: {e}"
+            ))
+        })?
+        .to_string();
+    if !matches!(channel, "stable" | "beta") {
+        return Err(Error::Invalid(format!(
+            "`{channel}` is not a channel: use `stable` or `beta`"
+        )));
+    }
+    Ok((
+        format!("{plugin}/{version}.vpkg"),
+        TargetInfo {
+            length: package.len() as u64,
+            sha256: hex(&sha256(package)),
+            plugin: plugin.into(),
+            version,
+            channel: channel.into(),
+            yanked: false,
+            host_api,
+        },
+    ))
+}
+
+/// [`target_info`] with slug, version and host API from the package's manifest.
+fn package_target(package: &[u8], channel: &str) -> Result<(String, TargetInfo)> {
+    let parsed = crate::package::Package::parse(package, u64::MAX)
+        .map_err(|e| Error::Invalid(format!("not a publishable package: {e}")))?;
+    let manifest = vodo_core::Manifest::parse(&parsed.manifest).map_err(|e| {
+        Error::Invalid(format!(
+            "the package's plugin.json is invalid: {}",
+            e.problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    target_info(
+        manifest.slug.as_str(),
+        &manifest.version.to_string(),
+        channel,
+        package,
+        manifest.host_api.as_ref().map(ToString::to_string),
+    )
+}
+
+/// The signature role of a delegated publisher's targets.
+fn delegated_role(name: &str) -> String {
+    format!("targets:{name}")
+}
+
+/// Checks a publisher's signed targets against its delegation: enough
+/// signatures from its keys, under its own role name, and only its plugins.
+fn verify_delegated(
+    name: &str,
+    delegation: &Delegation,
+    signed: &Signed<Targets>,
+) -> Result<(), IndexError> {
+    let role = delegated_role(name);
+    let as_root = Root {
+        version: 0,
+        expires: Timestamp(i64::MAX),
+        keys: delegation.keys.clone(),
+        roles: BTreeMap::from([(
+            role.clone(),
+            RoleKeys {
+                keyids: delegation.keys.keys().cloned().collect(),
+                threshold: delegation.threshold,
+            },
+        )]),
+    };
+    verify_role(signed, &role, &as_root)?;
+    if !signed.signed.delegations.is_empty() {
+        return Err(IndexError::OutsideDelegation {
+            publisher: name.into(),
+            path: "(delegations)".into(),
+        });
+    }
+    for (path, info) in &signed.signed.targets {
+        let own = delegation.plugins.contains(&info.plugin)
+            && *path == format!("{}/{}.vpkg", info.plugin, info.version);
+        if !own {
+            return Err(IndexError::OutsideDelegation {
+                publisher: name.into(),
+                path: path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A publisher's side of a delegation: the targets it signs for its own
+/// plugins, with its own keys, kept away from the marketplace.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    name: String,
+    targets: Targets,
+}
+
+impl Publisher {
+    /// A publisher starting its first targets.
+    pub fn new(name: &str) -> Result<Self> {
+        check_publisher_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            targets: Targets {
+                version: 0,
+                expires: Timestamp(0),
+                targets: BTreeMap::new(),
+                delegations: BTreeMap::new(),
+            },
+        })
+    }
+
+    /// A publisher continuing from the targets it signed last.
+    pub fn resume(name: &str, last: &Signed<Targets>) -> Result<Self> {
+        let mut p = Self::new(name)?;
+        p.targets = last.signed.clone();
+        Ok(p)
+    }
+
+    /// Lists a package under the slug and version its manifest declares;
+    /// a listed version never changes.
+    pub fn add_package(&mut self, package: &[u8], channel: &str) -> Result<String> {
+        let (path, info) = package_target(package, channel)?;
+        if let Some(existing) = self.targets.targets.get(&path) {
+            if existing.sha256 == info.sha256 {
+                return Ok(path);
+            }
+            return Err(immutable(&info));
+        }
+        self.targets.targets.insert(path.clone(), info);
+        Ok(path)
+    }
+
+    /// Yanks one of its versions.
+    pub fn yank(&mut self, path: &str) -> Result<()> {
+        self.targets
+            .targets
+            .get_mut(path)
+            .map(|t| t.yanked = true)
+            .ok_or_else(|| Error::NotFound(format!("no target `{path}`")))
+    }
+
+    /// Signs the next version of its targets, valid for `ttl` from `now`.
+    pub fn sign(
+        &mut self,
+        keys: &[&SigningKey],
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<Signed<Targets>> {
+        self.targets.version += 1;
+        self.targets.expires = now.plus(ttl);
+        sign(&self.targets, &delegated_role(&self.name), keys)
+    }
+}
+
 impl Repository {
     /// Creates a new index in `dir` with root version 1 expiring at `root_expires`.
     pub fn create(dir: &Path, signers: &RoleSigners<'_>, root_expires: Timestamp) -> Result<Self> {
@@ -416,7 +662,9 @@ impl Repository {
                 version: 0,
                 expires: Timestamp(0),
                 targets: BTreeMap::new(),
+                delegations: BTreeMap::new(),
             },
+            delegated: BTreeMap::new(),
             snapshot_version: 0,
             timestamp_version: 0,
         })
@@ -452,89 +700,154 @@ impl Repository {
         channel: &str,
         package: &[u8],
     ) -> Result<String> {
-        self.add_target(plugin, version, channel, package, None)
+        let (path, info) = target_info(plugin, version, channel, package, None)?;
+        self.list(path, info, package)
     }
 
     /// Adds a Vodo package to `channel` under the slug and version its
     /// manifest declares, recording its `host_api` range in the signed
     /// facts. The package must parse and its manifest must be valid.
     pub fn add_package(&mut self, package: &[u8], channel: &str) -> Result<String> {
-        let parsed = crate::package::Package::parse(package, u64::MAX)
-            .map_err(|e| Error::Invalid(format!("not a publishable package: {e}")))?;
-        let manifest = vodo_core::Manifest::parse(&parsed.manifest).map_err(|e| {
-            Error::Invalid(format!(
-                "the package's plugin.json is invalid: {}",
-                e.problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
-        self.add_target(
-            manifest.slug.as_str(),
-            &manifest.version.to_string(),
-            channel,
-            package,
-            manifest.host_api.as_ref().map(ToString::to_string),
-        )
+        let (path, info) = package_target(package, channel)?;
+        self.list(path, info, package)
     }
 
-    fn add_target(
-        &mut self,
-        plugin: &str,
-        version: &str,
-        channel: &str,
-        package: &[u8],
-        host_api: Option<String>,
-    ) -> Result<String> {
-        let slug_ok = !plugin.is_empty()
-            && plugin.len() <= 64
-            && plugin
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !plugin.starts_with('-');
-        if !slug_ok {
+    fn list(&mut self, path: String, info: TargetInfo, package: &[u8]) -> Result<String> {
+        if let Some(owner) = self.delegated_owner(&info.plugin) {
             return Err(Error::Invalid(format!(
-                "`{plugin}` is not a plugin slug: use 1 to 64 of a-z, 0-9 and `-`, not starting with `-`"
+                "`{}` is delegated to publisher `{owner}`: its packages are listed in that publisher's signed targets",
+                info.plugin
             )));
         }
-        let parsed = semver::Version::parse(version).map_err(|e| {
-            Error::Invalid(format!(
-                "`{version}` is not a semver version like 1.2.3: {e}"
-            ))
-        })?;
-        if !matches!(channel, "stable" | "beta") {
-            return Err(Error::Invalid(format!(
-                "`{channel}` is not a channel: use `stable` or `beta`"
-            )));
-        }
-        let version = parsed.to_string();
-        let digest = hex(&sha256(package));
-        let path = format!("{plugin}/{version}.vpkg");
         if let Some(existing) = self.targets.targets.get(&path) {
-            if existing.sha256 == digest {
+            if existing.sha256 == info.sha256 {
                 return Ok(path);
             }
-            return Err(Error::Conflict(format!(
-                "{plugin} {version} is already listed with other content; published versions never change, so publish a new version"
-            )));
+            return Err(immutable(&info));
         }
+        self.store_package(package)?;
+        self.targets.targets.insert(path.clone(), info);
+        Ok(path)
+    }
+
+    /// Stores package bytes under `targets/{sha256}.vpkg` without listing
+    /// them (a delegated publisher's signed targets list them); returns the digest.
+    pub fn store_package(&self, package: &[u8]) -> Result<String> {
+        let digest = hex(&sha256(package));
         let file = self.dir.join("targets").join(format!("{digest}.vpkg"));
         std::fs::write(&file, package).map_err(io(&file))?;
-        self.targets.targets.insert(
-            path.clone(),
-            TargetInfo {
-                length: package.len() as u64,
-                sha256: digest,
-                plugin: plugin.into(),
-                version,
-                channel: channel.into(),
-                yanked: false,
-                host_api,
+        Ok(digest)
+    }
+
+    /// Delegates `plugins` to publisher `name`: from the next
+    /// [`publish`](Self::publish), clients take those plugins' packages only
+    /// from targets signed by `threshold` of `public_keys` (hex ed25519, as
+    /// [`SigningKey::public_hex`] gives), and refuse anything else that
+    /// publisher signs. Replaces an earlier delegation of the same name.
+    pub fn delegate(
+        &mut self,
+        name: &str,
+        public_keys: &[String],
+        threshold: u32,
+        plugins: &[&str],
+    ) -> Result<()> {
+        check_publisher_name(name)?;
+        let mut keys = BTreeMap::new();
+        for pk in public_keys {
+            let bytes = unhex(pk)
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| Error::Invalid(format!("`{pk}` is not a hex ed25519 public key")))?;
+            keys.insert(hex(&sha256(&bytes)), pk.clone());
+        }
+        if threshold == 0 || threshold as usize > keys.len() {
+            return Err(Error::Invalid(format!(
+                "a threshold of {threshold} with {} distinct key(s) can never be met, or is met by nobody: use 1 to {}",
+                keys.len(),
+                keys.len()
+            )));
+        }
+        for plugin in plugins {
+            check_slug(plugin)?;
+            if let Some(owner) = self.delegated_owner(plugin).filter(|o| *o != name) {
+                return Err(Error::Conflict(format!(
+                    "`{plugin}` is already delegated to `{owner}`"
+                )));
+            }
+            if self.targets.targets.values().any(|t| t.plugin == *plugin) {
+                return Err(Error::Conflict(format!(
+                    "`{plugin}` already has versions in the top-level targets; a plugin is listed in one place"
+                )));
+            }
+        }
+        self.targets.delegations.insert(
+            name.to_owned(),
+            Delegation {
+                keys,
+                threshold,
+                plugins: plugins.iter().map(|p| (*p).to_owned()).collect(),
             },
         );
-        Ok(path)
+        Ok(())
+    }
+
+    /// Withdraws publisher `name`'s delegation: from the next
+    /// [`publish`](Self::publish) clients no longer take its targets.
+    /// Returns whether it was delegated to.
+    pub fn undelegate(&mut self, name: &str) -> bool {
+        self.delegated.remove(name);
+        self.targets.delegations.remove(name).is_some()
+    }
+
+    /// Takes a publisher's signed targets for the next [`publish`](Self::publish),
+    /// after checking them as a client will: signatures from the delegated
+    /// keys, only delegated plugins, no version going backwards, no listed
+    /// version changed, and every package already stored.
+    pub fn accept_delegated(&mut self, name: &str, signed: Signed<Targets>) -> Result<()> {
+        let delegation = self
+            .targets
+            .delegations
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("no publisher `{name}` is delegated to")))?;
+        verify_delegated(name, delegation, &signed).map_err(Error::Index)?;
+        if let Some(old) = self.delegated.get(name) {
+            if signed.signed.version <= old.signed.version {
+                return Err(Error::Index(IndexError::Rollback {
+                    role: delegated_role(name),
+                    trusted: old.signed.version,
+                    got: signed.signed.version,
+                }));
+            }
+            for (path, before) in &old.signed.targets {
+                match signed.signed.targets.get(path) {
+                    Some(now) if now.sha256 == before.sha256 => {}
+                    _ => return Err(immutable(before)),
+                }
+            }
+        }
+        for (path, info) in &signed.signed.targets {
+            let file = self
+                .dir
+                .join("targets")
+                .join(format!("{}.vpkg", info.sha256));
+            let stored = std::fs::read(&file).ok();
+            if stored.as_deref().map(|b| (b.len() as u64, hex(&sha256(b))))
+                != Some((info.length, info.sha256.clone()))
+            {
+                return Err(Error::Invalid(format!(
+                    "`{path}` is not stored (or not as signed): upload the package with store_package first"
+                )));
+            }
+        }
+        self.delegated.insert(name.to_owned(), signed);
+        Ok(())
+    }
+
+    fn delegated_owner(&self, plugin: &str) -> Option<&str> {
+        self.targets
+            .delegations
+            .iter()
+            .find(|(_, d)| d.plugins.iter().any(|p| p == plugin))
+            .map(|(n, _)| n.as_str())
     }
 
     /// Yanks a version: still listed (installed hosts can verify and roll
@@ -564,12 +877,39 @@ impl Repository {
                 .join(format!("{}.targets.json", self.targets.version)),
             &targets,
         )?;
+        // Delegations that were withdrawn take their publishers' targets with them.
+        let delegations = &self.targets.delegations;
+        self.delegated
+            .retain(|name, _| delegations.contains_key(name));
+        let mut delegated = BTreeMap::new();
+        for (name, signed) in &self.delegated {
+            // Clients would refuse the whole index once a pinned file expired.
+            if signed.signed.expires < now.plus(ttl) {
+                return Err(Error::Invalid(format!(
+                    "publisher `{name}`'s targets expire at {} (ms), before this snapshot would: ask them to sign again with a longer lifetime, or withdraw the delegation",
+                    signed.signed.expires.0
+                )));
+            }
+            let version = signed.signed.version;
+            let bytes = write_json(
+                &self.dir.join(format!("{version}.{name}.targets.json")),
+                signed,
+            )?;
+            delegated.insert(
+                name.clone(),
+                MetaPin {
+                    version,
+                    sha256: hex(&sha256(&bytes)),
+                },
+            );
+        }
         self.snapshot_version += 1;
         let snapshot = Snapshot {
             version: self.snapshot_version,
             expires: now.plus(ttl),
             targets_version: self.targets.version,
             targets_sha256: hex(&sha256(&tbytes)),
+            delegated,
         };
         let snapshot = sign(&snapshot, "snapshot", &signers.snapshot)?;
         let sbytes = write_json(
@@ -680,6 +1020,9 @@ pub struct TrustedState {
     pub snapshot: Option<Signed<Snapshot>>,
     /// The newest verified targets.
     pub targets: Option<Signed<Targets>>,
+    /// The newest verified targets of each delegated publisher.
+    #[serde(default)]
+    pub delegated: BTreeMap<String, Signed<Targets>>,
 }
 
 fn parse<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, IndexError> {
@@ -716,6 +1059,7 @@ impl Client {
                 timestamp: None,
                 snapshot: None,
                 targets: None,
+                delegated: BTreeMap::new(),
             },
         })
     }
@@ -846,24 +1190,80 @@ impl Client {
         }
         fresh("targets", targets.signed.expires, now)?;
 
+        // 5. Each delegated publisher's targets, pinned by the snapshot and
+        // checked against the delegation in the targets just verified.
+        let mut delegated = BTreeMap::new();
+        for (name, delegation) in &targets.signed.delegations {
+            let role = delegated_role(name);
+            let pin =
+                snapshot.signed.delegated.get(name).ok_or_else(|| {
+                    IndexError::Missing(format!("the snapshot's pin of `{role}`"))
+                })?;
+            if let Some(trusted) = state.delegated.get(name)
+                && pin.version < trusted.signed.version
+            {
+                return Err(IndexError::Rollback {
+                    role,
+                    trusted: trusted.signed.version,
+                    got: pin.version,
+                });
+            }
+            let file = format!("{}.{name}.targets.json", pin.version);
+            let bytes = source
+                .fetch(&file, MAX_METADATA_BYTES)?
+                .ok_or_else(|| IndexError::Missing(file.clone()))?;
+            if hex(&sha256(&bytes)) != pin.sha256 {
+                return Err(IndexError::Mismatch { file });
+            }
+            let signed: Signed<Targets> = parse(&file, &bytes)?;
+            verify_delegated(name, delegation, &signed)?;
+            if signed.signed.version != pin.version {
+                return Err(IndexError::WrongVersion {
+                    file,
+                    expected: pin.version,
+                    got: signed.signed.version,
+                });
+            }
+            fresh(&role, signed.signed.expires, now)?;
+            delegated.insert(name.clone(), signed);
+        }
+
         state.timestamp = Some(ts);
         state.snapshot = Some(snapshot);
         state.targets = Some(targets);
+        state.delegated = delegated;
         self.state = state;
         Ok(())
     }
 
-    /// The verified facts of a package.
+    /// The verified facts of a package, from the top-level targets or, for
+    /// a delegated plugin, from its publisher's.
     pub fn target(&self, path: &str) -> Option<&TargetInfo> {
-        self.state.targets.as_ref()?.signed.targets.get(path)
+        self.state
+            .targets
+            .as_ref()
+            .and_then(|t| t.signed.targets.get(path))
+            .or_else(|| {
+                self.state
+                    .delegated
+                    .values()
+                    .find_map(|t| t.signed.targets.get(path))
+            })
     }
 
-    /// Every verified package.
+    /// Every verified package: the top-level targets, then each delegated
+    /// publisher's (each verified to list only its own plugins).
     pub fn targets(&self) -> impl Iterator<Item = (&String, &TargetInfo)> {
         self.state
             .targets
             .iter()
             .flat_map(|t| t.signed.targets.iter())
+            .chain(
+                self.state
+                    .delegated
+                    .values()
+                    .flat_map(|t| t.signed.targets.iter()),
+            )
     }
 
     /// Downloads a package (at most its signed length) and checks its hash.
@@ -879,5 +1279,123 @@ impl Client {
             return Err(IndexError::Mismatch { file: path.into() });
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+    fn plugin_package(slug: &str, version: &str) -> Vec<u8> {
+        crate::package::Package {
+            manifest: format!(
+                r#"{{"name":"P","slug":"{slug}","version":"{version}","description":"d","author":"A","license":"MIT","entry":"p.wasm","host_api":"^0.1"}}"#
+            ),
+            readme: String::new(),
+            samples: Vec::new(),
+            component: slug.as_bytes().to_vec(),
+        }
+        .to_bytes()
+    }
+
+    /// A marketplace whose own checks were bypassed (a compromised or buggy
+    /// server) still cannot make clients accept what a publisher did not
+    /// sign for its own plugins: the client checks again.
+    #[test]
+    fn clients_check_delegations_themselves() {
+        let keys: Vec<SigningKey> = (0..5).map(|_| SigningKey::generate().unwrap()).collect();
+        let signers = RoleSigners {
+            root: vec![&keys[0]],
+            targets: vec![&keys[1]],
+            snapshot: vec![&keys[2]],
+            timestamp: vec![&keys[3]],
+        };
+        let publisher_key = &keys[4];
+        let dir = tempfile::tempdir().unwrap();
+        let source = DirSource(dir.path().to_path_buf());
+        let mut repo = Repository::create(dir.path(), &signers, T0.plus(365 * DAY)).unwrap();
+        repo.add_package(&plugin_package("market-app", "1.0.0"), "stable")
+            .unwrap();
+        repo.delegate("acme", &[publisher_key.public_hex()], 1, &["acme-chat"])
+            .unwrap();
+        let mut acme = Publisher::new("acme").unwrap();
+        let own = plugin_package("acme-chat", "1.0.0");
+        acme.add_package(&own, "stable").unwrap();
+        repo.store_package(&own).unwrap();
+        repo.accept_delegated("acme", acme.sign(&[publisher_key], T0, 365 * DAY).unwrap())
+            .unwrap();
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        let mut client = Client::new(&repo.pinned_root().unwrap()).unwrap();
+        client.update(&source, T0).unwrap();
+        assert_eq!(
+            client
+                .fetch_package(&source, "acme-chat/1.0.0.vpkg")
+                .unwrap(),
+            own
+        );
+
+        // The publisher's key signs a package of someone else's plugin, and
+        // the server skips its own check.
+        let mut rogue = Publisher::resume("acme", &repo.delegated["acme"]).unwrap();
+        let hijack = plugin_package("market-app", "9.0.0");
+        rogue.add_package(&hijack, "stable").unwrap();
+        let signed = rogue.sign(&[publisher_key], T0, 365 * DAY).unwrap();
+        assert!(matches!(
+            repo.accept_delegated("acme", signed.clone()),
+            Err(Error::Index(IndexError::OutsideDelegation { .. }))
+        ));
+        repo.store_package(&hijack).unwrap();
+        repo.delegated.insert("acme".into(), signed);
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        let before = client.state().clone();
+        let e = client.update(&source, T0).unwrap_err();
+        assert!(
+            matches!(&e, IndexError::OutsideDelegation { path, .. } if path == "market-app/9.0.0.vpkg"),
+            "{e}"
+        );
+        assert_eq!(client.state(), &before);
+
+        // Targets for acme signed by the marketplace's own targets key, not acme's.
+        let mut forged = Publisher::resume("acme", &before.delegated["acme"]).unwrap();
+        let signed = forged.sign(&[&keys[1]], T0, 365 * DAY).unwrap();
+        repo.delegated.insert("acme".into(), signed);
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        assert!(matches!(
+            client.update(&source, T0),
+            Err(IndexError::Signature { role, valid: 0, .. }) if role == "targets:acme"
+        ));
+
+        // A signature acme made for another role (its name reused as a
+        // top-level role) does not verify as acme's targets: domain separation.
+        let mut other = Publisher::resume("other", &before.delegated["acme"]).unwrap();
+        let signed = other.sign(&[publisher_key], T0, 365 * DAY).unwrap();
+        repo.delegated.insert("acme".into(), signed);
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        assert!(matches!(
+            client.update(&source, T0),
+            Err(IndexError::Signature { role, .. }) if role == "targets:acme"
+        ));
+
+        // An older acme file pinned again: a rollback.
+        repo.delegated
+            .insert("acme".into(), before.delegated["acme"].clone());
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        client.update(&source, T0).unwrap();
+        let mut newer = Publisher::resume("acme", &before.delegated["acme"]).unwrap();
+        newer.sign(&[publisher_key], T0, 365 * DAY).unwrap();
+        let v3 = newer.sign(&[publisher_key], T0, 365 * DAY).unwrap();
+        repo.accept_delegated("acme", v3).unwrap();
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        client.update(&source, T0).unwrap();
+        repo.delegated
+            .insert("acme".into(), before.delegated["acme"].clone());
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        assert!(matches!(
+            client.update(&source, T0),
+            Err(IndexError::Rollback { role, trusted: 3, got: 1 }) if role == "targets:acme"
+        ));
     }
 }

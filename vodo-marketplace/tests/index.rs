@@ -7,7 +7,8 @@ use std::time::Duration;
 use vodo_core::Timestamp;
 use vodo_marketplace::Error;
 use vodo_marketplace::index::{
-    Client, DirSource, IndexError, Repository, RoleSigners, Signed, SigningKey, TimestampMeta,
+    Client, DirSource, IndexError, Publisher, Repository, RoleSigners, Signed, SigningKey,
+    TimestampMeta,
 };
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -311,4 +312,149 @@ fn versions_are_immutable_and_names_are_checked() {
         Err(Error::Invalid(m)) if m.contains("not a publishable package")
     ));
     repo.publish(&keys.signers(), T0, 30 * DAY, DAY).unwrap();
+}
+
+fn plugin_package(slug: &str, version: &str) -> Vec<u8> {
+    vodo_marketplace::package::Package {
+        manifest: format!(
+            r#"{{"name":"P","slug":"{slug}","version":"{version}","description":"d","author":"A","license":"MIT","entry":"p.wasm","host_api":"^0.1"}}"#
+        ),
+        readme: String::new(),
+        samples: Vec::new(),
+        component: format!("{slug} {version}").into_bytes(),
+    }
+    .to_bytes()
+}
+
+/// A publisher signs its own plugins' targets with its own key; the
+/// marketplace lists them without holding that key, and refuses what the
+/// publisher has no right to sign.
+#[test]
+fn a_delegated_publisher_signs_its_own_plugins_and_nothing_else() {
+    let (dir, keys, mut repo, mut client) = setup();
+    let acme_key = SigningKey::generate().unwrap();
+    let stranger = SigningKey::generate().unwrap();
+
+    // Delegations are checked.
+    assert!(matches!(
+        repo.delegate("acme", &[acme_key.public_hex()], 2, &["acme-chat"]),
+        Err(Error::Invalid(m)) if m.contains("threshold")
+    ));
+    assert!(matches!(
+        repo.delegate("acme", &["zz".into()], 1, &["acme-chat"]),
+        Err(Error::Invalid(m)) if m.contains("public key")
+    ));
+    assert!(matches!(
+        repo.delegate("acme", &[acme_key.public_hex()], 1, &["order-notifier"]),
+        Err(Error::Conflict(m)) if m.contains("top-level")
+    ));
+    repo.delegate(
+        "acme",
+        &[acme_key.public_hex()],
+        1,
+        &["acme-chat", "acme-crm"],
+    )
+    .unwrap();
+    assert!(matches!(
+        repo.delegate("globex", &[stranger.public_hex()], 1, &["acme-crm"]),
+        Err(Error::Conflict(m)) if m.contains("already delegated to `acme`")
+    ));
+    assert!(matches!(
+        repo.add_package(&plugin_package("acme-chat", "0.9.0"), "stable"),
+        Err(Error::Invalid(m)) if m.contains("delegated to publisher `acme`")
+    ));
+
+    // The publisher signs, uploads its package, and the marketplace lists it.
+    let mut acme = Publisher::new("acme").unwrap();
+    let v1 = plugin_package("acme-chat", "1.0.0");
+    let path = acme.add_package(&v1, "stable").unwrap();
+    let signed = acme.sign(&[&acme_key], T0, 365 * DAY).unwrap();
+    assert!(
+        matches!(repo.accept_delegated("acme", signed.clone()), Err(Error::Invalid(m)) if m.contains("store_package")),
+        "the package must be uploaded first"
+    );
+    repo.store_package(&v1).unwrap();
+    repo.accept_delegated("acme", signed.clone()).unwrap();
+    repo.publish(&keys.signers(), T0, 30 * DAY, DAY).unwrap();
+    client.update(&source(&dir), T0).unwrap();
+    assert_eq!(client.fetch_package(&source(&dir), &path).unwrap(), v1);
+    assert_eq!(
+        client.target(&path).unwrap().host_api.as_deref(),
+        Some("^0.1")
+    );
+    assert!(client.target("order-notifier/1.0.0.vpkg").is_some());
+
+    // What the marketplace refuses from a publisher.
+    assert!(
+        matches!(
+            repo.accept_delegated("acme", signed.clone()),
+            Err(Error::Index(IndexError::Rollback { .. }))
+        ),
+        "the same version again"
+    );
+    let mut by_stranger = Publisher::resume("acme", &signed).unwrap();
+    let e = repo
+        .accept_delegated(
+            "acme",
+            by_stranger.sign(&[&stranger], T0, 365 * DAY).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Index(IndexError::Signature { .. })),
+        "{e}"
+    );
+    let mut grabby = Publisher::resume("acme", &signed).unwrap();
+    grabby
+        .add_package(&plugin_package("order-notifier", "2.0.0"), "stable")
+        .unwrap();
+    let e = repo
+        .accept_delegated("acme", grabby.sign(&[&acme_key], T0, 365 * DAY).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Index(IndexError::OutsideDelegation { path, .. }) if path == "order-notifier/2.0.0.vpkg"),
+        "{e}"
+    );
+    let mut dropped = Publisher::new("acme").unwrap();
+    dropped.sign(&[&acme_key], T0, 365 * DAY).unwrap();
+    let e = repo
+        .accept_delegated("acme", dropped.sign(&[&acme_key], T0, 365 * DAY).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Conflict(m) if m.contains("never change")),
+        "a listed version cannot disappear or change: {e}"
+    );
+    let mut changed = vodo_marketplace::package::Package::parse(&v1, u64::MAX).unwrap();
+    changed.readme = "now with a readme".into();
+    assert!(
+        matches!(acme.add_package(&changed.to_bytes(), "stable"), Err(Error::Conflict(m)) if m.contains("never change")),
+        "the publisher's own tool refuses to change a listed version"
+    );
+
+    // A yank by the publisher is a new signed version.
+    acme.yank(&path).unwrap();
+    repo.accept_delegated("acme", acme.sign(&[&acme_key], T0, 365 * DAY).unwrap())
+        .unwrap();
+    repo.publish(&keys.signers(), T0, 30 * DAY, DAY).unwrap();
+    client.update(&source(&dir), T0).unwrap();
+    assert!(client.target(&path).unwrap().yanked);
+
+    // Publisher targets must outlive the snapshot that pins them.
+    let mut short = Publisher::resume("acme", &repo_delegated(&client)).unwrap();
+    repo.accept_delegated("acme", short.sign(&[&acme_key], T0, DAY).unwrap())
+        .unwrap();
+    assert!(matches!(
+        repo.publish(&keys.signers(), T0, 30 * DAY, DAY),
+        Err(Error::Invalid(m)) if m.contains("sign again")
+    ));
+
+    // Withdrawn: its plugins leave the verified index.
+    assert!(repo.undelegate("acme"));
+    repo.publish(&keys.signers(), T0, 30 * DAY, DAY).unwrap();
+    client.update(&source(&dir), T0).unwrap();
+    assert!(client.target(&path).is_none());
+    assert!(client.target("order-notifier/1.0.0.vpkg").is_some());
+}
+
+fn repo_delegated(client: &Client) -> Signed<vodo_marketplace::index::Targets> {
+    client.state().delegated["acme"].clone()
 }
