@@ -16,7 +16,8 @@ use serde_json::json;
 use vodo_core::{Clock, ManualClock, SecretKey, Timestamp};
 use vodo_oauth::webhooks::{
     Deliverer, DeliveryConfig, DeliveryStatus, Endpoint, EndpointNotifier, MemoryOutbox, Outbox,
-    Rule, SqliteOutbox, WebhookSecret, verify_at,
+    Rule, SignatureScheme, SqliteOutbox, WebhookSecret, verify_at, verify_github, verify_salla,
+    verify_stripe_at,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +42,8 @@ struct Receiver {
     /// `webhook-id`s processed once (the receiver's dedupe).
     unique: Arc<Mutex<HashSet<String>>>,
     bad_signatures: Arc<Mutex<usize>>,
+    /// Every request's headers (lowercased names) and body, as received.
+    requests: Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
 }
 
 /// `now` is the receiver's clock (the tests' manual clock), for the timestamp check.
@@ -55,6 +58,7 @@ fn receiver(secret: WebhookSecret, script: &[Behave], now: ManualClock) -> Recei
         raw: Arc::default(),
         unique: Arc::default(),
         bad_signatures: Arc::default(),
+        requests: Arc::default(),
     };
     let me = r.clone();
     std::thread::spawn(move || {
@@ -85,6 +89,7 @@ fn receiver(secret: WebhookSecret, script: &[Behave], now: ManualClock) -> Recei
                 let mut body = vec![0u8; len];
                 reader.read_exact(&mut body).unwrap();
                 let id = get("webhook-id");
+                me.requests.lock().push((headers.clone(), body.clone()));
                 let at = now.now().as_millis() / 1000;
                 if verify_at(
                     &secret,
@@ -139,6 +144,7 @@ fn endpoint(id: &str, url: &str, secret: &WebhookSecret, rules: Vec<Rule>) -> En
         disabled_reason: None,
         failing_since: None,
         created_at: Timestamp(0),
+        scheme: Default::default(),
     }
 }
 
@@ -642,4 +648,107 @@ fn a_round_stops_before_its_claims_run_out_of_lease() {
         })
         .count();
     assert_eq!(untouched, 5 - attempted, "the rest were left as they were");
+}
+
+/// An endpoint whose receiver was written for Salla, Stripe or GitHub gets
+/// requests its existing verification code accepts, over real HTTP, from a
+/// durable outbox that kept the endpoint's scheme.
+#[test]
+fn compat_endpoints_get_the_signatures_their_receivers_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = WebhookSecret::generate().unwrap();
+    let shown = secret.expose_secret();
+    let rx = receiver(secret.clone(), &[], ManualClock::new(Timestamp::now()));
+    let outbox = Arc::new(SqliteOutbox::open(dir.path().join("outbox.db"), &host_key()).unwrap());
+    for (id, scheme) in [
+        ("ep_salla", SignatureScheme::Salla),
+        ("ep_stripe", SignatureScheme::Stripe),
+        ("ep_github", SignatureScheme::GitHub),
+    ] {
+        outbox
+            .put_endpoint(&Endpoint {
+                scheme,
+                ..endpoint(id, &rx.url, &secret, vec![])
+            })
+            .unwrap();
+    }
+    let d = Deliverer::new(outbox.clone(), config());
+    let msg = d
+        .publish("order.created", None, json!({ "id": 7 }))
+        .unwrap();
+    assert_eq!(d.run_due().unwrap(), 3);
+    let requests = rx.requests.lock().clone();
+    assert_eq!(requests.len(), 3);
+    let now = Timestamp::now().as_millis() / 1000;
+    for (headers, body) in &requests {
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("webhook-id"),
+            Some(msg.as_str()),
+            "every scheme carries the id"
+        );
+        if let Some(sig) = get("x-salla-signature") {
+            assert_eq!(get("x-salla-security-strategy"), Some("Signature"));
+            assert_eq!(verify_salla(&shown, sig, body), Ok(()));
+        } else if let Some(sig) = get("stripe-signature") {
+            assert_eq!(verify_stripe_at(&shown, sig, body, now), Ok(()));
+        } else if let Some(sig) = get("x-hub-signature-256") {
+            assert_eq!(verify_github(&shown, sig, body), Ok(()));
+        } else {
+            panic!("no compat signature header in {headers:?}");
+        }
+        assert_eq!(get("webhook-signature"), None);
+    }
+    assert!(
+        outbox
+            .deliveries(&msg)
+            .unwrap()
+            .iter()
+            .all(|(_, status, _)| *status == DeliveryStatus::Delivered)
+    );
+}
+
+/// An outbox created before signature schemes existed opens, gains the
+/// column, and its endpoints keep signing the standard way.
+#[test]
+fn an_outbox_from_before_signature_schemes_opens_and_keeps_its_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let secret = WebhookSecret::generate().unwrap();
+    {
+        let outbox = SqliteOutbox::open(&path, &host_key()).unwrap();
+        outbox
+            .put_endpoint(&endpoint(
+                "ep_old",
+                "https://acme.example/hooks",
+                &secret,
+                vec![],
+            ))
+            .unwrap();
+    }
+    // Take the database back to the old schema, as an earlier release left it.
+    {
+        let conn = vodo_core::open_sqlite(Some(&path)).unwrap();
+        conn.execute_batch("ALTER TABLE webhook_endpoints DROP COLUMN scheme")
+            .unwrap();
+    }
+    let outbox = SqliteOutbox::open(&path, &host_key()).unwrap();
+    let ep = outbox.endpoint("ep_old").unwrap().unwrap();
+    assert_eq!(ep.scheme, SignatureScheme::Standard);
+    assert_eq!(ep.secrets[0].expose_secret(), secret.expose_secret());
+    outbox
+        .put_endpoint(&Endpoint {
+            scheme: SignatureScheme::GitHub,
+            ..ep
+        })
+        .unwrap();
+    assert_eq!(
+        outbox.endpoint("ep_old").unwrap().unwrap().scheme,
+        SignatureScheme::GitHub
+    );
 }

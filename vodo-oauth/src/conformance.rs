@@ -233,6 +233,8 @@ fn endpoint(id: &str, client: &str) -> crate::webhooks::Endpoint {
         disabled_reason: None,
         failing_since: None,
         created_at: Timestamp(1),
+        // Not the default, so that a store that drops it is caught.
+        scheme: crate::webhooks::SignatureScheme::Salla,
     }
 }
 
@@ -258,6 +260,7 @@ pub fn webhook_outbox(outbox: &dyn crate::webhooks::Outbox) {
         a.secrets[0].expose_secret(),
         "secrets read back"
     );
+    assert_eq!(back.scheme, a.scheme, "the signature scheme reads back");
     assert_eq!(outbox.endpoints().unwrap().len(), 2);
     assert_eq!(outbox.endpoints_of("conf-app").unwrap(), ["conf-ep-a"]);
 

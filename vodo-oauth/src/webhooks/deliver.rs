@@ -469,7 +469,12 @@ impl Deliverer {
         let now = self.clock.now();
         let signer = Signer::new(c.endpoint.secrets.clone())?;
         let timestamp = now.as_millis() / 1000;
-        let headers = signer.headers(&c.message_id, timestamp, c.body.as_bytes());
+        let headers = signer.headers_for(
+            c.endpoint.scheme,
+            &c.message_id,
+            timestamp,
+            c.body.as_bytes(),
+        );
         let sent = self.send(&c.endpoint.url, &headers, &c.body);
         let delivered = sent.status.is_some_and(|s| (200..300).contains(&s));
         let attempts = c.attempts + 1;

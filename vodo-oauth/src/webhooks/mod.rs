@@ -25,5 +25,8 @@ pub use deliver::{
 pub use memory::MemoryOutbox;
 pub use outbox::{Attempt, Claimed, DeliveryStatus, Endpoint, Message, Outbox, SqliteOutbox};
 pub use rules::{Rule, all_match};
-pub use sign::{Signer, VerifyError, WebhookSecret, verify, verify_at};
+pub use sign::{
+    SignatureScheme, Signer, VerifyError, WebhookSecret, verify, verify_at, verify_github,
+    verify_salla, verify_stripe_at,
+};
 pub(crate) use vodo_core::net::is_private;

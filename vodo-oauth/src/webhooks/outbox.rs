@@ -20,14 +20,15 @@ use vodo_core::{InstallationId, SecretKey, Timestamp};
 use vodo_scopes::HookPattern;
 
 use super::rules::{Rule, all_match};
-use super::sign::WebhookSecret;
+use super::sign::{SignatureScheme, WebhookSecret};
 use crate::{Error, Result};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
     id TEXT PRIMARY KEY, client_id TEXT NOT NULL, url TEXT NOT NULL, secrets BLOB NOT NULL,
     event_types TEXT NOT NULL, rules TEXT NOT NULL, installation TEXT, owner_email TEXT NOT NULL,
-    enabled INTEGER NOT NULL, disabled_reason TEXT, failing_since INTEGER, created_at INTEGER NOT NULL
+    enabled INTEGER NOT NULL, disabled_reason TEXT, failing_since INTEGER, created_at INTEGER NOT NULL,
+    scheme TEXT NOT NULL DEFAULT 'standard'
 );
 CREATE TABLE IF NOT EXISTS webhook_messages (
     id TEXT PRIMARY KEY, event_type TEXT NOT NULL, installation TEXT, body TEXT NOT NULL, created_at INTEGER NOT NULL
@@ -72,6 +73,9 @@ pub struct Endpoint {
     pub failing_since: Option<Timestamp>,
     /// When it was added.
     pub created_at: Timestamp,
+    /// How its requests are signed; Standard Webhooks unless the owner's
+    /// receiver was written for another platform.
+    pub scheme: SignatureScheme,
 }
 
 impl Endpoint {
@@ -270,6 +274,17 @@ impl SqliteOutbox {
 
     fn init(conn: Connection, secret: &SecretKey) -> Result<Self> {
         conn.execute_batch(SCHEMA)?;
+        // Outboxes made before signature schemes existed gain the column.
+        let has_scheme: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('webhook_endpoints') WHERE name = 'scheme'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_scheme {
+            conn.execute_batch(
+                "ALTER TABLE webhook_endpoints ADD COLUMN scheme TEXT NOT NULL DEFAULT 'standard'",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             seal: sealing_key(secret)?,
@@ -337,8 +352,8 @@ impl Outbox for SqliteOutbox {
         let sealed = self.seal(&e.secrets)?;
         self.conn.lock().execute(
             "INSERT OR REPLACE INTO webhook_endpoints
-             (id, client_id, url, secrets, event_types, rules, installation, owner_email, enabled, disabled_reason, failing_since, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             (id, client_id, url, secrets, event_types, rules, installation, owner_email, enabled, disabled_reason, failing_since, created_at, scheme)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 e.id,
                 e.client_id,
@@ -351,7 +366,8 @@ impl Outbox for SqliteOutbox {
                 e.enabled,
                 e.disabled_reason,
                 e.failing_since.map(|t| t.0),
-                e.created_at.0
+                e.created_at.0,
+                e.scheme.as_str()
             ],
         )?;
         Ok(())
@@ -363,7 +379,7 @@ impl Outbox for SqliteOutbox {
             .lock()
             .query_row(
                 "SELECT id, client_id, url, secrets, event_types, rules, installation, owner_email, enabled,
-                        disabled_reason, failing_since, created_at FROM webhook_endpoints WHERE id = ?1",
+                        disabled_reason, failing_since, created_at, scheme FROM webhook_endpoints WHERE id = ?1",
                 params![id],
                 |r| {
                     Ok((
@@ -379,6 +395,7 @@ impl Outbox for SqliteOutbox {
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, Option<i64>>(10)?,
                         r.get::<_, i64>(11)?,
+                        r.get::<_, String>(12)?,
                     ))
                 },
             )
@@ -396,6 +413,7 @@ impl Outbox for SqliteOutbox {
             reason,
             failing,
             created,
+            scheme,
         )) = row
         else {
             return Ok(None);
@@ -413,6 +431,7 @@ impl Outbox for SqliteOutbox {
             disabled_reason: reason,
             failing_since: failing.map(ts),
             created_at: ts(created),
+            scheme: SignatureScheme::parse(&scheme)?,
         }))
     }
 

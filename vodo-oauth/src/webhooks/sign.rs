@@ -1,4 +1,6 @@
-//! Signing and verifying Standard Webhooks messages.
+//! Signing and verifying Standard Webhooks messages, and, opt-in per
+//! endpoint, the signature headers of Salla, Stripe and GitHub for
+//! receivers written against those platforms.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -65,6 +67,138 @@ impl WebhookSecret {
     }
 }
 
+/// How an endpoint's requests are signed. [`Standard`](Self::Standard) is
+/// the default and the one to use; the others exist so that receivers
+/// written for another platform work unchanged. They sign with the bytes of
+/// the secret *as shown to the owner* (`whsec_...`), since that is the
+/// string such receivers are configured with, and every request also
+/// carries `webhook-id` for deduplication.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64 HMAC-SHA256("{id}.{ts}.{body}")>`.
+    #[default]
+    Standard,
+    /// Salla: `X-Salla-Security-Strategy: Signature` and
+    /// `X-Salla-Signature: <hex HMAC-SHA256(body)>`. No timestamp is signed,
+    /// so a receiver must dedupe by `webhook-id` to resist replays.
+    Salla,
+    /// Stripe's format: `Stripe-Signature: t=<ts>,v1=<hex HMAC-SHA256("{ts}.{body}")>`,
+    /// one `v1` per secret during a rotation.
+    Stripe,
+    /// GitHub's format: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(body)>`,
+    /// newest secret only. No timestamp is signed.
+    GitHub,
+}
+
+impl SignatureScheme {
+    /// The name stored and shown (`standard`, `salla`, `stripe`, `git_hub`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Salla => "salla",
+            Self::Stripe => "stripe",
+            Self::GitHub => "git_hub",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "standard" => Self::Standard,
+            "salla" => Self::Salla,
+            "stripe" => Self::Stripe,
+            "git_hub" | "github" => Self::GitHub,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "`{other}` is not a signature scheme: use standard, salla, stripe or github"
+                )));
+            }
+        })
+    }
+}
+
+/// Lowercase hex of HMAC-SHA256 of `parts` under `key`.
+fn hex_hmac(key: &[u8], parts: &[&[u8]]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mut ctx = hmac::Context::with_key(&key);
+    for p in parts {
+        ctx.update(p);
+    }
+    vodo_core::digest::hex(ctx.sign().as_ref())
+}
+
+/// Constant-time check of a hex HMAC-SHA256 of `parts` under `key`.
+fn hex_hmac_matches(key: &[u8], parts: &[&[u8]], hex_tag: &str) -> bool {
+    let Some(tag) = vodo_core::digest::unhex(hex_tag.trim()) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let data: Vec<u8> = parts.concat();
+    hmac::verify(&key, &data, &tag).is_ok()
+}
+
+/// Verifies a Salla-style `X-Salla-Signature` against the secret the
+/// receiver was given (`whsec_...`). Nothing here resists replays: dedupe
+/// by `webhook-id`.
+pub fn verify_salla(secret: &str, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
+    if hex_hmac_matches(secret.as_bytes(), &[body], signature) {
+        Ok(())
+    } else {
+        Err(VerifyError::Signature)
+    }
+}
+
+/// Verifies a GitHub-style `X-Hub-Signature-256` (`sha256=<hex>`).
+pub fn verify_github(secret: &str, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
+    let hex_tag = signature
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or(VerifyError::Header("x-hub-signature-256"))?;
+    if hex_hmac_matches(secret.as_bytes(), &[body], hex_tag) {
+        Ok(())
+    } else {
+        Err(VerifyError::Signature)
+    }
+}
+
+/// Verifies a Stripe-style `Stripe-Signature` at Unix time `now`, with the
+/// same 5-minute tolerance as Standard Webhooks.
+pub fn verify_stripe_at(
+    secret: &str,
+    header: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), VerifyError> {
+    let mut ts = None;
+    let mut tags = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => ts = v.parse::<i64>().ok(),
+            Some(("v1", v)) => tags.push(v),
+            _ => {}
+        }
+    }
+    let ts = ts.ok_or(VerifyError::Header("stripe-signature"))?;
+    let skew = now.saturating_sub(ts);
+    if skew.abs() > TOLERANCE_SECS {
+        return Err(VerifyError::Timestamp(skew));
+    }
+    let stamp = ts.to_string();
+    let parts: [&[u8]; 3] = [stamp.as_bytes(), b".", body];
+    if tags
+        .iter()
+        .any(|t| hex_hmac_matches(secret.as_bytes(), &parts, t))
+    {
+        Ok(())
+    } else {
+        Err(VerifyError::Signature)
+    }
+}
+
 /// Signs messages with one or more secrets (several during a rotation).
 #[derive(Debug, Clone)]
 pub struct Signer {
@@ -96,6 +230,43 @@ impl Signer {
             ("webhook-timestamp", timestamp.to_string()),
             ("webhook-signature", self.signature(id, timestamp, body)),
         ]
+    }
+
+    /// The headers of a message signed with `scheme`.
+    pub fn headers_for(
+        &self,
+        scheme: SignatureScheme,
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        // The shown secret's bytes: what a receiver for that platform is configured with.
+        let shown = |s: &WebhookSecret| s.expose_secret().into_bytes();
+        let newest = self.secrets.first().map(shown).unwrap_or_default();
+        match scheme {
+            SignatureScheme::Standard => self.headers(id, timestamp, body).to_vec(),
+            SignatureScheme::Salla => vec![
+                ("webhook-id", id.to_owned()),
+                ("x-salla-security-strategy", "Signature".to_owned()),
+                ("x-salla-signature", hex_hmac(&newest, &[body])),
+            ],
+            SignatureScheme::Stripe => {
+                let stamp = timestamp.to_string();
+                let mut value = format!("t={stamp}");
+                for s in &self.secrets {
+                    value.push_str(",v1=");
+                    value.push_str(&hex_hmac(&shown(s), &[stamp.as_bytes(), b".", body]));
+                }
+                vec![("webhook-id", id.to_owned()), ("stripe-signature", value)]
+            }
+            SignatureScheme::GitHub => vec![
+                ("webhook-id", id.to_owned()),
+                (
+                    "x-hub-signature-256",
+                    format!("sha256={}", hex_hmac(&newest, &[body])),
+                ),
+            ],
+        }
     }
 }
 
@@ -182,6 +353,92 @@ mod tests {
     const TS: i64 = 1_649_367_553;
     const BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
     const SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    /// GitHub's published example: secret "It's a Secret to Everybody",
+    /// payload "Hello, World!".
+    #[test]
+    fn github_reference_signature() {
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(
+            format!(
+                "sha256={}",
+                hex_hmac(b"It's a Secret to Everybody", &[b"Hello, World!"])
+            ),
+            sig
+        );
+        assert_eq!(
+            verify_github("It's a Secret to Everybody", sig, b"Hello, World!"),
+            Ok(())
+        );
+        assert_eq!(
+            verify_github("It's a Secret to Everybody", sig, b"Hello, World?"),
+            Err(VerifyError::Signature)
+        );
+        assert_eq!(
+            verify_github("It's a Secret to Everybody", "757107ea", b"Hello, World!"),
+            Err(VerifyError::Header("x-hub-signature-256"))
+        );
+    }
+
+    #[test]
+    fn compat_schemes_verify_with_the_shown_secret_and_catch_tampering() {
+        let old = WebhookSecret::generate().unwrap();
+        let new = WebhookSecret::generate().unwrap();
+        let signer = Signer::new(vec![new.clone(), old.clone()]).unwrap();
+        let header = |scheme, name: &str| {
+            signer
+                .headers_for(scheme, ID, TS, BODY)
+                .into_iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+                .unwrap()
+        };
+        let shown = new.expose_secret();
+        assert_eq!(header(SignatureScheme::Salla, "webhook-id"), ID);
+        assert_eq!(
+            header(SignatureScheme::Salla, "x-salla-security-strategy"),
+            "Signature"
+        );
+        let salla = header(SignatureScheme::Salla, "x-salla-signature");
+        assert_eq!(verify_salla(&shown, &salla, BODY), Ok(()));
+        assert!(verify_salla(&shown, &salla, b"{}").is_err());
+        assert!(verify_salla(&old.expose_secret(), &salla, BODY).is_err());
+        let github = header(SignatureScheme::GitHub, "x-hub-signature-256");
+        assert_eq!(verify_github(&shown, &github, BODY), Ok(()));
+        // Stripe: every secret of a rotation signs; the timestamp is bound.
+        let stripe = header(SignatureScheme::Stripe, "stripe-signature");
+        assert!(stripe.starts_with(&format!("t={TS},v1=")));
+        assert_eq!(stripe.matches("v1=").count(), 2);
+        assert_eq!(verify_stripe_at(&shown, &stripe, BODY, TS + 5), Ok(()));
+        assert_eq!(
+            verify_stripe_at(&old.expose_secret(), &stripe, BODY, TS),
+            Ok(())
+        );
+        assert!(verify_stripe_at(&shown, &stripe, b"{}", TS).is_err());
+        assert_eq!(
+            verify_stripe_at(&shown, &stripe, BODY, TS + 301),
+            Err(VerifyError::Timestamp(301))
+        );
+        let replayed = stripe.replacen(&format!("t={TS}"), &format!("t={}", TS + 100), 1);
+        assert_eq!(
+            verify_stripe_at(&shown, &replayed, BODY, TS + 100),
+            Err(VerifyError::Signature)
+        );
+        // The standard scheme is what `headers` gives.
+        assert_eq!(
+            signer.headers_for(SignatureScheme::Standard, ID, TS, BODY),
+            signer.headers(ID, TS, BODY).to_vec()
+        );
+        for scheme in [
+            SignatureScheme::Standard,
+            SignatureScheme::Salla,
+            SignatureScheme::Stripe,
+            SignatureScheme::GitHub,
+        ] {
+            assert_eq!(SignatureScheme::parse(scheme.as_str()).unwrap(), scheme);
+        }
+        assert!(SignatureScheme::parse("md5").is_err());
+    }
 
     #[test]
     fn standard_webhooks_reference_signature() {
