@@ -32,6 +32,9 @@ enum Behave {
     Ok,
 }
 
+/// One request as received: headers (lowercased names) and body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
 /// A webhook receiver that verifies signatures and drops duplicates by `webhook-id`.
 #[derive(Clone)]
 struct Receiver {
@@ -43,7 +46,7 @@ struct Receiver {
     unique: Arc<Mutex<HashSet<String>>>,
     bad_signatures: Arc<Mutex<usize>>,
     /// Every request's headers (lowercased names) and body, as received.
-    requests: Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
+    requests: Arc<Mutex<Vec<Received>>>,
 }
 
 /// `now` is the receiver's clock (the tests' manual clock), for the timestamp check.

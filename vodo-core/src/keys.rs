@@ -143,7 +143,7 @@ pub struct ApiKeyRecord {
 }
 
 /// Where key records live. Shaped for `Arc<dyn ApiKeyStore>`; implementations
-/// must pass [`crate::conformance::api_key_store`].
+/// must pass `conformance::api_key_store` (feature `conformance`).
 pub trait ApiKeyStore: fmt::Debug + Send + Sync {
     /// Adds a record; fails if the id exists.
     fn insert(&self, record: &ApiKeyRecord) -> Result<()>;

@@ -38,7 +38,7 @@ pub struct Grant {
 }
 
 /// Where grants live. Implementations must pass
-/// [`crate::conformance::permission_registry`].
+/// `conformance::permission_registry` (feature `conformance`).
 pub trait PermissionRegistry: fmt::Debug + Send + Sync {
     /// Inserts or replaces the grant of `(grant.installation, grant.plugin)`.
     fn put(&self, grant: &Grant) -> Result<()>;

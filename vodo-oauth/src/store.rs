@@ -29,7 +29,7 @@ pub enum Redemption<T> {
 }
 
 /// Storage of the authorization server. Implementations must pass
-/// [`crate::conformance::oauth_store`].
+/// `conformance::oauth_store` (feature `conformance`).
 pub trait OAuthStore: fmt::Debug + Send + Sync {
     /// Inserts or replaces a partner.
     fn put_partner(&self, partner: &Partner) -> Result<()>;
