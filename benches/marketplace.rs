@@ -72,6 +72,15 @@ fn benches(c: &mut Criterion) {
     g.bench_function("vodo/text_filters_ranked_page", |b| {
         b.iter(|| catalog.search(black_box(&query)))
     });
+    g.bench_function("vodo/last_word_still_typed", |b| {
+        // "s" starts `shipping`, `sms`, `stock`, `sync`, `stores`: the widest prefix.
+        let q = Query {
+            text: "label s".into(),
+            ..query.clone()
+        };
+        assert!(!catalog.search(&q).hits.is_empty());
+        b.iter(|| catalog.search(black_box(&q)))
+    });
     g.bench_function("vodo/browse_category_first_page", |b| {
         let q = Query {
             category: Some("finance".into()),

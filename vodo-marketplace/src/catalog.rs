@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -445,16 +446,53 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-fn tokens(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split(|c: char| !c.is_alphanumeric())
+/// Arabic short vowels and other marks written over or under letters, and
+/// the tatweel (a stretching stroke): they do not change the word.
+fn is_arabic_mark(c: char) -> bool {
+    matches!(c, '\u{0610}'..='\u{061A}' | '\u{064B}'..='\u{065F}' | '\u{0670}' | '\u{06D6}'..='\u{06ED}' | '\u{0640}')
+}
+
+/// One word folded for matching: lowercase, and the Arabic letters people
+/// type interchangeably mapped to one form (alef with hamza or madda to
+/// alef, alef maqsura to ya, ta marbuta to ha).
+fn fold(word: &str) -> String {
+    word.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'آ' | 'أ' | 'إ' | 'ٱ' => 'ا',
+            'ى' => 'ي',
+            'ة' => 'ه',
+            c => c,
+        })
+        .collect()
+}
+
+/// The searchable words of a text, in English, Arabic or any other script.
+fn tokens(s: &str) -> Vec<String> {
+    let unmarked: String = s.chars().filter(|c| !is_arabic_mark(*c)).collect();
+    unmarked
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+        .map(fold)
+        .collect()
+}
+
+/// Every word of a listing that search matches.
+fn listing_words(l: &Listing) -> HashSet<String> {
+    let mut words: HashSet<String> = tokens(&l.name).into_iter().collect();
+    words.extend(tokens(&l.summary));
+    words.extend(tokens(&l.category));
+    words.extend(l.tags.iter().flat_map(|t| tokens(t)));
+    words.extend(tokens(&l.plugin));
+    words
 }
 
 #[derive(Debug, Default)]
 struct Index {
-    /// word -> plugins
-    words: HashMap<String, HashSet<String>>,
+    /// word -> plugins, sorted so that a prefix is a range
+    words: BTreeMap<String, HashSet<String>>,
+    /// plugin -> its words
+    words_of: HashMap<String, Vec<String>>,
     listings: HashMap<String, Listing>,
     /// plugin -> (sum of stars, votes)
     votes: HashMap<String, (u64, u64)>,
@@ -493,20 +531,23 @@ impl Catalog {
 
     fn index_listing(&self, l: &Listing) {
         let mut idx = self.index.write();
-        if let Some(old) = idx.listings.remove(&l.plugin) {
-            for set in idx.words.values_mut() {
-                set.remove(&old.plugin);
+        idx.listings.remove(&l.plugin);
+        for w in idx.words_of.remove(&l.plugin).unwrap_or_default() {
+            if let Some(set) = idx.words.get_mut(&w) {
+                set.remove(&l.plugin);
+                if set.is_empty() {
+                    idx.words.remove(&w);
+                }
             }
         }
-        let words: HashSet<String> = tokens(&l.name)
-            .chain(tokens(&l.summary))
-            .chain(tokens(&l.category))
-            .chain(l.tags.iter().flat_map(|t| tokens(t)).collect::<Vec<_>>())
-            .chain(tokens(&l.plugin))
-            .collect();
-        for w in words {
-            idx.words.entry(w).or_default().insert(l.plugin.clone());
+        let words: Vec<String> = listing_words(l).into_iter().collect();
+        for w in &words {
+            idx.words
+                .entry(w.clone())
+                .or_default()
+                .insert(l.plugin.clone());
         }
+        idx.words_of.insert(l.plugin.clone(), words);
         idx.listings.insert(l.plugin.clone(), l.clone());
     }
 
@@ -577,27 +618,73 @@ impl Catalog {
     /// Searches: the listings that pass every filter, ranked by score then plugin id.
     pub fn search(&self, q: &Query) -> Page {
         let idx = self.index.read();
-        let words: Vec<String> = tokens(&q.text).collect();
-        let candidates: Vec<&String> = if words.is_empty() {
-            idx.listings.keys().collect()
-        } else {
-            let mut sets: Vec<&HashSet<String>> = Vec::with_capacity(words.len());
-            for w in &words {
-                match idx.words.get(w) {
-                    Some(s) => sets.push(s),
-                    None => {
-                        return Page {
-                            hits: Vec::new(),
-                            next: None,
-                        };
+        let words = tokens(&q.text);
+        let candidates: Vec<&String> = match words.split_last() {
+            None => idx.listings.keys().collect(),
+            Some((last, whole)) => {
+                // Every word but the last must match a whole word; the last
+                // may be the start of one (the user may still be typing).
+                let mut sets: Vec<&HashSet<String>> = Vec::with_capacity(whole.len());
+                for w in whole {
+                    match idx.words.get(w) {
+                        Some(s) => sets.push(s),
+                        None => {
+                            return Page {
+                                hits: Vec::new(),
+                                next: None,
+                            };
+                        }
+                    }
+                }
+                let range: Vec<&HashSet<String>> = idx
+                    .words
+                    .range::<str, _>((Bound::Included(last.as_str()), Bound::Unbounded))
+                    .take_while(|(w, _)| w.starts_with(last.as_str()))
+                    .map(|(_, plugins)| plugins)
+                    .collect();
+                if range.is_empty() {
+                    return Page {
+                        hits: Vec::new(),
+                        next: None,
+                    };
+                }
+                if let [only] = range[..] {
+                    // One word starts so: an exact match like the others.
+                    sets.push(only);
+                }
+                sets.sort_by_key(|s| s.len());
+                let partial = range.len() > 1;
+                let total: usize = range.iter().map(|s| s.len()).sum();
+                // Whether `p` has a word the last query word starts.
+                let starts = |p: &String| {
+                    if range.len() <= 8 {
+                        range.iter().any(|s| s.contains(p))
+                    } else {
+                        idx.words_of
+                            .get(p)
+                            .is_some_and(|ws| ws.iter().any(|w| w.starts_with(last.as_str())))
+                    }
+                };
+                match sets.first() {
+                    // Walk the fewest candidates and test the rest on each.
+                    Some(smallest) if !partial || smallest.len() <= total => smallest
+                        .iter()
+                        .filter(|p| sets[1..].iter().all(|s| s.contains(*p)))
+                        .filter(|p| !partial || starts(p))
+                        .collect(),
+                    // The words the last one starts hold fewer plugins: gather those.
+                    _ => {
+                        let mut started: HashSet<&String> = HashSet::with_capacity(total);
+                        for plugins in &range {
+                            started.extend(plugins.iter());
+                        }
+                        started
+                            .into_iter()
+                            .filter(|p| sets.iter().all(|s| s.contains(*p)))
+                            .collect()
                     }
                 }
             }
-            sets.sort_by_key(|s| s.len());
-            sets[0]
-                .iter()
-                .filter(|p| sets[1..].iter().all(|s| s.contains(*p)))
-                .collect()
         };
         // Rank references first; clone only the page.
         let mut ranked: Vec<(i64, &Listing, usize, f64)> = candidates

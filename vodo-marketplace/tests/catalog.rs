@@ -291,3 +291,102 @@ fn the_index_is_rebuilt_from_a_durable_store() {
         Some(&3)
     );
 }
+
+/// Listings in Arabic are found however the query is voweled or spelled
+/// (hamza forms, ta marbuta, tatweel), and the last word of a query may be
+/// the start of a word, as it is while someone types.
+#[test]
+fn arabic_text_and_words_still_being_typed_are_found() {
+    let c = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+    let mut ar = listing(
+        "order-alerts-ar",
+        "تنبيهات الطلبات",
+        "notifications",
+        Pricing::Free,
+        &[],
+    );
+    ar.summary = "أرسل إشعاراً فوريّاً عند كل طلبٍ جديدٍ إلى مـتـجرك".into();
+    c.publish(&ar).unwrap();
+    c.publish(&listing(
+        "order-notifier",
+        "Order Notifier",
+        "notifications",
+        Pricing::Free,
+        &[],
+    ))
+    .unwrap();
+    let mut labels = listing(
+        "shipping-labels",
+        "Shipping Labels",
+        "shipping",
+        Pricing::Free,
+        &[],
+    );
+    labels.summary = "Thermal label printing".into();
+    c.publish(&labels).unwrap();
+    let found = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .search(&Query {
+                text: text.into(),
+                ..Default::default()
+            })
+            .hits
+            .into_iter()
+            .map(|h| h.listing.plugin)
+            .collect();
+        v.sort();
+        v
+    };
+    for query in [
+        "الطلبات",      // as written
+        "تنبيهات",      // the other word of the name
+        "ارسل اشعارا",  // without hamza or tanween
+        "طلب جديد",     // the unvoweled forms of طلبٍ جديدٍ
+        "متجرك",        // written without the tatweel
+        "فوريا",        // without shadda or tanween
+        "تنبيهات الطل", // still typing
+    ] {
+        assert_eq!(found(query), ["order-alerts-ar"], "{query}");
+    }
+    assert_eq!(
+        found("notif"),
+        ["order-alerts-ar", "order-notifier"],
+        "both are in `notifications`"
+    );
+    assert_eq!(found("notifie"), ["order-notifier"]);
+    assert_eq!(found("order notifie"), ["order-notifier"]);
+    assert_eq!(
+        found("ord"),
+        ["order-alerts-ar", "order-notifier", "shipping-labels"],
+        "`order` in two slugs, `orders` in every listing's tags"
+    );
+    assert!(
+        found("noti order").is_empty(),
+        "only the last word may be partial"
+    );
+    assert!(
+        found("order zzz").is_empty(),
+        "a last word that starts nothing matches nothing"
+    );
+    assert!(found("zzz").is_empty());
+    assert_eq!(found("ship"), ["shipping-labels"]);
+    assert_eq!(found("SHIPPING labels"), ["shipping-labels"]);
+
+    assert_eq!(found("thermal"), ["shipping-labels"]);
+
+    // A republished listing is found by its new words only.
+    let mut renamed = listing(
+        "shipping-labels",
+        "Parcel Printer",
+        "shipping",
+        Pricing::Free,
+        &[],
+    );
+    renamed.tags = vec![];
+    c.publish(&renamed).unwrap();
+    assert!(
+        found("thermal").is_empty(),
+        "the old summary's words are gone"
+    );
+    assert_eq!(found("parcel"), ["shipping-labels"]);
+}
