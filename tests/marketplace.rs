@@ -465,6 +465,16 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
         (installed.version.to_string(), run_it(&update)),
         ("1.0.1".into(), "1.0.1".into())
     );
+    catalog
+        .store()
+        .record(
+            "order-notifier",
+            "1.0.1",
+            &shop,
+            InstallEvent::Installed,
+            now,
+        )
+        .unwrap();
 
     // The merchant rolls back; the installation is pinned and stays there.
     let back = installer
@@ -506,7 +516,11 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
             .is_ok()
     );
     let analytics = catalog.store().analytics("order-notifier").unwrap();
-    assert_eq!(analytics.installs, 1);
+    assert_eq!((analytics.installs, analytics.updates), (1, 1));
+    assert_eq!(
+        analytics.active_by_version.into_iter().collect::<Vec<_>>(),
+        [("1.0.1".to_owned(), 1)]
+    );
 }
 
 #[test]

@@ -73,12 +73,19 @@ pub enum InstallEvent {
     Used,
 }
 
-/// Installs, uninstalls and active installations per version.
+/// Installs, updates, uninstalls and active installations per version.
+///
+/// Counted from the event history so that a host reporting an event twice
+/// (a retry) changes nothing: an `Installed` for an installation that runs
+/// the plugin is an update when the version changed and a repeat when it
+/// did not; an `Uninstalled` for one that does not run it is a repeat.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Analytics {
-    /// Install events.
+    /// New installations (a reinstall after an uninstall counts again).
     pub installs: u64,
-    /// Uninstall events.
+    /// Installations moved to another version.
+    pub updates: u64,
+    /// Uninstallations.
     pub uninstalls: u64,
     /// Installations active now, by the version they run.
     pub active_by_version: BTreeMap<String, u64>,
@@ -137,13 +144,15 @@ fn analytics_of(events: &[(String, InstallationId, InstallEvent)]) -> Analytics 
     let mut current: HashMap<&InstallationId, &str> = HashMap::new();
     for (version, inst, event) in events {
         match event {
-            InstallEvent::Installed => {
-                a.installs += 1;
-                current.insert(inst, version);
-            }
+            InstallEvent::Installed => match current.insert(inst, version) {
+                None => a.installs += 1,
+                Some(before) if before != version => a.updates += 1,
+                Some(_) => {}
+            },
             InstallEvent::Uninstalled => {
-                a.uninstalls += 1;
-                current.remove(inst);
+                if current.remove(inst).is_some() {
+                    a.uninstalls += 1;
+                }
             }
             InstallEvent::Used => {}
         }
@@ -199,12 +208,16 @@ impl CatalogStore for MemoryCatalog {
         event: InstallEvent,
         _at: Timestamp,
     ) -> Result<()> {
-        self.inner
-            .lock()
-            .events
-            .entry(plugin.to_owned())
-            .or_default()
-            .push((version.to_owned(), installation.clone(), event));
+        let mut inner = self.inner.lock();
+        let events = inner.events.entry(plugin.to_owned()).or_default();
+        // "Used" is a fact, not a counter: keep one.
+        let known_use = event == InstallEvent::Used
+            && events
+                .iter()
+                .any(|(_, i, ev)| i == installation && *ev == InstallEvent::Used);
+        if !known_use {
+            events.push((version.to_owned(), installation.clone(), event));
+        }
         Ok(())
     }
 
@@ -348,10 +361,14 @@ impl CatalogStore for SqliteCatalog {
         event: InstallEvent,
         at: Timestamp,
     ) -> Result<()> {
+        // "Used" is a fact, not a counter: keep one row, however often it is reported.
         self.conn
             .lock()
             .execute(
-                "INSERT INTO catalog_events (plugin, version, installation, event, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO catalog_events (plugin, version, installation, event, at)
+                 SELECT ?1, ?2, ?3, ?4, ?5
+                 WHERE ?4 <> 'used' OR NOT EXISTS (
+                    SELECT 1 FROM catalog_events WHERE plugin = ?1 AND installation = ?3 AND event = 'used')",
                 params![plugin, version, installation.as_str(), event_name(event), at.0],
             )
             .map_err(sql)?;

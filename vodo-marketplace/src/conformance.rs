@@ -77,9 +77,13 @@ pub fn catalog_store(store: &dyn CatalogStore) {
         ("1.0.0", "s1", InstallEvent::Installed),
         ("1.0.0", "s2", InstallEvent::Installed),
         ("1.0.0", "s1", InstallEvent::Used),
-        ("1.1.0", "s1", InstallEvent::Installed),
+        ("1.0.0", "s1", InstallEvent::Used),
+        ("1.0.0", "s1", InstallEvent::Installed), // a retried report
+        ("1.1.0", "s1", InstallEvent::Installed), // an update
         ("1.0.0", "s2", InstallEvent::Uninstalled),
+        ("1.0.0", "s2", InstallEvent::Uninstalled), // a retried report
         ("1.1.0", "s3", InstallEvent::Installed),
+        ("1.1.0", "s4", InstallEvent::Uninstalled), // never installed
     ] {
         store
             .record("conf-plugin", v, &shop(inst), ev, Timestamp(1))
@@ -88,7 +92,11 @@ pub fn catalog_store(store: &dyn CatalogStore) {
     assert!(store.used("conf-plugin", &shop("s1")).unwrap());
     assert!(!store.used("conf-plugin", &shop("s2")).unwrap());
     let a = store.analytics("conf-plugin").unwrap();
-    assert_eq!((a.installs, a.uninstalls), (4, 1));
+    assert_eq!(
+        (a.installs, a.updates, a.uninstalls),
+        (3, 1, 1),
+        "repeated reports change nothing; an update is not an install"
+    );
     assert_eq!(
         a.active_by_version.into_iter().collect::<Vec<_>>(),
         [("1.1.0".to_owned(), 2)]
