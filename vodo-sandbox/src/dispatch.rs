@@ -70,7 +70,11 @@ impl Sandbox {
         } else {
             std::thread::scope(|s| {
                 for _ in 0..workers {
-                    s.spawn(work);
+                    if std::thread::Builder::new().spawn_scoped(s, work).is_err() {
+                        // No thread to be had: this one does the work.
+                        work();
+                        break;
+                    }
                 }
             });
         }

@@ -188,7 +188,10 @@ impl UreqResolver for CheckedResolver {
         // cannot hold an attempt past its timeout.
         let (tx, rx) = mpsc::sync_channel(1);
         let (resolver, name) = (Arc::clone(&self.resolver), host.clone());
-        std::thread::spawn(move || tx.send(resolver.resolve(&name, port)).ok());
+        std::thread::Builder::new()
+            .name("vodo-webhooks-dns".into())
+            .spawn(move || tx.send(resolver.resolve(&name, port)).ok())
+            .map_err(ureq::Error::Io)?;
         let addrs = match rx.recv_timeout(self.timeout) {
             Ok(Ok(addrs)) => addrs,
             Ok(Err(e)) => {
