@@ -437,6 +437,7 @@ pub struct Query {
 /// Where a page ended: the sort key of its last result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
+    exact: bool,
     score: f64,
     plugin: String,
 }
@@ -446,6 +447,8 @@ pub struct Cursor {
 pub struct Hit {
     /// The listing.
     pub listing: Listing,
+    /// The query is the listing's whole name or slug; such hits come first.
+    pub exact: bool,
     /// The Bayesian average the ranking uses.
     pub score: f64,
     /// Number of ratings.
@@ -510,6 +513,10 @@ struct Index {
     words: BTreeMap<String, HashSet<String>>,
     /// plugin -> its words
     words_of: HashMap<String, Vec<String>>,
+    /// plugin -> its folded name and slug
+    names_of: HashMap<String, [String; 2]>,
+    /// folded name or slug -> plugins, for exact matches
+    by_name: HashMap<String, HashSet<String>>,
     listings: HashMap<String, Listing>,
     /// plugin -> (sum of stars, votes)
     votes: HashMap<String, (u64, u64)>,
@@ -565,6 +572,22 @@ impl Catalog {
                 .insert(l.plugin.clone());
         }
         idx.words_of.insert(l.plugin.clone(), words);
+        for name in idx.names_of.remove(&l.plugin).unwrap_or_default() {
+            if let Some(set) = idx.by_name.get_mut(&name) {
+                set.remove(&l.plugin);
+                if set.is_empty() {
+                    idx.by_name.remove(&name);
+                }
+            }
+        }
+        let names = [tokens(&l.name).join(" "), tokens(&l.plugin).join(" ")];
+        for name in &names {
+            idx.by_name
+                .entry(name.clone())
+                .or_default()
+                .insert(l.plugin.clone());
+        }
+        idx.names_of.insert(l.plugin.clone(), names);
         idx.listings.insert(l.plugin.clone(), l.clone());
     }
 
@@ -632,7 +655,8 @@ impl Catalog {
         )
     }
 
-    /// Searches: the listings that pass every filter, ranked by score then plugin id.
+    /// Searches: the listings that pass every filter, ranked with exact
+    /// name or slug matches first, then by score, then by plugin id.
     pub fn search(&self, q: &Query) -> Page {
         let idx = self.index.read();
         let words = tokens(&q.text);
@@ -703,8 +727,13 @@ impl Catalog {
                 }
             }
         };
+        // The whole query, folded, for exact name and slug matches.
+        let exact_matches = (!words.is_empty())
+            .then(|| idx.by_name.get(&words.join(" ")))
+            .flatten();
+        let exact = |plugin: &String| exact_matches.is_some_and(|set| set.contains(plugin));
         // Rank references first; clone only the page.
-        let mut ranked: Vec<(i64, &Listing, usize, f64)> = candidates
+        let mut ranked: Vec<(bool, i64, &Listing, usize, f64)> = candidates
             .into_iter()
             .filter_map(|p| idx.listings.get(p))
             .filter(|l| q.category.as_ref().is_none_or(|c| &l.category == c))
@@ -720,18 +749,24 @@ impl Catalog {
             })
             .map(|l| {
                 let (score, votes, mean) = Self::score(&idx, &l.plugin);
-                (ordered(score), l, votes, mean)
+                (exact(&l.plugin), ordered(score), l, votes, mean)
             })
-            .filter(|(score, ..)| q.min_rating.is_none_or(|m| *score >= ordered(m)))
+            .filter(|(_, score, ..)| q.min_rating.is_none_or(|m| *score >= ordered(m)))
             .collect();
-        // Best score first, then plugin id: a total order, so pages are stable.
-        let cmp = |a: (i64, &str), b: (i64, &str)| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
-        ranked.sort_unstable_by(|a, b| cmp((a.0, &a.1.plugin), (b.0, &b.1.plugin)));
+        // Exact name or slug matches first, then best score, then plugin id:
+        // a total order, so pages are stable.
+        let cmp = |a: (bool, i64, &str), b: (bool, i64, &str)| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| a.2.cmp(b.2))
+        };
+        ranked.sort_unstable_by(|a, b| cmp((a.0, a.1, &a.2.plugin), (b.0, b.1, &b.2.plugin)));
         let start = match &q.after {
             Some(after) => {
-                let k = (ordered(after.score), after.plugin.as_str());
-                ranked
-                    .partition_point(|r| cmp((r.0, &r.1.plugin), k) != std::cmp::Ordering::Greater)
+                let k = (after.exact, ordered(after.score), after.plugin.as_str());
+                ranked.partition_point(|r| {
+                    cmp((r.0, r.1, &r.2.plugin), k) != std::cmp::Ordering::Greater
+                })
             }
             None => 0,
         };
@@ -740,8 +775,9 @@ impl Catalog {
         let hits: Vec<Hit> = page
             .iter()
             .take(limit)
-            .map(|(score, l, votes, mean)| Hit {
+            .map(|(exact, score, l, votes, mean)| Hit {
                 listing: (*l).clone(),
+                exact: *exact,
                 score: *score as f64 / 1e9,
                 votes: *votes,
                 mean: *mean,
@@ -750,6 +786,7 @@ impl Catalog {
         let next = (page.len() > limit).then(|| {
             let last = &hits[limit - 1];
             Cursor {
+                exact: last.exact,
                 score: last.score,
                 plugin: last.listing.plugin.clone(),
             }

@@ -390,3 +390,58 @@ fn arabic_text_and_words_still_being_typed_are_found() {
     );
     assert_eq!(found("parcel"), ["shipping-labels"]);
 }
+
+/// A query that is a listing's whole name or slug puts that listing first,
+/// even above better-rated ones, and paging stays stable across the two.
+#[test]
+fn an_exact_name_or_slug_comes_first() {
+    let c = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+    for (plugin, name) in [
+        ("chat", "Chat"),
+        ("chat-pro", "Chat Pro"),
+        ("team-chat", "Team Chat"),
+        ("sales-chat", "متجر Chat"),
+    ] {
+        c.publish(&listing(plugin, name, "support", Pricing::Free, &[]))
+            .unwrap();
+    }
+    use_and_rate(&c, "chat-pro", 50, &|_| 5);
+    use_and_rate(&c, "team-chat", 50, &|_| 4);
+    use_and_rate(&c, "chat", 3, &|_| 2);
+    let order = |text: &str, limit: usize| -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = c.search(&Query {
+                text: text.into(),
+                limit,
+                after,
+                ..Default::default()
+            });
+            out.extend(
+                page.hits
+                    .iter()
+                    .map(|h| (h.listing.plugin.clone(), h.exact)),
+            );
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return out,
+            }
+        }
+    };
+    let chat = order("chat", 20);
+    assert_eq!(chat[0], ("chat".to_owned(), true), "{chat:?}");
+    assert_eq!(
+        chat[1..]
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect::<Vec<_>>(),
+        ["chat-pro", "team-chat", "sales-chat"],
+        "the rest by rating"
+    );
+    assert_eq!(order("chat", 1), chat, "one per page, the same order");
+    assert_eq!(order("CHAT PRO", 20)[0], ("chat-pro".to_owned(), true));
+    assert_eq!(order("team-chat", 20)[0], ("team-chat".to_owned(), true));
+    assert_eq!(order("chat p", 20)[0], ("chat-pro".to_owned(), false));
+    assert_eq!(order("متجر chat", 20), [("sales-chat".to_owned(), true)]);
+}
