@@ -3,12 +3,17 @@
 //! `vodo plugin:validate [PATH]` checks a `plugin.json` (or the one in a
 //! plugin folder) and prints every problem with its JSON path, or a summary
 //! of what the plugin requests. `vodo plugin:schema` prints the manifest's
-//! JSON Schema for editors.
+//! JSON Schema for editors. `vodo plugin:package [PATH]` makes the package
+//! the marketplace takes from a plugin folder, and `vodo plugin:review PKG`
+//! runs the marketplace's automated review on it locally.
 
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod package;
+mod review;
 
 use clap::{Parser, Subcommand};
 use vodo_core::Manifest;
@@ -39,6 +44,36 @@ enum Command {
     /// Print the JSON Schema of plugin.json, for editors.
     #[command(name = "plugin:schema")]
     Schema,
+    /// Package a plugin folder for the marketplace: plugin.json, the component,
+    /// README.md and samples.json (the sample events the automated review runs).
+    #[command(name = "plugin:package")]
+    Package {
+        /// The plugin folder (default: the current folder).
+        path: Option<PathBuf>,
+        /// The component, if not at the manifest's `entry` in the folder.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+        /// The sample events, if not `samples.json` in the folder.
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        /// Where to write the package (default: `{slug}-{version}.vpkg`).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Run the marketplace's automated review on a package, as it will run
+    /// on submission: package, permissions, license, performance (the sample
+    /// events in the sandbox), compatibility and security.
+    #[command(name = "plugin:review")]
+    Review {
+        /// The package (`vodo plugin:package` makes it).
+        package: PathBuf,
+        /// The host API version to check compatibility against (default: this release's).
+        #[arg(long)]
+        host_api: Option<String>,
+        /// Print the report as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +86,61 @@ fn main() -> ExitCode {
             println!("{JSON_SCHEMA}");
             ExitCode::SUCCESS
         }
+        Command::Package {
+            path,
+            wasm,
+            samples,
+            out,
+        } => match package::package(
+            path.as_deref().unwrap_or(Path::new(".")),
+            wasm.as_deref(),
+            samples.as_deref(),
+            out.as_deref(),
+        ) {
+            Ok(p) => {
+                println!(
+                    "packaged {} {}: {} ({} bytes, sha256 {})",
+                    p.slug,
+                    p.version,
+                    p.path.display(),
+                    p.bytes,
+                    p.sha256
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Review {
+            package,
+            host_api,
+            json,
+        } => match review::run(&package, host_api.as_deref()) {
+            Ok(report) => {
+                if json {
+                    match serde_json::to_string(&report) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    review::print(&report);
+                }
+                if report.errors().count() == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

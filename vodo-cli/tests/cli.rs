@@ -123,3 +123,213 @@ fn the_schema_is_printed() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["title"], "Vodo plugin manifest (plugin.json)");
 }
+
+/// A component's first bytes (what `wasm32-wasip2` builds produce), and a little body.
+fn fake_component() -> Vec<u8> {
+    let mut c = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    c.extend_from_slice(b"component body");
+    c
+}
+
+#[test]
+fn a_plugin_folder_becomes_a_marketplace_package() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugin.json"), GOOD).unwrap();
+    std::fs::write(dir.path().join("plugin.wasm"), fake_component()).unwrap();
+    std::fs::write(dir.path().join("README.md"), "# Order Notifier\n").unwrap();
+    std::fs::write(
+        dir.path().join("samples.json"),
+        r#"[{"event": "order.created", "payload": "1001"},
+            {"event": "order.paid", "payload": {"id": 7}},
+            {"event": "order.cancelled"}]"#,
+    )
+    .unwrap();
+    let out = vodo(&["plugin:package"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("packaged order-notifier 1.0.0: order-notifier-1.0.0.vpkg"),
+        "{stdout}"
+    );
+    let bytes = std::fs::read(dir.path().join("order-notifier-1.0.0.vpkg")).unwrap();
+    let sha = vodo_core::digest::hex(&vodo_core::digest::sha256(&bytes));
+    assert!(
+        stdout.contains(&sha),
+        "the digest reviewers will pin is shown"
+    );
+    let p = vodo_marketplace::package::Package::parse(&bytes, u64::MAX).unwrap();
+    assert_eq!(p.manifest, GOOD);
+    assert_eq!(p.readme, "# Order Notifier\n");
+    assert_eq!(p.component, fake_component());
+    assert_eq!(
+        p.samples,
+        [
+            ("order.created".to_owned(), "1001".to_owned()),
+            ("order.paid".to_owned(), r#"{"id":7}"#.to_owned()),
+            ("order.cancelled".to_owned(), String::new()),
+        ]
+    );
+
+    // --wasm, --samples and --out, from another folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("built.wasm"), fake_component()).unwrap();
+    std::fs::remove_file(dir.path().join("plugin.wasm")).unwrap();
+    std::fs::write(elsewhere.path().join("s.json"), "[]").unwrap();
+    let out = vodo(
+        &[
+            "plugin:package",
+            dir.path().to_str().unwrap(),
+            "--wasm",
+            "built.wasm",
+            "--samples",
+            "s.json",
+            "-o",
+            "x.vpkg",
+        ],
+        elsewhere.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let p = vodo_marketplace::package::Package::parse(
+        &std::fs::read(elsewhere.path().join("x.vpkg")).unwrap(),
+        u64::MAX,
+    )
+    .unwrap();
+    assert!(p.samples.is_empty());
+}
+
+#[test]
+fn packaging_refuses_what_the_marketplace_would_refuse_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugin.json"), GOOD).unwrap();
+    let fails = |args: &[&str], says: &str| {
+        let out = vodo(args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    fails(
+        &["plugin:package"],
+        "cargo build --release --target wasm32-wasip2",
+    );
+    let mut module = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+    module.extend_from_slice(b"core");
+    std::fs::write(dir.path().join("plugin.wasm"), module).unwrap();
+    fails(
+        &["plugin:package"],
+        "core WebAssembly module, not a component",
+    );
+    std::fs::write(dir.path().join("plugin.wasm"), b"MZ\x90\x00 not wasm").unwrap();
+    fails(&["plugin:package"], "not a WebAssembly component");
+    std::fs::write(dir.path().join("plugin.wasm"), fake_component()).unwrap();
+    std::fs::write(dir.path().join("samples.json"), r#"{"event": "x"}"#).unwrap();
+    fails(&["plugin:package"], "must be an array");
+    std::fs::write(dir.path().join("samples.json"), r#"[{"payload": "1"}]"#).unwrap();
+    fails(&["plugin:package"], "$[0]: give the event name");
+    std::fs::write(dir.path().join("samples.json"), "[{").unwrap();
+    fails(&["plugin:package"], "is not JSON");
+    std::fs::remove_file(dir.path().join("samples.json")).unwrap();
+    std::fs::write(
+        dir.path().join("plugin.json"),
+        GOOD.replace("\"1.0.0\"", "\"one\""),
+    )
+    .unwrap();
+    fails(&["plugin:package"], "$.version");
+    fails(&["plugin:package", "plugin.json"], "is not a plugin folder");
+    assert!(
+        !dir.path().join("order-notifier-1.0.0.vpkg").exists(),
+        "nothing is written on failure"
+    );
+}
+
+/// From a real plugin to a locally reviewed package: the example plugin is
+/// built from source, packaged, and passes the review the marketplace runs;
+/// the same plugin under a license the marketplace refuses does not.
+#[test]
+fn a_real_plugin_is_packaged_and_reviewed_locally() {
+    let guests = examples::build_plugins("examples/plugins").unwrap();
+    let wasm = examples::wasm_path(&guests, "order-notifier");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let folder = root.join("examples/plugins/order-notifier");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("samples.json"),
+        r#"[{"event": "order.created", "payload": "1001"}]"#,
+    )
+    .unwrap();
+    let out = vodo(
+        &[
+            "plugin:package",
+            folder.to_str().unwrap(),
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "--samples",
+            "samples.json",
+            "-o",
+            "notifier.vpkg",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let out = vodo(&["plugin:review", "notifier.vpkg"], work.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{out:?}");
+    assert!(stdout.contains("passes the automated review"), "{stdout}");
+
+    let out = vodo(&["plugin:review", "notifier.vpkg", "--json"], work.path());
+    let report: vodo_marketplace::review::Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.errors().count(), 0);
+
+    // Too new for this host.
+    let out = vodo(
+        &["plugin:review", "notifier.vpkg", "--host-api", "2.0.0"],
+        work.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("compatibility"), "{stdout}");
+
+    // A license the marketplace refuses.
+    let gpl = work.path().join("gpl");
+    std::fs::create_dir(&gpl).unwrap();
+    let manifest = std::fs::read_to_string(folder.join("plugin.json"))
+        .unwrap()
+        .replace("\"MIT\"", "\"GPL-3.0-only\"")
+        .replace(
+            "\"$schema\": \"../../../vodo-core/schema/plugin.schema.json\",",
+            "",
+        );
+    std::fs::write(gpl.join("plugin.json"), manifest).unwrap();
+    let out = vodo(
+        &[
+            "plugin:package",
+            "gpl",
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "-o",
+            "gpl.vpkg",
+        ],
+        work.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = vodo(&["plugin:review", "gpl.vpkg"], work.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("error   license"), "{stdout}");
+    assert!(stdout.contains("error(s) block approval"), "{stdout}");
+
+    // Not a package at all: an operational error, exit 2.
+    std::fs::write(work.path().join("junk.vpkg"), b"junk").unwrap();
+    let out = vodo(&["plugin:review", "nope.vpkg"], work.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the package"));
+    let out = vodo(&["plugin:review", "junk.vpkg"], work.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error   package"));
+}

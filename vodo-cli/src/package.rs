@@ -1,0 +1,159 @@
+//! `vodo plugin:package`: a plugin folder into the package the marketplace takes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use vodo_core::Manifest;
+use vodo_marketplace::package::Package;
+use vodo_marketplace::review::Policy;
+
+/// The header of a WebAssembly component (not a core module).
+const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+/// The header of a core WebAssembly module.
+const MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/// What was written.
+pub struct Packaged {
+    /// The package file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: usize,
+    /// Its SHA-256, hex: the digest reviewers and the index will pin.
+    pub sha256: String,
+    /// The plugin.
+    pub slug: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// Packages the plugin in `dir`: its `plugin.json`, the component (`wasm`,
+/// or the manifest's `entry` in `dir`), `README.md` if there is one, and the
+/// sample events (`samples`, or `samples.json` in `dir` if there is one),
+/// into `out` (default `{slug}-{version}.vpkg` in the current folder).
+pub fn package(
+    dir: &Path,
+    wasm: Option<&Path>,
+    samples: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<Packaged> {
+    let manifest_file = if dir.is_dir() {
+        dir.join("plugin.json")
+    } else {
+        bail!(
+            "`{}` is not a plugin folder: pass the folder that holds plugin.json",
+            dir.display()
+        );
+    };
+    let manifest_text = std::fs::read_to_string(&manifest_file)
+        .with_context(|| format!("cannot read `{}`", manifest_file.display()))?;
+    let manifest = Manifest::parse(&manifest_text).map_err(|e| {
+        let problems: Vec<String> = e.problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::anyhow!(
+            "`{}` is not a valid plugin manifest (run `vodo plugin:validate`):\n{}",
+            manifest_file.display(),
+            problems.join("\n")
+        )
+    })?;
+
+    let component_path = wasm.map_or_else(|| dir.join(&manifest.entry), Path::to_path_buf);
+    let component = std::fs::read(&component_path).with_context(|| {
+        format!(
+            "cannot read the component `{}`: build it with `cargo build --release --target wasm32-wasip2`, then pass it with --wasm target/wasm32-wasip2/release/<crate>.wasm (or copy it to the manifest's entry, `{}`)",
+            component_path.display(),
+            manifest.entry
+        )
+    })?;
+    match component.get(..8) {
+        Some(h) if h == COMPONENT_HEADER => {}
+        Some(h) if h == MODULE_HEADER => bail!(
+            "`{}` is a core WebAssembly module, not a component: build for `wasm32-wasip2` (which makes components), not `wasm32-unknown-unknown` or `wasm32-wasip1`",
+            component_path.display()
+        ),
+        _ => bail!(
+            "`{}` is not a WebAssembly component",
+            component_path.display()
+        ),
+    }
+
+    let readme_path = dir.join("README.md");
+    let readme = if readme_path.is_file() {
+        std::fs::read_to_string(&readme_path)
+            .with_context(|| format!("cannot read `{}` as UTF-8", readme_path.display()))?
+    } else {
+        String::new()
+    };
+
+    let samples_path = samples
+        .map(Path::to_path_buf)
+        .or_else(|| Some(dir.join("samples.json")).filter(|p| p.is_file()));
+    let samples = match &samples_path {
+        Some(p) => read_samples(p)?,
+        None => Vec::new(),
+    };
+
+    let bytes = Package {
+        manifest: manifest_text,
+        readme,
+        samples,
+        component,
+    }
+    .to_bytes();
+    let max = Policy::default().max_package_bytes;
+    if bytes.len() as u64 > max {
+        bail!(
+            "the package is {} bytes; the marketplace takes at most {max}: build with `--release` and `opt-level = \"s\"`, and strip debug info",
+            bytes.len()
+        );
+    }
+    let slug = manifest.slug.as_str().to_owned();
+    let version = manifest.version.to_string();
+    let path = out.map_or_else(
+        || PathBuf::from(format!("{slug}-{version}.vpkg")),
+        Path::to_path_buf,
+    );
+    std::fs::write(&path, &bytes).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(Packaged {
+        path,
+        bytes: bytes.len(),
+        sha256: vodo_core::digest::hex(&vodo_core::digest::sha256(&bytes)),
+        slug,
+        version,
+    })
+}
+
+/// Sample events: a JSON array of `{"event": "...", "payload": ...}`; a
+/// payload that is not a string is passed as its JSON text.
+fn read_samples(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
+    let items = value.as_array().with_context(|| {
+        format!(
+            "`{}` must be an array of {{\"event\": \"order.created\", \"payload\": ...}}",
+            path.display()
+        )
+    })?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let event = item
+                .get("event")
+                .and_then(|e| e.as_str())
+                .filter(|e| !e.is_empty())
+                .with_context(|| {
+                    format!(
+                        "`{}` $[{i}]: give the event name as a string in \"event\"",
+                        path.display()
+                    )
+                })?;
+            let payload = match item.get("payload") {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            Ok((event.to_owned(), payload))
+        })
+        .collect()
+}
