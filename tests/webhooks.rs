@@ -29,6 +29,8 @@ enum Behave {
     Throttle,
     /// 422 with `webhook-delivery: abort-message`.
     Abort,
+    /// Answers only after 10 s (the sender is killed before then).
+    Stall,
     Ok,
 }
 
@@ -112,6 +114,10 @@ fn receiver(secret: WebhookSecret, script: &[Behave], now: ManualClock) -> Recei
                 let status = match behave {
                     Behave::Hang => {
                         std::thread::sleep(Duration::from_millis(900));
+                        "200 OK"
+                    }
+                    Behave::Stall => {
+                        std::thread::sleep(Duration::from_secs(10));
                         "200 OK"
                     }
                     Behave::Fail => "500 Internal Server Error",
@@ -754,4 +760,124 @@ fn an_outbox_from_before_signature_schemes_opens_and_keeps_its_endpoints() {
         outbox.endpoint("ep_old").unwrap().unwrap().scheme,
         SignatureScheme::GitHub
     );
+}
+
+/// The environment variable that turns the helper test below into a
+/// delivery worker on the outbox at that path.
+const WORKER_OUTBOX: &str = "VODO_TEST_WORKER_OUTBOX";
+
+/// Not a test: the host process that `a_host_process_killed_mid_request`
+/// starts and kills. It sends due webhooks from the outbox named by
+/// `VODO_TEST_WORKER_OUTBOX` until it is killed.
+#[test]
+#[ignore = "a helper process, started by a_host_process_killed_mid_request_loses_nothing"]
+fn webhook_worker_process() {
+    let Ok(path) = std::env::var(WORKER_OUTBOX) else {
+        return;
+    };
+    let outbox = Arc::new(SqliteOutbox::open(&path, &host_key()).unwrap());
+    let d = Deliverer::new(
+        outbox,
+        DeliveryConfig {
+            timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(2),
+            ..config()
+        },
+    );
+    loop {
+        d.run_due().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real host process is killed (SIGKILL) while a webhook request is in
+/// flight. Restarted on the same SQLite outbox, the host loses nothing, and
+/// a receiver that dedupes by `webhook-id` processes each event once.
+#[test]
+fn a_host_process_killed_mid_request_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let secret = WebhookSecret::generate().unwrap();
+    let rx = receiver(
+        secret.clone(),
+        &[Behave::Stall],
+        ManualClock::new(Timestamp::now()),
+    );
+    let ids: Vec<String> = {
+        let outbox = Arc::new(SqliteOutbox::open(&path, &host_key()).unwrap());
+        for ep in ["ep_1", "ep_2"] {
+            outbox
+                .put_endpoint(&endpoint(ep, &rx.url, &secret, vec![]))
+                .unwrap();
+        }
+        let d = Deliverer::new(outbox, config());
+        (0..3)
+            .map(|i| {
+                d.publish("order.created", None, json!({ "id": i }))
+                    .unwrap()
+            })
+            .collect()
+    };
+
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "webhook_worker_process", "--quiet"])
+        .env(WORKER_OUTBOX, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as its first request is in flight (the receiver stalls on it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rx.requests.lock().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host process sent nothing"
+        );
+        assert!(
+            host.try_wait().unwrap().is_none(),
+            "the host process exited"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let sent_before_kill = rx.requests.lock().len();
+
+    // Restart on the same file.
+    let outbox = Arc::new(SqliteOutbox::open(&path, &host_key()).unwrap());
+    assert_eq!(outbox.pending().unwrap(), 6, "nothing was lost");
+    let d = Deliverer::new(
+        outbox.clone(),
+        DeliveryConfig {
+            lease: Duration::from_secs(2),
+            ..config()
+        },
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while outbox.pending().unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending after 30 s"
+        );
+        d.run_due().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in &ids {
+        let statuses: Vec<DeliveryStatus> = outbox
+            .deliveries(id)
+            .unwrap()
+            .into_iter()
+            .map(|(_, s, _)| s)
+            .collect();
+        assert_eq!(
+            statuses,
+            [DeliveryStatus::Delivered, DeliveryStatus::Delivered]
+        );
+    }
+    // Every delivery arrived; the one in flight at the kill arrived again,
+    // and the receiver processed each event once.
+    assert!(sent_before_kill >= 1);
+    assert_eq!(*rx.bad_signatures.lock(), 0);
+    assert_eq!(rx.unique.lock().len(), 3);
+    assert!(rx.raw.lock().len() >= 7, "{}", rx.raw.lock().len());
 }
