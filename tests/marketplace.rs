@@ -782,6 +782,42 @@ impl SubmissionStore for Hooked {
     fn list(&self, f: &SubmissionFilter) -> vodo_marketplace::Result<Vec<Submission>> {
         self.inner.list(f)
     }
+    fn claim(&self, plugin: &str, owner: &str) -> vodo_marketplace::Result<String> {
+        self.inner.claim(plugin, owner)
+    }
+}
+
+/// Developers racing to draft the same new slug: exactly one owns it.
+#[test]
+fn a_new_slug_goes_to_exactly_one_of_the_developers_racing_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteSubmissions::open(Some(&dir.path().join("m.db"))).unwrap());
+    let desk = Desk::new(store, Policy::default(), ENV.sandbox.clone());
+    let bytes = notifier_ok();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let (desk, bytes) = (&desk, &bytes);
+                scope.spawn(move || desk.draft(&dev(&format!("dev{i}")), bytes, Timestamp(1)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(Error::Invalid(m)) if m.contains("belongs to another developer")),
+            "{r:?}"
+        );
+    }
+    let owners: std::collections::HashSet<_> = desk
+        .list(&SubmissionFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.owner)
+        .collect();
+    assert_eq!(owners.len(), 1);
 }
 
 /// Eight reviewers take the same submission at once, all from the same read:

@@ -227,4 +227,10 @@ pub fn submission_store(store: &dyn SubmissionStore) {
         a,
         "listed submissions are whole"
     );
+
+    // Slug ownership: the first claim wins, for good.
+    assert_eq!(store.claim("new-slug", "alice").unwrap(), "alice");
+    assert_eq!(store.claim("new-slug", "bob").unwrap(), "alice");
+    assert_eq!(store.claim("new-slug", "alice").unwrap(), "alice");
+    assert_eq!(store.claim("other-slug", "bob").unwrap(), "bob");
 }

@@ -76,12 +76,16 @@ pub trait SubmissionStore: fmt::Debug + Send + Sync {
     fn update(&self, submission: &Submission, expected_moves: usize) -> Result<bool>;
     /// The submissions that pass `filter`, oldest first (by creation time, then id).
     fn list(&self, filter: &SubmissionFilter) -> Result<Vec<Submission>>;
+    /// Records `owner` as the owner of the plugin slug `plugin` unless the
+    /// slug has one already, atomically; returns the owner of record.
+    fn claim(&self, plugin: &str, owner: &str) -> Result<String>;
 }
 
 #[derive(Debug, Default)]
 struct MemInner {
     submissions: BTreeMap<String, Submission>,
     packages: HashMap<String, Vec<u8>>,
+    owners: HashMap<String, String>,
 }
 
 /// Submissions in memory.
@@ -150,6 +154,16 @@ impl SubmissionStore for MemorySubmissions {
         out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(out)
     }
+
+    fn claim(&self, plugin: &str, owner: &str) -> Result<String> {
+        Ok(self
+            .inner
+            .lock()
+            .owners
+            .entry(plugin.to_owned())
+            .or_insert_with(|| owner.to_owned())
+            .clone())
+    }
 }
 
 /// Submissions in SQLite.
@@ -184,7 +198,8 @@ impl SqliteSubmissions {
                 id TEXT PRIMARY KEY, owner TEXT NOT NULL, plugin TEXT NOT NULL, state TEXT NOT NULL,
                 created INTEGER NOT NULL, moves INTEGER NOT NULL, body TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS market_submissions_by_state ON market_submissions (state, created, id);
-             CREATE INDEX IF NOT EXISTS market_submissions_by_plugin ON market_submissions (plugin, created, id);",
+             CREATE INDEX IF NOT EXISTS market_submissions_by_plugin ON market_submissions (plugin, created, id);
+             CREATE TABLE IF NOT EXISTS market_plugin_owners (plugin TEXT PRIMARY KEY, owner TEXT NOT NULL);",
         )
         .map_err(sql)?;
         Ok(Self {
@@ -316,6 +331,21 @@ impl SubmissionStore for SqliteSubmissions {
             .collect::<rusqlite::Result<_>>()
             .map_err(sql)?;
         bodies.iter().map(|b| Self::parse(b)).collect()
+    }
+
+    fn claim(&self, plugin: &str, owner: &str) -> Result<String> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO market_plugin_owners (plugin, owner) VALUES (?1, ?2)",
+            params![plugin, owner],
+        )
+        .map_err(sql)?;
+        conn.query_row(
+            "SELECT owner FROM market_plugin_owners WHERE plugin = ?1",
+            params![plugin],
+            |r| r.get(0),
+        )
+        .map_err(sql)
     }
 }
 
@@ -548,16 +578,18 @@ impl Desk {
         version: &str,
         except: Option<&str>,
     ) -> Result<()> {
+        // The first developer to draft a slug owns it; the store decides
+        // atomically, so two developers racing for a new slug cannot both win.
+        let owner = self.store.claim(plugin, &developer.id)?;
+        if owner != developer.id {
+            return Err(Error::Invalid(format!(
+                "the plugin slug `{plugin}` belongs to another developer (`{owner}`); choose another slug"
+            )));
+        }
         let existing = self.store.list(&SubmissionFilter {
             plugin: Some(plugin.to_owned()),
             ..SubmissionFilter::default()
         })?;
-        if let Some(other) = existing.iter().find(|s| s.owner != developer.id) {
-            return Err(Error::Invalid(format!(
-                "the plugin slug `{plugin}` belongs to another developer (`{}`); choose another slug",
-                other.owner
-            )));
-        }
         let taken = existing.iter().any(|s| {
             Some(s.id.as_str()) != except
                 && s.version == version
