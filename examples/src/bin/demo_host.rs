@@ -1,7 +1,9 @@
 //! The Vodo demo host, on its embedded defaults.
 //!
-//! Builds the example plugin from source, installs it into a sandboxed host
-//! with the installer's consent, and drives an order event through it; on
+//! Builds the example plugin from source, takes it through the marketplace
+//! (automated review, approval, a signed index the store verifies), installs
+//! it into a sandboxed host with the installer's consent, and drives an
+//! order event through it; on
 //! the way it shows what the host refuses (a bad manifest, a component that
 //! imports more than its grant, a forged API key, a failing plugin) and
 //! ends by verifying, then tampering with, the audit trail. Everything lives
@@ -14,11 +16,101 @@ use anyhow::{Context, Result, anyhow};
 use vodo_core::audit::verify_file;
 use vodo_core::health::Fallback;
 use vodo_core::keys::IssueKey;
-use vodo_core::{Host, InstallationId, Manifest, SecretKey};
+use vodo_core::{Host, InstallationId, Manifest, SecretKey, Timestamp};
+use vodo_marketplace::index::{Client, DirSource, Repository, RoleSigners, SigningKey};
+use vodo_marketplace::installer::{Channel, Installer, UpdatePolicy};
+use vodo_marketplace::package::Package;
+use vodo_marketplace::review::Policy;
+use vodo_marketplace::submissions::{Desk, MemorySubmissions};
+use vodo_marketplace::workflow::{Actor, Role, State};
 use vodo_sandbox::{Limits, MemoryServices, Request, Sandbox, SandboxConfig};
 use vodo_scopes::{PluginScope, ScopeSet};
 
 const MANIFEST: &str = include_str!("../../plugins/order-notifier/plugin.json");
+
+/// Submits the plugin to a marketplace, reviews and publishes it in a signed
+/// index, and installs it from there: returns the component the store got.
+fn through_the_marketplace(data: &std::path::Path, wasm: Vec<u8>) -> Result<Vec<u8>> {
+    let now = Timestamp::now();
+    // The marketplace runs its own sandbox for the review's trial runs; it
+    // shares only the compiled-component cache with the store's.
+    let sandbox = Arc::new(Sandbox::new(
+        SandboxConfig {
+            storage_root: Some(data.join("market-trials")),
+            cache_dir: Some(data.join("cache")),
+            ..SandboxConfig::default()
+        },
+        Arc::new(MemoryServices::new()),
+        Arc::new(vodo_core::audit::NoAudit),
+    )?);
+    let actor = |id: &str, role| Actor {
+        id: id.into(),
+        role,
+    };
+    let developer = actor("dev@acme.example", Role::Developer);
+    let reviewer = actor("reviewer@market", Role::Reviewer);
+    let package = Package {
+        manifest: MANIFEST.into(),
+        readme: "# Order Notifier\n".into(),
+        samples: vec![("order.created".into(), "1001".into())],
+        component: wasm,
+    }
+    .to_bytes();
+    let desk = Desk::new(
+        Arc::new(MemorySubmissions::new()),
+        Policy::default(),
+        sandbox,
+    );
+    let s = desk.draft(&developer, &package, now)?;
+    let s = desk.submit(&s.id, &developer, now)?;
+    let report = s.report.clone().unwrap_or_default();
+    println!(
+        "   automated review of {} (package {}…): {} error(s), {} warning(s)",
+        s.id,
+        &s.package_sha256[..12],
+        report.errors().count(),
+        report.findings.len() - report.errors().count()
+    );
+    for f in &report.findings {
+        println!("     {:?} {}: {}", f.severity, f.check, f.message);
+    }
+    for to in [State::InReview, State::Testing, State::Approved] {
+        desk.transition(&s.id, to, &reviewer, "", now)?;
+    }
+    let s = desk.transition(
+        &s.id,
+        State::Published,
+        &actor("admin@market", Role::Admin),
+        "",
+        now,
+    )?;
+    println!("   {} moves recorded, now {:?}", s.history.len(), s.state);
+
+    let keys = (0..4)
+        .map(|_| SigningKey::generate())
+        .collect::<Result<Vec<_>, _>>()?;
+    let signers = RoleSigners {
+        root: vec![&keys[0]],
+        targets: vec![&keys[1]],
+        snapshot: vec![&keys[2]],
+        timestamp: vec![&keys[3]],
+    };
+    let day = Duration::from_secs(24 * 3600);
+    let cdn = data.join("cdn");
+    let mut repo = Repository::create(&cdn, &signers, now.plus(365 * day))?;
+    let path = repo.add_package(&desk.package(&s.id)?, "stable")?;
+    repo.publish(&signers, now, 30 * day, day)?;
+    let mut client = Client::new(&repo.pinned_root()?)?;
+    let source = DirSource(cdn);
+    client.update(&source, now)?;
+    let (installed, package) = Installer::new(&client, &source)
+        .with_host_api(Policy::default().host_api)
+        .install_latest("order-notifier", Channel::Stable, UpdatePolicy::Patch)?;
+    println!(
+        "   `{path}` published; the store verified the signed index and installed {installed}"
+    );
+    Ok(package.component)
+}
 
 fn main() -> Result<()> {
     let data = tempfile::tempdir().context("creating the demo's data folder")?;
@@ -63,6 +155,11 @@ fn main() -> Result<()> {
     .with_rate_limiter(host.rate_limits.clone());
     let shop = InstallationId::new("shop-42");
 
+    println!(
+        "\n4. The marketplace reviews the package, publishes it signed, and the store installs it:"
+    );
+    let wasm = through_the_marketplace(data.path(), wasm)?;
+
     let without_network: ScopeSet = manifest
         .scopes()
         .iter()
@@ -70,14 +167,14 @@ fn main() -> Result<()> {
         .cloned()
         .collect();
     println!(
-        "\n4. The merchant declines network access; the sandbox refuses a component that imports it:"
+        "\n5. The merchant declines network access; the sandbox refuses a component that imports it:"
     );
     if let Err(e) = sandbox.install(&shop, &manifest, &wasm, without_network, Limits::default()) {
         println!("   {e}");
     }
 
     println!(
-        "\n5. The merchant consents to everything; the grant is recorded and the plugin installed."
+        "\n6. The merchant consents to everything; the grant is recorded and the plugin installed."
     );
     host.install(
         &manifest,
@@ -93,7 +190,7 @@ fn main() -> Result<()> {
         Limits::default(),
     )?;
 
-    println!("\n6. The store emits `order.created` for order 1001:");
+    println!("\n7. The store emits `order.created` for order 1001:");
     vodo_sandbox::HostServices::put_entity(
         &*services,
         &shop,
@@ -137,7 +234,7 @@ fn main() -> Result<()> {
         );
     }
 
-    println!("\n7. An API key for the plugin's back end, and requests made with it:");
+    println!("\n8. An API key for the plugin's back end, and requests made with it:");
     let (key, record) = host.keys.issue(IssueKey {
         installation: shop.clone(),
         plugin: manifest.slug.clone(),
@@ -170,7 +267,7 @@ fn main() -> Result<()> {
         println!("   a mistyped key               denied: {e}");
     }
 
-    println!("\n8. Another plugin starts failing; its circuit opens and the host falls back:");
+    println!("\n9. Another plugin starts failing; its circuit opens and the host falls back:");
     let flaky = vodo_core::PluginId::new("flaky-widget");
     for attempt in 1..=7 {
         let answer = host.health.call(
@@ -193,7 +290,7 @@ fn main() -> Result<()> {
     let audit_path = data.path().join("audit.jsonl");
     let report = verify_file(&audit_path, &secret, None)?;
     println!(
-        "\n9. The audit trail holds {} chained records and verifies.",
+        "\n10. The audit trail holds {} chained records and verifies.",
         report.records
     );
     let text = std::fs::read_to_string(&audit_path)?;

@@ -1,0 +1,62 @@
+//! The example hosts as people run them: the README's first command (the
+//! demo host on its embedded defaults) runs every step, and the partner
+//! host serves its consent page.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[test]
+fn the_demo_host_runs_every_step() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo-host"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "did you mean `network`?",
+        "0 error(s), 0 warning(s)",
+        "the store verified the signed index and installed order-notifier 1.0.0",
+        "grant has no `network` permission",
+        "order-notifier: ok in",
+        r#"order_note/1001 = {"order":"1001","event":"order.created","notified":true}"#,
+        r#"GET /status -> 200 {"orders_seen":1}"#,
+        "a mistyped key               denied",
+        "circuit open, plugin not called",
+        "chained records and verifies",
+        "is tampered at line",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing `{expected}` in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_partner_host_serves_a_real_consent_page() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partner-host"))
+        .arg("--once")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "GET consent page -> 200",
+        "<h1>Allow <em>Acme Order Sync</em> to access shop-42?</h1>",
+        "<code>entities:read:order</code>",
+        r#"<input type=hidden name="csrf""#,
+        "<button name=decision value=allow>Allow</button>",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing `{expected}` in:\n{stdout}"
+        );
+    }
+}
