@@ -594,6 +594,52 @@ fn upgrade_and_hot_reload_replace_the_running_component() {
     );
 }
 
+/// An upgrade whose new version fails its health probe is refused, audited,
+/// and the running version keeps serving (marketplace reference RB-2).
+#[test]
+fn an_upgrade_that_fails_its_health_probe_leaves_the_running_version() {
+    let s = &*SUITE;
+    let inst: InstallationId = "upgrade-health".into();
+    // Version 0.1.0 runs the well-behaved component under the hostile manifest.
+    install("upgrade-health", HOSTILE, &s.good);
+    let v2 = Manifest::parse(&HOSTILE.replace("\"0.1.0\"", "\"0.2.0\"")).unwrap();
+    let err = s
+        .sandbox
+        .upgrade(&inst, &v2, &s.hostile, limits())
+        .unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Unhealthy { version, reason, .. }
+            if version == "0.2.0" && reason.contains("never healthy")),
+        "{err}"
+    );
+    let running = s.sandbox.get(&inst, &"hostile".into()).unwrap();
+    assert_eq!(running.manifest.version.to_string(), "0.1.0");
+    assert_eq!(s.sandbox.call_health(&running).result, Ok(()));
+    let refused = s
+        .audit
+        .query(&AuditFilter {
+            installation: Some(inst.clone()),
+            kinds: vec![AuditKind::Lifecycle],
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .any(|r| format!("{:?}", r.event.action).contains("UpgradeRefused"));
+    assert!(refused, "the refusal is in the audit trail");
+    // A healthy new version goes through.
+    let v3 = Manifest::parse(&HOSTILE.replace("\"0.1.0\"", "\"0.3.0\"")).unwrap();
+    s.sandbox.upgrade(&inst, &v3, &s.good, limits()).unwrap();
+    assert_eq!(
+        s.sandbox
+            .get(&inst, &"hostile".into())
+            .unwrap()
+            .manifest
+            .version
+            .to_string(),
+        "0.3.0"
+    );
+}
+
 #[test]
 fn upgrades_that_ask_for_more_need_consent_and_disabled_plugins_do_not_run() {
     let s = &*SUITE;

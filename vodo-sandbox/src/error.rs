@@ -69,6 +69,19 @@ pub enum LoadError {
     /// The plugin is not installed.
     #[error("plugin `{0}` is not installed in this sandbox")]
     NotInstalled(String),
+    /// The new version of an upgrade failed its health probe; the running
+    /// version stays.
+    #[error(
+        "version {version} of `{plugin}` failed its health probe, so the running version stays: {reason}"
+    )]
+    Unhealthy {
+        /// The plugin.
+        plugin: String,
+        /// The version refused.
+        version: String,
+        /// What the probe returned.
+        reason: String,
+    },
     /// An upgrade asks for scopes the installer has not consented to.
     #[error("version {version} of `{plugin}` asks for {} that the installer has not consented to: show them `{}` and install with their consent", if scopes.len() == 1 { "a permission" } else { "permissions" }, scopes.join("`, `"))]
     ConsentRequired {

@@ -427,6 +427,19 @@ impl Sandbox {
         granted: ScopeSet,
         limits: Limits,
     ) -> Result<Arc<Installed>, LoadError> {
+        let prepared = self.prepare(installation, manifest, wasm, granted, limits)?;
+        Ok(self.activate(prepared))
+    }
+
+    /// Everything an install does short of making the plugin the one that runs.
+    fn prepare(
+        &self,
+        installation: &InstallationId,
+        manifest: &Manifest,
+        wasm: &[u8],
+        granted: ScopeSet,
+        limits: Limits,
+    ) -> Result<Arc<Installed>, LoadError> {
         let plugin = manifest.slug.clone();
         if let Some(extra) = granted.iter().find(|s| !manifest.scopes().allows(s)) {
             return Err(LoadError::Config(format!(
@@ -467,9 +480,9 @@ impl Sandbox {
             }
             _ => None,
         };
-        let installed = Arc::new(Installed {
+        Ok(Arc::new(Installed {
             installation: installation.clone(),
-            plugin: plugin.clone(),
+            plugin,
             manifest: manifest.clone(),
             scopes: Arc::new(granted),
             limits,
@@ -478,7 +491,12 @@ impl Sandbox {
             storage,
             enabled: std::sync::atomic::AtomicBool::new(true),
             totals: UsageTotals::default(),
-        });
+        }))
+    }
+
+    /// Makes a prepared plugin the one that runs (replacing any earlier version).
+    fn activate(&self, installed: Arc<Installed>) -> Arc<Installed> {
+        let (installation, plugin) = (&installed.installation, &installed.plugin);
         let previous = self
             .installed
             .entry(installation.clone())
@@ -491,17 +509,17 @@ impl Sandbox {
         };
         self.audit_event(
             installation,
-            &plugin,
+            plugin,
             AuditAction::Lifecycle {
                 change,
                 detail: format!(
                     "version {}, component {}",
-                    manifest.version,
-                    &crate::cache::hex(&hash)[..16]
+                    installed.manifest.version,
+                    &crate::cache::hex(&installed.component_hash)[..16]
                 ),
             },
         );
-        Ok(installed)
+        installed
     }
 
     /// Upgrades an installed plugin to a new version under its current grant.
@@ -510,7 +528,10 @@ impl Sandbox {
     /// consented to, nothing changes and [`LoadError::ConsentRequired`] lists
     /// what to ask for; after consent, call [`install`](Self::install) with
     /// the new grant. Otherwise the new version runs with exactly the scopes
-    /// it requests (a version that asks for less gets less).
+    /// it requests (a version that asks for less gets less), once it has
+    /// answered its health probe: a new version whose probe fails or traps
+    /// is refused with [`LoadError::Unhealthy`], audited, and the running
+    /// version stays.
     pub fn upgrade(
         &self,
         installation: &InstallationId,
@@ -529,13 +550,34 @@ impl Sandbox {
                 scopes: diff.added.iter().map(ToString::to_string).collect(),
             });
         }
-        self.install(
+        let next = self.prepare(
             installation,
             manifest,
             wasm,
             manifest.scopes().clone(),
             limits,
-        )
+        )?;
+        // The new version answers its health probe before it replaces the
+        // running one; if it does not, the running one stays.
+        if let Err(e) = self.call_health(&next).result {
+            self.audit_event(
+                installation,
+                &manifest.slug,
+                AuditAction::Lifecycle {
+                    change: LifecycleChange::UpgradeRefused,
+                    detail: format!(
+                        "version {} failed its health probe: {e}; version {} stays",
+                        manifest.version, current.manifest.version
+                    ),
+                },
+            );
+            return Err(LoadError::Unhealthy {
+                plugin: manifest.slug.to_string(),
+                version: manifest.version.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(self.activate(next))
     }
 
     /// Enables or disables an installed plugin; a disabled plugin's calls

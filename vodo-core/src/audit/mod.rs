@@ -183,6 +183,9 @@ pub enum LifecycleChange {
     Disabled,
     /// Upgraded to a new version.
     Upgraded,
+    /// An upgrade was refused (its new version failed its health probe);
+    /// the running version stays.
+    UpgradeRefused,
     /// Uninstalled; its grant and data removed.
     Uninstalled,
 }

@@ -11,6 +11,11 @@ fn recurse(n: u64) -> u64 {
 }
 
 impl Plugin for Hostile {
+    /// Never healthy: an upgrade to this plugin must be refused.
+    fn health() -> Result<(), String> {
+        Err("the hostile plugin is never healthy".into())
+    }
+
     fn on_event(name: String, payload: String) -> Result<(), String> {
         let e = |e: vodo_pdk::Error| format!("{e:?}");
         match name.as_str() {
