@@ -27,6 +27,9 @@ pub const PRIOR_WEIGHT: f64 = 10.0;
 /// The stars of each phantom vote: the middle of the 1 to 5 scale.
 pub const PRIOR_MEAN: f64 = 3.0;
 
+/// The most tags a listing may carry (as the WordPress.org directory allows).
+pub const MAX_TAGS: usize = 12;
+
 /// A plugin as the catalog shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
@@ -36,9 +39,11 @@ pub struct Listing {
     pub name: String,
     /// One line.
     pub summary: String,
-    /// Category, such as `shipping`.
+    /// Its one category, such as `shipping`, or a sub-category under its
+    /// parent, such as `shipping::labels` (lowercase words, digits and `-`,
+    /// joined by `::`). Filtering by a category includes its sub-categories.
     pub category: String,
-    /// Free-form tags.
+    /// Tags, at most [`MAX_TAGS`]; stored in lowercase, with spaces as `-`.
     pub tags: Vec<String>,
     /// What it costs.
     pub pricing: Pricing,
@@ -466,6 +471,58 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The listing as the catalog stores it, or what is wrong with it.
+fn checked(l: &Listing) -> Result<Listing> {
+    if !is_slug(&l.plugin) {
+        return Err(Error::Invalid(format!(
+            "`{}` is not a plugin slug: use lowercase letters, digits and `-`",
+            l.plugin
+        )));
+    }
+    if l.name.trim().is_empty() {
+        return Err(Error::Invalid(format!(
+            "`{}` needs a display name",
+            l.plugin
+        )));
+    }
+    if !l.category.split("::").all(is_slug) {
+        return Err(Error::Invalid(format!(
+            "`{}` is not a category: use lowercase words such as `shipping`, or `shipping::labels` under a parent",
+            l.category
+        )));
+    }
+    let mut tags: Vec<String> = Vec::with_capacity(l.tags.len());
+    for t in &l.tags {
+        let tag = t
+            .trim()
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("-");
+        if tag.is_empty() {
+            return Err(Error::Invalid("a tag is empty: remove it".into()));
+        }
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(Error::Invalid(format!(
+            "`{}` has {} tags; keep the {MAX_TAGS} that describe it best",
+            l.plugin,
+            tags.len()
+        )));
+    }
+    l.pricing.validate()?;
+    Ok(Listing { tags, ..l.clone() })
+}
+
 /// Arabic short vowels and other marks written over or under letters, and
 /// the tatweel (a stretching stroke): they do not change the word.
 fn is_arabic_mark(c: char) -> bool {
@@ -592,10 +649,14 @@ impl Catalog {
     }
 
     /// Adds or replaces a listing.
+    ///
+    /// The listing is checked (a slug, a name, a well-formed category, at
+    /// most [`MAX_TAGS`] tags, a valid price) and stored with its tags
+    /// normalized.
     pub fn publish(&self, listing: &Listing) -> Result<()> {
-        listing.pricing.validate()?;
-        self.store.put_listing(listing)?;
-        self.index_listing(listing);
+        let listing = checked(listing)?;
+        self.store.put_listing(&listing)?;
+        self.index_listing(&listing);
         Ok(())
     }
 
@@ -736,7 +797,13 @@ impl Catalog {
         let mut ranked: Vec<(bool, i64, &Listing, usize, f64)> = candidates
             .into_iter()
             .filter_map(|p| idx.listings.get(p))
-            .filter(|l| q.category.as_ref().is_none_or(|c| &l.category == c))
+            .filter(|l| {
+                q.category.as_ref().is_none_or(|c| {
+                    l.category
+                        .strip_prefix(c.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+                })
+            })
             .filter(|l| !q.free_only || l.pricing == Pricing::Free)
             .filter(|l| {
                 q.max_price_minor

@@ -445,3 +445,91 @@ fn an_exact_name_or_slug_comes_first() {
     assert_eq!(order("chat p", 20)[0], ("chat-pro".to_owned(), false));
     assert_eq!(order("متجر chat", 20), [("sales-chat".to_owned(), true)]);
 }
+
+/// Listings are checked when published: categories nest with `::` and a
+/// parent's filter includes its children; tags are normalized and limited.
+#[test]
+fn categories_nest_and_listings_are_checked() {
+    let c = Catalog::new(Arc::new(MemoryCatalog::new())).unwrap();
+    for (plugin, category) in [
+        ("labels", "shipping::labels"),
+        ("tracking", "shipping::tracking"),
+        ("rates", "shipping"),
+        ("shippingish", "shipping-tools"),
+    ] {
+        c.publish(&listing(plugin, plugin, category, Pricing::Free, &[]))
+            .unwrap();
+    }
+    let in_category = |category: &str| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .search(&Query {
+                category: Some(category.into()),
+                ..Default::default()
+            })
+            .hits
+            .into_iter()
+            .map(|h| h.listing.plugin)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(in_category("shipping"), ["labels", "rates", "tracking"]);
+    assert_eq!(in_category("shipping::labels"), ["labels"]);
+    assert_eq!(in_category("shipping-tools"), ["shippingish"]);
+
+    let mut tagged = listing("tagged", "Tagged", "tools", Pricing::Free, &[]);
+    tagged.tags = vec!["  Order  Sync ".into(), "order sync".into(), "SMS".into()];
+    c.publish(&tagged).unwrap();
+    assert_eq!(
+        c.store().listing("tagged").unwrap().unwrap().tags,
+        ["order-sync", "sms"],
+        "stored normalized, duplicates dropped"
+    );
+    let refused = |l: Listing, says: &str| {
+        let e = c.publish(&l).unwrap_err();
+        assert!(e.to_string().contains(says), "{e}");
+    };
+    let ok = || listing("fine", "Fine", "tools", Pricing::Free, &[]);
+    refused(
+        Listing {
+            tags: (0..13).map(|i| format!("t{i}")).collect(),
+            ..ok()
+        },
+        "keep the 12",
+    );
+    refused(
+        Listing {
+            tags: vec![" ".into()],
+            ..ok()
+        },
+        "a tag is empty",
+    );
+    for bad in ["", "Shipping", "shipping::", "::labels", "ship ping"] {
+        refused(
+            Listing {
+                category: bad.into(),
+                ..ok()
+            },
+            "is not a category",
+        );
+    }
+    refused(
+        Listing {
+            plugin: "Fine!".into(),
+            ..ok()
+        },
+        "is not a plugin slug",
+    );
+    refused(
+        Listing {
+            name: " ".into(),
+            ..ok()
+        },
+        "needs a display name",
+    );
+    assert_eq!(
+        c.store().listing("fine").unwrap(),
+        None,
+        "nothing refused was stored"
+    );
+}
