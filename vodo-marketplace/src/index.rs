@@ -819,7 +819,7 @@ impl Repository {
             }
             for (path, before) in &old.signed.targets {
                 match signed.signed.targets.get(path) {
-                    Some(now) if (now.sha256 == before.sha256 && now.length == before.length) => {}
+                    Some(now) if now.sha256 == before.sha256 && now.length == before.length => {}
                     _ => return Err(immutable(before)),
                 }
             }
