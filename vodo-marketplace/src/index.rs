@@ -181,6 +181,27 @@ pub struct Targets {
     pub delegations: BTreeMap<String, Delegation>,
 }
 
+impl Targets {
+    /// Whether `path` is already listed with exactly `info`'s bytes; an
+    /// [`Error::Conflict`] when it is listed with other bytes, since a listed
+    /// version never changes.
+    fn listed_unchanged(&self, path: &str, info: &TargetInfo) -> Result<bool> {
+        match self.targets.get(path) {
+            None => Ok(false),
+            Some(existing) if existing.sha256 == info.sha256 => Ok(true),
+            Some(_) => Err(immutable(info)),
+        }
+    }
+
+    /// Marks a listed version yanked.
+    fn yank(&mut self, path: &str) -> Result<()> {
+        self.targets
+            .get_mut(path)
+            .map(|t| t.yanked = true)
+            .ok_or_else(|| Error::NotFound(format!("no target `{path}`")))
+    }
+}
+
 /// A publisher's delegation: its keys, and the plugins it alone lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delegation {
@@ -617,23 +638,15 @@ impl Publisher {
     /// a listed version never changes.
     pub fn add_package(&mut self, package: &[u8], channel: &str) -> Result<String> {
         let (path, info) = package_target(package, channel)?;
-        if let Some(existing) = self.targets.targets.get(&path) {
-            if existing.sha256 == info.sha256 {
-                return Ok(path);
-            }
-            return Err(immutable(&info));
+        if !self.targets.listed_unchanged(&path, &info)? {
+            self.targets.targets.insert(path.clone(), info);
         }
-        self.targets.targets.insert(path.clone(), info);
         Ok(path)
     }
 
     /// Yanks one of its versions.
     pub fn yank(&mut self, path: &str) -> Result<()> {
-        self.targets
-            .targets
-            .get_mut(path)
-            .map(|t| t.yanked = true)
-            .ok_or_else(|| Error::NotFound(format!("no target `{path}`")))
+        self.targets.yank(path)
     }
 
     /// Signs the next version of its targets, valid for `ttl` from `now`.
@@ -719,14 +732,10 @@ impl Repository {
                 info.plugin
             )));
         }
-        if let Some(existing) = self.targets.targets.get(&path) {
-            if existing.sha256 == info.sha256 {
-                return Ok(path);
-            }
-            return Err(immutable(&info));
+        if !self.targets.listed_unchanged(&path, &info)? {
+            self.store_package(package)?;
+            self.targets.targets.insert(path.clone(), info);
         }
-        self.store_package(package)?;
-        self.targets.targets.insert(path.clone(), info);
         Ok(path)
     }
 
@@ -858,11 +867,7 @@ impl Repository {
     /// Yanks a version: still listed (installed hosts can verify and roll
     /// back to others), but clients do not install it anew.
     pub fn yank(&mut self, path: &str) -> Result<()> {
-        self.targets
-            .targets
-            .get_mut(path)
-            .map(|t| t.yanked = true)
-            .ok_or_else(|| Error::NotFound(format!("no target `{path}`")))
+        self.targets.yank(path)
     }
 
     /// Signs and writes new targets, snapshot and timestamp files.
@@ -1037,6 +1042,22 @@ fn parse<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, IndexError>
     })
 }
 
+/// Fetches a metadata file that other signed metadata pins by hash, checks
+/// the hash before anything else reads the bytes, and parses it.
+fn fetch_pinned<T: DeserializeOwned>(
+    source: &dyn Source,
+    file: &str,
+    sha256_hex: &str,
+) -> Result<T, IndexError> {
+    let bytes = source
+        .fetch(file, MAX_METADATA_BYTES)?
+        .ok_or_else(|| IndexError::Missing(file.into()))?;
+    if hex(&sha256(&bytes)) != sha256_hex {
+        return Err(IndexError::Mismatch { file: file.into() });
+    }
+    parse(file, &bytes)
+}
+
 fn fresh(role: &str, expires: Timestamp, now: Timestamp) -> Result<(), IndexError> {
     if now >= expires {
         return Err(IndexError::Expired {
@@ -1139,13 +1160,7 @@ impl Client {
 
         // 3. Snapshot, pinned by the timestamp's hash (checked before signatures).
         let name = format!("{}.snapshot.json", ts.signed.snapshot_version);
-        let bytes = source
-            .fetch(&name, MAX_METADATA_BYTES)?
-            .ok_or_else(|| IndexError::Missing(name.clone()))?;
-        if hex(&sha256(&bytes)) != ts.signed.snapshot_sha256 {
-            return Err(IndexError::Mismatch { file: name });
-        }
-        let snapshot: Signed<Snapshot> = parse(&name, &bytes)?;
+        let snapshot: Signed<Snapshot> = fetch_pinned(source, &name, &ts.signed.snapshot_sha256)?;
         verify_role(&snapshot, "snapshot", &root)?;
         if snapshot.signed.version != ts.signed.snapshot_version {
             return Err(IndexError::WrongVersion {
@@ -1167,13 +1182,8 @@ impl Client {
 
         // 4. Targets, pinned by the snapshot's hash.
         let name = format!("{}.targets.json", snapshot.signed.targets_version);
-        let bytes = source
-            .fetch(&name, MAX_METADATA_BYTES)?
-            .ok_or_else(|| IndexError::Missing(name.clone()))?;
-        if hex(&sha256(&bytes)) != snapshot.signed.targets_sha256 {
-            return Err(IndexError::Mismatch { file: name });
-        }
-        let targets: Signed<Targets> = parse(&name, &bytes)?;
+        let targets: Signed<Targets> =
+            fetch_pinned(source, &name, &snapshot.signed.targets_sha256)?;
         verify_role(&targets, "targets", &root)?;
         // Also against the trusted targets themselves: a key rotation drops the
         // trusted snapshot, but never lets the targets go backwards.
@@ -1214,13 +1224,7 @@ impl Client {
                 });
             }
             let file = format!("{}.{name}.targets.json", pin.version);
-            let bytes = source
-                .fetch(&file, MAX_METADATA_BYTES)?
-                .ok_or_else(|| IndexError::Missing(file.clone()))?;
-            if hex(&sha256(&bytes)) != pin.sha256 {
-                return Err(IndexError::Mismatch { file });
-            }
-            let signed: Signed<Targets> = parse(&file, &bytes)?;
+            let signed: Signed<Targets> = fetch_pinned(source, &file, &pin.sha256)?;
             verify_delegated(name, delegation, &signed)?;
             if signed.signed.version != pin.version {
                 return Err(IndexError::WrongVersion {
