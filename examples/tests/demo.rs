@@ -4,30 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[test]
-fn the_demo_host_runs_every_step() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo-host"))
-        .output()
-        .unwrap();
+/// Runs `bin` with `args`; it must succeed and print every `expected` line part.
+fn runs_and_prints(bin: &str, args: &[&str], expected: &[&str]) {
+    let out = std::process::Command::new(bin).args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for expected in [
-        "did you mean `network`?",
-        "0 error(s), 0 warning(s)",
-        "the store verified the signed index and installed order-notifier 1.0.0",
-        "grant has no `network` permission",
-        "order-notifier: ok in",
-        r#"order_note/1001 = {"order":"1001","event":"order.created","notified":true}"#,
-        r#"GET /status -> 200 {"orders_seen":1}"#,
-        "a mistyped key               denied",
-        "circuit open, plugin not called",
-        "chained records and verifies",
-        "is tampered at line",
-    ] {
+    for expected in expected {
         assert!(
             stdout.contains(expected),
             "missing `{expected}` in:\n{stdout}"
@@ -36,27 +22,37 @@ fn the_demo_host_runs_every_step() {
 }
 
 #[test]
-fn the_partner_host_serves_a_real_consent_page() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partner-host"))
-        .arg("--once")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+fn the_demo_host_runs_every_step() {
+    runs_and_prints(
+        env!("CARGO_BIN_EXE_demo-host"),
+        &[],
+        &[
+            "did you mean `network`?",
+            "0 error(s), 0 warning(s)",
+            "the store verified the signed index and installed order-notifier 1.0.0",
+            "grant has no `network` permission",
+            "order-notifier: ok in",
+            r#"order_note/1001 = {"order":"1001","event":"order.created","notified":true}"#,
+            r#"GET /status -> 200 {"orders_seen":1}"#,
+            "a mistyped key               denied",
+            "circuit open, plugin not called",
+            "chained records and verifies",
+            "is tampered at line",
+        ],
     );
-    for expected in [
-        "GET consent page -> 200",
-        "<h1>Allow <em>Acme Order Sync</em> to access shop-42?</h1>",
-        "<code>entities:read:order</code>",
-        r#"<input type=hidden name="csrf""#,
-        "<button name=decision value=allow>Allow</button>",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "missing `{expected}` in:\n{stdout}"
-        );
-    }
+}
+
+#[test]
+fn the_partner_host_serves_a_real_consent_page() {
+    runs_and_prints(
+        env!("CARGO_BIN_EXE_partner-host"),
+        &["--once"],
+        &[
+            "GET consent page -> 200",
+            "<h1>Allow <em>Acme Order Sync</em> to access shop-42?</h1>",
+            "<code>entities:read:order</code>",
+            r#"<input type=hidden name="csrf""#,
+            "<button name=decision value=allow>Allow</button>",
+        ],
+    );
 }

@@ -23,6 +23,18 @@ fn listing(plugin: &str, name: &str, category: &str, pricing: Pricing, scopes: &
     }
 }
 
+/// The plugins a query finds, in plugin order (for checks on what matches, not on ranking).
+fn matching(c: &Catalog, q: &Query) -> Vec<String> {
+    let mut v: Vec<String> = c
+        .search(q)
+        .hits
+        .into_iter()
+        .map(|h| h.listing.plugin)
+        .collect();
+    v.sort();
+    v
+}
+
 fn use_and_rate(c: &Catalog, plugin: &str, n: usize, stars: &dyn Fn(usize) -> u8) {
     for i in 0..n {
         let inst = InstallationId::new(format!("{plugin}-shop-{i}"));
@@ -324,18 +336,14 @@ fn arabic_text_and_words_still_being_typed_are_found() {
     );
     labels.summary = "Thermal label printing".into();
     c.publish(&labels).unwrap();
-    let found = |text: &str| -> Vec<String> {
-        let mut v: Vec<String> = c
-            .search(&Query {
+    let found = |text: &str| {
+        matching(
+            &c,
+            &Query {
                 text: text.into(),
                 ..Default::default()
-            })
-            .hits
-            .into_iter()
-            .map(|h| h.listing.plugin)
-            .collect();
-        v.sort();
-        v
+            },
+        )
     };
     for query in [
         "الطلبات",      // as written
@@ -460,18 +468,14 @@ fn categories_nest_and_listings_are_checked() {
         c.publish(&listing(plugin, plugin, category, Pricing::Free, &[]))
             .unwrap();
     }
-    let in_category = |category: &str| -> Vec<String> {
-        let mut v: Vec<String> = c
-            .search(&Query {
+    let in_category = |category: &str| {
+        matching(
+            &c,
+            &Query {
                 category: Some(category.into()),
                 ..Default::default()
-            })
-            .hits
-            .into_iter()
-            .map(|h| h.listing.plugin)
-            .collect();
-        v.sort();
-        v
+            },
+        )
     };
     assert_eq!(in_category("shipping"), ["labels", "rates", "tracking"]);
     assert_eq!(in_category("shipping::labels"), ["labels"]);
