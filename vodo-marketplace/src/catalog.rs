@@ -554,6 +554,38 @@ fn tokens(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The folded name and slug of a listing, which an exact query matches.
+fn listing_names(l: &Listing) -> [String; 2] {
+    [tokens(&l.name).join(" "), tokens(&l.plugin).join(" ")]
+}
+
+/// Files `plugin` under each key (a word or a name).
+fn link(
+    map: &mut BTreeMap<String, HashSet<String>>,
+    keys: impl IntoIterator<Item = String>,
+    plugin: &str,
+) {
+    for key in keys {
+        map.entry(key).or_default().insert(plugin.to_owned());
+    }
+}
+
+/// Takes `plugin` out from under each key, dropping keys left empty.
+fn unlink(
+    map: &mut BTreeMap<String, HashSet<String>>,
+    keys: impl IntoIterator<Item = String>,
+    plugin: &str,
+) {
+    for key in keys {
+        if let Some(set) = map.get_mut(&key) {
+            set.remove(plugin);
+            if set.is_empty() {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
 /// Every word of a listing that search matches.
 fn listing_words(l: &Listing) -> HashSet<String> {
     let mut words: HashSet<String> = tokens(&l.name).into_iter().collect();
@@ -568,12 +600,10 @@ fn listing_words(l: &Listing) -> HashSet<String> {
 struct Index {
     /// word -> plugins, sorted so that a prefix is a range
     words: BTreeMap<String, HashSet<String>>,
-    /// plugin -> its words
+    /// plugin -> its words (kept for the prefix check of a search)
     words_of: HashMap<String, Vec<String>>,
-    /// plugin -> its folded name and slug
-    names_of: HashMap<String, [String; 2]>,
     /// folded name or slug -> plugins, for exact matches
-    by_name: HashMap<String, HashSet<String>>,
+    by_name: BTreeMap<String, HashSet<String>>,
     listings: HashMap<String, Listing>,
     /// plugin -> (sum of stars, votes)
     votes: HashMap<String, (u64, u64)>,
@@ -611,41 +641,19 @@ impl Catalog {
     }
 
     fn index_listing(&self, l: &Listing) {
-        let mut idx = self.index.write();
-        idx.listings.remove(&l.plugin);
-        for w in idx.words_of.remove(&l.plugin).unwrap_or_default() {
-            if let Some(set) = idx.words.get_mut(&w) {
-                set.remove(&l.plugin);
-                if set.is_empty() {
-                    idx.words.remove(&w);
-                }
-            }
+        let mut guard = self.index.write();
+        let idx = &mut *guard;
+        let plugin = &l.plugin;
+        if let Some(old) = idx.listings.remove(plugin) {
+            let old_words = idx.words_of.remove(plugin).unwrap_or_default();
+            unlink(&mut idx.words, old_words, plugin);
+            unlink(&mut idx.by_name, listing_names(&old), plugin);
         }
         let words: Vec<String> = listing_words(l).into_iter().collect();
-        for w in &words {
-            idx.words
-                .entry(w.clone())
-                .or_default()
-                .insert(l.plugin.clone());
-        }
-        idx.words_of.insert(l.plugin.clone(), words);
-        for name in idx.names_of.remove(&l.plugin).unwrap_or_default() {
-            if let Some(set) = idx.by_name.get_mut(&name) {
-                set.remove(&l.plugin);
-                if set.is_empty() {
-                    idx.by_name.remove(&name);
-                }
-            }
-        }
-        let names = [tokens(&l.name).join(" "), tokens(&l.plugin).join(" ")];
-        for name in &names {
-            idx.by_name
-                .entry(name.clone())
-                .or_default()
-                .insert(l.plugin.clone());
-        }
-        idx.names_of.insert(l.plugin.clone(), names);
-        idx.listings.insert(l.plugin.clone(), l.clone());
+        link(&mut idx.words, words.iter().cloned(), plugin);
+        idx.words_of.insert(plugin.clone(), words);
+        link(&mut idx.by_name, listing_names(l), plugin);
+        idx.listings.insert(plugin.clone(), l.clone());
     }
 
     /// Adds or replaces a listing.
