@@ -259,10 +259,13 @@ fn main() -> Result<()> {
         };
         println!("   {scope:<28} {verdict}");
     }
-    let forged = key
-        .expose_secret()
-        .replacen('A', "B", 1)
-        .replacen('a', "b", 1);
+    // One character of the secret part typed wrong (whatever the key holds).
+    let mut forged: Vec<char> = key.expose_secret().chars().collect();
+    let at = forged.len().saturating_sub(10);
+    if let Some(c) = forged.get_mut(at) {
+        *c = if *c == 'x' { 'y' } else { 'x' };
+    }
+    let forged: String = forged.into_iter().collect();
     if let Err(e) = host.authorize(&forged, &"entities:read:order".parse()?) {
         println!("   a mistyped key               denied: {e}");
     }
