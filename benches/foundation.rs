@@ -16,8 +16,11 @@ use vodo_core::audit::{
     AuditAction, AuditEvent, AuditSink, FileAudit, FileAuditOptions, MemoryAudit, NoAudit,
 };
 use vodo_core::keys::{ApiKeyManager, IssueKey, MemoryKeyStore};
-use vodo_core::rate::{RateKey, RateLimit, RateLimiter};
-use vodo_core::{DenyReason, InstallationId, MemoryRegistry, Permissions, PluginId, SecretKey};
+use vodo_core::rate::{MemoryRateLimiter, RateKey, RateLimit, RateLimiter};
+use vodo_core::{
+    DenyReason, Grant, InstallationId, MemoryRegistry, PermissionRegistry, Permissions, PluginId,
+    SecretKey, Timestamp,
+};
 use vodo_scopes::{PluginScope, ScopeSet};
 
 /// 1,000 granted scopes of every shape: entities, hooks, patterns and hosts.
@@ -79,7 +82,6 @@ fn scope_check(c: &mut Criterion) {
 fn permission_decision(c: &mut Criterion) {
     let registry = Arc::new(MemoryRegistry::new());
     let audit = Arc::new(MemoryAudit::with_capacity(10_000));
-    let perms = Permissions::new(registry, audit.clone());
     let set: ScopeSet = thousand_scopes()
         .iter()
         .map(|s| s.parse::<PluginScope>().unwrap())
@@ -89,12 +91,22 @@ fn permission_decision(c: &mut Criterion) {
         let inst = InstallationId::new(format!("shop-{shop}"));
         for p in 0..10 {
             let plugin = PluginId::new(format!("plugin-{p}"));
-            perms
-                .grant(&inst, &plugin, "1.0.0", set.clone(), "bench")
+            registry
+                .put(&Grant {
+                    installation: inst.clone(),
+                    plugin: plugin.clone(),
+                    plugin_version: "1.0.0".into(),
+                    scopes: set.clone(),
+                    rate_limit: None,
+                    granted_by: "bench".into(),
+                    granted_at: Timestamp(0),
+                    enabled: true,
+                })
                 .unwrap();
             naive.insert((inst.to_string(), plugin.to_string()), thousand_scopes());
         }
     }
+    let perms = Permissions::new(registry, audit.clone());
     let (inst, plugin) = (InstallationId::new("shop-42"), PluginId::new("plugin-7"));
     let allowed: PluginScope = "entities:read:entity_996".parse().unwrap();
     let denied: PluginScope = "entities:write:customer".parse().unwrap();
@@ -178,7 +190,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn rate_limit(c: &mut Criterion) {
-    let limiter = RateLimiter::new();
+    let limiter = MemoryRateLimiter::new();
     let limit: RateLimit = "1000000/second".parse().unwrap();
     let keys: Vec<RateKey> = (0..1000)
         .map(|i| RateKey::Plugin(InstallationId::new(format!("shop-{i}")), PluginId::new("p")))

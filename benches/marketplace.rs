@@ -28,14 +28,14 @@ fn listing(i: usize) -> Listing {
         summary: format!("{} and {} for stores", w(2), w(3)),
         category: ["shipping", "marketing", "finance", "tools"][i % 4].into(),
         tags: vec![w(4).into(), w(5).into()],
-        pricing: if i % 3 == 0 {
+        pricing: if i.is_multiple_of(3) {
             Pricing::Free
         } else {
             Pricing::OneTime {
                 price: Money::new((i as i64 % 50) * 100 + 100, "SAR").unwrap(),
             }
         },
-        scopes: if i % 5 == 0 {
+        scopes: if i.is_multiple_of(5) {
             vec!["network:outbound:api.example.com".into()]
         } else {
             vec!["entities:read:order".into()]

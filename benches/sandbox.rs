@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vodo_core::audit::NoAudit;
-use vodo_core::health::HealthMonitor;
-use vodo_core::{InstallationId, Manifest};
+use vodo_core::keys::MemoryKeyStore;
+use vodo_core::{Consent, Host, InstallationId, Manifest, MemoryRegistry, SecretKey};
 use vodo_sandbox::{HostServices, Limits, MemoryServices, Sandbox, SandboxConfig};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -89,7 +89,7 @@ fn raw_call(engine: &Engine, pre: &raw::PluginPre<RawState>, event: &str) {
 const MANIFEST: &str = r#"{
   "name": "Bench", "slug": "bench", "version": "0.1.0", "description": "benchmark plugin",
   "author": "Vodo", "license": "MIT", "entry": "bench.wasm",
-  "permissions": { "entities": { "read": ["order"] }, "hooks": { "subscribe": ["order.*"] },
+  "permissions": { "entities": ["read:order"], "hooks": ["subscribe:*"],
                    "api": { "rate_limit": "1000000/second" } }
 }"#;
 
@@ -104,8 +104,8 @@ fn rss_bytes() -> u64 {
 }
 
 fn benches(c: &mut Criterion) {
-    let dir = examples::build_plugins("tests/plugins").unwrap();
-    let wasm = std::fs::read(examples::wasm_path(&dir, "bench")).unwrap();
+    let dir = test_support::build_plugins("tests/plugins").unwrap();
+    let wasm = std::fs::read(test_support::wasm_path(&dir, "bench")).unwrap();
     let config = SandboxConfig {
         max_concurrent: 1100,
         ..SandboxConfig::default()
@@ -115,14 +115,21 @@ fn benches(c: &mut Criterion) {
     services
         .put_entity(&shop, "order", "1", r#"{"total":"1"}"#)
         .unwrap();
-    let sandbox = Sandbox::new(config.clone(), services, Arc::new(NoAudit)).unwrap();
+    // The reference host components, auditing nowhere (as the raw baseline does).
+    let host = Host::from_stores(
+        Arc::new(MemoryRegistry::new()),
+        Arc::new(MemoryKeyStore::new()),
+        Arc::new(NoAudit),
+        &SecretKey::from_bytes([5; 32]),
+    );
+    let sandbox = Sandbox::new(config.clone(), &host, services).unwrap();
     let manifest = Manifest::parse(MANIFEST).unwrap();
     let plugin = sandbox
         .install(
             &shop,
             &manifest,
             &wasm,
-            manifest.scopes().clone(),
+            &Consent::all(&manifest, "bench"),
             Limits::default(),
         )
         .unwrap();
@@ -168,7 +175,13 @@ fn benches(c: &mut Criterion) {
     for i in 0..1000 {
         let m = Manifest::parse(&MANIFEST.replace("\"bench\"", &format!("\"bench-{i}\""))).unwrap();
         sandbox
-            .install(&fanout, &m, &wasm, m.scopes().clone(), Limits::default())
+            .install(
+                &fanout,
+                &m,
+                &wasm,
+                &Consent::all(&m, "bench"),
+                Limits::default(),
+            )
             .unwrap();
     }
     let after = rss_bytes();
@@ -177,19 +190,13 @@ fn benches(c: &mut Criterion) {
         after.saturating_sub(before) / 1024,
         after.saturating_sub(before) as f64 / 1000.0 / 1024.0
     );
-    let health = HealthMonitor::default();
-    assert_eq!(
-        sandbox
-            .dispatch(&fanout, "order.created", "", &health)
-            .len(),
-        1000
-    );
+    assert_eq!(sandbox.dispatch(&fanout, "order.created", "").len(), 1000);
 
     let mut g = c.benchmark_group("fanout_1000_plugins");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     g.bench_function("vodo_dispatch", |b| {
         b.iter(|| {
-            let d = sandbox.dispatch(&fanout, "order.created", "", &health);
+            let d = sandbox.dispatch(&fanout, "order.created", "");
             assert!(d.iter().all(|d| d.outcome.is_ok()));
         })
     });
@@ -222,19 +229,16 @@ fn benches(c: &mut Criterion) {
                 &tenant,
                 &manifest,
                 &wasm,
-                manifest.scopes().clone(),
+                &Consent::all(&manifest, "bench"),
                 Limits::default(),
             )
             .unwrap();
     }
-    assert_eq!(
-        sandbox.dispatch(&shop, "order.created", "", &health).len(),
-        1
-    );
+    assert_eq!(sandbox.dispatch(&shop, "order.created", "").len(), 1);
     let mut g = c.benchmark_group("one_shop_among_10000");
     g.bench_function("vodo_dispatch", |b| {
         b.iter(|| {
-            let d = sandbox.dispatch(black_box(&shop), "order.created", "", &health);
+            let d = sandbox.dispatch(black_box(&shop), "order.created", "");
             assert!(d[0].outcome.is_ok());
         })
     });

@@ -14,7 +14,7 @@ use vodo_core::audit::{
 };
 use vodo_core::keys::{ApiKeyManager, IssueKey, KeyError};
 use vodo_core::{
-    AccessError, DenyReason, Error, Host, InstallationId, Manifest, ManualClock, PluginId,
+    AccessError, Consent, DenyReason, Error, Host, InstallationId, Manifest, ManualClock, PluginId,
     SecretKey, SqliteStore, Timestamp,
 };
 use vodo_scopes::{PluginScope, ScopeSet};
@@ -49,11 +49,14 @@ fn install_issue_authorize_and_limit_through_a_durable_host() {
             .filter(|s| !matches!(s, PluginScope::NetworkOutbound(_)))
             .cloned()
             .collect();
-        host.install(&manifest, &shop, consented, "owner@shop-1")
+        host.install(&manifest, &shop, &Consent::to(consented, "owner@shop-1"))
             .unwrap();
         // Granting more than the manifest asks for is refused.
         let greedy: ScopeSet = [scope("users:write")].into_iter().collect();
-        assert!(host.install(&manifest, &shop, greedy, "owner").is_err());
+        assert!(
+            host.install(&manifest, &shop, &Consent::to(greedy, "owner"))
+                .is_err()
+        );
 
         let (key, _) = host
             .keys
@@ -71,22 +74,25 @@ fn install_issue_authorize_and_limit_through_a_durable_host() {
             })
             .unwrap();
         let k = key.expose_secret();
-        host.authorize(k, &scope("entities:read:order")).unwrap();
+        host.authorize(k, "orders", &scope("entities:read:order"))
+            .unwrap();
         // The key covers all entities, but the grant only `order` and `customer`.
         assert!(matches!(
-            host.authorize(k, &scope("entities:read:product")),
+            host.authorize(k, "orders", &scope("entities:read:product")),
             Err(AccessError::Denied(DenyReason::MissingScope { .. }))
         ));
         // The key allows network, the installer did not.
         assert!(matches!(
-            host.authorize(k, &scope("network:outbound:hooks.slack.com")),
+            host.authorize(k, "orders", &scope("network:outbound:hooks.slack.com")),
             Err(AccessError::Denied(DenyReason::MissingScope { .. }))
         ));
         // The manifest allows 5 per minute; three were used.
-        host.authorize(k, &scope("entities:read:customer")).unwrap();
-        host.authorize(k, &scope("entities:read:customer")).unwrap();
+        host.authorize(k, "customers", &scope("entities:read:customer"))
+            .unwrap();
+        host.authorize(k, "customers", &scope("entities:read:customer"))
+            .unwrap();
         assert!(matches!(
-            host.authorize(k, &scope("entities:read:customer")),
+            host.authorize(k, "customers", &scope("entities:read:customer")),
             Err(AccessError::Denied(DenyReason::RateLimited { .. }))
         ));
         host.audit.flush().unwrap();
@@ -107,10 +113,87 @@ fn install_issue_authorize_and_limit_through_a_durable_host() {
             .any(|s| matches!(s, PluginScope::NetworkOutbound(_)))
     );
     assert!(host.keys.verify(key.expose_secret()).is_ok());
+    // The manifest's rate limit was stored with the grant: after the restart
+    // it still applies (a fresh budget of 5, then a denial).
+    assert_eq!(
+        grant.rate_limit.map(|r| r.to_string()).as_deref(),
+        Some("5/minute")
+    );
+    for _ in 0..5 {
+        host.authorize(key.expose_secret(), "orders", &scope("entities:read:order"))
+            .unwrap();
+    }
+    assert!(matches!(
+        host.authorize(key.expose_secret(), "orders", &scope("entities:read:order")),
+        Err(AccessError::Denied(DenyReason::RateLimited { .. }))
+    ));
     drop(host);
     let report = verify_file(dir.path().join("audit.jsonl"), &secret(), None).unwrap();
-    // installed, key issued, 3 denials
-    assert_eq!(report.records, 5);
+    // installed, key issued, 3 denials; after the restart, 1 denial
+    assert_eq!(report.records, 6);
+}
+
+/// The roadmap's example manifest, unchanged.
+const ROADMAP: &str = r#"{
+    "name": "My Plugin",
+    "slug": "my-plugin",
+    "version": "1.0.0",
+    "permissions": {
+        "entities": ["read:*", "write:product", "write:order"],
+        "hooks": ["subscribe:order.*", "subscribe:user.created"],
+        "api": { "rate_limit": "100/minute", "endpoints": ["products", "orders"] },
+        "storage": { "max_size": "50MB", "allowed_types": ["json", "csv", "pdf"] },
+        "network": { "outbound": ["api.stripe.com", "api.sendgrid.com"] }
+    }
+}"#;
+
+#[test]
+fn an_api_key_of_the_roadmap_plugin_reaches_its_resources_and_no_other() {
+    let host = Host::in_memory(&secret());
+    let manifest = Manifest::parse(ROADMAP).unwrap();
+    let shop = InstallationId::new("shop-7");
+    host.install(&manifest, &shop, &Consent::all(&manifest, "owner"))
+        .unwrap();
+    let (key, _) = host
+        .keys
+        .issue(IssueKey {
+            installation: shop.clone(),
+            plugin: manifest.slug.clone(),
+            name: "sync".into(),
+            scopes: [scope("entities:read")].into_iter().collect(),
+            ttl: None,
+        })
+        .unwrap();
+    let k = key.expose_secret();
+    host.authorize(k, "products", &scope("entities:read:product"))
+        .unwrap();
+    host.authorize(k, "orders", &scope("entities:read:order"))
+        .unwrap();
+    assert_eq!(
+        host.authorize(k, "customers", &scope("entities:read:customer"))
+            .unwrap_err(),
+        AccessError::Denied(DenyReason::MissingScope {
+            scope: "api:access:customers".into()
+        })
+    );
+    assert!(matches!(
+        host.authorize(k, "Customers", &scope("entities:read:customer")),
+        Err(AccessError::BadResource { .. })
+    ));
+    // The denial names the resource in the audit trail too.
+    let denied = host
+        .permissions
+        .check_resource(&shop, &manifest.slug, "customers");
+    assert!(!denied.is_allowed());
+    // A disabled plugin's key is refused before anything else.
+    host.permissions
+        .set_enabled(&shop, &manifest.slug, false, "owner")
+        .unwrap();
+    assert_eq!(
+        host.authorize(k, "products", &scope("entities:read:product"))
+            .unwrap_err(),
+        AccessError::Denied(DenyReason::Disabled)
+    );
 }
 
 #[test]
@@ -360,8 +443,8 @@ fn adversarial_manifests_are_refused_with_precise_paths() {
             r#""network": { "outbund": ["*.evil.example"] }"#,
         ),
         (
-            r#""read": ["order", "customer"]"#,
-            r#""read": ["order", "customer"], "delete": ["order"]"#,
+            r#""read:order", "read:customer""#,
+            r#""read:order", "read:customer", "delete:order""#,
         ),
         // SSRF-ish and wildcard hosts.
         (r#""outbound": ["hooks.slack.com"]"#, r#""outbound": ["*"]"#),
@@ -398,9 +481,11 @@ fn adversarial_manifests_are_refused_with_precise_paths() {
             r#""name": "Order Notifier""#,
             r#""name": "Order\u0000Notifier""#,
         ),
+        (r#""subscribe:order.*""#, r#""subscribe:order.**""#),
+        // A route where a platform API resource belongs.
         (
-            r#""subscribe": ["order.*"]"#,
-            r#""subscribe": ["order.**"]"#,
+            r#""endpoints": ["orders""#,
+            r#""endpoints": ["GET /status""#,
         ),
     ];
     for (from, to) in cases {

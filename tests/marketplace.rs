@@ -8,8 +8,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tests::guest;
-use vodo_core::audit::NoAudit;
-use vodo_core::{InstallationId, Manifest, Timestamp};
+use vodo_core::{Consent, Host, InstallationId, Manifest, SecretKey, Timestamp};
 use vodo_marketplace::Error;
 use vodo_marketplace::catalog::{Catalog, InstallEvent, Listing, MemoryCatalog, Query};
 use vodo_marketplace::index::{Client, DirSource, Repository, RoleSigners, SigningKey};
@@ -41,8 +40,8 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
                 storage_root: Some(storage.path().to_path_buf()),
                 ..SandboxConfig::default()
             },
+            &Host::in_memory(&SecretKey::generate().unwrap()),
             Arc::new(MemoryServices::new()),
-            Arc::new(NoAudit),
         )
         .unwrap(),
     );
@@ -209,6 +208,23 @@ fn license_check() {
         Severity::Error,
         "not a valid SPDX"
     ));
+    // A manifest may leave out its license and description; the marketplace may not.
+    let bare = NOTIFIER.replace("  \"license\": \"MIT\",\n", "").replace(
+        "  \"description\": \"Posts every new order to the merchant's chat channel.\",\n",
+        "",
+    );
+    assert!(Manifest::parse(&bare).is_ok());
+    let r = run(&package(&bare, &ENV.notifier, &[]), &policy);
+    assert!(
+        has(&r, "license", Severity::Error, "has no `license`"),
+        "{:#?}",
+        r.findings
+    );
+    assert!(
+        has(&r, "package", Severity::Error, "has no `description`"),
+        "{:#?}",
+        r.findings
+    );
 }
 
 #[test]
@@ -222,7 +238,7 @@ fn performance_check() {
         ..Policy::default()
     };
     let hostile = r#"{"name":"H","slug":"hostile","version":"1.0.0","description":"d","author":"M","license":"MIT","entry":"h.wasm","host_api":"^0.1",
-        "permissions":{"entities":{"read":["order"]},"hooks":{"trigger":["x.y"]},"storage":{"max_size":1000,"allowed_types":[".json"]},"network":{"outbound":["example.com"]}}}"#;
+        "permissions":{"entities":["read:order"],"hooks":["subscribe:*","trigger:x.y"],"storage":{"max_size":1000,"allowed_types":["json"]},"network":{"outbound":["example.com"]},"users":"read"}}"#;
     let r = run(
         &package(hostile, &ENV.hostile, &[("loop", ""), ("memory", "")]),
         &policy,
@@ -244,6 +260,21 @@ fn performance_check() {
         Severity::Warning,
         "no sample events"
     ));
+    // A sample for an event the plugin does not subscribe to is refused, not passed.
+    let r = run(
+        &package(NOTIFIER, &ENV.notifier, &[("user.created", "1")]),
+        &policy,
+    );
+    assert!(
+        has(
+            &r,
+            "performance",
+            Severity::Error,
+            "hooks:subscribe:user.created"
+        ),
+        "{:#?}",
+        r.findings
+    );
     assert_eq!(run(&notifier_ok(), &policy).of("performance").count(), 0);
 }
 
@@ -292,7 +323,8 @@ fn security_check() {
         "{:#?}",
         r.findings
     );
-    let broad = NOTIFIER.replace(r#""write": ["order_note"]"#, r#""write": ["*"]"#);
+    let broad = NOTIFIER.replace(r#""write:order_note""#, r#""write:*""#);
+    assert_ne!(broad, NOTIFIER);
     let r = run(&package(&broad, &ENV.notifier, &[]), &policy);
     assert!(has(
         &r,
@@ -390,7 +422,7 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
             .publish(&Listing {
                 plugin: "order-notifier".into(),
                 name: m.name.clone(),
-                summary: m.description.clone(),
+                summary: m.description.clone().unwrap_or_default(),
                 category: "notifications".into(),
                 tags: vec!["orders".into(), "chat".into()],
                 pricing: Pricing::Free,
@@ -424,7 +456,7 @@ fn end_to_end_from_source_to_install_update_and_rollback() {
                 &shop,
                 &m,
                 &pkg.component,
-                m.scopes().clone(),
+                &Consent::all(&m, "merchant@shop-42"),
                 Limits::default(),
             )
             .unwrap();

@@ -1,7 +1,10 @@
 //! The hostile-plugin suite: real plugins built from source try every way out
-//! of the sandbox. Each attempt must end in the matching `SandboxViolation`,
-//! land in the audit trail, and leave the host serving everyone else: after
-//! each one, a well-behaved plugin still answers.
+//! of the sandbox. Each attempt at breaking a sandbox rule must end in the
+//! matching `SandboxViolation`; each attempt at what the grant does not allow
+//! (a scope, the rate limit) must be refused and the refusal returned to the
+//! plugin without counting against its health. Both land in the audit trail
+//! and leave the host serving everyone else: after each one, a well-behaved
+//! plugin still answers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tests::guest;
 use vodo_core::audit::{AuditAction, AuditFilter, AuditKind, AuditLog, MemoryAudit};
-use vodo_core::{InstallationId, Manifest};
+use vodo_core::health::{BreakerConfig, HealthMonitor, HealthStatus};
+use vodo_core::keys::MemoryKeyStore;
+use vodo_core::{Consent, DenyReason, Host, InstallationId, Manifest, MemoryRegistry, SecretKey};
 use vodo_sandbox::{
     CallError, Installed, Limits, LoadError, MemoryServices, Request, Resolver, Sandbox,
     SandboxConfig, SandboxViolation, SystemResolver,
@@ -22,19 +27,22 @@ use vodo_scopes::{PluginScope, ScopeSet};
 const HOSTILE: &str = r#"{
   "name": "Hostile", "slug": "hostile", "version": "0.1.0", "description": "tries everything",
   "author": "Mallory", "license": "MIT", "entry": "hostile.wasm",
+  "routes": ["GET /"],
   "permissions": {
-    "entities": { "read": ["order"] },
-    "hooks": { "trigger": ["order.noted"] },
+    "entities": ["read:order"],
+    "hooks": ["subscribe:*", "trigger:order.noted"],
     "api": { "rate_limit": "20/minute" },
-    "storage": { "max_size": 1000, "allowed_types": [".json"] },
-    "network": { "outbound": ["127.0.0.1", "internal.partner.example", "localhost"] }
+    "storage": { "max_size": 1000, "allowed_types": ["json"] },
+    "network": { "outbound": ["127.0.0.1", "internal.partner.example", "localhost"] },
+    "users": "read"
   }
 }"#;
 
 const GOOD: &str = r#"{
   "name": "Good", "slug": "good", "version": "0.1.0", "description": "behaves",
   "author": "Alice", "license": "MIT", "entry": "good.wasm",
-  "permissions": { "entities": { "read": ["order"], "write": ["order_note"] } }
+  "routes": ["GET /status"],
+  "permissions": { "entities": ["read:order", "write:order_note"], "hooks": ["subscribe:order.*"] }
 }"#;
 
 /// Resolves one made-up name to a private address; everything else as the system does.
@@ -59,6 +67,16 @@ struct Suite {
     good: Vec<u8>,
 }
 
+/// A host in memory whose audit trail the test can read.
+fn host(audit: &Arc<MemoryAudit>) -> Host {
+    Host::from_stores(
+        Arc::new(MemoryRegistry::new()),
+        Arc::new(MemoryKeyStore::new()),
+        audit.clone(),
+        &SecretKey::from_bytes([7; 32]),
+    )
+}
+
 static SUITE: LazyLock<Suite> = LazyLock::new(|| {
     let storage = tempfile::tempdir().unwrap();
     let audit = Arc::new(MemoryAudit::new());
@@ -68,8 +86,8 @@ static SUITE: LazyLock<Suite> = LazyLock::new(|| {
             storage_root: Some(storage.path().to_path_buf()),
             ..SandboxConfig::default()
         },
+        &host(&audit),
         services.clone(),
-        audit.clone(),
     )
     .unwrap()
     .with_resolver(Arc::new(SneakyDns));
@@ -109,7 +127,7 @@ fn install(installation: &str, manifest: &str, wasm: &[u8]) -> Arc<Installed> {
             &InstallationId::new(installation),
             &m,
             wasm,
-            m.scopes().clone(),
+            &Consent::all(&m, "merchant"),
             limits,
         )
         .unwrap()
@@ -123,14 +141,14 @@ fn own_sandbox(
     limits: Limits,
 ) -> (Sandbox, Arc<MemoryAudit>, Arc<Installed>) {
     let audit = Arc::new(MemoryAudit::new());
-    let sandbox = Sandbox::new(config, Arc::new(MemoryServices::new()), audit.clone()).unwrap();
+    let sandbox = Sandbox::new(config, &host(&audit), Arc::new(MemoryServices::new())).unwrap();
     let m = Manifest::parse(HOSTILE).unwrap();
     let plugin = sandbox
         .install(
             &InstallationId::new(installation),
             &m,
             &SUITE.hostile,
-            m.scopes().clone(),
+            &Consent::all(&m, "merchant"),
             limits,
         )
         .unwrap();
@@ -168,6 +186,45 @@ fn attack(installation: &str, event: &str, payload: &str) -> SandboxViolation {
     let ok = s.sandbox.call_event(&good, "order.created", "1");
     assert_eq!(ok.result, Ok(()), "the good plugin failed after `{event}`");
     violation
+}
+
+/// Runs, in its own installation, an attempt at what the grant does not
+/// allow: the host call must be refused and the refusal returned to the
+/// plugin (which here gives up with it as its error), audited with `scope`,
+/// and not counted against the plugin's health.
+fn refused(installation: &str, event: &str, payload: &str, scope: &str) -> String {
+    let s = &*SUITE;
+    let hostile = install(installation, HOSTILE, &s.hostile);
+    let good = install(installation, GOOD, &s.good);
+    let call = s.sandbox.call_event(&hostile, event, payload);
+    let message = match call.result {
+        Err(CallError::Plugin(m)) => m,
+        other => panic!("`{event}` was not refused to the plugin: {other:?}"),
+    };
+    assert!(call.usage.denied_host_calls >= 1, "{:?}", call.usage);
+    let denied = s
+        .audit
+        .query(&AuditFilter {
+            installation: Some(InstallationId::new(installation)),
+            kinds: vec![AuditKind::PermissionDenied],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        denied.iter().any(|r| matches!(&r.event.action,
+            AuditAction::PermissionDenied { scope: s, .. } if s == scope)),
+        "no denial of `{scope}` audited: {denied:?}"
+    );
+    // The platform's refusal is not the plugin's fault.
+    let health = s
+        .sandbox
+        .health()
+        .report(&hostile.installation, &hostile.plugin);
+    assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
+    assert!(health.recent_failures.is_empty(), "{health:?}");
+    let ok = s.sandbox.call_event(&good, "order.created", "1");
+    assert_eq!(ok.result, Ok(()), "the good plugin failed after `{event}`");
+    message
 }
 
 #[test]
@@ -229,35 +286,104 @@ fn a_trap_is_reported_as_a_trap() {
 
 #[test]
 fn entity_write_without_the_scope_is_denied() {
-    let v = attack("entity-write", "entity-write", "");
+    let m = refused("entity-write", "entity-write", "", "entities:write:order");
+    assert_eq!(m, r#"Error::Denied("entities:write:order")"#);
+}
+
+#[test]
+fn a_refused_host_call_is_the_plugins_to_handle() {
+    let s = &*SUITE;
+    let hostile = install("try-write", HOSTILE, &s.hostile);
+    let call = s.sandbox.call_event(&hostile, "try-write", "");
     assert_eq!(
-        v,
-        SandboxViolation::Permission {
-            scope: "entities:write:order".into()
-        }
+        call.result,
+        Ok(()),
+        "the plugin handled the refusal and carried on"
     );
-    let denied = SUITE
-        .audit
-        .query(&AuditFilter {
-            installation: Some("entity-write".into()),
-            kinds: vec![AuditKind::PermissionDenied],
-            ..Default::default()
-        })
-        .unwrap();
+    assert_eq!(
+        (call.usage.host_calls, call.usage.denied_host_calls),
+        (3, 1),
+        "the refused write, the log line, the read"
+    );
     assert!(
-        matches!(&denied[0].event.action, AuditAction::PermissionDenied { scope, .. } if scope == "entities:write:order")
+        s.services
+            .logs
+            .lock()
+            .iter()
+            .any(|(p, _, line)| p.as_str() == "hostile"
+                && line == r#"write refused: Err(Error::Denied("entities:write:order"))"#)
     );
 }
 
 #[test]
-fn hook_trigger_without_the_scope_is_denied() {
-    let v = attack("hook-trigger", "hook-trigger", "");
-    assert_eq!(
-        v,
-        SandboxViolation::Permission {
-            scope: "hooks:trigger:order.refunded".into()
-        }
+fn user_write_needs_users_write_and_links_for_guests_built_against_0_1_1() {
+    let m = refused("user-write", "user-write", "7", "users:write");
+    assert_eq!(m, r#"Error::Denied("users:write")"#);
+    assert!(SUITE.services.user(&"user-write".into(), "7").is_none());
+    // With `users:write` granted, the same call changes the record.
+    let writer = install(
+        "user-write-granted",
+        &HOSTILE.replace(r#""users": "read""#, r#""users": "write""#),
+        &SUITE.hostile,
     );
+    let call = SUITE.sandbox.call_event(&writer, "user-write", "7");
+    assert_eq!(call.result, Ok(()));
+    assert_eq!(
+        SUITE
+            .services
+            .user(&"user-write-granted".into(), "7")
+            .as_deref(),
+        Some(r#"{"role":"admin"}"#)
+    );
+}
+
+#[test]
+fn a_guest_built_against_wit_0_1_0_still_links_and_runs() {
+    let legacy = guest("legacy");
+    let m = Manifest::parse(
+        r#"{"name":"Legacy","slug":"legacy","version":"0.1.0","routes":["GET /"],
+            "permissions":{"users":"read","hooks":["subscribe:user.*"]}}"#,
+    )
+    .unwrap();
+    let shop = InstallationId::new("legacy");
+    SUITE.services.add_user(&shop, "3", r#"{"name":"Zoë"}"#);
+    let p = SUITE
+        .sandbox
+        .install(&shop, &m, &legacy, &Consent::all(&m, "merchant"), limits())
+        .unwrap();
+    assert_eq!(
+        SUITE.sandbox.call_event(&p, "user.created", "3").result,
+        Ok(())
+    );
+    assert!(
+        SUITE
+            .services
+            .logs
+            .lock()
+            .iter()
+            .any(|(p, _, line)| p.as_str() == "legacy" && line == "user 3 found: true")
+    );
+    let r = SUITE.sandbox.call_request(
+        &p,
+        &Request {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    );
+    assert_eq!(r.result.unwrap().body, b"built against 0.1.0");
+}
+
+#[test]
+fn hook_trigger_without_the_scope_is_denied() {
+    let m = refused(
+        "hook-trigger",
+        "hook-trigger",
+        "",
+        "hooks:trigger:order.refunded",
+    );
+    assert_eq!(m, r#"Error::Denied("hooks:trigger:order.refunded")"#);
     assert!(
         SUITE
             .services
@@ -270,11 +396,19 @@ fn hook_trigger_without_the_scope_is_denied() {
 
 #[test]
 fn request_to_a_host_not_in_the_allowlist_is_refused() {
-    let v = attack("http-other", "http", "http://evil.example/steal");
-    assert!(
-        matches!(&v, SandboxViolation::Network { host, reason } if host == "evil.example" && reason.contains("allowlist")),
-        "{v:?}"
-    );
+    let scope = "network:outbound:evil.example:80";
+    let m = refused("http-other", "http", "http://evil.example/steal", scope);
+    assert_eq!(m, format!("Error::Denied({scope:?})"));
+    let net = SUITE
+        .audit
+        .query(&AuditFilter {
+            installation: Some("http-other".into()),
+            kinds: vec![AuditKind::NetworkRequest],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(matches!(&net[0].event.action,
+        AuditAction::NetworkRequest { allowed: false, host, .. } if host == "evil.example"));
 }
 
 #[test]
@@ -366,11 +500,22 @@ fn storage_quota_overflow_is_refused() {
 }
 
 #[test]
-fn a_burst_over_the_rate_limit_is_stopped() {
-    let v = attack("rate", "rate-burst", "");
+fn a_burst_over_the_rate_limit_is_refused_to_the_plugin() {
+    let m = refused("rate", "rate-burst", "", "entities:read:order");
     assert!(
-        matches!(&v, SandboxViolation::RateLimit { limit, .. } if limit == "20/minute"),
-        "{v:?}"
+        m.starts_with("Error::Limit(\"rate limit exceeded: retry in "),
+        "{m}"
+    );
+    // Exactly the manifest's 20 went through.
+    let hostile = SUITE
+        .sandbox
+        .get(&"rate".into(), &"hostile".into())
+        .unwrap();
+    let used = hostile.usage();
+    assert_eq!(
+        (used.host_calls, used.denied_host_calls),
+        (21, 1),
+        "{used:?}"
     );
 }
 
@@ -386,7 +531,13 @@ fn an_import_without_a_grant_is_refused_at_install() {
         .collect();
     let err = s
         .sandbox
-        .install(&"no-net".into(), &m, &s.hostile, without_network, limits())
+        .install(
+            &"no-net".into(),
+            &m,
+            &s.hostile,
+            &Consent::to(without_network, "merchant"),
+            limits(),
+        )
         .unwrap_err();
     assert!(
         matches!(
@@ -400,6 +551,14 @@ fn an_import_without_a_grant_is_refused_at_install() {
     );
     assert!(err.to_string().contains("network:outbound:{host}"), "{err}");
     assert!(s.sandbox.get(&"no-net".into(), &m.slug).is_none());
+    // Nothing was recorded: a refused install grants nothing.
+    assert!(
+        s.sandbox
+            .permissions()
+            .current(&"no-net".into(), &m.slug)
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -447,6 +606,18 @@ fn uninstall_removes_the_plugin_and_its_data() {
             .get(&"uninstall".into(), &"hostile".into())
             .is_none()
     );
+    assert!(
+        s.sandbox
+            .permissions()
+            .current(&"uninstall".into(), &"hostile".into())
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.sandbox.call_event(&hostile, "entity-read", "").result,
+        Err(CallError::Refused(DenyReason::NotInstalled)),
+        "a handle kept past the uninstall runs nothing"
+    );
 }
 
 #[test]
@@ -475,41 +646,64 @@ fn fuel_budgets_stop_busy_plugins_deterministically() {
 
 #[test]
 fn dispatch_reaches_only_subscribers_and_a_hanging_plugin_blocks_no_one() {
-    use vodo_core::health::{BreakerConfig, HealthMonitor};
     let s = &*SUITE;
+    // A host of its own, whose breakers open after 3 failures.
+    let audit = Arc::new(MemoryAudit::new());
+    let host = Host {
+        health: Arc::new(
+            HealthMonitor::new(BreakerConfig {
+                failure_threshold: 3,
+                ..BreakerConfig::default()
+            })
+            .unwrap(),
+        ),
+        ..host(&audit)
+    };
+    let sandbox = Sandbox::new(
+        SandboxConfig::default(),
+        &host,
+        Arc::new(MemoryServices::new()),
+    )
+    .unwrap();
+    let put = |installation: &str, manifest: &str, wasm: &[u8]| {
+        let m = Manifest::parse(manifest).unwrap();
+        sandbox
+            .install(
+                &installation.into(),
+                &m,
+                wasm,
+                &Consent::all(&m, "merchant"),
+                Limits {
+                    timeout: Duration::from_millis(300),
+                    ..limits()
+                },
+            )
+            .unwrap()
+    };
     let hostile_subscribed = HOSTILE.replace(
-        r#""hooks": { "trigger": ["order.noted"] }"#,
-        r#""hooks": { "trigger": ["order.noted"], "subscribe": ["loop", "trap"] }"#,
+        r#""subscribe:*", "trigger:order.noted""#,
+        r#""subscribe:loop", "subscribe:trap", "trigger:order.noted""#,
     );
-    let good_subscribed = GOOD.replace(
-        r#""permissions": {"#,
-        r#""permissions": { "hooks": { "subscribe": ["*"] },"#,
-    );
-    install("dispatch", &hostile_subscribed, &s.hostile);
-    install("dispatch", &good_subscribed, &s.good);
-    install(
+    assert_ne!(hostile_subscribed, HOSTILE);
+    let good_subscribed = GOOD.replace(r#""subscribe:order.*""#, r#""subscribe:*""#);
+    put("dispatch", &hostile_subscribed, &s.hostile);
+    put("dispatch", &good_subscribed, &s.good);
+    put(
         "dispatch",
-        GOOD.replace("\"good\"", "\"deaf\"").as_str(),
+        &GOOD
+            .replace("\"good\"", "\"deaf\"")
+            .replace(r#", "hooks": ["subscribe:order.*"]"#, ""),
         &s.good,
     );
     // Another shop's subscriber never sees this shop's events.
-    install(
+    put(
         "dispatch-other-shop",
-        GOOD.replace("\"good\"", "\"neighbour\"")
-            .replace(
-                r#""permissions": {"#,
-                r#""permissions": { "hooks": { "subscribe": ["*"] },"#,
-            )
-            .as_str(),
+        &good_subscribed.replace("\"good\"", "\"neighbour\""),
         &s.good,
     );
-    let health = HealthMonitor::new(BreakerConfig {
-        failure_threshold: 3,
-        ..BreakerConfig::default()
-    });
 
     let start = Instant::now();
-    let deliveries = s.sandbox.dispatch(&"dispatch".into(), "loop", "1", &health);
+    let deliveries = sandbox.dispatch(&"dispatch".into(), "loop", "1");
     let elapsed = start.elapsed();
     let by_plugin: Vec<(&str, bool)> = deliveries
         .iter()
@@ -524,13 +718,14 @@ fn dispatch_reaches_only_subscribers_and_a_hanging_plugin_blocks_no_one() {
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 
     // Repeated failures open the hostile plugin's circuit; the good one keeps running.
-    for _ in 0..3 {
-        s.sandbox.dispatch(&"dispatch".into(), "trap", "1", &health);
+    for _ in 0..2 {
+        sandbox.dispatch(&"dispatch".into(), "trap", "1");
     }
-    let deliveries = s.sandbox.dispatch(&"dispatch".into(), "trap", "1", &health);
+    let deliveries = sandbox.dispatch(&"dispatch".into(), "trap", "1");
     assert!(deliveries[0].outcome.is_ok());
-    assert!(
-        matches!(&deliveries[1].outcome, Err(CallError::NotRun(m)) if m.contains("circuit")),
+    assert_eq!(
+        deliveries[1].outcome,
+        Err(CallError::Refused(DenyReason::CircuitOpen)),
         "{deliveries:?}"
     );
 }
@@ -570,13 +765,23 @@ fn upgrade_and_hot_reload_replace_the_running_component() {
             &"reload".into(),
             &narrow,
             &s.hostile,
-            only_entities,
+            &Consent::to(only_entities, "merchant"),
             limits(),
         )
         .unwrap_err();
     assert!(matches!(err, LoadError::MissingPermission { .. }), "{err}");
     let current = s.sandbox.get(&"reload".into(), &"hostile".into()).unwrap();
     assert_eq!(current.manifest.version.to_string(), "0.2.0");
+    let grant = s
+        .sandbox
+        .permissions()
+        .current(&"reload".into(), &"hostile".into())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        grant.plugin_version, "0.2.0",
+        "the refused reload recorded nothing"
+    );
     let changes: Vec<String> = SUITE
         .audit
         .query(&AuditFilter {
@@ -614,6 +819,18 @@ fn an_upgrade_that_fails_its_health_probe_leaves_the_running_version() {
     );
     let running = s.sandbox.get(&inst, &"hostile".into()).unwrap();
     assert_eq!(running.manifest.version.to_string(), "0.1.0");
+    // The failed probe counted against the new version, not the running one.
+    let health = s.sandbox.health().report(&inst, &"hostile".into());
+    assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
+    assert!(health.recent_failures.is_empty(), "{health:?}");
+    assert_eq!(running.usage().calls, 0);
+    let grant = s
+        .sandbox
+        .permissions()
+        .current(&inst, &"hostile".into())
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.plugin_version, "0.1.0");
     assert_eq!(s.sandbox.call_health(&running).result, Ok(()));
     let refused = s
         .audit
@@ -647,8 +864,8 @@ fn upgrades_that_ask_for_more_need_consent_and_disabled_plugins_do_not_run() {
     let greedy = Manifest::parse(
         &GOOD
             .replace(
-                r#""write": ["order_note"]"#,
-                r#""write": ["order_note", "order"]"#,
+                r#""write:order_note""#,
+                r#""write:order_note", "write:order""#,
             )
             .replace("\"0.1.0\"", "\"0.2.0\""),
     )
@@ -678,13 +895,20 @@ fn upgrades_that_ask_for_more_need_consent_and_disabled_plugins_do_not_run() {
         .unwrap();
     assert_eq!(upgraded.manifest.version.to_string(), "0.1.1");
 
+    // The new version's health probe is its first call.
+    assert_eq!(upgraded.usage().calls, 1);
     s.sandbox
-        .set_enabled(&"lifecycle".into(), &"good".into(), false)
+        .set_enabled(&"lifecycle".into(), &"good".into(), false, "merchant")
         .unwrap();
     let call = s.sandbox.call_event(&upgraded, "order.created", "1");
-    assert!(matches!(call.result, Err(CallError::NotRun(_))), "{call:?}");
+    assert_eq!(
+        call.result,
+        Err(CallError::Refused(DenyReason::Disabled)),
+        "{call:?}"
+    );
+    assert_eq!(upgraded.usage().calls, 1, "a disabled plugin is not run");
     s.sandbox
-        .set_enabled(&"lifecycle".into(), &"good".into(), true)
+        .set_enabled(&"lifecycle".into(), &"good".into(), true, "merchant")
         .unwrap();
     assert_eq!(
         s.sandbox.call_event(&upgraded, "order.created", "1").result,
@@ -743,8 +967,8 @@ fn compiled_components_are_cached_on_disk_and_a_broken_cache_is_recompiled() {
     let run = || {
         let sandbox = Sandbox::new(
             config.clone(),
+            &host(&Arc::new(MemoryAudit::new())),
             Arc::new(MemoryServices::new()),
-            Arc::new(MemoryAudit::new()),
         )
         .unwrap();
         let p = sandbox
@@ -752,7 +976,7 @@ fn compiled_components_are_cached_on_disk_and_a_broken_cache_is_recompiled() {
                 &"cache".into(),
                 &m,
                 &SUITE.good,
-                m.scopes().clone(),
+                &Consent::all(&m, "merchant"),
                 limits(),
             )
             .unwrap();
@@ -788,7 +1012,7 @@ fn host_call_limits_stop_chatty_plugins_and_spikes_are_audited() {
             &"chatty".into(),
             &m,
             &s.hostile,
-            m.scopes().clone(),
+            &Consent::all(&m, "merchant"),
             Limits {
                 host_calls: 10,
                 ..limits()
@@ -812,7 +1036,7 @@ fn host_call_limits_stop_chatty_plugins_and_spikes_are_audited() {
             &"spiky".into(),
             &g,
             &s.good,
-            g.scopes().clone(),
+            &Consent::all(&g, "merchant"),
             Limits {
                 host_calls: 3,
                 ..limits()

@@ -227,8 +227,8 @@ fn print_summary(m: &Manifest) {
             .collect();
         println!("storage quota: {q} bytes ({})", types.join(", "));
     }
-    if !limits.endpoints.is_empty() {
-        let e: Vec<String> = limits.endpoints.iter().map(ToString::to_string).collect();
-        println!("endpoints: {}", e.join(", "));
+    if !m.routes.is_empty() {
+        let r: Vec<String> = m.routes.iter().map(ToString::to_string).collect();
+        println!("routes: {}", r.join(", "));
     }
 }

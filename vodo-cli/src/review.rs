@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use vodo_core::audit::NoAudit;
+use vodo_core::{Host, SecretKey};
 use vodo_marketplace::review::{Policy, Report, Severity, review};
 use vodo_sandbox::{MemoryServices, Sandbox, SandboxConfig};
 
@@ -22,13 +22,15 @@ pub fn run(path: &Path, host_api: Option<&str>) -> Result<Report> {
     // The sample events run with the storage the manifest asks for, in a
     // folder that goes away afterwards.
     let storage = tempfile::tempdir().context("cannot make a temporary folder for the trial")?;
+    // A throwaway host: the trial's grant, breaker and audit go nowhere else.
+    let host = Host::in_memory(&SecretKey::generate().context("cannot make a key for the trial")?);
     let sandbox = Sandbox::new(
         SandboxConfig {
             storage_root: Some(storage.path().to_path_buf()),
             ..SandboxConfig::default()
         },
+        &host,
         Arc::new(MemoryServices::new()),
-        Arc::new(NoAudit),
     )
     .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
     Ok(review(&bytes, &policy, &sandbox).0)

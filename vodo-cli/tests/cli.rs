@@ -41,6 +41,63 @@ fn a_valid_folder_exits_0_with_a_summary() {
     assert_eq!(v["scopes"].as_array().unwrap().len(), 3);
 }
 
+/// The roadmap's own example, as every plugin author will copy it.
+const ROADMAP: &str = r#"{
+    "name": "My Plugin",
+    "slug": "my-plugin",
+    "version": "1.0.0",
+    "permissions": {
+        "entities": ["read:*", "write:product", "write:order"],
+        "hooks": ["subscribe:order.*", "subscribe:user.created"],
+        "api": {
+            "rate_limit": "100/minute",
+            "endpoints": ["products", "orders"]
+        },
+        "storage": {
+            "max_size": "50MB",
+            "allowed_types": ["json", "csv", "pdf"]
+        },
+        "network": {
+            "outbound": ["api.stripe.com", "api.sendgrid.com"]
+        }
+    }
+}"#;
+
+#[test]
+fn the_roadmaps_own_manifest_validates_as_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugin.json"), ROADMAP).unwrap();
+    let out = vodo(&["plugin:validate", "--json"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["scopes"],
+        serde_json::json!([
+            "entities:read",
+            "entities:write:order",
+            "entities:write:product",
+            "hooks:subscribe:order.*",
+            "hooks:subscribe:user.created",
+            "api:access:orders",
+            "api:access:products",
+            "storage:write",
+            "network:outbound:api.sendgrid.com",
+            "network:outbound:api.stripe.com"
+        ])
+    );
+    let out = vodo(&["plugin:validate"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("storage quota: 50000000 bytes (.json, .csv, .pdf)"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn an_invalid_manifest_exits_1_with_every_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,8 +309,8 @@ fn packaging_refuses_what_the_marketplace_would_refuse_and_says_what_to_do() {
 /// the same plugin under a license the marketplace refuses does not.
 #[test]
 fn a_real_plugin_is_packaged_and_reviewed_locally() {
-    let guests = examples::build_plugins("examples/plugins").unwrap();
-    let wasm = examples::wasm_path(&guests, "order-notifier");
+    let guests = test_support::build_plugins("examples/plugins").unwrap();
+    let wasm = test_support::wasm_path(&guests, "order-notifier");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let folder = root.join("examples/plugins/order-notifier");
     let work = tempfile::tempdir().unwrap();

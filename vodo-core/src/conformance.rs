@@ -10,8 +10,11 @@
 use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::audit::{AuditAction, AuditEvent, AuditFilter, AuditKind, AuditLog, LifecycleChange};
+use crate::decision::{Decision, DenyReason};
+use crate::health::{BreakerConfig, HealthStatus, HealthTracker, Outcome};
 use crate::keys::{ApiKeyRecord, ApiKeyStore};
 use crate::permissions::{Grant, PermissionRegistry};
+use crate::rate::{RateKey, RateLimit, RateLimiter};
 use crate::{Error, InstallationId, PluginId, Timestamp};
 
 fn scopes(v: &[&str]) -> ScopeSet {
@@ -27,6 +30,7 @@ fn grant(installation: &str, plugin: &str, s: &[&str]) -> Grant {
         plugin: PluginId::new(plugin),
         plugin_version: "1.0.0".into(),
         scopes: scopes(s),
+        rate_limit: None,
         granted_by: "user-7 (Zoë)".into(),
         granted_at: Timestamp(1_700_000_000_000),
         enabled: true,
@@ -48,6 +52,11 @@ pub fn permission_registry(reg: &dyn PermissionRegistry) {
         Some(None),
         "a fresh registry has no grant"
     );
+    let generation = || {
+        reg.generation()
+            .unwrap_or_else(|e| panic!("generation: {e}"))
+    };
+    let g0 = generation();
 
     let rich = grant(
         "conf-shop-1",
@@ -64,12 +73,16 @@ pub fn permission_registry(reg: &dyn PermissionRegistry) {
             "users:read",
         ],
     );
+    let mut rich = rich;
+    rich.rate_limit = "250/hour".parse().ok();
     reg.put(&rich).unwrap_or_else(|e| panic!("put: {e}"));
     assert_eq!(
         reg.get(&shop1, &a).ok().flatten().as_ref(),
         Some(&rich),
-        "a grant reads back unchanged"
+        "a grant reads back unchanged, its rate limit included"
     );
+    let g1 = generation();
+    assert_ne!(g1, g0, "put changes the generation");
 
     let mut replaced = grant("conf-shop-1", "conf-plugin-a", &["api:access"]);
     replaced.enabled = false;
@@ -109,7 +122,11 @@ pub fn permission_registry(reg: &dyn PermissionRegistry) {
         Some(vec![shop1.clone(), shop2.clone()]),
         "installations_of is sorted"
     );
+    let g2 = generation();
+    assert_ne!(g2, g1, "every put changes the generation");
     assert_eq!(reg.remove(&shop2, &a).ok(), Some(true));
+    let g3 = generation();
+    assert_ne!(g3, g2, "remove changes the generation");
     assert_eq!(
         reg.remove(&shop2, &a).ok(),
         Some(false),
@@ -338,4 +355,173 @@ pub fn audit_log(log: &dyn AuditLog) {
         [300, 400],
         "paging by after_seq continues where the last page ended"
     );
+}
+
+/// The behaviour every [`RateLimiter`] has: a burst of the limit's count,
+/// then denials that say when to retry and use up nothing; keys and limits
+/// independent; exact under concurrent checks. Expects a fresh limiter.
+pub fn rate_limiter(limiter: &dyn RateLimiter) {
+    let day: RateLimit = "3/day".parse().unwrap_or_else(|e| panic!("{e}"));
+    let plugin = |i: &str| RateKey::Plugin(InstallationId::new(i), PluginId::new("conf-plugin"));
+    let a = plugin("conf-shop-a");
+    for n in 0..3 {
+        assert_eq!(
+            limiter.check(&a, day),
+            Decision::Allow,
+            "request {n} of a burst of 3"
+        );
+    }
+    for _ in 0..5 {
+        match limiter.check(&a, day) {
+            Decision::Deny {
+                reason: DenyReason::RateLimited { retry_after_ms },
+            } => assert!(
+                (1..=86_400_000 / 3 + 1).contains(&retry_after_ms),
+                "retry after {retry_after_ms} ms is not within one interval of 3/day"
+            ),
+            other => panic!("the fourth request of 3/day was not limited: {other:?}"),
+        }
+    }
+    assert_eq!(
+        limiter.check(&plugin("conf-shop-b"), day),
+        Decision::Allow,
+        "another installation has its own budget"
+    );
+    assert_eq!(
+        limiter.check(&RateKey::ApiKey("conf-key".into()), day),
+        Decision::Allow,
+        "an API key has its own budget"
+    );
+    let hour: RateLimit = "5/hour".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        limiter.check(&a, hour),
+        Decision::Allow,
+        "another limit is another budget"
+    );
+
+    // Concurrent checks of one key hand out exactly the limit.
+    let fifty: RateLimit = "50/day".parse().unwrap_or_else(|e| panic!("{e}"));
+    let shared = plugin("conf-shop-concurrent");
+    let allowed = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    if limiter.check(&shared, fifty).is_allowed() {
+                        allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        allowed.into_inner(),
+        50,
+        "200 concurrent requests against 50/day"
+    );
+}
+
+/// The behaviour every [`HealthTracker`] has, for a tracker built with
+/// `config` (whose `open_for` must be long enough that no cool-down ends
+/// during the suite, a minute or more). Expects a fresh tracker.
+pub fn health_tracker(tracker: &dyn HealthTracker, config: &BreakerConfig) {
+    let shop = InstallationId::new("conf-shop");
+    let other = InstallationId::new("conf-other-shop");
+    let p = PluginId::new("conf-plugin");
+    let status = |i: &InstallationId| tracker.report(i, &p).status;
+    assert_eq!(
+        status(&shop),
+        HealthStatus::Healthy,
+        "a fresh plugin is healthy"
+    );
+    let fail = |i: &InstallationId| {
+        assert!(tracker.admit(i, &p).is_allowed(), "a closed circuit admits");
+        tracker.record(i, &p, Outcome::Failure("conformance failure"))
+    };
+
+    // Neutral outcomes count for nothing, however many.
+    for _ in 0..config.failure_threshold * 3 {
+        assert!(tracker.admit(&shop, &p).is_allowed());
+        assert_eq!(tracker.record(&shop, &p, Outcome::Neutral), None);
+    }
+    assert_eq!(
+        status(&shop),
+        HealthStatus::Healthy,
+        "neutral outcomes count for nothing"
+    );
+
+    for _ in 1..config.failure_threshold {
+        fail(&shop);
+    }
+    assert!(
+        tracker.admit(&shop, &p).is_allowed(),
+        "below the threshold the circuit stays closed"
+    );
+    let change = tracker.record(&shop, &p, Outcome::Failure("conformance failure"));
+    assert_eq!(
+        change.map(|c| c.to),
+        Some(HealthStatus::Unhealthy),
+        "the threshold-th failure opens the circuit"
+    );
+    assert_eq!(
+        tracker.admit(&shop, &p),
+        Decision::Deny {
+            reason: DenyReason::CircuitOpen
+        },
+        "an open circuit refuses calls"
+    );
+    assert!(
+        !tracker.report(&shop, &p).recent_failures.is_empty(),
+        "the report shows the failures"
+    );
+
+    // The same plugin in another installation is not touched.
+    assert!(
+        tracker.admit(&other, &p).is_allowed(),
+        "breakers are per installation"
+    );
+    tracker.record(&other, &p, Outcome::Success);
+    assert_eq!(status(&other), HealthStatus::Healthy);
+
+    // Probes are never refused, and enough good ones close the circuit.
+    for _ in 0..config.probe_successes {
+        tracker.record_probe(&shop, &p, Outcome::Success);
+    }
+    assert_eq!(
+        status(&shop),
+        HealthStatus::Healthy,
+        "successful probes close the circuit"
+    );
+    assert!(tracker.admit(&shop, &p).is_allowed());
+    tracker.record(&shop, &p, Outcome::Success);
+
+    tracker.reset(&shop, &p);
+    assert_eq!(
+        tracker.report(&shop, &p).trips,
+        0,
+        "reset forgets the trips"
+    );
+
+    // Repeated trips ask for the plugin to be disabled.
+    if let Some(auto) = config.auto_disable {
+        let mut last = None;
+        for _ in 0..auto.trips {
+            for _ in 0..config.failure_threshold {
+                if let Some(c) = fail(&shop) {
+                    last = Some(c.to);
+                }
+            }
+            for _ in 0..config.probe_successes {
+                tracker.record_probe(&shop, &p, Outcome::Success);
+            }
+        }
+        assert_eq!(
+            last,
+            Some(HealthStatus::Disabled),
+            "{} trips ask for the plugin to be disabled",
+            auto.trips
+        );
+        tracker.reset(&shop, &p);
+        assert_eq!(status(&shop), HealthStatus::Healthy);
+    }
 }

@@ -49,7 +49,28 @@ pub enum DenyReason {
         /// When a retry can succeed, in milliseconds from now.
         retry_after_ms: u64,
     },
-    /// The circuit breaker for the plugin is open.
+    /// The rate limiter tracks as many keys as it may and none of them is
+    /// idle: a new key is refused rather than an old one forgotten.
+    RateLimiterFull {
+        /// The limiter's bound.
+        max_keys: u64,
+    },
+    /// A request for an endpoint the plugin's manifest does not declare in `routes`.
+    UndeclaredRoute {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// The plugin's component imports an interface that its current grant
+    /// no longer covers (the grant was narrowed after it was installed).
+    MissingCapability {
+        /// The import, such as `vodo:plugin/http@0.1.1`.
+        import: String,
+        /// The permission it needs, such as `network`.
+        capability: String,
+    },
+    /// The circuit breaker of the plugin in this installation is open.
     CircuitOpen,
     /// The permission store could not answer; the check fails closed.
     StoreUnavailable {
@@ -83,6 +104,18 @@ impl fmt::Display for DenyReason {
             Self::RateLimited { retry_after_ms } => {
                 write!(f, "rate limit exceeded: retry in {retry_after_ms} ms")
             }
+            Self::RateLimiterFull { max_keys } => write!(
+                f,
+                "the rate limiter already tracks its {max_keys} keys and none is idle: refused to fail closed; retry later, or raise the limiter's key bound"
+            ),
+            Self::UndeclaredRoute { method, path } => write!(
+                f,
+                "`{method} {path}` is not among the plugin's `routes`: declare it in plugin.json to serve it"
+            ),
+            Self::MissingCapability { import, capability } => write!(
+                f,
+                "the plugin imports `{import}` but its grant no longer has a `{capability}` permission: the installer must consent to it again"
+            ),
             Self::CircuitOpen => f.write_str(
                 "the plugin is failing and its circuit breaker is open: it is probed again after the cool-down",
             ),

@@ -44,6 +44,17 @@ pub enum Error {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A new version of a plugin asks for scopes the installer has not
+    /// consented to: show them and record the consent with an install.
+    #[error("version {version} of `{plugin}` asks for {} that the installer has not consented to: show them `{}` and install with their consent", if scopes.len() == 1 { "a permission" } else { "permissions" }, scopes.join("`, `"))]
+    ConsentRequired {
+        /// The plugin.
+        plugin: String,
+        /// The new version.
+        version: String,
+        /// The scopes that need consent.
+        scopes: Vec<String>,
+    },
 }
 
 impl From<rusqlite::Error> for Error {

@@ -1,31 +1,47 @@
-//! Plugin health: a circuit breaker per plugin, alerts on every change, and a
-//! fallback so that a failing plugin degrades one feature, not the request.
+//! Plugin health: a circuit breaker per plugin **per installation**, health
+//! probes that close it, automatic disabling after repeated trips, alerts on
+//! every change, and a fallback so that a failing plugin degrades one
+//! feature, not the request.
 //!
 //! ```text
 //!            failures >= threshold within window
-//!   Closed ─────────────────────────────────────▶ Open
+//!   Closed ─────────────────────────────────────▶ Open ◀──── probe fails
 //!     ▲                                             │ open_for elapsed
 //!     │ probe_successes successes                   ▼
 //!     └──────────────────────────────────────── HalfOpen ──▶ Open (any failure)
 //! ```
 //!
 //! While open, calls are refused without running the plugin and the caller
-//! gets its fallback. After the cool-down a limited number of probe calls go
+//! gets its fallback. After the cool-down a limited number of calls go
 //! through; enough successes close the circuit, one failure opens it again.
-//! A host may also [`probe`](HealthMonitor::probe) actively with a
-//! [`HealthProbe`] (the sandbox calls the plugin's health export).
+//! A **health probe** is never refused by an open circuit: it is how an open
+//! circuit closes early. Each move to open is a *trip*; after
+//! [`AutoDisable::trips`] trips within [`AutoDisable::within`] the change
+//! reported is to [`HealthStatus::Disabled`], and the runtime disables the
+//! plugin's grant (the one enabled flag) until a person re-enables it.
+//!
+//! Breakers are keyed by (installation, plugin): one tenant's traffic can
+//! never open the circuit of the same plugin in another tenant. Only faults
+//! of the plugin's own code are failures ([`Outcome::Failure`]); what the
+//! platform decided (a denied host call, the host at capacity, a host
+//! service down) is [`Outcome::Neutral`] and counts for nothing.
+//!
+//! [`HealthTracker`] is the trait the runtime uses, with [`NoHealth`] (no
+//! breakers) and [`HealthMonitor`] (in memory, the reference) beside it;
+//! shared backends implement it and pass `conformance::health_tracker`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-use parking_lot::Mutex;
+use hashbrown::HashMap;
+use parking_lot::{Mutex, RwLock};
 
-use crate::audit::{AuditAction, AuditEvent, AuditSink, NoAudit};
+use crate::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt, NoAudit};
 use crate::decision::{Decision, DenyReason};
-use crate::{Clock, PluginId, SystemClock, Timestamp};
+use crate::ids::{PairKey, PairRef};
+use crate::{Clock, Error, InstallationId, PluginId, Result, SystemClock, Timestamp};
 
 /// A plugin's health as shown to people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,9 +50,11 @@ pub enum HealthStatus {
     Healthy,
     /// Recent failures, or probing after an outage; calls go through.
     Degraded,
-    /// The circuit is open; calls are refused until the cool-down ends.
+    /// The circuit is open; calls are refused until the cool-down ends or a
+    /// health probe succeeds.
     Unhealthy,
-    /// Turned off by the host; calls are refused until it is enabled.
+    /// Turned off: by a person, or automatically after repeated trips. Calls
+    /// are refused until it is enabled again.
     Disabled,
 }
 
@@ -51,7 +69,16 @@ impl fmt::Display for HealthStatus {
     }
 }
 
-/// When a circuit opens and how it recovers.
+/// When a circuit trips too often, the plugin is disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoDisable {
+    /// Trips (moves to open) that disable the plugin.
+    pub trips: u32,
+    /// The sliding window they are counted in.
+    pub within: Duration,
+}
+
+/// When a circuit opens, how it recovers, and when the plugin is disabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
     /// Failures within `window` that open the circuit.
@@ -62,13 +89,16 @@ pub struct BreakerConfig {
     pub open_for: Duration,
     /// Calls let through at once while half-open.
     pub probe_calls: u32,
-    /// Successes in half-open state that close the circuit.
+    /// Successes in half-open state (calls or probes) that close the circuit.
     pub probe_successes: u32,
+    /// Disable the plugin after repeated trips; `None` never does.
+    pub auto_disable: Option<AutoDisable>,
 }
 
 impl Default for BreakerConfig {
-    /// Five failures in a minute open the circuit for 30 seconds; one probe
-    /// at a time, one success closes it.
+    /// Five failures in a minute open the circuit for 30 seconds; one call
+    /// at a time while half-open, one success closes it; five trips within
+    /// an hour disable the plugin.
     fn default() -> Self {
         Self {
             failure_threshold: 5,
@@ -76,23 +106,78 @@ impl Default for BreakerConfig {
             open_for: Duration::from_secs(30),
             probe_calls: 1,
             probe_successes: 1,
+            auto_disable: Some(AutoDisable {
+                trips: 5,
+                within: Duration::from_secs(3600),
+            }),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Closed { failures: VecDeque<Timestamp> },
-    Open { until: Timestamp },
-    HalfOpen { in_flight: u32, successes: u32 },
-    Disabled,
+impl BreakerConfig {
+    /// Refuses settings that cannot work, naming them; nothing is corrected silently.
+    pub fn validate(&self) -> Result<()> {
+        let zero = |name: &str, why: &str| {
+            Err(Error::Invalid(format!(
+                "`BreakerConfig::{name}` is zero: {why}"
+            )))
+        };
+        if self.failure_threshold == 0 {
+            return zero(
+                "failure_threshold",
+                "set at least 1 failure to open the circuit",
+            );
+        }
+        if self.window.is_zero() {
+            return zero(
+                "window",
+                "failures must be counted over some time, such as 60 s",
+            );
+        }
+        if self.open_for.is_zero() {
+            return zero(
+                "open_for",
+                "an open circuit must stay open for some time, such as 30 s",
+            );
+        }
+        if self.probe_calls == 0 {
+            return zero(
+                "probe_calls",
+                "a half-open circuit must let at least 1 call through",
+            );
+        }
+        if self.probe_successes == 0 {
+            return zero("probe_successes", "closing must take at least 1 success");
+        }
+        if let Some(a) = self.auto_disable {
+            if a.trips == 0 {
+                return zero(
+                    "auto_disable.trips",
+                    "set at least 1 trip, or `auto_disable: None`",
+                );
+            }
+            if a.within.is_zero() {
+                return zero(
+                    "auto_disable.within",
+                    "trips must be counted over some time, such as 1 h",
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
-/// One plugin's circuit breaker.
-#[derive(Debug)]
-pub struct CircuitBreaker {
-    config: BreakerConfig,
-    state: Mutex<State>,
+/// What a call of a plugin did, for its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// It succeeded.
+    Success,
+    /// The plugin's own code failed: a trap, a timeout, a broken limit, an
+    /// error returned by its handler. The message says what.
+    Failure(&'a str),
+    /// The call says nothing about the plugin: the platform refused a host
+    /// call, the host was at capacity, a host service was down.
+    Neutral,
 }
 
 /// A change of health, reported to [`HealthAlert`]s.
@@ -100,26 +185,190 @@ pub struct CircuitBreaker {
 pub struct HealthChange {
     /// Status before.
     pub from: HealthStatus,
-    /// Status after.
+    /// Status after. [`HealthStatus::Disabled`] asks the runtime to disable
+    /// the plugin (it tripped too often).
     pub to: HealthStatus,
     /// Why, for a person.
     pub reason: String,
 }
 
-impl CircuitBreaker {
-    /// A closed breaker.
-    pub fn new(config: BreakerConfig) -> Self {
-        Self {
-            config: BreakerConfig {
-                failure_threshold: config.failure_threshold.max(1),
-                probe_calls: config.probe_calls.max(1),
-                probe_successes: config.probe_successes.max(1),
-                ..config
-            },
-            state: Mutex::new(State::Closed {
-                failures: VecDeque::new(),
-            }),
+/// One failure, as the health report keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentFailure {
+    /// When.
+    pub at: Timestamp,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// What a health endpoint shows for one plugin in one installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The breaker's status (the grant's enabled flag is not the tracker's:
+    /// the runtime shows [`HealthStatus::Disabled`] for a disabled grant).
+    pub status: HealthStatus,
+    /// When an open circuit starts probing again.
+    pub open_until: Option<Timestamp>,
+    /// The last failures, newest last (at most [`RECENT_FAILURES`]).
+    pub recent_failures: Vec<RecentFailure>,
+    /// Trips within the auto-disable window.
+    pub trips: u32,
+}
+
+/// How many failures a [`HealthReport`] keeps.
+pub const RECENT_FAILURES: usize = 5;
+
+/// Keeps the health of every (installation, plugin). Shaped like the other
+/// host-facing traits: `Debug + Send + Sync`, `&self`, object safe.
+pub trait HealthTracker: fmt::Debug + Send + Sync {
+    /// Whether a call may run now. An `Allow` must be followed by
+    /// [`record`](Self::record) (with [`Outcome::Neutral`] if the call did
+    /// not run after all).
+    fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Decision;
+
+    /// Records what an admitted call did.
+    fn record(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        outcome: Outcome<'_>,
+    ) -> Option<HealthChange>;
+
+    /// Records a health probe, which is never refused by an open circuit: a
+    /// success counts toward closing it, a failure keeps it open.
+    fn record_probe(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        outcome: Outcome<'_>,
+    ) -> Option<HealthChange>;
+
+    /// The health of a plugin in an installation.
+    fn report(&self, installation: &InstallationId, plugin: &PluginId) -> HealthReport;
+
+    /// Forgets everything about a plugin in an installation (re-enabled by a
+    /// person, or uninstalled): it starts closed, with no trips.
+    fn reset(&self, installation: &InstallationId, plugin: &PluginId);
+}
+
+macro_rules! forward_tracker {
+    ($($ty:ty),*) => {$(
+        impl<T: HealthTracker + ?Sized> HealthTracker for $ty {
+            fn admit(&self, i: &InstallationId, p: &PluginId) -> Decision { (**self).admit(i, p) }
+            fn record(&self, i: &InstallationId, p: &PluginId, o: Outcome<'_>) -> Option<HealthChange> { (**self).record(i, p, o) }
+            fn record_probe(&self, i: &InstallationId, p: &PluginId, o: Outcome<'_>) -> Option<HealthChange> { (**self).record_probe(i, p, o) }
+            fn report(&self, i: &InstallationId, p: &PluginId) -> HealthReport { (**self).report(i, p) }
+            fn reset(&self, i: &InstallationId, p: &PluginId) { (**self).reset(i, p) }
         }
+    )*};
+}
+forward_tracker!(&T, Box<T>, Arc<T>);
+
+/// A tracker without breakers: every call is admitted, nothing is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHealth;
+
+impl HealthTracker for NoHealth {
+    fn admit(&self, _: &InstallationId, _: &PluginId) -> Decision {
+        Decision::Allow
+    }
+    fn record(&self, _: &InstallationId, _: &PluginId, _: Outcome<'_>) -> Option<HealthChange> {
+        None
+    }
+    fn record_probe(
+        &self,
+        _: &InstallationId,
+        _: &PluginId,
+        _: Outcome<'_>,
+    ) -> Option<HealthChange> {
+        None
+    }
+    fn report(&self, _: &InstallationId, _: &PluginId) -> HealthReport {
+        HealthReport {
+            status: HealthStatus::Healthy,
+            open_until: None,
+            recent_failures: Vec::new(),
+            trips: 0,
+        }
+    }
+    fn reset(&self, _: &InstallationId, _: &PluginId) {}
+}
+
+/// Why a [`HealthTrackerExt::call`] used its fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// The circuit is open (or probing is at capacity); the plugin was not called.
+    CircuitOpen,
+    /// The plugin was called and failed with this error.
+    Failed(String),
+}
+
+/// Helpers every [`HealthTracker`] has.
+pub trait HealthTrackerExt: HealthTracker {
+    /// Runs `f` through the breaker of `plugin` in `installation`: if the
+    /// circuit refuses the call or `f` fails, returns `fallback(why)`
+    /// instead, so the host serves the rest of the request.
+    fn call<T, E: fmt::Display>(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        f: impl FnOnce() -> Result<T, E>,
+        fallback: impl FnOnce(Fallback) -> T,
+    ) -> T {
+        if !self.admit(installation, plugin).is_allowed() {
+            return fallback(Fallback::CircuitOpen);
+        }
+        match f() {
+            Ok(v) => {
+                self.record(installation, plugin, Outcome::Success);
+                v
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.record(installation, plugin, Outcome::Failure(&msg));
+                fallback(Fallback::Failed(msg))
+            }
+        }
+    }
+}
+
+impl<T: HealthTracker + ?Sized> HealthTrackerExt for T {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Closed { failures: VecDeque<Timestamp> },
+    Open { until: Timestamp },
+    HalfOpen { in_flight: u32, successes: u32 },
+}
+
+/// One plugin's circuit breaker in one installation.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    config: BreakerConfig,
+    inner: Mutex<Breaker>,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: State,
+    trips: VecDeque<Timestamp>,
+    recent: VecDeque<RecentFailure>,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker; `config` must pass [`BreakerConfig::validate`].
+    pub fn new(config: BreakerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            inner: Mutex::new(Breaker {
+                state: State::Closed {
+                    failures: VecDeque::new(),
+                },
+                trips: VecDeque::new(),
+                recent: VecDeque::new(),
+            }),
+        })
     }
 
     fn status_of(state: &State) -> HealthStatus {
@@ -127,43 +376,86 @@ impl CircuitBreaker {
             State::Closed { failures } if failures.is_empty() => HealthStatus::Healthy,
             State::Closed { .. } | State::HalfOpen { .. } => HealthStatus::Degraded,
             State::Open { .. } => HealthStatus::Unhealthy,
-            State::Disabled => HealthStatus::Disabled,
         }
     }
 
-    /// The current status.
-    pub fn status(&self, now: Timestamp) -> HealthStatus {
-        let mut state = self.state.lock();
-        Self::expire(&mut state, now, self.config.window);
-        Self::status_of(&state)
-    }
-
-    fn expire(state: &mut State, now: Timestamp, window: Duration) {
-        if let State::Closed { failures } = state {
-            let horizon = now.minus(window);
-            while failures.front().is_some_and(|t| *t <= horizon) {
+    fn expire(b: &mut Breaker, now: Timestamp, config: &BreakerConfig) {
+        if let State::Closed { failures } = &mut b.state {
+            while failures
+                .front()
+                .is_some_and(|t| now.since(*t) >= config.window)
+            {
                 failures.pop_front();
+            }
+        }
+        if let Some(a) = config.auto_disable {
+            while b.trips.front().is_some_and(|t| now.since(*t) >= a.within) {
+                b.trips.pop_front();
             }
         }
     }
 
-    fn transition(state: &mut State, next: State, reason: String) -> Option<HealthChange> {
-        let from = Self::status_of(state);
-        *state = next;
-        let to = Self::status_of(state);
+    /// The breaker's status now.
+    pub fn status(&self, now: Timestamp) -> HealthStatus {
+        let mut b = self.inner.lock();
+        Self::expire(&mut b, now, &self.config);
+        Self::status_of(&b.state)
+    }
+
+    fn transition(b: &mut Breaker, next: State, reason: String) -> Option<HealthChange> {
+        let from = Self::status_of(&b.state);
+        b.state = next;
+        let to = Self::status_of(&b.state);
         (from != to).then_some(HealthChange { from, to, reason })
     }
 
-    /// Asks to make a call now. `Allow` must be followed by
-    /// [`on_success`](Self::on_success) or [`on_failure`](Self::on_failure).
+    /// Opens the circuit, counting a trip; the change is to `Disabled` when
+    /// this trip is one too many.
+    fn trip(&self, b: &mut Breaker, now: Timestamp, reason: String) -> Option<HealthChange> {
+        let from = Self::status_of(&b.state);
+        b.state = State::Open {
+            until: now.plus(self.config.open_for),
+        };
+        b.trips.push_back(now);
+        if let Some(a) = self.config.auto_disable
+            && b.trips.len() >= a.trips as usize
+        {
+            return Some(HealthChange {
+                from,
+                to: HealthStatus::Disabled,
+                reason: format!(
+                    "{} trips within {:?}, the last after {reason}: disabled until a person enables it again",
+                    b.trips.len(),
+                    a.within
+                ),
+            });
+        }
+        (from != HealthStatus::Unhealthy).then_some(HealthChange {
+            from,
+            to: HealthStatus::Unhealthy,
+            reason,
+        })
+    }
+
+    fn remember(b: &mut Breaker, now: Timestamp, error: &str) {
+        if b.recent.len() == RECENT_FAILURES {
+            b.recent.pop_front();
+        }
+        b.recent.push_back(RecentFailure {
+            at: now,
+            error: error.chars().take(500).collect(),
+        });
+    }
+
+    /// Asks to make a call now. `Allow` must be followed by [`on`](Self::on).
     pub fn try_acquire(&self, now: Timestamp) -> (Decision, Option<HealthChange>) {
-        let mut state = self.state.lock();
+        let mut b = self.inner.lock();
         let mut change = None;
-        if let State::Open { until } = *state
+        if let State::Open { until } = b.state
             && now >= until
         {
             change = Self::transition(
-                &mut state,
+                &mut b,
                 State::HalfOpen {
                     in_flight: 0,
                     successes: 0,
@@ -171,7 +463,7 @@ impl CircuitBreaker {
                 "cool-down over: probing".into(),
             );
         }
-        let decision = match &mut *state {
+        let decision = match &mut b.state {
             State::Closed { .. } => Decision::Allow,
             State::HalfOpen { in_flight, .. } if *in_flight < self.config.probe_calls => {
                 *in_flight += 1;
@@ -180,90 +472,114 @@ impl CircuitBreaker {
             State::HalfOpen { .. } | State::Open { .. } => Decision::Deny {
                 reason: DenyReason::CircuitOpen,
             },
-            State::Disabled => Decision::Deny {
-                reason: DenyReason::Disabled,
-            },
         };
         (decision, change)
     }
 
-    /// Records a successful call.
-    pub fn on_success(&self, now: Timestamp) -> Option<HealthChange> {
-        let mut state = self.state.lock();
-        Self::expire(&mut state, now, self.config.window);
-        match &mut *state {
+    /// Records what an admitted call did.
+    pub fn on(&self, now: Timestamp, outcome: Outcome<'_>) -> Option<HealthChange> {
+        let mut b = self.inner.lock();
+        Self::expire(&mut b, now, &self.config);
+        if let State::HalfOpen { in_flight, .. } = &mut b.state {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+        match outcome {
+            Outcome::Neutral => None,
+            Outcome::Success => self.succeeded(&mut b, "call succeeded"),
+            Outcome::Failure(error) => {
+                Self::remember(&mut b, now, error);
+                match &mut b.state {
+                    State::Closed { failures } => {
+                        failures.push_back(now);
+                        let count = failures.len();
+                        if count >= self.config.failure_threshold as usize {
+                            let reason = format!(
+                                "{count} failures within {:?}; last: {error}",
+                                self.config.window
+                            );
+                            return self.trip(&mut b, now, reason);
+                        }
+                        (count == 1).then(|| HealthChange {
+                            from: HealthStatus::Healthy,
+                            to: HealthStatus::Degraded,
+                            reason: format!("failure: {error}"),
+                        })
+                    }
+                    State::HalfOpen { .. } => {
+                        self.trip(&mut b, now, format!("a call while probing failed: {error}"))
+                    }
+                    // A call admitted before the circuit opened, finishing late.
+                    State::Open { .. } => None,
+                }
+            }
+        }
+    }
+
+    /// A success while open or half-open counts toward closing the circuit.
+    fn succeeded(&self, b: &mut Breaker, what: &str) -> Option<HealthChange> {
+        let from = Self::status_of(&b.state);
+        let (in_flight, successes) = match b.state {
+            State::Closed { .. } => return None,
+            State::Open { .. } => (0, 1),
             State::HalfOpen {
                 in_flight,
                 successes,
-            } => {
-                *in_flight = in_flight.saturating_sub(1);
-                *successes += 1;
-                if *successes >= self.config.probe_successes {
-                    return Self::transition(
-                        &mut state,
-                        State::Closed {
-                            failures: VecDeque::new(),
-                        },
-                        "probe succeeded".into(),
-                    );
-                }
+            } => (in_flight, successes + 1),
+        };
+        let closed = successes >= self.config.probe_successes;
+        b.state = if closed {
+            State::Closed {
+                failures: VecDeque::new(),
+            }
+        } else {
+            State::HalfOpen {
+                in_flight,
+                successes,
+            }
+        };
+        let to = Self::status_of(&b.state);
+        let reason = if closed {
+            format!("{what}: circuit closed")
+        } else {
+            format!("{what}: probing")
+        };
+        (from != to).then_some(HealthChange { from, to, reason })
+    }
+
+    /// Records a health probe (never refused by an open circuit).
+    pub fn on_probe(&self, now: Timestamp, outcome: Outcome<'_>) -> Option<HealthChange> {
+        let mut b = self.inner.lock();
+        Self::expire(&mut b, now, &self.config);
+        match (outcome, &b.state) {
+            (Outcome::Neutral, _) => None,
+            (Outcome::Success, _) => self.succeeded(&mut b, "health probe succeeded"),
+            (Outcome::Failure(error), State::Open { .. }) => {
+                // Already open: the probe keeps it so, for another cool-down, without a new trip.
+                Self::remember(&mut b, now, error);
+                b.state = State::Open {
+                    until: now.plus(self.config.open_for),
+                };
                 None
             }
-            _ => None,
+            (Outcome::Failure(_), _) => {
+                drop(b);
+                self.on(now, outcome)
+            }
         }
     }
 
-    /// Records a failed call.
-    pub fn on_failure(&self, now: Timestamp, error: &str) -> Option<HealthChange> {
-        let mut state = self.state.lock();
-        Self::expire(&mut state, now, self.config.window);
-        let open = State::Open {
-            until: now.plus(self.config.open_for),
-        };
-        match &mut *state {
-            State::Closed { failures } => {
-                failures.push_back(now);
-                let count = failures.len();
-                if count >= self.config.failure_threshold as usize {
-                    return Self::transition(
-                        &mut state,
-                        open,
-                        format!(
-                            "{count} failures within {:?}; last: {error}",
-                            self.config.window
-                        ),
-                    );
-                }
-                let reason = format!("failure: {error}");
-                (count == 1).then_some(HealthChange {
-                    from: HealthStatus::Healthy,
-                    to: HealthStatus::Degraded,
-                    reason,
-                })
-            }
-            State::HalfOpen { .. } => {
-                Self::transition(&mut state, open, format!("probe failed: {error}"))
-            }
-            State::Open { .. } | State::Disabled => None,
-        }
-    }
-
-    /// Turns the plugin off (`false`) or back on, closed (`true`).
-    pub fn set_enabled(&self, enabled: bool) -> Option<HealthChange> {
-        let mut state = self.state.lock();
-        match (enabled, &*state) {
-            (false, State::Disabled) => None,
-            (false, _) => {
-                Self::transition(&mut state, State::Disabled, "disabled by the host".into())
-            }
-            (true, State::Disabled) => Self::transition(
-                &mut state,
-                State::Closed {
-                    failures: VecDeque::new(),
-                },
-                "enabled by the host".into(),
-            ),
-            (true, _) => None,
+    /// What a health endpoint shows.
+    pub fn report(&self, now: Timestamp) -> HealthReport {
+        let mut b = self.inner.lock();
+        Self::expire(&mut b, now, &self.config);
+        HealthReport {
+            status: Self::status_of(&b.state),
+            open_until: match b.state {
+                State::Open { until } => Some(until),
+                _ => None,
+            },
+            recent_failures: b.recent.iter().cloned().collect(),
+            trips: u32::try_from(b.trips.len()).unwrap_or(u32::MAX),
         }
     }
 }
@@ -271,8 +587,8 @@ impl CircuitBreaker {
 /// Told of every health change; shaped like ripgrep's `Sink`, with
 /// [`AlertFn`] to adapt a closure.
 pub trait HealthAlert: fmt::Debug + Send + Sync {
-    /// `plugin`'s health changed.
-    fn on_change(&self, plugin: &PluginId, change: &HealthChange);
+    /// The health of `plugin` in `installation` changed.
+    fn on_change(&self, installation: &InstallationId, plugin: &PluginId, change: &HealthChange);
 }
 
 /// A [`HealthAlert`] from a closure.
@@ -284,56 +600,45 @@ impl<F> fmt::Debug for AlertFn<F> {
     }
 }
 
-impl<F: Fn(&PluginId, &HealthChange) + Send + Sync> HealthAlert for AlertFn<F> {
-    fn on_change(&self, plugin: &PluginId, change: &HealthChange) {
-        (self.0)(plugin, change)
+impl<F: Fn(&InstallationId, &PluginId, &HealthChange) + Send + Sync> HealthAlert for AlertFn<F> {
+    fn on_change(&self, installation: &InstallationId, plugin: &PluginId, change: &HealthChange) {
+        (self.0)(installation, plugin, change)
     }
 }
 
-/// An active health check of a plugin; the sandbox implements it by calling
-/// the plugin's health export.
-pub trait HealthProbe: fmt::Debug + Send + Sync {
-    /// `Ok` if the plugin answers as healthy.
-    fn probe(&self, plugin: &PluginId) -> Result<(), String>;
-}
-
-/// Why a [`HealthMonitor::call`] used its fallback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fallback {
-    /// The circuit is open (or probing is at capacity); the plugin was not called.
-    CircuitOpen,
-    /// The plugin is disabled; it was not called.
-    Disabled,
-    /// The plugin was called and failed with this error.
-    Failed(String),
-}
-
-/// The circuit breakers of every plugin, with alerts and audit.
+/// The in-memory reference [`HealthTracker`]: a [`CircuitBreaker`] per
+/// (installation, plugin), with alerts and audit on every change.
 #[derive(Debug)]
 pub struct HealthMonitor {
     config: BreakerConfig,
-    breakers: DashMap<PluginId, Arc<CircuitBreaker>>,
+    breakers: RwLock<HashMap<PairKey, Arc<CircuitBreaker>>>,
     alert: Option<Arc<dyn HealthAlert>>,
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
 }
 
 impl Default for HealthMonitor {
+    /// [`BreakerConfig::default`], no alert, no audit, the system clock.
     fn default() -> Self {
-        Self::new(BreakerConfig::default())
-    }
-}
-
-impl HealthMonitor {
-    /// A monitor with `config` for every plugin, no alert, no audit, on the system clock.
-    pub fn new(config: BreakerConfig) -> Self {
         Self {
-            config,
-            breakers: DashMap::new(),
+            config: BreakerConfig::default(),
+            breakers: RwLock::new(HashMap::new()),
             alert: None,
             audit: Arc::new(NoAudit),
             clock: Arc::new(SystemClock),
         }
+    }
+}
+
+impl HealthMonitor {
+    /// A monitor with `config` for every plugin, no alert, no audit, on the
+    /// system clock; `config` must pass [`BreakerConfig::validate`].
+    pub fn new(config: BreakerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            ..Self::default()
+        })
     }
 
     /// Tells `alert` of every change.
@@ -354,105 +659,112 @@ impl HealthMonitor {
         self
     }
 
-    fn breaker(&self, plugin: &PluginId) -> Arc<CircuitBreaker> {
-        if let Some(b) = self.breakers.get(plugin) {
-            return Arc::clone(&b);
-        }
-        Arc::clone(
-            self.breakers
-                .entry(plugin.clone())
-                .or_insert_with(|| Arc::new(CircuitBreaker::new(self.config)))
-                .value(),
-        )
+    /// The breakers' configuration.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
     }
 
-    fn report(&self, plugin: &PluginId, change: Option<HealthChange>) {
-        let Some(change) = change else { return };
-        tracing::info!(plugin = %plugin, from = %change.from, to = %change.to, reason = %change.reason, "plugin health changed");
+    fn breaker(&self, installation: &InstallationId, plugin: &PluginId) -> Arc<CircuitBreaker> {
+        if let Some(b) = self.breakers.read().get(&PairRef::of(installation, plugin)) {
+            return Arc::clone(b);
+        }
+        let mut breakers = self.breakers.write();
+        let b = breakers
+            .entry((installation.clone(), plugin.clone()))
+            .or_insert_with(|| {
+                Arc::new(CircuitBreaker {
+                    config: self.config,
+                    inner: Mutex::new(Breaker {
+                        state: State::Closed {
+                            failures: VecDeque::new(),
+                        },
+                        trips: VecDeque::new(),
+                        recent: VecDeque::new(),
+                    }),
+                })
+            });
+        Arc::clone(b)
+    }
+
+    fn report_change(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        change: Option<HealthChange>,
+    ) -> Option<HealthChange> {
+        let change = change?;
+        tracing::info!(installation = %installation, plugin = %plugin, from = %change.from, to = %change.to, reason = %change.reason, "plugin health changed");
         if let Some(alert) = &self.alert {
-            alert.on_change(plugin, &change);
+            alert.on_change(installation, plugin, &change);
         }
-        let event = AuditEvent::now(AuditAction::HealthChanged {
-            from: change.from.to_string(),
-            to: change.to.to_string(),
-            reason: change.reason,
-        })
-        .at(self.clock.now())
-        .plugin(plugin);
-        if let Err(e) = self.audit.record(&event) {
-            tracing::error!(error = %e, "audit sink failed to record a health change");
-        }
+        self.audit.record_or_log(
+            &AuditEvent::now(AuditAction::HealthChanged {
+                from: change.from.to_string(),
+                to: change.to.to_string(),
+                reason: change.reason.clone(),
+            })
+            .at(self.clock.now())
+            .plugin(plugin)
+            .installation(installation),
+        );
+        Some(change)
     }
 
-    /// The plugin's current status.
-    pub fn status(&self, plugin: &PluginId) -> HealthStatus {
-        self.breaker(plugin).status(self.clock.now())
+    /// The number of (installation, plugin) pairs with a breaker.
+    pub fn len(&self) -> usize {
+        self.breakers.read().len()
     }
 
-    /// Whether a call may be made now; an `Allow` must be followed by
-    /// [`record_success`](Self::record_success) or [`record_failure`](Self::record_failure).
-    pub fn allow(&self, plugin: &PluginId) -> Decision {
-        let (decision, change) = self.breaker(plugin).try_acquire(self.clock.now());
-        self.report(plugin, change);
+    /// Whether no breaker is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl HealthTracker for HealthMonitor {
+    fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Decision {
+        let (decision, change) = self
+            .breaker(installation, plugin)
+            .try_acquire(self.clock.now());
+        self.report_change(installation, plugin, change);
         decision
     }
 
-    /// Records a successful call.
-    pub fn record_success(&self, plugin: &PluginId) {
-        let change = self.breaker(plugin).on_success(self.clock.now());
-        self.report(plugin, change);
-    }
-
-    /// Records a failed call.
-    pub fn record_failure(&self, plugin: &PluginId, error: &str) {
-        let change = self.breaker(plugin).on_failure(self.clock.now(), error);
-        self.report(plugin, change);
-    }
-
-    /// Disables or re-enables a plugin.
-    pub fn set_enabled(&self, plugin: &PluginId, enabled: bool) {
-        let change = self.breaker(plugin).set_enabled(enabled);
-        self.report(plugin, change);
-    }
-
-    /// Runs `f` through the plugin's breaker: if the circuit refuses the call
-    /// or `f` fails, returns `fallback(why)` instead, so the host serves the
-    /// rest of the request.
-    pub fn call<T, E: fmt::Display>(
+    fn record(
         &self,
+        installation: &InstallationId,
         plugin: &PluginId,
-        f: impl FnOnce() -> Result<T, E>,
-        fallback: impl FnOnce(Fallback) -> T,
-    ) -> T {
-        match self.allow(plugin) {
-            Decision::Allow => match f() {
-                Ok(v) => {
-                    self.record_success(plugin);
-                    v
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    self.record_failure(plugin, &msg);
-                    fallback(Fallback::Failed(msg))
-                }
-            },
-            Decision::Deny {
-                reason: DenyReason::Disabled,
-            } => fallback(Fallback::Disabled),
-            Decision::Deny { .. } => fallback(Fallback::CircuitOpen),
+        outcome: Outcome<'_>,
+    ) -> Option<HealthChange> {
+        let change = self
+            .breaker(installation, plugin)
+            .on(self.clock.now(), outcome);
+        self.report_change(installation, plugin, change)
+    }
+
+    fn record_probe(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        outcome: Outcome<'_>,
+    ) -> Option<HealthChange> {
+        let change = self
+            .breaker(installation, plugin)
+            .on_probe(self.clock.now(), outcome);
+        self.report_change(installation, plugin, change)
+    }
+
+    fn report(&self, installation: &InstallationId, plugin: &PluginId) -> HealthReport {
+        match self.breakers.read().get(&PairRef::of(installation, plugin)) {
+            Some(b) => b.report(self.clock.now()),
+            None => NoHealth.report(installation, plugin),
         }
     }
 
-    /// Probes the plugin actively if its circuit lets a call through now, and
-    /// records the outcome. Returns the status afterwards.
-    pub fn probe(&self, plugin: &PluginId, probe: &dyn HealthProbe) -> HealthStatus {
-        if self.allow(plugin).is_allowed() {
-            match probe.probe(plugin) {
-                Ok(()) => self.record_success(plugin),
-                Err(e) => self.record_failure(plugin, &e),
-            }
-        }
-        self.status(plugin)
+    fn reset(&self, installation: &InstallationId, plugin: &PluginId) {
+        self.breakers
+            .write()
+            .remove(&PairRef::of(installation, plugin));
     }
 }
 
@@ -462,28 +774,44 @@ mod tests {
     use crate::audit::MemoryAudit;
     use crate::time::ManualClock;
 
-    type Seen = Arc<Mutex<Vec<(HealthStatus, HealthStatus)>>>;
+    type Seen = Arc<Mutex<Vec<(String, HealthStatus, HealthStatus)>>>;
 
-    fn monitor() -> (HealthMonitor, ManualClock, Seen) {
-        let clock = ManualClock::new(Timestamp(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let m = HealthMonitor::new(BreakerConfig {
+    fn config() -> BreakerConfig {
+        BreakerConfig {
             failure_threshold: 3,
             window: Duration::from_secs(10),
             open_for: Duration::from_secs(30),
             probe_calls: 1,
             probe_successes: 1,
-        })
-        .with_clock(Arc::new(clock.clone()))
-        .with_alert(Arc::new(AlertFn(move |_: &PluginId, c: &HealthChange| {
-            s.lock().push((c.from, c.to))
-        })));
+            auto_disable: Some(AutoDisable {
+                trips: 3,
+                within: Duration::from_secs(600),
+            }),
+        }
+    }
+
+    fn monitor() -> (HealthMonitor, ManualClock, Seen) {
+        let clock = ManualClock::new(Timestamp(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let m = HealthMonitor::new(config())
+            .unwrap()
+            .with_clock(Arc::new(clock.clone()))
+            .with_alert(Arc::new(AlertFn(
+                move |i: &InstallationId, _: &PluginId, c: &HealthChange| {
+                    s.lock().push((i.to_string(), c.from, c.to))
+                },
+            )));
         (m, clock, seen)
     }
 
-    fn fail(m: &HealthMonitor, p: &PluginId) -> String {
+    fn ids(i: &str, p: &str) -> (InstallationId, PluginId) {
+        (InstallationId::new(i), PluginId::new(p))
+    }
+
+    fn fail(m: &HealthMonitor, (i, p): &(InstallationId, PluginId)) -> String {
         m.call(
+            i,
             p,
             || Err::<String, _>("boom"),
             |why| format!("fallback: {why:?}"),
@@ -491,17 +819,24 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_tracker_passes_the_conformance_suite() {
+        crate::conformance::health_tracker(&HealthMonitor::new(config()).unwrap(), &config());
+        crate::conformance::health_tracker(&HealthMonitor::default(), &BreakerConfig::default());
+    }
+
+    #[test]
     fn opens_after_repeated_failures_and_probes_back() {
         let (m, clock, seen) = monitor();
-        let p = PluginId::new("flaky");
+        let k = ids("shop", "flaky");
         for _ in 0..3 {
-            assert!(fail(&m, &p).starts_with("fallback: Failed"));
+            assert!(fail(&m, &k).starts_with("fallback: Failed"));
         }
-        assert_eq!(m.status(&p), HealthStatus::Unhealthy);
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Unhealthy);
         // Open: the plugin is not even called.
         let mut called = false;
         let out = m.call(
-            &p,
+            &k.0,
+            &k.1,
             || {
                 called = true;
                 Ok::<_, String>("real")
@@ -510,18 +845,19 @@ mod tests {
         );
         assert_eq!((out, called), ("fallback", false));
         clock.advance(Duration::from_secs(30));
-        // Half-open: one probe goes through, and its failure reopens the circuit.
-        assert!(fail(&m, &p).contains("Failed"));
-        assert_eq!(m.status(&p), HealthStatus::Unhealthy);
+        // Half-open: one call goes through, and its failure reopens the circuit.
+        assert!(fail(&m, &k).contains("Failed"));
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Unhealthy);
         clock.advance(Duration::from_secs(30));
         assert_eq!(
-            m.call(&p, || Ok::<_, String>("real"), |_| "fallback"),
+            m.call(&k.0, &k.1, || Ok::<_, String>("real"), |_| "fallback"),
             "real"
         );
-        assert_eq!(m.status(&p), HealthStatus::Healthy);
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Healthy);
         use HealthStatus::*;
+        let seen: Vec<_> = seen.lock().iter().map(|(_, f, t)| (*f, *t)).collect();
         assert_eq!(
-            *seen.lock(),
+            seen,
             [
                 (Healthy, Degraded),
                 (Degraded, Unhealthy),
@@ -531,63 +867,136 @@ mod tests {
                 (Degraded, Healthy)
             ]
         );
+        let report = m.report(&k.0, &k.1);
+        assert_eq!((report.trips, report.recent_failures.len()), (2, 4));
     }
 
     #[test]
     fn failures_outside_the_window_do_not_count() {
         let (m, clock, _) = monitor();
-        let p = PluginId::new("slow-burn");
+        let k = ids("shop", "slow-burn");
         for _ in 0..10 {
-            fail(&m, &p);
+            fail(&m, &k);
             clock.advance(Duration::from_secs(6));
         }
-        assert_ne!(m.status(&p), HealthStatus::Unhealthy);
+        assert_ne!(m.report(&k.0, &k.1).status, HealthStatus::Unhealthy);
         clock.advance(Duration::from_secs(10));
-        assert_eq!(m.status(&p), HealthStatus::Healthy);
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Healthy);
     }
 
     #[test]
-    fn disabled_plugins_use_the_fallback_and_one_plugin_does_not_affect_another() {
-        let audit = Arc::new(MemoryAudit::new());
-        let m = HealthMonitor::default().with_audit(audit.clone());
-        let (a, b) = (PluginId::new("a"), PluginId::new("b"));
-        m.set_enabled(&a, false);
-        assert_eq!(
-            m.call(
-                &a,
-                || Ok::<_, String>(1),
-                |f| if f == Fallback::Disabled { 0 } else { -1 }
-            ),
-            0
-        );
-        assert_eq!(m.call(&b, || Ok::<_, String>(1), |_| 0), 1);
-        m.set_enabled(&a, true);
-        assert_eq!(m.status(&a), HealthStatus::Healthy);
-        assert_eq!(audit.len(), 2);
-    }
-
-    #[derive(Debug)]
-    struct Probe(bool);
-    impl HealthProbe for Probe {
-        fn probe(&self, _: &PluginId) -> Result<(), String> {
-            if self.0 {
-                Ok(())
-            } else {
-                Err("no answer".into())
-            }
-        }
-    }
-
-    #[test]
-    fn active_probes_feed_the_breaker() {
-        let (m, clock, _) = monitor();
-        let p = PluginId::new("probed");
+    fn one_installation_cannot_open_the_circuit_of_another() {
+        let (m, _, seen) = monitor();
+        let (a, b) = (ids("shop-a", "widget"), ids("shop-b", "widget"));
         for _ in 0..3 {
-            m.probe(&p, &Probe(false));
+            fail(&m, &a);
         }
-        assert_eq!(m.status(&p), HealthStatus::Unhealthy);
-        assert_eq!(m.probe(&p, &Probe(true)), HealthStatus::Unhealthy);
-        clock.advance(Duration::from_secs(31));
-        assert_eq!(m.probe(&p, &Probe(true)), HealthStatus::Healthy);
+        assert!(!m.admit(&a.0, &a.1).is_allowed());
+        assert!(m.admit(&b.0, &b.1).is_allowed());
+        m.record(&b.0, &b.1, Outcome::Success);
+        assert_eq!(m.report(&b.0, &b.1).status, HealthStatus::Healthy);
+        assert!(seen.lock().iter().all(|(i, _, _)| i == "shop-a"));
+    }
+
+    #[test]
+    fn neutral_outcomes_count_for_nothing() {
+        let (m, clock, _) = monitor();
+        let k = ids("shop", "busy");
+        for _ in 0..100 {
+            assert!(m.admit(&k.0, &k.1).is_allowed());
+            assert_eq!(m.record(&k.0, &k.1, Outcome::Neutral), None);
+        }
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Healthy);
+        // A neutral call while half-open frees its slot without closing or reopening.
+        for _ in 0..3 {
+            fail(&m, &k);
+        }
+        clock.advance(Duration::from_secs(30));
+        assert!(m.admit(&k.0, &k.1).is_allowed());
+        assert!(
+            !m.admit(&k.0, &k.1).is_allowed(),
+            "one probe call at a time"
+        );
+        m.record(&k.0, &k.1, Outcome::Neutral);
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Degraded);
+        assert!(m.admit(&k.0, &k.1).is_allowed(), "the slot was freed");
+    }
+
+    #[test]
+    fn an_open_circuit_never_blocks_a_probe_and_a_good_probe_closes_it() {
+        let (m, clock, _) = monitor();
+        let k = ids("shop", "recovering");
+        for _ in 0..3 {
+            fail(&m, &k);
+        }
+        assert!(!m.admit(&k.0, &k.1).is_allowed());
+        // A failing probe keeps it open for another cool-down, without a new trip.
+        m.record_probe(&k.0, &k.1, Outcome::Failure("still down"));
+        clock.advance(Duration::from_secs(20));
+        assert!(!m.admit(&k.0, &k.1).is_allowed());
+        assert_eq!(m.report(&k.0, &k.1).trips, 1);
+        let change = m.record_probe(&k.0, &k.1, Outcome::Success).unwrap();
+        assert_eq!(change.to, HealthStatus::Healthy);
+        assert!(m.admit(&k.0, &k.1).is_allowed());
+    }
+
+    #[test]
+    fn repeated_trips_ask_for_the_plugin_to_be_disabled_and_reset_forgets_them() {
+        let audit = Arc::new(MemoryAudit::new());
+        let (m, clock, seen) = monitor();
+        let m = m.with_audit(audit.clone());
+        let k = ids("shop", "hopeless");
+        let mut last = None;
+        for _ in 0..3 {
+            for _ in 0..3 {
+                fail(&m, &k);
+            }
+            last = seen.lock().last().map(|(_, _, to)| *to);
+            clock.advance(Duration::from_secs(31));
+            // The half-open call succeeds, closing the circuit until the next round.
+            assert_eq!(m.call(&k.0, &k.1, || Ok::<_, String>(()), |_| ()), ());
+        }
+        assert_eq!(last, Some(HealthStatus::Disabled));
+        assert!(audit.records().iter().any(|r| matches!(
+            &r.event.action,
+            AuditAction::HealthChanged { to, reason, .. } if to == "disabled" && reason.contains("3 trips")
+        )));
+        m.reset(&k.0, &k.1);
+        assert_eq!(m.report(&k.0, &k.1).trips, 0);
+        for _ in 0..3 {
+            fail(&m, &k);
+        }
+        assert_eq!(
+            seen.lock().last().map(|(_, _, to)| *to),
+            Some(HealthStatus::Unhealthy)
+        );
+    }
+
+    #[test]
+    fn impossible_settings_are_refused_by_name() {
+        for (change, name) in [
+            (
+                (|c: &mut BreakerConfig| c.failure_threshold = 0) as fn(&mut BreakerConfig),
+                "failure_threshold",
+            ),
+            (|c| c.window = Duration::ZERO, "window"),
+            (|c| c.open_for = Duration::ZERO, "open_for"),
+            (|c| c.probe_calls = 0, "probe_calls"),
+            (|c| c.probe_successes = 0, "probe_successes"),
+            (
+                |c| {
+                    c.auto_disable = Some(AutoDisable {
+                        trips: 0,
+                        within: Duration::from_secs(1),
+                    })
+                },
+                "auto_disable.trips",
+            ),
+        ] {
+            let mut c = BreakerConfig::default();
+            change(&mut c);
+            let e = HealthMonitor::new(c).unwrap_err().to_string();
+            assert!(e.contains(&format!("`BreakerConfig::{name}`")), "{e}");
+        }
     }
 }

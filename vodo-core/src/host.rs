@@ -1,39 +1,61 @@
-//! [`Host`]: the components of `vodo-core` wired together, as one plain
+//! [`Host`]: the components of a Vodo host wired together, as one plain
 //! struct of trait objects (the shape of rustls' `CryptoProvider`).
 //!
-//! Nothing is hidden: every field is public and can be built by hand from
-//! other implementations. The constructors only pick the reference ones.
+//! Nothing is hidden and nothing has a default of its own: every field is
+//! public, a host can build the struct by hand from other implementations
+//! (a PostgreSQL registry, a Redis limiter), and the runtime
+//! (`vodo_sandbox::Sandbox::new`) takes these very components instead of
+//! making its own. The constructors only pick the reference ones.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use vodo_core::audit::{AuditSink, MemoryAudit};
+//! use vodo_core::health::HealthMonitor;
+//! use vodo_core::keys::{ApiKeyManager, MemoryKeyStore};
+//! use vodo_core::rate::MemoryRateLimiter;
+//! use vodo_core::{Host, MemoryRegistry, Permissions, SecretKey};
+//!
+//! let secret = SecretKey::generate()?;
+//! let audit: Arc<dyn AuditSink> = Arc::new(MemoryAudit::new());
+//! let host = Host {
+//!     permissions: Arc::new(Permissions::new(Arc::new(MemoryRegistry::new()), audit.clone())),
+//!     keys: Arc::new(ApiKeyManager::new(Arc::new(MemoryKeyStore::new()), &secret, audit.clone())),
+//!     rate_limits: Arc::new(MemoryRateLimiter::new()),
+//!     health: Arc::new(HealthMonitor::default().with_audit(audit.clone())),
+//!     audit,
+//! };
+//! # let _ = host;
+//! # Ok::<(), vodo_core::Error>(())
+//! ```
 
 use std::path::Path;
 use std::sync::Arc;
 
-use dashmap::DashMap;
-use vodo_scopes::{PluginScope, ScopeSet};
+use vodo_scopes::{PluginScope, Resource};
 
-use crate::audit::{AuditAction, AuditEvent, AuditSink, FileAudit, FileAuditOptions, MemoryAudit};
+use crate::audit::{AuditSink, FileAudit, FileAuditOptions, MemoryAudit};
 use crate::decision::{Decision, DenyReason};
-use crate::health::HealthMonitor;
-use crate::keys::{ApiKeyManager, KeyError, MemoryKeyStore, VerifiedKey};
+use crate::health::{HealthMonitor, HealthTracker};
+use crate::keys::{ApiKeyManager, ApiKeyStore, KeyError, MemoryKeyStore, VerifiedKey};
 use crate::manifest::Manifest;
-use crate::permissions::{Grant, MemoryRegistry, Permissions};
-use crate::rate::{RateKey, RateLimit, RateLimiter};
-use crate::{Error, InstallationId, PluginId, Result, SecretKey, SqliteStore};
+use crate::permissions::{Consent, Grant, MemoryRegistry, PermissionRegistry, Permissions};
+use crate::rate::{MemoryRateLimiter, RateKey, RateLimiter};
+use crate::{Error, InstallationId, Result, SecretKey, SqliteStore};
 
-/// The host-side components, wired.
-#[derive(Debug)]
+/// The host-side components, wired. Clone it to share them (every field is an `Arc`).
+#[derive(Debug, Clone)]
 pub struct Host {
-    /// Grants and permission checks.
+    /// Grants and permission checks: the one source of truth for what each
+    /// plugin may do, whether it is enabled, and its rate limit.
     pub permissions: Arc<Permissions>,
     /// API keys.
     pub keys: Arc<ApiKeyManager>,
-    /// Rate limits per plugin installation and per key.
-    pub rate_limits: Arc<RateLimiter>,
-    /// Circuit breakers.
-    pub health: Arc<HealthMonitor>,
+    /// The one rate limiter: API-key requests and plugins' host calls count here.
+    pub rate_limits: Arc<dyn RateLimiter>,
+    /// Circuit breakers per (installation, plugin).
+    pub health: Arc<dyn HealthTracker>,
     /// The audit trail every component writes to.
     pub audit: Arc<dyn AuditSink>,
-    /// The API rate limit each installed plugin's manifest declares.
-    limits: DashMap<PluginId, RateLimit>,
 }
 
 /// Why an API request was refused by [`Host::authorize`].
@@ -42,7 +64,15 @@ pub enum AccessError {
     /// The key did not verify.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The key verified, but the request is denied.
+    /// The resource named is not a resource name (`[a-z][a-z0-9_]*`).
+    #[error("`{resource}` is not a platform API resource: {reason}")]
+    BadResource {
+        /// The name given, shortened.
+        resource: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key verified, but the request is denied (audited).
     #[error("{0}")]
     Denied(DenyReason),
 }
@@ -50,17 +80,19 @@ pub enum AccessError {
 impl Host {
     /// Every component in memory, auditing to a [`MemoryAudit`]. For tests and demos.
     pub fn in_memory(secret: &SecretKey) -> Self {
-        let audit: Arc<dyn AuditSink> = Arc::new(MemoryAudit::new());
-        Self::wire(
+        Self::from_stores(
             Arc::new(MemoryRegistry::new()),
             Arc::new(MemoryKeyStore::new()),
-            audit,
+            Arc::new(MemoryAudit::new()),
             secret,
         )
     }
 
     /// Durable components under `dir`: grants and keys in `dir/vodo.db`
     /// (SQLite), the audit trail in the HMAC-chained `dir/audit.jsonl`.
+    /// Several processes may open the same folder: the database is shared,
+    /// grant changes reach each within its staleness bound, and the audit
+    /// file is written under a lock, so the chain never forks.
     pub fn open(dir: &Path, secret: &SecretKey) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
@@ -72,95 +104,103 @@ impl Host {
             secret,
             FileAuditOptions::default(),
         )?);
-        Ok(Self::wire(store.clone(), store, audit, secret))
+        Ok(Self::from_stores(store.clone(), store, audit, secret))
     }
 
-    fn wire(
-        registry: Arc<dyn crate::PermissionRegistry>,
-        keys: Arc<dyn crate::keys::ApiKeyStore>,
+    /// The reference components over the given stores: [`Permissions`] over
+    /// `registry`, an [`ApiKeyManager`] over `keys`, a [`MemoryRateLimiter`]
+    /// and a [`HealthMonitor`] with the default breaker, all auditing to `audit`.
+    pub fn from_stores(
+        registry: Arc<dyn PermissionRegistry>,
+        keys: Arc<dyn ApiKeyStore>,
         audit: Arc<dyn AuditSink>,
         secret: &SecretKey,
     ) -> Self {
         Self {
             permissions: Arc::new(Permissions::new(registry, audit.clone())),
             keys: Arc::new(ApiKeyManager::new(keys, secret, audit.clone())),
-            rate_limits: Arc::new(RateLimiter::new()),
+            rate_limits: Arc::new(MemoryRateLimiter::new()),
             health: Arc::new(HealthMonitor::default().with_audit(audit.clone())),
             audit,
-            limits: DashMap::new(),
         }
     }
 
-    /// Installs a plugin in an installation with the installer's consent to
-    /// `consented` scopes, which must be among those the manifest requests
-    /// (a host never grants more than was asked for).
+    /// Records the installer's consent for a plugin that reaches the host
+    /// only through its API keys (a plugin that also runs in the sandbox is
+    /// installed with `vodo_sandbox::Sandbox::install`, which records the
+    /// same grant). See [`Permissions::install`].
     pub fn install(
         &self,
         manifest: &Manifest,
         installation: &InstallationId,
-        consented: ScopeSet,
-        consenting_user: &str,
+        consent: &Consent,
     ) -> Result<Grant> {
-        if let Some(extra) = consented.iter().find(|s| !manifest.scopes().allows(s)) {
-            return Err(Error::Invalid(format!(
-                "`{extra}` is not requested by `{}`'s manifest: a grant can only narrow what the manifest asks for",
-                manifest.slug
-            )));
-        }
-        if let Some(limit) = manifest.limits().rate_limit {
-            self.limits.insert(manifest.slug.clone(), limit);
-        }
-        self.permissions.grant(
-            installation,
-            &manifest.slug,
-            &manifest.version.to_string(),
-            consented,
-            consenting_user,
-        )
+        self.permissions.install(manifest, installation, consent)
     }
 
-    /// Authorizes one host API request made with an API key: the key must
-    /// verify, its rate limit and its plugin's must not be exceeded, and both
-    /// the key's scopes and the plugin's grant must cover `scope`.
-    pub fn authorize(&self, key: &str, scope: &PluginScope) -> Result<VerifiedKey, AccessError> {
+    /// Authorizes one platform API request made with an API key, for the
+    /// resource `resource` (`products` in `/api/products/...`) and the scope
+    /// `scope` it needs (`entities:write:product`).
+    ///
+    /// The key must verify; the plugin's grant must be enabled and cover the
+    /// resource (`api:access` or `api:access:{resource}`) and the scope; the
+    /// key's scopes must cover the scope; and neither the key's nor the
+    /// plugin's rate limit (the grant's, shared with the plugin's own host
+    /// calls) may be exceeded. Every denial is audited.
+    pub fn authorize(
+        &self,
+        key: &str,
+        resource: &str,
+        scope: &PluginScope,
+    ) -> Result<VerifiedKey, AccessError> {
         let verified = self.keys.verify(key)?;
-        if let Some(limit) = self.limits.get(&verified.plugin).map(|l| *l) {
+        if let Err(reason) = Resource::new(resource) {
+            return Err(AccessError::BadResource {
+                resource: resource.chars().take(64).collect(),
+                reason,
+            });
+        }
+        let (installation, plugin) = (&verified.installation, &verified.plugin);
+        let deny = |reason: DenyReason, wanted: String| {
+            AccessError::Denied(self.permissions.deny(installation, plugin, reason, wanted))
+        };
+        let grant = match self.permissions.current(installation, plugin) {
+            Err(e) => {
+                let reason = DenyReason::StoreUnavailable {
+                    error: e.to_string(),
+                };
+                return Err(deny(reason, scope.to_string()));
+            }
+            Ok(None) => return Err(deny(DenyReason::NotInstalled, scope.to_string())),
+            Ok(Some(g)) if !g.enabled => return Err(deny(DenyReason::Disabled, scope.to_string())),
+            Ok(Some(g)) => g,
+        };
+        if let Some(limit) = grant.rate_limit {
             let checks = [
                 RateKey::ApiKey(Arc::clone(&verified.id)),
-                RateKey::Plugin(verified.installation.clone(), verified.plugin.clone()),
+                RateKey::Plugin(installation.clone(), plugin.clone()),
             ];
             for k in &checks {
                 if let Decision::Deny { reason } = self.rate_limits.check(k, limit) {
-                    return Err(self.denied(&verified, scope, reason));
+                    return Err(deny(reason, scope.to_string()));
                 }
             }
+        }
+        if let Decision::Deny { reason } =
+            self.permissions
+                .check_resource(installation, plugin, resource)
+        {
+            return Err(AccessError::Denied(reason));
         }
         if !verified.scopes.allows(scope) {
             let reason = DenyReason::KeyScope {
                 scope: scope.to_string(),
             };
-            return Err(self.denied(&verified, scope, reason));
+            return Err(deny(reason, scope.to_string()));
         }
-        match self
-            .permissions
-            .check(&verified.installation, &verified.plugin, scope)
-        {
+        match self.permissions.check(installation, plugin, scope) {
             Decision::Allow => Ok(verified),
             Decision::Deny { reason } => Err(AccessError::Denied(reason)),
         }
-    }
-
-    /// Audits a denial decided here (the permission checker audits its own).
-    fn denied(&self, key: &VerifiedKey, scope: &PluginScope, reason: DenyReason) -> AccessError {
-        let event = AuditEvent::now(AuditAction::PermissionDenied {
-            scope: scope.to_string(),
-            reason: reason.clone(),
-        })
-        .plugin(&key.plugin)
-        .installation(&key.installation);
-        if let Err(e) = self.audit.record(&event) {
-            tracing::error!(error = %e, "audit sink failed to record a denial");
-        }
-        AccessError::Denied(reason)
     }
 }

@@ -1,7 +1,10 @@
 //! Identifiers of plugins and installations.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use hashbrown::Equivalent;
 
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -58,4 +61,33 @@ id! {
     /// workspace of the host. The same plugin installed by two tenants has two
     /// independent grants, keys and rate limits.
     InstallationId
+}
+
+/// The key of everything kept per plugin per installation (grants, circuit
+/// breakers, rate-limit cells).
+pub(crate) type PairKey = (InstallationId, PluginId);
+
+/// A borrowed `(installation, plugin)` that looks up a [`PairKey`] in a
+/// `hashbrown` map without allocating an owned key.
+pub(crate) struct PairRef<'a>(pub &'a str, pub &'a str);
+
+impl<'a> PairRef<'a> {
+    /// The borrowed form of `(installation, plugin)`.
+    pub(crate) fn of(installation: &'a InstallationId, plugin: &'a PluginId) -> Self {
+        Self(installation.as_str(), plugin.as_str())
+    }
+}
+
+impl Hash for PairRef<'_> {
+    // Must hash exactly as `(InstallationId, PluginId)` does: each id hashes as its `str`.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<PairKey> for PairRef<'_> {
+    fn equivalent(&self, key: &PairKey) -> bool {
+        self.0 == key.0.as_str() && self.1 == key.1.as_str()
+    }
 }

@@ -9,9 +9,13 @@
 //! - [`permissions`]: grants per (installation, plugin), checked as
 //!   [`Decision`]s that fail closed, every denial audited;
 //! - [`keys`]: API keys with a scannable format, stored only as an HMAC;
-//! - [`rate`]: per-plugin and per-key GCRA rate limits with bounded memory;
+//! - [`rate`]: the [`RateLimiter`](rate::RateLimiter) trait and a GCRA
+//!   reference with a hard bound on memory;
 //! - [`audit`]: the audit trail, including an HMAC-chained file;
-//! - [`health`]: circuit breakers, alerts and fallbacks.
+//! - [`health`]: the [`HealthTracker`](health::HealthTracker) trait, circuit
+//!   breakers per installation, automatic disabling, alerts and fallbacks;
+//! - [`runtime`]: the table of host interfaces and the `Sandbox` trait;
+//! - [`Host`]: all of them wired as one plain struct of components.
 //!
 //! Every store exists in memory and in SQLite ([`SqliteStore`], bundled);
 //! hosts that outgrow one machine implement the same traits over their own
@@ -19,20 +23,18 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use vodo_core::{Decision, InstallationId, Manifest, MemoryRegistry, Permissions};
+//! use vodo_core::{Consent, Decision, InstallationId, Manifest, MemoryRegistry, Permissions};
 //! use vodo_core::audit::MemoryAudit;
 //!
 //! let manifest = Manifest::parse(r#"{
 //!     "name": "Order Notifier", "slug": "order-notifier", "version": "1.0.0",
-//!     "description": "Tells a chat channel about new orders.", "author": "Acme",
-//!     "license": "MIT", "entry": "plugin.wasm",
-//!     "permissions": { "entities": { "read": ["order"] }, "hooks": { "subscribe": ["order.*"] } }
+//!     "permissions": { "entities": ["read:order"], "hooks": ["subscribe:order.*"] }
 //! }"#)?;
 //!
 //! let audit = Arc::new(MemoryAudit::new());
 //! let permissions = Permissions::new(Arc::new(MemoryRegistry::new()), audit.clone());
 //! let shop = InstallationId::new("shop-42");
-//! permissions.grant(&shop, &manifest.slug, "1.0.0", manifest.scopes().clone(), "owner@shop-42")?;
+//! permissions.install(&manifest, &shop, &Consent::all(&manifest, "owner@shop-42"))?;
 //!
 //! let read = "entities:read:order".parse()?;
 //! let write = "entities:write:order".parse()?;
@@ -69,7 +71,9 @@ pub use error::{Error, Result};
 pub use host::{AccessError, Host};
 pub use ids::{InstallationId, PluginId};
 pub use manifest::{Manifest, ManifestError, Problem};
-pub use permissions::{DenyAll, Grant, MemoryRegistry, PermissionRegistry, Permissions};
+pub use permissions::{
+    Consent, CurrentGrant, DenyAll, Grant, MemoryRegistry, PermissionRegistry, Permissions,
+};
 pub use secret::SecretKey;
 pub use sqlite::{SqliteStore, open_sqlite};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
@@ -80,6 +84,7 @@ mod tests {
     #[test]
     fn memory_stores_pass_the_conformance_suites() {
         crate::conformance::permission_registry(&crate::MemoryRegistry::new());
+        crate::conformance::rate_limiter(&crate::rate::MemoryRateLimiter::new());
         crate::conformance::api_key_store(&crate::keys::MemoryKeyStore::new());
         crate::conformance::audit_log(&crate::audit::MemoryAudit::new());
     }

@@ -15,9 +15,10 @@ use vodo_scopes::{PluginScope, ScopeSet};
 use crate::audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, AuditSink};
 use crate::keys::{ApiKeyRecord, ApiKeyStore};
 use crate::permissions::{Grant, PermissionRegistry};
+use crate::rate::RateLimit;
 use crate::{Error, InstallationId, PluginId, Result, Timestamp};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS grants (
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS grants (
     granted_by     TEXT NOT NULL,
     granted_at     INTEGER NOT NULL,
     enabled        INTEGER NOT NULL,
+    rate_limit     TEXT,
     PRIMARY KEY (installation, plugin)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS grants_by_plugin ON grants (plugin, installation);
@@ -59,7 +61,19 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_plugin ON audit (plugin, at);
 CREATE INDEX IF NOT EXISTS audit_by_kind ON audit (kind, at);
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('grants_generation', 0);
 ";
+
+/// Schema 1 to 2: the manifest's rate limit is stored with the grant, and
+/// a generation counter tells other processes' caches that grants changed.
+/// Grants written before schema 2 carry no rate limit until the plugin is
+/// installed or upgraded again.
+const MIGRATE_1_TO_2: &str = "ALTER TABLE grants ADD COLUMN rate_limit TEXT;";
 
 /// Opens a SQLite connection the way every Vodo store does: at `path` in
 /// WAL mode with `synchronous = NORMAL` (a committed write survives a crash
@@ -103,6 +117,9 @@ impl SqliteStore {
                 "the database has schema version {version}, newer than the {SCHEMA_VERSION} this build knows: upgrade Vodo"
             )));
         }
+        if version == 1 {
+            conn.execute_batch(MIGRATE_1_TO_2)?;
+        }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Self {
@@ -130,37 +147,54 @@ fn scopes_from_text(text: &str) -> Result<ScopeSet> {
         .collect()
 }
 
-fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<(Grant, String)> {
+type GrantRow = (Grant, String, Option<String>);
+
+fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<GrantRow> {
     Ok((
         Grant {
             installation: InstallationId::new(row.get::<_, String>(0)?),
             plugin: PluginId::new(row.get::<_, String>(1)?),
             plugin_version: row.get(2)?,
             scopes: ScopeSet::new(),
+            rate_limit: None,
             granted_by: row.get(4)?,
             granted_at: Timestamp(row.get(5)?),
             enabled: row.get(6)?,
         },
         row.get(3)?,
+        row.get(7)?,
     ))
 }
 
-fn finish_grant((mut grant, scopes): (Grant, String)) -> Result<Grant> {
+fn finish_grant((mut grant, scopes, rate): GrantRow) -> Result<Grant> {
     grant.scopes = scopes_from_text(&scopes)?;
+    grant.rate_limit = rate
+        .map(|r| {
+            r.parse::<RateLimit>().map_err(|e| {
+                Error::Storage(format!("a stored rate limit does not parse ({e}); the database was changed by hand or by a newer version").into())
+            })
+        })
+        .transpose()?;
     Ok(grant)
 }
 
 const GRANT_COLUMNS: &str =
-    "installation, plugin, plugin_version, scopes, granted_by, granted_at, enabled";
+    "installation, plugin, plugin_version, scopes, granted_by, granted_at, enabled, rate_limit";
+
+const BUMP_GENERATION: &str = "UPDATE meta SET value = value + 1 WHERE key = 'grants_generation'";
 
 impl PermissionRegistry for SqliteStore {
     fn put(&self, g: &Grant) -> Result<()> {
-        self.conn.lock().execute(
-            "INSERT INTO grants (installation, plugin, plugin_version, scopes, granted_by, granted_at, enabled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        let mut conn = self.conn.lock();
+        // The grant and the generation change together, or not at all.
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO grants (installation, plugin, plugin_version, scopes, granted_by, granted_at, enabled, rate_limit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (installation, plugin) DO UPDATE SET
                plugin_version = excluded.plugin_version, scopes = excluded.scopes,
-               granted_by = excluded.granted_by, granted_at = excluded.granted_at, enabled = excluded.enabled",
+               granted_by = excluded.granted_by, granted_at = excluded.granted_at,
+               enabled = excluded.enabled, rate_limit = excluded.rate_limit",
             params![
                 g.installation.as_str(),
                 g.plugin.as_str(),
@@ -168,9 +202,12 @@ impl PermissionRegistry for SqliteStore {
                 scopes_to_text(&g.scopes),
                 g.granted_by,
                 g.granted_at.0,
-                g.enabled
+                g.enabled,
+                g.rate_limit.map(|r| r.to_string()),
             ],
         )?;
+        tx.execute(BUMP_GENERATION, [])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -190,10 +227,16 @@ impl PermissionRegistry for SqliteStore {
     }
 
     fn remove(&self, installation: &InstallationId, plugin: &PluginId) -> Result<bool> {
-        let n = self.conn.lock().execute(
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "DELETE FROM grants WHERE installation = ?1 AND plugin = ?2",
             params![installation.as_str(), plugin.as_str()],
         )?;
+        if n > 0 {
+            tx.execute(BUMP_GENERATION, [])?;
+        }
+        tx.commit()?;
         Ok(n > 0)
     }
 
@@ -219,6 +262,15 @@ impl PermissionRegistry for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn generation(&self) -> Result<u64> {
+        let g: i64 = self.conn.lock().query_row(
+            "SELECT value FROM meta WHERE key = 'grants_generation'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(g).unwrap_or(0))
     }
 }
 
@@ -486,13 +538,53 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_database_is_migrated_and_keeps_its_grants() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vodo.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE grants (installation TEXT NOT NULL, plugin TEXT NOT NULL,
+                   plugin_version TEXT NOT NULL, scopes TEXT NOT NULL, granted_by TEXT NOT NULL,
+                   granted_at INTEGER NOT NULL, enabled INTEGER NOT NULL,
+                   PRIMARY KEY (installation, plugin)) WITHOUT ROWID;
+                 INSERT INTO grants VALUES ('shop', 'p', '1.0.0', 'entities:read', 'me', 5, 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let g = PermissionRegistry::get(&store, &"shop".into(), &"p".into())
+            .unwrap()
+            .unwrap();
+        assert_eq!((g.rate_limit, g.scopes.len()), (None, 1));
+        let before = store.generation().unwrap();
+        PermissionRegistry::put(
+            &store,
+            &Grant {
+                rate_limit: "5/minute".parse().ok(),
+                ..g
+            },
+        )
+        .unwrap();
+        assert_eq!(store.generation().unwrap(), before + 1);
+        let g = PermissionRegistry::get(&store, &"shop".into(), &"p".into())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            g.rate_limit.map(|r| r.to_string()).as_deref(),
+            Some("5/minute")
+        );
+    }
+
+    #[test]
     fn a_corrupted_scope_fails_closed() {
         let store = SqliteStore::open_in_memory().unwrap();
         store
             .conn
             .lock()
             .execute(
-                "INSERT INTO grants VALUES ('i', 'p', '1', 'entities:read\nroot:all', 'x', 0, 1)",
+                "INSERT INTO grants VALUES ('i', 'p', '1', 'entities:read\nroot:all', 'x', 0, 1, NULL)",
                 [],
             )
             .unwrap();

@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use allocation_counter::measure;
 use vodo_core::audit::NoAudit;
+use vodo_core::health::{HealthMonitor, HealthTracker, Outcome};
 use vodo_core::keys::{ApiKeyManager, IssueKey, MemoryKeyStore};
-use vodo_core::rate::{RateKey, RateLimiter};
-use vodo_core::{Decision, InstallationId, MemoryRegistry, Permissions, PluginId, SecretKey};
+use vodo_core::rate::{MemoryRateLimiter, RateKey, RateLimiter};
+use vodo_core::{
+    Decision, Grant, InstallationId, MemoryRegistry, PermissionRegistry, Permissions, PluginId,
+    SecretKey, Timestamp,
+};
 use vodo_scopes::{PluginScope, ScopeSet};
 
 fn assert_no_alloc(what: &str, f: impl FnOnce()) {
@@ -40,14 +44,35 @@ fn hot_paths_do_not_allocate() {
         assert!(granted.can_connect("API.Example.COM", 443))
     });
 
-    let perms = Permissions::new(Arc::new(MemoryRegistry::new()), Arc::new(NoAudit));
+    let registry = Arc::new(MemoryRegistry::new());
     let (shop, plugin) = (InstallationId::new("shop"), PluginId::new("p"));
-    perms
-        .grant(&shop, &plugin, "1.0.0", granted.clone(), "me")
+    registry
+        .put(&Grant {
+            installation: shop.clone(),
+            plugin: plugin.clone(),
+            plugin_version: "1.0.0".into(),
+            scopes: granted.clone(),
+            rate_limit: None,
+            granted_by: "me".into(),
+            granted_at: Timestamp(0),
+            enabled: true,
+        })
         .unwrap();
+    let perms = Permissions::new(registry, Arc::new(NoAudit));
     assert_eq!(perms.check(&shop, &plugin, &requested), Decision::Allow); // fills the cache
     assert_no_alloc("Permissions::check", || {
         assert_eq!(perms.check(&shop, &plugin, &requested), Decision::Allow);
+    });
+    assert_no_alloc("Permissions::current", || {
+        assert!(perms.current(&shop, &plugin).unwrap().is_some());
+    });
+
+    let health = HealthMonitor::default();
+    assert!(health.admit(&shop, &plugin).is_allowed()); // makes the breaker
+    health.record(&shop, &plugin, Outcome::Success);
+    assert_no_alloc("HealthTracker::admit and record", || {
+        assert!(health.admit(&shop, &plugin).is_allowed());
+        assert!(health.record(&shop, &plugin, Outcome::Success).is_none());
     });
 
     let keys = ApiKeyManager::new(
@@ -69,7 +94,7 @@ fn hot_paths_do_not_allocate() {
         keys.verify(key.expose_secret()).unwrap();
     });
 
-    let limiter = RateLimiter::new();
+    let limiter = MemoryRateLimiter::new();
     let rk = RateKey::Plugin(shop, plugin);
     let limit = "1000/second".parse().unwrap();
     assert_eq!(limiter.check(&rk, limit), Decision::Allow);

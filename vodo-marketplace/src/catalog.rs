@@ -253,7 +253,7 @@ pub struct SqliteCatalog {
 impl SqliteCatalog {
     /// Opens (or creates) the catalog at `path`; `None` for a private one in memory.
     pub fn open(path: Option<&std::path::Path>) -> Result<Self> {
-        let conn = vodo_core::open_sqlite(path).map_err(|e| Error::Invalid(e.to_string()))?;
+        let conn = vodo_core::open_sqlite(path).map_err(sql)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS catalog_listings (plugin TEXT PRIMARY KEY, body TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS catalog_ratings (
@@ -272,7 +272,7 @@ impl SqliteCatalog {
 }
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Invalid(format!("catalog store: {e}"))
+    Error::storage("catalog store", e)
 }
 
 fn event_name(e: InstallEvent) -> &'static str {

@@ -459,7 +459,7 @@ impl RoleSigners<'_> {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::Invalid(format!("cannot write `{}`: {e}", path.display()))
+    move |e| Error::storage(format!("cannot write `{}`", path.display()), e)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
@@ -690,7 +690,9 @@ impl Repository {
 
     /// The bytes of root version 1, to ship pinned with hosts.
     pub fn pinned_root(&self) -> Result<Vec<u8>> {
-        std::fs::read(self.dir.join("1.root.json")).map_err(|e| Error::Invalid(e.to_string()))
+        let path = self.dir.join("1.root.json");
+        std::fs::read(&path)
+            .map_err(|e| Error::storage(format!("cannot read `{}`", path.display()), e))
     }
 
     /// The signed facts of every package.

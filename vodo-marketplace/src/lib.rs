@@ -51,6 +51,28 @@ pub enum Error {
     /// Stored data does not match its digest: it was changed behind the store's back.
     #[error("{0}")]
     Tampered(String),
+    /// A store (SQLite, a folder, or a host's own implementation) failed.
+    #[error("{what}: {source}")]
+    Storage {
+        /// Which store, and what it was doing.
+        what: String,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// A store failure: `what` says which store and what it was doing.
+    pub(crate) fn storage(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Storage {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -3,9 +3,9 @@
 //!
 //! | check | error when | warning when |
 //! |---|---|---|
-//! | `package` | malformed, too large, a checksum differs, the manifest is invalid, the component does not validate | |
+//! | `package` | malformed, too large, a checksum differs, the manifest is invalid or has no `description`, the component does not validate | |
 //! | `permissions` | the component imports a capability the manifest does not declare | the manifest asks for a capability the code never imports |
-//! | `license` | not an SPDX expression, or not allowed by policy | |
+//! | `license` | no `license`, not an SPDX expression, or not allowed by policy | |
 //! | `performance` | a sample event fails or breaks the fuel, memory or time budget | there are no sample events |
 //! | `compatibility` | the declared host API range excludes the running host | no range is declared |
 //! | `security` | a denied pattern of the policy, such as an outbound host `*.onion` | broad scopes: every entity, every hook |
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vodo_core::manifest::Manifest;
-use vodo_core::runtime::{Sandbox, TrialBudget};
-use vodo_scopes::{Capability, PluginScope};
+use vodo_core::runtime::{Interface, Sandbox, TrialBudget};
+use vodo_scopes::PluginScope;
 
 use crate::package::Package;
 
@@ -170,47 +170,68 @@ pub fn review(bytes: &[u8], policy: &Policy, sandbox: &dyn Sandbox) -> (Report, 
         }
     };
 
+    if manifest.description.is_none() {
+        r.add(
+            "package",
+            Severity::Error,
+            "plugin.json $.description",
+            "the manifest has no `description`: add one (`\"description\": \"What the plugin does\"`); the marketplace shows it to installers",
+        );
+    }
+
     // Permissions: what the code imports against what the manifest declares.
     if let Some(info) = &info {
         let mut used = Vec::new();
         for import in &info.imports {
-            let Some(rest) = import.strip_prefix("vodo:plugin/") else {
+            let Ok(Some(interface)) = Interface::of_import(import) else {
                 continue;
             };
-            let iface = rest.split('@').next().unwrap_or(rest);
-            if let Ok(Some((cap, label))) = vodo_core::runtime::interface_capability(iface) {
-                used.push(cap);
-                if !manifest.scopes().has_capability(cap) {
-                    r.add(
-                        "permissions",
-                        Severity::Error,
-                        import.clone(),
-                        format!("the component uses `{label}` but plugin.json declares no such permission: add `{}`", cap.example_scope()),
-                    );
-                }
+            let Some(cap) = interface.capability() else {
+                continue;
+            };
+            used.push(interface);
+            if !manifest.scopes().has_capability(cap) {
+                r.add(
+                    "permissions",
+                    Severity::Error,
+                    import.clone(),
+                    format!(
+                        "the component uses `{}` but plugin.json declares no such permission: add `{}`",
+                        interface.permission(),
+                        cap.example_scope()
+                    ),
+                );
             }
         }
-        for (cap, label) in [
-            (Capability::Entities, "entities"),
-            (Capability::HookTrigger, "hooks.trigger"),
-            (Capability::Storage, "storage"),
-            (Capability::Network, "network"),
-            (Capability::Settings, "settings"),
-            (Capability::Users, "users"),
-        ] {
-            if manifest.scopes().has_capability(cap) && !used.contains(&cap) {
+        for interface in Interface::ALL {
+            if let Some(cap) = interface.capability()
+                && manifest.scopes().has_capability(cap)
+                && !used.contains(&interface)
+            {
                 r.add(
                     "permissions",
                     Severity::Warning,
-                    format!("plugin.json $.permissions.{label}"),
-                    "the plugin asks for this permission but its code never uses it: remove it so installers are not asked for more than needed",
+                    format!("plugin.json {}", interface.manifest_path()),
+                    format!(
+                        "the plugin asks for `{}` but its code never uses it: remove it so installers are not asked for more than needed",
+                        interface.permission()
+                    ),
                 );
             }
         }
     }
 
     // License.
-    match spdx::Expression::parse(&manifest.license) {
+    let Some(license) = &manifest.license else {
+        r.add(
+            "license",
+            Severity::Error,
+            "plugin.json $.license",
+            "the manifest has no `license`: add an SPDX expression such as `\"license\": \"MIT\"`; the marketplace publishes only licensed plugins",
+        );
+        return finish(r, policy, sandbox, manifest, package, info.is_some());
+    };
+    match spdx::Expression::parse(license) {
         Err(e) => r.add(
             "license",
             Severity::Error,
@@ -231,8 +252,7 @@ pub fn review(bytes: &[u8], policy: &Policy, sandbox: &dyn Sandbox) -> (Report, 
                     Severity::Error,
                     "plugin.json $.license",
                     format!(
-                        "`{}` is not accepted by the marketplace: use one of {}",
-                        manifest.license,
+                        "`{license}` is not accepted by the marketplace: use one of {}",
                         policy.licenses.join(", ")
                     ),
                 );
@@ -240,6 +260,18 @@ pub fn review(bytes: &[u8], policy: &Policy, sandbox: &dyn Sandbox) -> (Report, 
         }
     }
 
+    finish(r, policy, sandbox, manifest, package, info.is_some())
+}
+
+/// The checks after the license: performance, compatibility, security.
+fn finish(
+    mut r: Report,
+    policy: &Policy,
+    sandbox: &dyn Sandbox,
+    manifest: Manifest,
+    package: Package,
+    valid_component: bool,
+) -> (Report, Option<Package>) {
     // Performance: the sample events under the policy's budget.
     if package.samples.is_empty() {
         r.add(
@@ -248,7 +280,7 @@ pub fn review(bytes: &[u8], policy: &Policy, sandbox: &dyn Sandbox) -> (Report, 
             "package samples",
             "the package has no sample events, so its performance was not measured",
         );
-    } else if info.is_some() {
+    } else if valid_component {
         match sandbox.trial(
             &manifest,
             &package.component,
@@ -268,7 +300,7 @@ pub fn review(bytes: &[u8], policy: &Policy, sandbox: &dyn Sandbox) -> (Report, 
                             "performance",
                             Severity::Error,
                             format!("sample `{}`", run.event),
-                            e.clone(),
+                            e.to_string(),
                         );
                     }
                 }

@@ -173,7 +173,7 @@ pub struct SqliteSubmissions {
 }
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Invalid(format!("submission store: {e}"))
+    Error::storage("submission store", e)
 }
 
 fn state_name(s: State) -> &'static str {
@@ -191,7 +191,7 @@ fn state_name(s: State) -> &'static str {
 impl SqliteSubmissions {
     /// Opens (or creates) the store at `path`; `None` for a private one in memory.
     pub fn open(path: Option<&std::path::Path>) -> Result<Self> {
-        let conn = vodo_core::open_sqlite(path).map_err(|e| Error::Invalid(e.to_string()))?;
+        let conn = vodo_core::open_sqlite(path).map_err(sql)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS market_packages (sha256 TEXT PRIMARY KEY, bytes BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS market_submissions (

@@ -22,12 +22,14 @@
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm`
 //! in `target/wasm32-wasip2/release/` is the component the manifest's
 //! `entry` names. Every host call is checked against the permissions the
-//! manifest declares and the installer granted: a call outside them stops
-//! the plugin's call with a permission violation that names the missing
-//! scope (a plugin that reaches past its grant is not trusted to carry on),
-//! and importing an interface the manifest does not cover makes the host
-//! refuse the plugin at install time. [`Error`] carries the failures a
-//! plugin can handle: not found, invalid arguments, host errors.
+//! installer granted, at the time of the call: a call outside them returns
+//! [`Error::Denied`] naming the missing scope, and a call over the
+//! manifest's `rate_limit` returns [`Error::Limit`]; both are recorded in the
+//! host's audit trail, and neither counts against the plugin's health, so a
+//! plugin may degrade gracefully (a merchant can narrow a grant at any
+//! time). Importing an interface the grant does not cover makes the host
+//! refuse the plugin at install time. [`Error`] also carries the other
+//! failures a plugin can handle: not found, invalid arguments, host errors.
 //!
 //! # Unsafe code
 //!
@@ -159,7 +161,7 @@ pub mod settings {
     pub use crate::bindings::vodo::plugin::settings::{get, set};
 }
 
-/// The host's user records (`users:read`).
+/// The host's user records (`users:read` to get, `users:write` to put).
 pub mod users {
-    pub use crate::bindings::vodo::plugin::users::get;
+    pub use crate::bindings::vodo::plugin::users::{get, put};
 }

@@ -30,7 +30,7 @@ pub(crate) fn load(
     let path = dir.join(format!(
         "{}-{:016x}.cwasm",
         hex(hash),
-        crate::sandbox::compatibility_hash(engine)
+        crate::engine::compatibility_hash(engine)
     ));
     if path.is_file() {
         // SAFETY: the file is in the host's own cache folder, named by the

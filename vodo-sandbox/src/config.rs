@@ -1,7 +1,12 @@
-//! Engine-wide configuration ([`SandboxConfig`]) and per-plugin [`Limits`].
+//! Engine-wide configuration ([`SandboxConfig`]) and per-plugin [`Limits`],
+//! each validated once (the config when the sandbox is built, limits when a
+//! plugin is installed): an impossible setting is an error that names it,
+//! never corrected silently.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::LoadError;
 
 /// How the one engine of a process is set up. Every default is listed; all
 /// of them deny rather than allow.
@@ -18,8 +23,13 @@ pub struct SandboxConfig {
     pub fuel: bool,
     /// Wasm stack per call. Default 512 KiB.
     pub max_wasm_stack: usize,
-    /// Epoch tick: the resolution of wall-clock timeouts. Default 5 ms.
+    /// How often a running plugin is interrupted to compare its deadline
+    /// with the monotonic clock: the resolution of wall-clock timeouts.
+    /// Default 5 ms.
     pub epoch_tick: Duration,
+    /// Threads [`Sandbox::dispatch`](crate::Sandbox::dispatch) runs one
+    /// event's deliveries on. Default: the number of cores.
+    pub dispatch_threads: usize,
     /// Folder for compiled components, keyed by content hash. Default `None`
     /// (compile on every load).
     pub cache_dir: Option<PathBuf>,
@@ -39,10 +49,56 @@ impl Default for SandboxConfig {
             fuel: false,
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(5),
+            dispatch_threads: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
             cache_dir: None,
             storage_root: None,
             allow_private_network: false,
         }
+    }
+}
+
+fn invalid(message: String) -> LoadError {
+    LoadError::Config(message)
+}
+
+impl SandboxConfig {
+    /// Refuses a configuration that cannot work, naming the settings.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let zero =
+            |name: &str, why: &str| Err(invalid(format!("`SandboxConfig::{name}` is zero: {why}")));
+        if self.max_concurrent == 0 {
+            return zero(
+                "max_concurrent",
+                "the pool needs at least 1 slot to run a plugin",
+            );
+        }
+        if self.max_memory_per_instance == 0 {
+            return zero(
+                "max_memory_per_instance",
+                "a plugin needs some memory, such as 64 MiB",
+            );
+        }
+        if self.max_wasm_stack == 0 {
+            return zero("max_wasm_stack", "a call needs a stack, such as 512 KiB");
+        }
+        if self.epoch_tick.is_zero() {
+            return zero(
+                "epoch_tick",
+                "timeouts are checked every tick, such as 5 ms",
+            );
+        }
+        if self.dispatch_threads == 0 {
+            return zero("dispatch_threads", "dispatch needs at least 1 thread");
+        }
+        if (self.max_concurrent as usize) < self.dispatch_threads {
+            return Err(invalid(format!(
+                "`SandboxConfig::max_concurrent` ({}) is below `dispatch_threads` ({}): dispatch would run more calls at once than the pool has slots; raise `max_concurrent` or lower `dispatch_threads`",
+                self.max_concurrent, self.dispatch_threads
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -52,7 +108,7 @@ impl Default for SandboxConfig {
 pub struct Limits {
     /// Total bytes of linear memory across the call's instances. Default 64 MiB.
     pub memory: u64,
-    /// Wall-clock time per call. Default 1 s.
+    /// Wall-clock time per call, measured on the monotonic clock. Default 1 s.
     pub timeout: Duration,
     /// Fuel per call, if the engine meters fuel. Default `None`.
     pub fuel: Option<u64>,
@@ -82,6 +138,139 @@ impl Default for Limits {
             host_calls: 10_000,
             http_response: 4 << 20,
             http_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses limits that cannot work on a sandbox built with `config`,
+    /// naming the settings.
+    pub fn validate(&self, config: &SandboxConfig) -> Result<(), LoadError> {
+        let zeros = [
+            ("memory", self.memory == 0),
+            ("timeout", self.timeout.is_zero()),
+            ("fuel", self.fuel == Some(0)),
+            ("table_elements", self.table_elements == 0),
+            ("instances", self.instances == 0),
+            ("output", self.output == 0),
+            ("host_calls", self.host_calls == 0),
+            ("http_response", self.http_response == 0),
+            ("http_timeout", self.http_timeout.is_zero()),
+        ];
+        if let Some((name, _)) = zeros.iter().find(|(_, zero)| *zero) {
+            return Err(invalid(format!(
+                "`Limits::{name}` is zero: a plugin could not run at all; give it a budget"
+            )));
+        }
+        if self.fuel.is_some() && !config.fuel {
+            return Err(invalid(
+                "`Limits::fuel` asks for a fuel budget but the sandbox was built without `SandboxConfig::fuel`: turn it on, or set `fuel: None`".into(),
+            ));
+        }
+        if self.timeout < config.epoch_tick {
+            return Err(invalid(format!(
+                "`Limits::timeout` ({:?}) is shorter than one `SandboxConfig::epoch_tick` ({:?}): the deadline is checked once per tick; lengthen the timeout or shorten the tick",
+                self.timeout, config.epoch_tick
+            )));
+        }
+        if self.memory > config.max_memory_per_instance {
+            return Err(invalid(format!(
+                "`Limits::memory` ({} bytes) is above `SandboxConfig::max_memory_per_instance` ({} bytes): a memory cannot grow past its pool slot; lower the limit or raise the slot",
+                self.memory, config.max_memory_per_instance
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: &SandboxConfig, limits: &Limits) -> String {
+        match config.validate().and_then(|()| limits.validate(config)) {
+            Err(e) => e.to_string(),
+            Ok(()) => String::from("accepted"),
+        }
+    }
+
+    #[test]
+    fn impossible_settings_are_errors_that_name_them() {
+        let ok = SandboxConfig::default();
+        assert_eq!(refused(&ok, &Limits::default()), "accepted");
+        for (config, names) in [
+            (
+                SandboxConfig {
+                    max_concurrent: 0,
+                    ..ok.clone()
+                },
+                vec!["max_concurrent"],
+            ),
+            (
+                SandboxConfig {
+                    epoch_tick: Duration::ZERO,
+                    ..ok.clone()
+                },
+                vec!["epoch_tick"],
+            ),
+            (
+                SandboxConfig {
+                    max_concurrent: 2,
+                    dispatch_threads: 4,
+                    ..ok.clone()
+                },
+                vec!["max_concurrent` (2)", "dispatch_threads` (4)"],
+            ),
+        ] {
+            let e = refused(&config, &Limits::default());
+            for n in names {
+                assert!(e.contains(n), "{e}");
+            }
+        }
+        for (limits, names) in [
+            (
+                Limits {
+                    memory: 0,
+                    ..Limits::default()
+                },
+                vec!["`Limits::memory` is zero"],
+            ),
+            (
+                Limits {
+                    host_calls: 0,
+                    ..Limits::default()
+                },
+                vec!["`Limits::host_calls` is zero"],
+            ),
+            (
+                Limits {
+                    timeout: Duration::from_millis(2),
+                    ..Limits::default()
+                },
+                vec![
+                    "`Limits::timeout` (2ms)",
+                    "`SandboxConfig::epoch_tick` (5ms)",
+                ],
+            ),
+            (
+                Limits {
+                    fuel: Some(10),
+                    ..Limits::default()
+                },
+                vec!["`SandboxConfig::fuel`"],
+            ),
+            (
+                Limits {
+                    memory: 1 << 30,
+                    ..Limits::default()
+                },
+                vec!["`Limits::memory`", "max_memory_per_instance"],
+            ),
+        ] {
+            let e = refused(&ok, &limits);
+            for n in names {
+                assert!(e.contains(n), "{e}");
+            }
         }
     }
 }

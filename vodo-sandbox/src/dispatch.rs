@@ -1,13 +1,13 @@
 //! Hook dispatch: an event goes to every plugin of an installation whose
-//! grant subscribes to it, through each plugin's circuit breaker, in
-//! parallel, so that one plugin's failure or hang never blocks the others.
+//! current grant subscribes to it, each through the call pipeline (its
+//! circuit breaker included), in parallel, so that one plugin's failure or
+//! hang never blocks the others.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use vodo_core::health::HealthMonitor;
-use vodo_core::{Decision, DenyReason, InstallationId, PluginId};
+use vodo_core::{InstallationId, PluginId};
 
 use crate::{CallError, Installed, Sandbox, Usage};
 
@@ -20,48 +20,48 @@ pub struct Delivery {
     pub outcome: Result<Usage, CallError>,
 }
 
-/// The number of cores, asked once: `available_parallelism` reads cgroup
-/// files on Linux, which cost more than a plugin call.
-fn parallelism() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-    })
-}
-
 impl Sandbox {
-    /// The plugins of `installation` whose grant subscribes to `event`.
+    /// The plugins loaded in `installation` whose current grant is enabled
+    /// and subscribes to `event`.
     pub fn subscribers(&self, installation: &InstallationId, event: &str) -> Vec<Arc<Installed>> {
         self.installed_in(installation)
             .into_iter()
-            .filter(|p| p.scopes.can_subscribe(event))
+            .filter(|p| {
+                self.permissions
+                    .current(installation, &p.plugin)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|g| g.enabled && g.scopes.can_subscribe(event))
+            })
             .collect()
     }
 
     /// Delivers `event` to every subscribed plugin of `installation`.
     ///
-    /// Each plugin runs under its own limits on a pool of threads (one per
-    /// core); a plugin whose circuit is open is skipped, and every failure
-    /// or violation is recorded in `health`. Deliveries come back in plugin
-    /// order.
+    /// Each plugin runs under its own limits through the call pipeline, on
+    /// up to [`dispatch_threads`](crate::SandboxConfig::dispatch_threads)
+    /// threads; a plugin whose circuit is open is refused without running,
+    /// and each outcome is recorded in the host's health tracker.
+    /// Deliveries come back in plugin order.
     pub fn dispatch(
         &self,
         installation: &InstallationId,
         event: &str,
         payload: &str,
-        health: &HealthMonitor,
     ) -> Vec<Delivery> {
         let targets = self.subscribers(installation, event);
-        let workers = parallelism().min(targets.len());
+        let workers = self.config.dispatch_threads.min(targets.len());
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<(usize, Delivery)>> = Mutex::new(Vec::with_capacity(targets.len()));
         let work = || {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(plugin) = targets.get(i) else { break };
-                let delivery = self.deliver(plugin, event, payload, health);
+                let call = self.call_event(plugin, event, payload);
+                let delivery = Delivery {
+                    plugin: plugin.plugin.clone(),
+                    outcome: call.result.map(|()| call.usage),
+                };
                 results.lock().push((i, delivery));
             }
         };
@@ -81,37 +81,5 @@ impl Sandbox {
         let mut results = results.into_inner();
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, d)| d).collect()
-    }
-
-    fn deliver(
-        &self,
-        plugin: &Installed,
-        event: &str,
-        payload: &str,
-        health: &HealthMonitor,
-    ) -> Delivery {
-        let outcome = match health.allow(&plugin.plugin) {
-            Decision::Deny { reason } => Err(CallError::NotRun(match reason {
-                DenyReason::Disabled => "the plugin is disabled".into(),
-                other => other.to_string(),
-            })),
-            Decision::Allow => {
-                let call = self.call_event(plugin, event, payload);
-                match call.result {
-                    Ok(()) => {
-                        health.record_success(&plugin.plugin);
-                        Ok(call.usage)
-                    }
-                    Err(e) => {
-                        health.record_failure(&plugin.plugin, &e.to_string());
-                        Err(e)
-                    }
-                }
-            }
-        };
-        Delivery {
-            plugin: plugin.plugin.clone(),
-            outcome,
-        }
     }
 }

@@ -66,9 +66,23 @@ pub enum LoadError {
     /// The sandbox is misconfigured.
     #[error("sandbox configuration: {0}")]
     Config(String),
-    /// The plugin is not installed.
-    #[error("plugin `{0}` is not installed in this sandbox")]
+    /// The plugin has no grant in the installation.
+    #[error(
+        "plugin `{0}` is not installed in this installation: install it with the installer's consent first"
+    )]
     NotInstalled(String),
+    /// The grant is for another version than the one being loaded.
+    #[error(
+        "the grant of `{plugin}` is for version {granted}, not {version}: upgrade to {version} instead of loading it"
+    )]
+    VersionMismatch {
+        /// The plugin.
+        plugin: String,
+        /// The version the grant is for.
+        granted: String,
+        /// The version being loaded.
+        version: String,
+    },
     /// The new version of an upgrade failed its health probe; the running
     /// version stays.
     #[error(
@@ -126,12 +140,6 @@ pub enum SandboxViolation {
     /// The plugin's call stack overflowed (runaway recursion).
     #[error("stack overflow: the plugin recursed deeper than its stack allows")]
     Stack,
-    /// The plugin used a permission it was not granted.
-    #[error("permission: the plugin lacks `{scope}`")]
-    Permission {
-        /// The scope it would have needed.
-        scope: String,
-    },
     /// The plugin tried to reach a host it may not reach.
     #[error("network: request to `{host}` refused: {reason}")]
     Network {
@@ -194,7 +202,6 @@ impl SandboxViolation {
             Self::Timeout { .. } => "timeout",
             Self::Fuel { .. } => "fuel",
             Self::Stack => "stack",
-            Self::Permission { .. } => "permission",
             Self::Network { .. } => "network",
             Self::Filesystem { .. } => "filesystem",
             Self::StorageQuota { .. } => "storage_quota",
@@ -207,7 +214,9 @@ impl SandboxViolation {
     }
 }
 
-/// Why a call did not return a result.
+/// Why a call did not return a result. The first two are the plugin's own
+/// doing and count against its health; the others are the platform's and
+/// never do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The plugin broke a limit or a rule and was stopped.
@@ -216,9 +225,17 @@ pub enum CallError {
     /// The plugin ran within its limits and returned an error.
     #[error("plugin error: {0}")]
     Plugin(String),
-    /// The plugin could not be run: not installed, disabled, circuit open, host overloaded.
+    /// The platform did not run the plugin: not installed, disabled, its
+    /// circuit open, an undeclared route, an event it does not subscribe to,
+    /// an import its grant no longer covers (audited, except an open circuit).
     #[error("not run: {0}")]
-    NotRun(String),
+    Refused(vodo_core::DenyReason),
+    /// Every instance slot of the host was in use.
+    #[error("not run: the host is at capacity: too many plugin calls at once")]
+    AtCapacity,
+    /// The host failed to prepare the plugin.
+    #[error("not run: the host failed: {0}")]
+    Host(String),
 }
 
 impl From<SandboxViolation> for CallError {

@@ -2,22 +2,25 @@
 //!
 //! Every function counts as a host call, and every function that touches
 //! data first checks the exact scope (entity kind, hook name, host, storage)
-//! against the grant. A denial is audited and stops the call with a
-//! [`SandboxViolation`]: a plugin that reaches past its grant is not trusted
-//! to carry on.
+//! against the grant **as it is now** (the call holds the current grant).
+//! What the platform refuses, a missing permission or the manifest's rate
+//! limit, is audited and returned to the plugin (`denied`, `limit`), which
+//! may handle it; the call goes on and its health is not blamed. What breaks
+//! the sandbox's rules (a limit, an escape from its folder, a private
+//! address) is a [`SandboxViolation`] that stops the call.
 
 use std::sync::Arc;
 
-use vodo_core::audit::{AuditAction, AuditEvent, AuditSink};
-use vodo_core::rate::{RateKey, RateLimit, RateLimiter};
-use vodo_core::{Decision, DenyReason, InstallationId, PluginId};
+use vodo_core::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt};
+use vodo_core::rate::{RateKey, RateLimiter};
+use vodo_core::{CurrentGrant, Decision, DenyReason, InstallationId, PluginId};
 use vodo_scopes::ScopeSet;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::Stop;
 use crate::net::{self, FetchError, Resolver};
-use crate::services::{HostServices, LogLevel};
+use crate::services::{HostServices, LogLevel, ServiceError, ServiceResult};
 use crate::storage::{Storage, StorageError};
 use crate::{Limits, SandboxViolation};
 
@@ -101,18 +104,22 @@ impl wasmtime::ResourceLimiter for Limiter {
 pub(crate) struct CallCtx {
     pub plugin: PluginId,
     pub installation: InstallationId,
-    pub scopes: Arc<ScopeSet>,
+    /// The grant as it was when the call started.
+    pub grant: Arc<CurrentGrant>,
     pub services: Arc<dyn HostServices>,
     pub audit: Arc<dyn AuditSink>,
+    pub rate: Arc<dyn RateLimiter>,
     pub limits: Limits,
     pub storage: Option<Arc<Storage>>,
-    pub rate: Option<(Arc<RateLimiter>, RateLimit)>,
     pub resolver: Arc<dyn Resolver>,
     pub allow_private: bool,
-    /// When the call's wall-clock limit runs out; host calls that block
-    /// (HTTP) get no more than what is left.
+    /// When the call's wall-clock limit runs out, on the monotonic clock:
+    /// the epoch callback interrupts the guest past it, and host calls that
+    /// block (HTTP) get no more than what is left.
     pub deadline: std::time::Instant,
     pub host_calls: u64,
+    pub denied: u64,
+    pub failed: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub logged: u64,
@@ -141,14 +148,22 @@ impl WasiView for HostState {
 
 type HostResult<T> = wasmtime::Result<Result<T, GuestError>>;
 
+/// Whether a host call counts against the manifest's API rate limit: the
+/// host API proper (entities, users, settings, hooks) does; the plugin's
+/// own log, storage and outbound HTTP do not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Counted,
+    Free,
+}
+
 impl CallCtx {
     fn event(&self, action: AuditAction) {
-        let event = AuditEvent::now(action)
-            .plugin(&self.plugin)
-            .installation(&self.installation);
-        if let Err(e) = self.audit.record(&event) {
-            tracing::error!(error = %e, "audit sink failed");
-        }
+        self.audit.record_or_log(
+            &AuditEvent::now(action)
+                .plugin(&self.plugin)
+                .installation(&self.installation),
+        );
     }
 
     fn stop(&mut self, v: SandboxViolation) -> wasmtime::Error {
@@ -167,35 +182,59 @@ impl CallCtx {
         Ok(())
     }
 
-    /// A call of the host API proper (entities, users, settings, hooks):
-    /// counted against the manifest's rate limit for this installation.
-    fn api(&mut self, bytes: usize) -> wasmtime::Result<()> {
-        self.enter(bytes)?;
-        if let Some((limiter, limit)) = &self.rate {
+    /// The platform's decision on one host call: the current grant must
+    /// allow it (`granted`, for the scope `scope` names), and a counted call
+    /// must fit the manifest's rate limit, shared with the plugin's API keys.
+    /// A refusal is audited and becomes the plugin's error.
+    fn admit(
+        &mut self,
+        granted: impl FnOnce(&ScopeSet) -> bool,
+        scope: impl FnOnce() -> String,
+        api: Api,
+    ) -> Result<(), GuestError> {
+        if !granted(&self.grant.scopes) {
+            let scope = scope();
+            return Err(self.refuse(
+                DenyReason::MissingScope {
+                    scope: scope.clone(),
+                },
+                scope,
+            ));
+        }
+        if api == Api::Counted
+            && let Some(limit) = self.grant.rate_limit
+        {
             let key = RateKey::Plugin(self.installation.clone(), self.plugin.clone());
-            if let Decision::Deny {
-                reason: DenyReason::RateLimited { retry_after_ms },
-            } = limiter.check(&key, *limit)
-            {
-                let limit = limit.to_string();
-                return Err(self.stop(SandboxViolation::RateLimit {
-                    limit,
-                    retry_after_ms,
-                }));
+            if let Decision::Deny { reason } = self.rate.check(&key, limit) {
+                return Err(self.refuse(reason, scope()));
             }
         }
         Ok(())
     }
 
-    /// Refuses `scope`: audited, and the call stops.
-    fn deny(&mut self, scope: String) -> wasmtime::Error {
-        self.event(AuditAction::PermissionDenied {
-            scope: scope.clone(),
-            reason: DenyReason::MissingScope {
-                scope: scope.clone(),
-            },
-        });
-        self.stop(SandboxViolation::Permission { scope })
+    /// Audits a refused host call and says why to the plugin.
+    fn refuse(&mut self, reason: DenyReason, scope: String) -> GuestError {
+        self.denied += 1;
+        let error = match &reason {
+            DenyReason::RateLimited { .. } | DenyReason::RateLimiterFull { .. } => {
+                GuestError::Limit(reason.to_string())
+            }
+            _ => GuestError::Denied(scope.clone()),
+        };
+        self.event(AuditAction::PermissionDenied { scope, reason });
+        error
+    }
+
+    /// A host service's answer, for the plugin.
+    fn service<T>(&mut self, result: ServiceResult<T>) -> Result<T, GuestError> {
+        result.map_err(|e| match e {
+            ServiceError::NotFound(m) => GuestError::NotFound(m),
+            ServiceError::Invalid(m) => GuestError::Invalid(m),
+            ServiceError::Unavailable(m) => {
+                self.failed += 1;
+                GuestError::Internal(m)
+            }
+        })
     }
 
     fn returned(&mut self, bytes: usize) {
@@ -203,8 +242,15 @@ impl CallCtx {
     }
 }
 
-fn internal(e: String) -> GuestError {
-    GuestError::Internal(e)
+/// Runs the body of a host function after the platform admitted the call;
+/// a refusal goes back to the plugin as its error.
+macro_rules! admitted {
+    ($ctx:expr, $granted:expr, $scope:expr, $api:expr, $body:expr) => {
+        match $ctx.admit($granted, $scope, $api) {
+            Err(e) => Ok(Err(e)),
+            Ok(()) => $body,
+        }
+    };
 }
 
 impl vodo::plugin::types::Host for HostState {}
@@ -233,106 +279,173 @@ impl vodo::plugin::log::Host for HostState {
 impl vodo::plugin::entities::Host for HostState {
     fn get(&mut self, kind: String, id: String) -> HostResult<Option<String>> {
         let c = &mut self.call;
-        c.api(kind.len() + id.len())?;
-        if !c.scopes.can_read_entity(&kind) {
-            return Err(c.deny(format!("entities:read:{kind}")));
-        }
-        let out = c
-            .services
-            .get_entity(&c.installation, &kind, &id)
-            .map_err(internal);
-        if let Ok(Some(json)) = &out {
-            c.returned(json.len());
-        }
-        Ok(out)
+        c.enter(kind.len() + id.len())?;
+        admitted!(
+            c,
+            |s| s.can_read_entity(&kind),
+            || format!("entities:read:{kind}"),
+            Api::Counted,
+            {
+                let out = c.services.get_entity(&c.installation, &kind, &id);
+                let out = c.service(out);
+                if let Ok(Some(json)) = &out {
+                    c.returned(json.len());
+                }
+                Ok(out)
+            }
+        )
     }
 
     fn put(&mut self, kind: String, id: String, json: String) -> HostResult<()> {
         let c = &mut self.call;
-        c.api(kind.len() + id.len() + json.len())?;
-        if !c.scopes.can_write_entity(&kind) {
-            return Err(c.deny(format!("entities:write:{kind}")));
-        }
-        Ok(c.services
-            .put_entity(&c.installation, &kind, &id, &json)
-            .map_err(internal))
+        c.enter(kind.len() + id.len() + json.len())?;
+        admitted!(
+            c,
+            |s| s.can_write_entity(&kind),
+            || format!("entities:write:{kind}"),
+            Api::Counted,
+            {
+                let out = c.services.put_entity(&c.installation, &kind, &id, &json);
+                Ok(c.service(out))
+            }
+        )
     }
 
     fn delete(&mut self, kind: String, id: String) -> HostResult<bool> {
         let c = &mut self.call;
-        c.api(kind.len() + id.len())?;
-        if !c.scopes.can_write_entity(&kind) {
-            return Err(c.deny(format!("entities:write:{kind}")));
-        }
-        Ok(c.services
-            .delete_entity(&c.installation, &kind, &id)
-            .map_err(internal))
+        c.enter(kind.len() + id.len())?;
+        admitted!(
+            c,
+            |s| s.can_write_entity(&kind),
+            || format!("entities:write:{kind}"),
+            Api::Counted,
+            {
+                let out = c.services.delete_entity(&c.installation, &kind, &id);
+                Ok(c.service(out))
+            }
+        )
     }
 }
 
 impl vodo::plugin::hooks::Host for HostState {
     fn trigger(&mut self, name: String, payload: String) -> HostResult<()> {
         let c = &mut self.call;
-        c.api(name.len() + payload.len())?;
-        if !c.scopes.can_trigger(&name) {
-            return Err(c.deny(format!("hooks:trigger:{name}")));
-        }
-        Ok(c.services
-            .trigger_hook(&c.installation, &c.plugin, &name, &payload)
-            .map_err(internal))
+        c.enter(name.len() + payload.len())?;
+        admitted!(
+            c,
+            |s| s.can_trigger(&name),
+            || format!("hooks:trigger:{name}"),
+            Api::Counted,
+            {
+                let out = c
+                    .services
+                    .trigger_hook(&c.installation, &c.plugin, &name, &payload);
+                Ok(c.service(out))
+            }
+        )
     }
 }
 
 impl vodo::plugin::users::Host for HostState {
     fn get(&mut self, id: String) -> HostResult<Option<String>> {
         let c = &mut self.call;
-        c.api(id.len())?;
-        if !c.scopes.allows(&vodo_scopes::PluginScope::UsersRead) {
-            return Err(c.deny("users:read".into()));
-        }
-        let out = c.services.get_user(&c.installation, &id).map_err(internal);
-        if let Ok(Some(json)) = &out {
-            c.returned(json.len());
-        }
-        Ok(out)
+        c.enter(id.len())?;
+        admitted!(
+            c,
+            |s| s.allows(&vodo_scopes::PluginScope::UsersRead),
+            || "users:read".into(),
+            Api::Counted,
+            {
+                let out = c.services.get_user(&c.installation, &id);
+                let out = c.service(out);
+                if let Ok(Some(json)) = &out {
+                    c.returned(json.len());
+                }
+                Ok(out)
+            }
+        )
+    }
+
+    fn put(&mut self, id: String, json: String) -> HostResult<()> {
+        let c = &mut self.call;
+        c.enter(id.len() + json.len())?;
+        admitted!(
+            c,
+            |s| s.allows(&vodo_scopes::PluginScope::UsersWrite),
+            || "users:write".into(),
+            Api::Counted,
+            {
+                let out = c.services.put_user(&c.installation, &id, &json);
+                Ok(c.service(out))
+            }
+        )
     }
 }
 
 impl vodo::plugin::settings::Host for HostState {
     fn get(&mut self, key: String) -> HostResult<Option<String>> {
         let c = &mut self.call;
-        c.api(key.len())?;
-        if !c.scopes.allows(&vodo_scopes::PluginScope::SettingsRead) {
-            return Err(c.deny("settings:read".into()));
-        }
-        Ok(c.services
-            .get_setting(&c.installation, &c.plugin, &key)
-            .map_err(internal))
+        c.enter(key.len())?;
+        admitted!(
+            c,
+            |s| s.allows(&vodo_scopes::PluginScope::SettingsRead),
+            || "settings:read".into(),
+            Api::Counted,
+            {
+                let out = c.services.get_setting(&c.installation, &c.plugin, &key);
+                Ok(c.service(out))
+            }
+        )
     }
 
     fn set(&mut self, key: String, value: String) -> HostResult<()> {
         let c = &mut self.call;
-        c.api(key.len() + value.len())?;
-        if !c.scopes.allows(&vodo_scopes::PluginScope::SettingsWrite) {
-            return Err(c.deny("settings:write".into()));
-        }
-        Ok(c.services
-            .set_setting(&c.installation, &c.plugin, &key, &value)
-            .map_err(internal))
+        c.enter(key.len() + value.len())?;
+        admitted!(
+            c,
+            |s| s.allows(&vodo_scopes::PluginScope::SettingsWrite),
+            || "settings:write".into(),
+            Api::Counted,
+            {
+                let out = c
+                    .services
+                    .set_setting(&c.installation, &c.plugin, &key, &value);
+                Ok(c.service(out))
+            }
+        )
     }
 }
 
 impl HostState {
-    fn storage<T>(&mut self, f: impl FnOnce(&Storage) -> Result<T, StorageError>) -> HostResult<T> {
+    /// Runs a storage operation that needs `write` (or read) access.
+    fn storage<T>(
+        &mut self,
+        write: bool,
+        f: impl FnOnce(&Storage) -> Result<T, StorageError>,
+    ) -> HostResult<T> {
         let c = &mut self.call;
+        let (granted, scope): (fn(&ScopeSet) -> bool, _) = if write {
+            (ScopeSet::can_write_storage, "storage:write")
+        } else {
+            (ScopeSet::can_read_storage, "storage:read")
+        };
+        if let Err(e) = c.admit(granted, || scope.into(), Api::Free) {
+            return Ok(Err(e));
+        }
         let Some(storage) = c.storage.clone() else {
-            return Err(c.deny("storage:read".into()));
+            c.failed += 1;
+            return Ok(Err(GuestError::Internal(
+                "this host keeps no plugin storage".into(),
+            )));
         };
         match f(&storage) {
             Ok(v) => Ok(Ok(v)),
-            Err(StorageError::Violation(SandboxViolation::Permission { scope })) => {
-                Err(c.deny(scope))
-            }
+            Err(StorageError::Denied(scope)) => Ok(Err(c.refuse(
+                DenyReason::MissingScope {
+                    scope: scope.clone(),
+                },
+                scope,
+            ))),
             Err(StorageError::Violation(v)) => {
                 c.event(AuditAction::SandboxViolation {
                     violation: v.kind().into(),
@@ -341,7 +454,10 @@ impl HostState {
                 Err(c.stop(v))
             }
             Err(StorageError::NotFound(m)) => Ok(Err(GuestError::NotFound(m))),
-            Err(StorageError::Io(m)) => Ok(Err(GuestError::Internal(m))),
+            Err(StorageError::Io(m)) => {
+                c.failed += 1;
+                Ok(Err(GuestError::Internal(m)))
+            }
         }
     }
 }
@@ -350,7 +466,7 @@ impl vodo::plugin::storage::Host for HostState {
     fn read(&mut self, path: String) -> HostResult<Vec<u8>> {
         self.call.enter(path.len())?;
         let max = self.call.limits.output;
-        let out = self.storage(|s| s.read(&path, max))?;
+        let out = self.storage(false, |s| s.read(&path, max))?;
         if let Ok(data) = &out {
             self.call.returned(data.len());
         }
@@ -359,17 +475,17 @@ impl vodo::plugin::storage::Host for HostState {
 
     fn write(&mut self, path: String, data: Vec<u8>) -> HostResult<()> {
         self.call.enter(path.len() + data.len())?;
-        self.storage(|s| s.write(&path, &data))
+        self.storage(true, |s| s.write(&path, &data))
     }
 
     fn delete(&mut self, path: String) -> HostResult<bool> {
         self.call.enter(path.len())?;
-        self.storage(|s| s.delete(&path))
+        self.storage(true, |s| s.delete(&path))
     }
 
     fn list_files(&mut self) -> HostResult<Vec<String>> {
         self.call.enter(0)?;
-        self.storage(Storage::list)
+        self.storage(false, Storage::list)
     }
 }
 
@@ -388,7 +504,7 @@ impl vodo::plugin::http::Host for HostState {
             return Err(c.stop(SandboxViolation::Timeout { limit }));
         }
         let policy = net::Policy {
-            scopes: &c.scopes,
+            scopes: &c.grant.scopes,
             resolver: &*c.resolver,
             allow_private: c.allow_private,
             timeout: c.limits.http_timeout.min(left),
@@ -404,7 +520,7 @@ impl vodo::plugin::http::Host for HostState {
         let host = net::host_of(&request.url);
         let (allowed, status) = match &result {
             Ok(r) => (true, Some(r.status)),
-            Err(FetchError::Violation(_)) => (false, None),
+            Err(FetchError::Violation(_) | FetchError::Denied(_)) => (false, None),
             Err(_) => (true, None),
         };
         c.event(AuditAction::NetworkRequest {
@@ -422,6 +538,12 @@ impl vodo::plugin::http::Host for HostState {
                     body: r.body,
                 }))
             }
+            Err(FetchError::Denied(scope)) => Ok(Err(c.refuse(
+                DenyReason::MissingScope {
+                    scope: scope.clone(),
+                },
+                scope,
+            ))),
             Err(FetchError::Violation(v)) => Err(c.stop(v)),
             Err(FetchError::Invalid(m)) => Ok(Err(GuestError::Invalid(m))),
             Err(FetchError::Failed(m)) => Ok(Err(GuestError::Internal(m))),

@@ -42,7 +42,9 @@ pub(crate) struct Incoming {
 
 /// What a request can end in besides a response.
 pub(crate) enum FetchError {
-    /// A rule was broken: stop the plugin.
+    /// The grant does not allow the host: the scope it would need, for the plugin.
+    Denied(String),
+    /// A rule was broken (a private address, a scheme): stop the plugin.
     Violation(SandboxViolation),
     /// The request was invalid; tell the plugin.
     Invalid(String),
@@ -99,10 +101,10 @@ pub(crate) fn fetch(policy: &Policy<'_>, req: &Outgoing<'_>) -> Result<Incoming,
     }
     let port = url.port_or_known_default().unwrap_or(80);
     if !policy.scopes.can_connect(&host, port) {
-        return Err(refuse(
-            &host,
-            format!("`{host}:{port}` is not in the plugin's `network.outbound` allowlist"),
-        ));
+        let host: String = host.chars().take(253).collect();
+        return Err(FetchError::Denied(format!(
+            "network:outbound:{host}:{port}"
+        )));
     }
     if !matches!(
         req.method,

@@ -2,7 +2,10 @@
 //!
 //! The sandbox checks every call against the plugin's grant before it
 //! reaches these methods, so an implementation only does the work: read a
-//! record from the host's database, emit a hook, and so on.
+//! record from the host's database, emit a hook, and so on. What fails is a
+//! [`ServiceError`], passed on to the plugin; an
+//! [`Unavailable`](ServiceError::Unavailable) host service never counts
+//! against the plugin's health.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,8 +27,26 @@ pub enum LogLevel {
     Error,
 }
 
+/// Why a host service did not do what a plugin asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The thing does not exist (a delete of a missing record, say).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The plugin's arguments were refused (a record that is not valid JSON, say).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The host could not serve the call (its database is down, say); the
+    /// plugin is told, and its health is not blamed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// `Result` of a host service.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
 /// The data and effects plugins reach through the host interfaces.
-/// Errors are messages for the plugin; they are not violations.
+/// Errors go back to the plugin; they are not violations.
 pub trait HostServices: fmt::Debug + Send + Sync {
     /// A record as JSON, or `None`.
     fn get_entity(
@@ -33,7 +54,7 @@ pub trait HostServices: fmt::Debug + Send + Sync {
         installation: &InstallationId,
         kind: &str,
         id: &str,
-    ) -> Result<Option<String>, String>;
+    ) -> ServiceResult<Option<String>>;
     /// Creates or replaces a record.
     fn put_entity(
         &self,
@@ -41,14 +62,14 @@ pub trait HostServices: fmt::Debug + Send + Sync {
         kind: &str,
         id: &str,
         json: &str,
-    ) -> Result<(), String>;
+    ) -> ServiceResult<()>;
     /// Deletes a record; whether there was one.
     fn delete_entity(
         &self,
         installation: &InstallationId,
         kind: &str,
         id: &str,
-    ) -> Result<bool, String>;
+    ) -> ServiceResult<bool>;
     /// Emits a hook event on behalf of `plugin`.
     fn trigger_hook(
         &self,
@@ -56,16 +77,18 @@ pub trait HostServices: fmt::Debug + Send + Sync {
         plugin: &PluginId,
         name: &str,
         payload: &str,
-    ) -> Result<(), String>;
+    ) -> ServiceResult<()>;
     /// A user record as JSON, or `None`.
-    fn get_user(&self, installation: &InstallationId, id: &str) -> Result<Option<String>, String>;
+    fn get_user(&self, installation: &InstallationId, id: &str) -> ServiceResult<Option<String>>;
+    /// Creates or replaces a user record.
+    fn put_user(&self, installation: &InstallationId, id: &str, json: &str) -> ServiceResult<()>;
     /// A setting of `plugin` in `installation`.
     fn get_setting(
         &self,
         installation: &InstallationId,
         plugin: &PluginId,
         key: &str,
-    ) -> Result<Option<String>, String>;
+    ) -> ServiceResult<Option<String>>;
     /// Sets a setting of `plugin` in `installation`.
     fn set_setting(
         &self,
@@ -73,7 +96,7 @@ pub trait HostServices: fmt::Debug + Send + Sync {
         plugin: &PluginId,
         key: &str,
         value: &str,
-    ) -> Result<(), String>;
+    ) -> ServiceResult<()>;
     /// A log line from `plugin`.
     fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
         match level {
@@ -95,7 +118,7 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
         i: &InstallationId,
         kind: &str,
         id: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> ServiceResult<Option<String>> {
         (**self).get_entity(i, kind, id)
     }
     fn put_entity(
@@ -104,10 +127,10 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
         kind: &str,
         id: &str,
         json: &str,
-    ) -> Result<(), String> {
+    ) -> ServiceResult<()> {
         (**self).put_entity(i, kind, id, json)
     }
-    fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> Result<bool, String> {
+    fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> ServiceResult<bool> {
         (**self).delete_entity(i, kind, id)
     }
     fn trigger_hook(
@@ -116,18 +139,21 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
         p: &PluginId,
         name: &str,
         payload: &str,
-    ) -> Result<(), String> {
+    ) -> ServiceResult<()> {
         (**self).trigger_hook(i, p, name, payload)
     }
-    fn get_user(&self, i: &InstallationId, id: &str) -> Result<Option<String>, String> {
+    fn get_user(&self, i: &InstallationId, id: &str) -> ServiceResult<Option<String>> {
         (**self).get_user(i, id)
+    }
+    fn put_user(&self, i: &InstallationId, id: &str, json: &str) -> ServiceResult<()> {
+        (**self).put_user(i, id, json)
     }
     fn get_setting(
         &self,
         i: &InstallationId,
         p: &PluginId,
         key: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> ServiceResult<Option<String>> {
         (**self).get_setting(i, p, key)
     }
     fn set_setting(
@@ -136,7 +162,7 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
         p: &PluginId,
         key: &str,
         value: &str,
-    ) -> Result<(), String> {
+    ) -> ServiceResult<()> {
         (**self).set_setting(i, p, key, value)
     }
     fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
@@ -168,6 +194,13 @@ impl MemoryServices {
         self.users
             .insert((installation.clone(), id.to_owned()), json.to_owned());
     }
+
+    /// A user record, as a plugin last wrote it.
+    pub fn user(&self, installation: &InstallationId, id: &str) -> Option<String> {
+        self.users
+            .get(&(installation.clone(), id.to_owned()))
+            .map(|v| v.clone())
+    }
 }
 
 impl HostServices for MemoryServices {
@@ -176,7 +209,7 @@ impl HostServices for MemoryServices {
         i: &InstallationId,
         kind: &str,
         id: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> ServiceResult<Option<String>> {
         Ok(self
             .entities
             .get(&(i.clone(), kind.to_owned(), id.to_owned()))
@@ -189,13 +222,13 @@ impl HostServices for MemoryServices {
         kind: &str,
         id: &str,
         json: &str,
-    ) -> Result<(), String> {
+    ) -> ServiceResult<()> {
         self.entities
             .insert((i.clone(), kind.to_owned(), id.to_owned()), json.to_owned());
         Ok(())
     }
 
-    fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> Result<bool, String> {
+    fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> ServiceResult<bool> {
         Ok(self
             .entities
             .remove(&(i.clone(), kind.to_owned(), id.to_owned()))
@@ -208,18 +241,23 @@ impl HostServices for MemoryServices {
         p: &PluginId,
         name: &str,
         payload: &str,
-    ) -> Result<(), String> {
+    ) -> ServiceResult<()> {
         self.triggered
             .lock()
             .push((i.clone(), p.clone(), name.to_owned(), payload.to_owned()));
         Ok(())
     }
 
-    fn get_user(&self, i: &InstallationId, id: &str) -> Result<Option<String>, String> {
+    fn get_user(&self, i: &InstallationId, id: &str) -> ServiceResult<Option<String>> {
         Ok(self
             .users
             .get(&(i.clone(), id.to_owned()))
             .map(|v| v.clone()))
+    }
+
+    fn put_user(&self, i: &InstallationId, id: &str, json: &str) -> ServiceResult<()> {
+        self.add_user(i, id, json);
+        Ok(())
     }
 
     fn get_setting(
@@ -227,7 +265,7 @@ impl HostServices for MemoryServices {
         i: &InstallationId,
         p: &PluginId,
         key: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> ServiceResult<Option<String>> {
         Ok(self
             .settings
             .get(&(i.clone(), p.clone(), key.to_owned()))
@@ -240,7 +278,7 @@ impl HostServices for MemoryServices {
         p: &PluginId,
         key: &str,
         value: &str,
-    ) -> Result<(), String> {
+    ) -> ServiceResult<()> {
         self.settings
             .insert((i.clone(), p.clone(), key.to_owned()), value.to_owned());
         Ok(())

@@ -24,6 +24,8 @@ pub(crate) struct Storage {
 
 /// What a storage operation can end in besides success.
 pub(crate) enum StorageError {
+    /// The folder is read-only: the scope a write would need, for the plugin.
+    Denied(String),
     /// The plugin broke a rule: stop it.
     Violation(SandboxViolation),
     /// An ordinary failure to report to the plugin.
@@ -183,9 +185,7 @@ impl Storage {
     pub(crate) fn write(&self, path: &str, data: &[u8]) -> Result<(), StorageError> {
         let p = Self::check(path)?;
         if self.read_only {
-            return Err(StorageError::Violation(SandboxViolation::Permission {
-                scope: "storage:write".into(),
-            }));
+            return Err(StorageError::Denied("storage:write".into()));
         }
         if !self.allowed_type(p) {
             let allowed: Vec<String> = self.types.iter().map(ToString::to_string).collect();
@@ -223,9 +223,7 @@ impl Storage {
     pub(crate) fn delete(&self, path: &str) -> Result<bool, StorageError> {
         let p = Self::check(path)?;
         if self.read_only {
-            return Err(StorageError::Violation(SandboxViolation::Permission {
-                scope: "storage:write".into(),
-            }));
+            return Err(StorageError::Denied("storage:write".into()));
         }
         match self.dir.remove_file(p) {
             Ok(()) => Ok(true),

@@ -18,13 +18,13 @@
 //! | `entities:write`, `entities:write:{entity}` | create, change and delete records (implies read) |
 //! | `hooks:subscribe`, `hooks:subscribe:{pattern}` | receive hook events (`order.*`, `*.created`) |
 //! | `hooks:trigger`, `hooks:trigger:{name}` | emit hook events |
-//! | `api:access` | call the host API, within the manifest's rate limit |
+//! | `api:access`, `api:access:{resource}` | call the platform API (every resource, or one such as `products`), within the manifest's rate limit |
 //! | `users:read`, `users:write` | the host's user records |
 //! | `settings:read`, `settings:write` | the plugin's settings in this installation |
 //! | `storage:read`, `storage:write` | files in the plugin's own folder |
 //! | `network:outbound:{host}` | outbound HTTP to `host`, `*.domain` or `host:port` |
 //!
-//! Entity names are `a-z`, `0-9`, `_`; hook names are `.`-separated segments
+//! Entity and resource names are `a-z`, `0-9`, `_`; hook names are `.`-separated segments
 //! of the same; see [`HookPattern`] for wildcards and [`HostRule`] for hosts.
 //! The implication rules are documented on [`ScopeSet`].
 //!
@@ -53,7 +53,7 @@ pub use diff::ConsentDiff;
 pub use error::ScopeError;
 pub use scope::{
     Entity, HookName, HookPattern, HostRule, MAX_ENTITY_LEN, MAX_HOOK_LEN, MAX_HOOK_SEGMENTS,
-    MAX_HOST_LEN, MAX_SCOPE_LEN, PluginScope,
+    MAX_HOST_LEN, MAX_RESOURCE_LEN, MAX_SCOPE_LEN, PluginScope, Resource,
 };
 pub use set::{Capability, ScopeSet};
 

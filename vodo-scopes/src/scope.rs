@@ -33,7 +33,7 @@ pub(crate) const KNOWN: [&str; 12] = [
 ];
 
 pub(crate) const KNOWN_LIST: &str = "`entities:read[:{entity}]`, `entities:write[:{entity}]`, \
-`hooks:subscribe[:{pattern}]`, `hooks:trigger[:{name}]`, `api:access`, `users:read`, `users:write`, \
+`hooks:subscribe[:{pattern}]`, `hooks:trigger[:{name}]`, `api:access[:{resource}]`, `users:read`, `users:write`, \
 `settings:read`, `settings:write`, `storage:read`, `storage:write`, `network:outbound:{host}`";
 
 /// A name of an entity kind, such as `product` or `order_item`.
@@ -62,6 +62,49 @@ impl Entity {
         {
             return Err(format!(
                 "`{}` is not allowed: use only `a-z`, `0-9` and `_`",
+                c.escape_default()
+            ));
+        }
+        Ok(Self(name.into()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The longest platform API resource name accepted, in bytes.
+pub const MAX_RESOURCE_LEN: usize = 64;
+
+/// A resource of the platform API, as its paths name it: `products` in
+/// `/api/products/...`.
+///
+/// One to 64 bytes of `a-z`, `0-9` and `_`, starting with a letter
+/// (`[a-z][a-z0-9_]*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Resource(Box<str>);
+
+impl Resource {
+    /// Validates a resource name.
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("write a resource name such as `products`".into());
+        }
+        if name.len() > MAX_RESOURCE_LEN {
+            return Err(format!(
+                "resource names are at most {MAX_RESOURCE_LEN} bytes long"
+            ));
+        }
+        if !name.as_bytes()[0].is_ascii_lowercase() {
+            return Err("resource names start with a lower-case letter".into());
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+        {
+            return Err(format!(
+                "`{}` is not allowed: a resource name is `a-z`, `0-9` and `_`, as the platform API writes it in its paths (`products`, `order_notes`)",
                 c.escape_default()
             ));
         }
@@ -351,8 +394,9 @@ pub enum PluginScope {
     HooksSubscribe(Option<HookPattern>),
     /// `hooks:trigger` (every hook) or `hooks:trigger:{name}`.
     HooksTrigger(Option<HookName>),
-    /// `api:access`: call the host's API at the rate limit the manifest declares.
-    ApiAccess,
+    /// `api:access` (every resource) or `api:access:{resource}`: call the
+    /// platform API, within the rate limit the manifest declares.
+    ApiAccess(Option<Resource>),
     /// `users:read`.
     UsersRead,
     /// `users:write`; implies `users:read`.
@@ -377,7 +421,7 @@ impl PluginScope {
             Self::EntitiesWrite(_) => KNOWN[1],
             Self::HooksSubscribe(_) => KNOWN[2],
             Self::HooksTrigger(_) => KNOWN[3],
-            Self::ApiAccess => KNOWN[4],
+            Self::ApiAccess(_) => KNOWN[4],
             Self::UsersRead => KNOWN[5],
             Self::UsersWrite => KNOWN[6],
             Self::SettingsRead => KNOWN[7],
@@ -403,6 +447,7 @@ impl fmt::Display for PluginScope {
             }
             Self::HooksSubscribe(Some(p)) => write!(f, ":{}", p.as_str()),
             Self::HooksTrigger(Some(n)) => write!(f, ":{}", n.as_str()),
+            Self::ApiAccess(Some(r)) => write!(f, ":{}", r.as_str()),
             Self::NetworkOutbound(h) => write!(f, ":{h}"),
             _ => Ok(()),
         }
@@ -505,7 +550,11 @@ impl FromStr for PluginScope {
                     .map(Self::NetworkOutbound)
                     .map_err(|r| invalid("host", a, r)),
             },
-            "api:access" => no_arg(Self::ApiAccess),
+            "api:access" => Ok(Self::ApiAccess(
+                argument
+                    .map(|a| Resource::new(a).map_err(|r| invalid("resource name", a, r)))
+                    .transpose()?,
+            )),
             "users:read" => no_arg(Self::UsersRead),
             "users:write" => no_arg(Self::UsersWrite),
             "settings:read" => no_arg(Self::SettingsRead),
@@ -588,6 +637,8 @@ mod tests {
             "hooks:trigger",
             "hooks:trigger:order.note_added",
             "api:access",
+            "api:access:products",
+            "api:access:order_notes",
             "users:read",
             "users:write",
             "settings:read",
@@ -616,7 +667,10 @@ mod tests {
 
     #[test]
     fn arguments_are_checked() {
-        assert!(err("api:access:all").contains("takes no argument"));
+        assert!(err("users:read:all").contains("takes no argument"));
+        assert!(err("api:access:9lives").contains("start with a lower-case letter"));
+        assert!(err("api:access:order-notes").contains("resource name"));
+        assert!(err("api:access:").contains("resource name"));
         assert!(err("network:outbound").contains("needs a host"));
         assert!(err("network:outbound:*").contains("every host"));
         assert!(err("network:outbound:*.com").contains("top-level"));

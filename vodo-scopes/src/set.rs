@@ -35,6 +35,9 @@ const STORAGE_WRITE: u16 = 1 << 10;
 ///   grant is no confidentiality boundary in practice: an update returns the
 ///   record, and a conflict or validation error reveals its state. Splitting
 ///   them would only lengthen the consent screen without protecting anyone.
+/// - **`api:access` covers every resource** of the platform API, and
+///   `api:access:{resource}` one: `api:access:products` covers
+///   `/api/products/...` and nothing else.
 /// - **Nothing else implies anything.** Triggering a hook is not subscribing
 ///   to it, `api:access` grants no entity, and `network:outbound:*.example.com`
 ///   covers `api.example.com` (any depth) but not `example.com`. A host rule
@@ -67,6 +70,7 @@ pub struct ScopeSet {
     entities_read: HashSet<Box<str>>,
     entities_write: HashSet<Box<str>>,
     triggers: HashSet<Box<str>>,
+    api_resources: HashSet<Box<str>>,
     subscriptions: PatternTrie,
     hosts: HashMap<Box<str>, Ports>,
     domains: HashMap<Box<str>, Ports>,
@@ -96,7 +100,10 @@ impl ScopeSet {
             S::EntitiesWrite(None) => self.flags |= ENTITIES_WRITE_ALL,
             S::HooksSubscribe(None) => self.flags |= HOOKS_SUBSCRIBE_ALL,
             S::HooksTrigger(None) => self.flags |= HOOKS_TRIGGER_ALL,
-            S::ApiAccess => self.flags |= API_ACCESS,
+            S::ApiAccess(None) => self.flags |= API_ACCESS,
+            S::ApiAccess(Some(r)) => {
+                self.api_resources.insert(r.as_str().into());
+            }
             S::UsersRead => self.flags |= USERS_READ,
             S::UsersWrite => self.flags |= USERS_WRITE,
             S::SettingsRead => self.flags |= SETTINGS_READ,
@@ -138,7 +145,8 @@ impl ScopeSet {
             }
             S::HooksTrigger(None) => self.any(HOOKS_TRIGGER_ALL),
             S::HooksTrigger(Some(n)) => self.can_trigger(n.as_str()),
-            S::ApiAccess => self.any(API_ACCESS),
+            S::ApiAccess(None) => self.any(API_ACCESS),
+            S::ApiAccess(Some(r)) => self.can_access_resource(r.as_str()),
             S::UsersRead => self.any(USERS_READ | USERS_WRITE),
             S::UsersWrite => self.any(USERS_WRITE),
             S::SettingsRead => self.any(SETTINGS_READ | SETTINGS_WRITE),
@@ -176,9 +184,16 @@ impl ScopeSet {
         self.any(HOOKS_TRIGGER_ALL) || self.triggers.contains(name)
     }
 
-    /// Whether `api:access` is granted.
+    /// Whether the platform API resource `resource` (`products` in
+    /// `/api/products/...`) may be called: `api:access` covers every
+    /// resource, `api:access:{resource}` one.
+    pub fn can_access_resource(&self, resource: &str) -> bool {
+        self.any(API_ACCESS) || self.api_resources.contains(resource)
+    }
+
+    /// Whether any part of the platform API may be called.
     pub fn can_access_api(&self) -> bool {
-        self.any(API_ACCESS)
+        self.any(API_ACCESS) || !self.api_resources.is_empty()
     }
 
     /// Whether the plugin may read its own storage folder.
@@ -335,7 +350,7 @@ pub enum Capability {
     HookSubscribe,
     /// `hooks:trigger*`.
     HookTrigger,
-    /// `api:access`.
+    /// `api:access[:{resource}]`.
     Api,
     /// `users:*`.
     Users,
@@ -355,7 +370,7 @@ impl Capability {
             S::EntitiesRead(_) | S::EntitiesWrite(_) => Self::Entities,
             S::HooksSubscribe(_) => Self::HookSubscribe,
             S::HooksTrigger(_) => Self::HookTrigger,
-            S::ApiAccess => Self::Api,
+            S::ApiAccess(_) => Self::Api,
             S::UsersRead | S::UsersWrite => Self::Users,
             S::SettingsRead | S::SettingsWrite => Self::Settings,
             S::StorageRead | S::StorageWrite => Self::Storage,
@@ -369,7 +384,7 @@ impl Capability {
             Self::Entities => "entities:read:{entity}",
             Self::HookSubscribe => "hooks:subscribe:{pattern}",
             Self::HookTrigger => "hooks:trigger:{name}",
-            Self::Api => "api:access",
+            Self::Api => "api:access:{resource}",
             Self::Users => "users:read",
             Self::Settings => "settings:read",
             Self::Storage => "storage:read",
@@ -623,6 +638,26 @@ mod tests {
         assert!(!allows(&s, "network:outbound:*.stripe.com"));
         assert!(!allows(&s, "network:outbound:hooks.partner.io"));
         assert!(allows(&s, "network:outbound:hooks.partner.io:8443"));
+    }
+
+    #[test]
+    fn api_access_covers_every_resource_and_a_resource_only_itself() {
+        let all = set(&["api:access"]);
+        assert!(allows(&all, "api:access:products"));
+        assert!(all.can_access_resource("customers"));
+        let some = set(&["api:access:products", "api:access:orders"]);
+        assert!(allows(&some, "api:access:orders"));
+        assert!(!allows(&some, "api:access"));
+        assert!(!allows(&some, "api:access:customers"));
+        assert!(some.can_access_resource("products"));
+        assert!(!some.can_access_resource("customers"));
+        assert!(!some.can_access_resource("product"));
+        assert!(some.can_access_api() && all.can_access_api());
+        assert!(!set(&["entities:read"]).can_access_api());
+        assert!(some.has_capability(Capability::Api));
+        // A resource grants no entity, and an entity grants no resource.
+        assert!(!allows(&some, "entities:read:product"));
+        assert!(!set(&["entities:write:product"]).can_access_resource("products"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn scope() -> impl Strategy<Value = String> {
         Just("users:write".to_owned()),
         Just("storage:write".to_owned()),
         Just("api:access".to_owned()),
+        "[a-c]{1,2}".prop_map(|r| format!("api:access:{r}")),
         "[ab]{1,2}\\.(com|io)".prop_map(|h| format!("network:outbound:{h}")),
         "[ab]{1,2}\\.(com|io)".prop_map(|h| format!("network:outbound:*.x.{h}")),
     ]

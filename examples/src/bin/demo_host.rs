@@ -3,20 +3,21 @@
 //! Builds the example plugin from source, takes it through the marketplace
 //! (automated review, approval, a signed index the store verifies), installs
 //! it into a sandboxed host with the installer's consent, and drives an
-//! order event through it; on
-//! the way it shows what the host refuses (a bad manifest, a component that
-//! imports more than its grant, a forged API key, a failing plugin) and
-//! ends by verifying, then tampering with, the audit trail. Everything lives
-//! in a temporary folder that is removed at the end.
+//! order event through it; on the way it shows what the host refuses (a bad
+//! manifest, a component that imports more than its grant, an API key
+//! calling a resource the plugin was not granted, a forged key, a failing
+//! plugin, a plugin the merchant disabled while it was loaded) and ends by
+//! verifying, then tampering with, the audit trail. Everything lives in a
+//! temporary folder that is removed at the end.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use vodo_core::audit::verify_file;
-use vodo_core::health::Fallback;
+use vodo_core::health::{Fallback, HealthTrackerExt};
 use vodo_core::keys::IssueKey;
-use vodo_core::{Host, InstallationId, Manifest, SecretKey, Timestamp};
+use vodo_core::{Consent, Host, InstallationId, Manifest, SecretKey, Timestamp};
 use vodo_marketplace::index::{Client, DirSource, Repository, RoleSigners, SigningKey};
 use vodo_marketplace::installer::{Channel, Installer, UpdatePolicy};
 use vodo_marketplace::package::Package;
@@ -32,16 +33,17 @@ const MANIFEST: &str = include_str!("../../plugins/order-notifier/plugin.json");
 /// index, and installs it from there: returns the component the store got.
 fn through_the_marketplace(data: &std::path::Path, wasm: Vec<u8>) -> Result<Vec<u8>> {
     let now = Timestamp::now();
-    // The marketplace runs its own sandbox for the review's trial runs; it
-    // shares only the compiled-component cache with the store's.
+    // The marketplace runs its own host and sandbox for the review's trial
+    // runs; it shares only the compiled-component cache with the store's.
+    let market = Host::in_memory(&SecretKey::generate()?);
     let sandbox = Arc::new(Sandbox::new(
         SandboxConfig {
             storage_root: Some(data.join("market-trials")),
             cache_dir: Some(data.join("cache")),
             ..SandboxConfig::default()
         },
+        &market,
         Arc::new(MemoryServices::new()),
-        Arc::new(vodo_core::audit::NoAudit),
     )?);
     let actor = |id: &str, role| Actor {
         id: id.into(),
@@ -138,21 +140,21 @@ fn main() -> Result<()> {
     }
 
     print!("\n3. Building the plugin from examples/plugins/order-notifier for wasm32-wasip2 ... ");
-    let dir = examples::build_plugins("examples/plugins").map_err(|e| anyhow!(e))?;
-    let wasm = std::fs::read(examples::wasm_path(&dir, "order-notifier"))?;
+    let dir = test_support::build_plugins("examples/plugins").map_err(|e| anyhow!(e))?;
+    let wasm = std::fs::read(test_support::wasm_path(&dir, "order-notifier"))?;
     println!("{} KiB", wasm.len() / 1024);
 
     let services = Arc::new(MemoryServices::new());
+    // The sandbox runs on the host's own grants, rate limiter, breakers and audit trail.
     let sandbox = Sandbox::new(
         SandboxConfig {
             storage_root: Some(data.path().join("storage")),
             cache_dir: Some(data.path().join("cache")),
             ..SandboxConfig::default()
         },
+        &host,
         services.clone(),
-        host.audit.clone(),
-    )?
-    .with_rate_limiter(host.rate_limits.clone());
+    )?;
     let shop = InstallationId::new("shop-42");
 
     println!(
@@ -169,24 +171,19 @@ fn main() -> Result<()> {
     println!(
         "\n5. The merchant declines network access; the sandbox refuses a component that imports it:"
     );
-    if let Err(e) = sandbox.install(&shop, &manifest, &wasm, without_network, Limits::default()) {
+    let declined = Consent::to(without_network, "merchant@shop-42");
+    if let Err(e) = sandbox.install(&shop, &manifest, &wasm, &declined, Limits::default()) {
         println!("   {e}");
     }
 
     println!(
         "\n6. The merchant consents to everything; the grant is recorded and the plugin installed."
     );
-    host.install(
-        &manifest,
-        &shop,
-        manifest.scopes().clone(),
-        "merchant@shop-42",
-    )?;
     let plugin = sandbox.install(
         &shop,
         &manifest,
         &wasm,
-        manifest.scopes().clone(),
+        &Consent::all(&manifest, "merchant@shop-42"),
         Limits::default(),
     )?;
 
@@ -199,7 +196,7 @@ fn main() -> Result<()> {
         r#"{"total":"49.90","currency":"SAR"}"#,
     )
     .map_err(|e| anyhow!(e))?;
-    for d in sandbox.dispatch(&shop, "order.created", "1001", &host.health) {
+    for d in sandbox.dispatch(&shop, "order.created", "1001") {
         match d.outcome {
             Ok(u) => println!(
                 "   {}: ok in {:?}, {} host calls, peak memory {} KiB",
@@ -234,7 +231,7 @@ fn main() -> Result<()> {
         );
     }
 
-    println!("\n8. An API key for the plugin's back end, and requests made with it:");
+    println!("\n8. An API key for the plugin's back end, and platform API requests made with it:");
     let (key, record) = host.keys.issue(IssueKey {
         installation: shop.clone(),
         plugin: manifest.slug.clone(),
@@ -248,16 +245,16 @@ fn main() -> Result<()> {
         "   issued {key:?} (id `{}`), shown once, stored as an HMAC",
         record.id
     );
-    for scope in [
-        "entities:read:order",
-        "entities:read:product",
-        "entities:write:order_note",
+    for (request, resource, scope) in [
+        ("GET /api/orders/1001", "orders", "entities:read:order"),
+        ("GET /api/products/7", "products", "entities:read:product"),
+        ("PUT /api/orders/1001", "orders", "entities:write:order"),
     ] {
-        let verdict = match host.authorize(key.expose_secret(), &scope.parse()?) {
+        let verdict = match host.authorize(key.expose_secret(), resource, &scope.parse()?) {
             Ok(_) => "allowed".to_owned(),
             Err(e) => format!("denied: {e}"),
         };
-        println!("   {scope:<28} {verdict}");
+        println!("   {request:<28} {verdict}");
     }
     // One character of the secret part typed wrong (whatever the key holds).
     let mut forged: Vec<char> = key.expose_secret().chars().collect();
@@ -266,7 +263,7 @@ fn main() -> Result<()> {
         *c = if *c == 'x' { 'y' } else { 'x' };
     }
     let forged: String = forged.into_iter().collect();
-    if let Err(e) = host.authorize(&forged, &"entities:read:order".parse()?) {
+    if let Err(e) = host.authorize(&forged, "orders", &"entities:read:order".parse()?) {
         println!("   a mistyped key               denied: {e}");
     }
 
@@ -274,32 +271,46 @@ fn main() -> Result<()> {
     let flaky = vodo_core::PluginId::new("flaky-widget");
     for attempt in 1..=7 {
         let answer = host.health.call(
+            &shop,
             &flaky,
             || Err::<&str, _>("trap: unreachable executed"),
             |why| match why {
                 Fallback::Failed(_) => "fallback (plugin failed)",
                 Fallback::CircuitOpen => "fallback (circuit open, plugin not called)",
-                Fallback::Disabled => "fallback (plugin disabled)",
             },
         );
         println!(
             "   call {attempt}: {answer}; status {}",
-            host.health.status(&flaky)
+            host.health.report(&shop, &flaky).status
         );
     }
+
+    println!(
+        "\n10. The merchant disables the order notifier while it is loaded; the next event is refused:"
+    );
+    sandbox.set_enabled(&shop, &manifest.slug, false, "merchant@shop-42")?;
+    match sandbox.call_event(&plugin, "order.created", "1002").result {
+        Err(e) => println!("   order.created -> {e}"),
+        Ok(()) => anyhow::bail!("a disabled plugin ran"),
+    }
+    sandbox.set_enabled(&shop, &manifest.slug, true, "merchant@shop-42")?;
+    println!(
+        "   enabled again: {} subscriber(s) of order.created",
+        sandbox.subscribers(&shop, "order.created").len()
+    );
 
     host.keys.flush_usage()?;
     host.audit.flush()?;
     let audit_path = data.path().join("audit.jsonl");
     let report = verify_file(&audit_path, &secret, None)?;
     println!(
-        "\n10. The audit trail holds {} chained records and verifies.",
+        "\n11. The audit trail holds {} chained records and verifies.",
         report.records
     );
     let text = std::fs::read_to_string(&audit_path)?;
     std::fs::write(
         &audit_path,
-        text.replacen("entities:read:product", "entities:read:produce", 1),
+        text.replacen("api:access:products", "api:access:produce", 1),
     )?;
     match verify_file(&audit_path, &secret, None) {
         Err(e) => println!("   after one edited character: {e}"),

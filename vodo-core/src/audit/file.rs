@@ -12,9 +12,16 @@
 //! the latest `(seq, mac)`; a host that stores it elsewhere from time to time
 //! (its database, a signed checkpoint) passes it to [`verify_file`] as an
 //! anchor, and truncation past the anchor is then detected too.
+//!
+//! # Several writers
+//!
+//! Several processes (a server and a CLI command, two hosts) may append to
+//! one file: each write takes an exclusive lock on the file (`flock`), reads
+//! the chain's head again if another writer moved it, and chains its records
+//! after it. The file stays one chain, in the order the writes got the lock.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -69,9 +76,10 @@ impl Default for FileAuditOptions {
 /// An append-only, HMAC-chained JSON-lines audit file.
 ///
 /// Writes are buffered per [`FileAuditOptions`]; [`flush`](AuditSink::flush)
-/// writes the buffer out, and dropping the sink flushes it too. One
-/// `FileAudit` (one process) writes a file at a time: two writers would fork
-/// the chain, and `verify_file` would report it.
+/// writes the buffer out, and dropping the sink flushes it too. Records are
+/// chained when they are written, under a lock on the file, so any number of
+/// `FileAudit`s (in one process or several) can share a file without forking
+/// its chain.
 pub struct FileAudit {
     path: PathBuf,
     key: hmac::Key,
@@ -80,10 +88,14 @@ pub struct FileAudit {
 }
 
 struct Inner {
-    writer: BufWriter<File>,
+    file: File,
+    /// The head as of the last write, and the file's length then: if the
+    /// length moved, another writer appended and the head is read again.
     head: ChainHead,
-    pending: usize,
-    line: Vec<u8>,
+    known_len: u64,
+    /// Serialized events waiting to be chained and written.
+    pending: Vec<Vec<u8>>,
+    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for FileAudit {
@@ -115,42 +127,50 @@ impl FileAudit {
         options: FileAuditOptions,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = {
+        if options.batch == 0 {
+            return Err(Error::Invalid(
+                "`FileAuditOptions::batch` is zero: write out after at least 1 record".into(),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let (head, known_len) = {
             let err = io_err(&path);
-            let mut file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .open(&path)
-                .map_err(&err)?;
-            let (head, torn_at) = read_tail(&mut file, &path)?;
+            let _lock = FileLock::take(&file, &path)?;
+            let (head, torn_at) = read_tail(&file, &path)?;
             if let Some(len) = torn_at {
                 tracing::warn!(path = %path.display(), "audit file ends in an incomplete record; removing it");
                 file.set_len(len).map_err(&err)?;
             }
-            (file, head)
+            (head, file.metadata().map_err(&err)?.len())
         };
-        let (file, head) = file;
         let key = key.hmac_key(PURPOSE);
         Ok(Self {
             key,
-            options: FileAuditOptions {
-                batch: options.batch.max(1),
-                ..options
-            },
+            options,
             inner: Mutex::new(Inner {
-                writer: BufWriter::with_capacity(64 * 1024, file),
+                file,
                 head,
-                pending: 0,
-                line: Vec::with_capacity(512),
+                known_len,
+                pending: Vec::new(),
+                out: Vec::with_capacity(64 * 1024),
             }),
             path,
         })
     }
 
-    /// The last record written (or buffered).
+    /// The last record written. Buffered records are written out first, so
+    /// the head covers every record recorded before the call.
     pub fn head(&self) -> ChainHead {
-        self.inner.lock().head
+        let mut inner = self.inner.lock();
+        if let Err(e) = self.write_out(&mut inner) {
+            tracing::error!(path = %self.path.display(), error = %e, "audit records could not be written");
+        }
+        inner.head
     }
 
     /// The file's path.
@@ -159,32 +179,72 @@ impl FileAudit {
     }
 
     fn append(&self, inner: &mut Inner, event: &AuditEvent) -> Result<()> {
-        let seq = inner.head.seq + 1;
-        let line = &mut inner.line;
-        line.clear();
-        line.extend_from_slice(b"{\"seq\":");
-        line.extend_from_slice(seq.to_string().as_bytes());
-        line.extend_from_slice(b",\"event\":");
-        serde_json::to_writer(&mut *line, event)
+        let json = serde_json::to_vec(event)
             .map_err(|e| Error::Invalid(format!("cannot serialize audit event: {e}")))?;
-        let mac = chain_mac(&self.key, &inner.head.mac, line);
-        line.extend_from_slice(MAC_MARK);
-        line.extend_from_slice(hex(&mac).as_bytes());
-        line.extend_from_slice(b"\"}\n");
-        inner.writer.write_all(line).map_err(io_err(&self.path))?;
-        inner.head = ChainHead { seq, mac };
-        inner.pending += 1;
+        inner.pending.push(json);
         Ok(())
     }
 
+    /// Chains the pending records after the file's current head and writes
+    /// them, under the file's lock.
     fn write_out(&self, inner: &mut Inner) -> Result<()> {
-        let err = io_err(&self.path);
-        inner.writer.flush().map_err(&err)?;
-        if self.options.sync {
-            inner.writer.get_ref().sync_data().map_err(&err)?;
+        if inner.pending.is_empty() {
+            return Ok(());
         }
-        inner.pending = 0;
+        let err = io_err(&self.path);
+        let _lock = FileLock::take(&inner.file, &self.path)?;
+        let mut len = inner.file.metadata().map_err(&err)?.len();
+        if len != inner.known_len {
+            // Another writer appended since our last write: continue its
+            // chain (after removing a record it left half written, if it crashed).
+            let (head, torn_at) = read_tail(&inner.file, &self.path)?;
+            if let Some(at) = torn_at {
+                tracing::warn!(path = %self.path.display(), "audit file ends in an incomplete record; removing it");
+                inner.file.set_len(at).map_err(&err)?;
+                len = at;
+            }
+            inner.head = head;
+        }
+        inner.out.clear();
+        let mut next = inner.head;
+        for json in &inner.pending {
+            let out = &mut inner.out;
+            let start = out.len();
+            let seq = next.seq + 1;
+            out.extend_from_slice(b"{\"seq\":");
+            out.extend_from_slice(seq.to_string().as_bytes());
+            out.extend_from_slice(b",\"event\":");
+            out.extend_from_slice(json);
+            let mac = chain_mac(&self.key, &next.mac, &out[start..]);
+            out.extend_from_slice(MAC_MARK);
+            out.extend_from_slice(hex(&mac).as_bytes());
+            out.extend_from_slice(b"\"}\n");
+            next = ChainHead { seq, mac };
+        }
+        (&inner.file).write_all(&inner.out).map_err(&err)?;
+        if self.options.sync {
+            inner.file.sync_data().map_err(&err)?;
+        }
+        inner.head = next;
+        inner.known_len = len + inner.out.len() as u64;
+        inner.pending.clear();
         Ok(())
+    }
+}
+
+/// An exclusive lock on an open file, released on drop.
+struct FileLock<'f>(&'f File);
+
+impl<'f> FileLock<'f> {
+    fn take(file: &'f File, path: &Path) -> Result<Self> {
+        file.lock().map_err(io_err(path))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
     }
 }
 
@@ -202,7 +262,7 @@ impl AuditSink for FileAudit {
     fn record(&self, event: &AuditEvent) -> Result<()> {
         let mut inner = self.inner.lock();
         self.append(&mut inner, event)?;
-        if inner.pending >= self.options.batch {
+        if inner.pending.len() >= self.options.batch {
             self.write_out(&mut inner)?;
         }
         Ok(())
@@ -213,7 +273,7 @@ impl AuditSink for FileAudit {
         for e in events {
             self.append(&mut inner, e)?;
         }
-        if inner.pending >= self.options.batch {
+        if inner.pending.len() >= self.options.batch {
             self.write_out(&mut inner)?;
         }
         Ok(())
@@ -291,7 +351,7 @@ struct LineRecord {
 }
 
 /// Reads the last complete line's head; returns where a torn tail starts, if any.
-fn read_tail(file: &mut File, path: &Path) -> Result<(ChainHead, Option<u64>)> {
+fn read_tail(mut file: &File, path: &Path) -> Result<(ChainHead, Option<u64>)> {
     let err = io_err(path);
     let len = file.seek(SeekFrom::End(0)).map_err(&err)?;
     let empty = ChainHead {
@@ -474,6 +534,46 @@ mod tests {
         let head = write(&path, 1);
         assert_eq!(head.seq, 3);
         verify_file(&path, &key(), None).unwrap();
+    }
+
+    #[test]
+    fn two_writers_on_one_file_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let options = FileAuditOptions {
+            batch: 3,
+            sync: false,
+        };
+        let a = FileAudit::open(&path, &key(), options).unwrap();
+        let b = FileAudit::open(&path, &key(), options).unwrap();
+        std::thread::scope(|s| {
+            for (log, name) in [(&a, "a"), (&b, "b")] {
+                s.spawn(move || {
+                    for i in 0..200 {
+                        log.record(
+                            &AuditEvent::now(AuditAction::KeyUsed {
+                                key_id: format!("{name}{i}"),
+                                uses: 1,
+                            })
+                            .plugin(&PluginId::new("p")),
+                        )
+                        .unwrap();
+                    }
+                    log.flush().unwrap();
+                });
+            }
+        });
+        let (ha, hb) = (a.head(), b.head());
+        drop((a, b));
+        let report = verify_file(&path, &key(), Some(ha.max_by_seq(hb))).unwrap();
+        assert_eq!(report.records, 400);
+        assert_eq!(report.head.seq, 400);
+    }
+
+    impl ChainHead {
+        fn max_by_seq(self, other: Self) -> Self {
+            if self.seq >= other.seq { self } else { other }
+        }
     }
 
     #[test]

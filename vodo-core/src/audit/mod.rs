@@ -158,6 +158,15 @@ pub enum AuditAction {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         detail: String,
     },
+    /// The host did not run a plugin call: the plugin is not installed or
+    /// is disabled, its circuit is open, the request is for an undeclared
+    /// route, or it does not subscribe to the event.
+    CallRefused {
+        /// What was called: `event order.created`, `request GET /status`, `health`.
+        call: String,
+        /// Why it was refused.
+        reason: DenyReason,
+    },
     /// A plugin's health status changed.
     HealthChanged {
         /// The status before.
@@ -218,9 +227,11 @@ pub enum AuditKind {
     Lifecycle,
     /// [`AuditAction::HealthChanged`].
     HealthChanged,
+    /// [`AuditAction::CallRefused`].
+    CallRefused,
 }
 
-const KINDS: [(AuditKind, &str); 12] = [
+const KINDS: [(AuditKind, &str); 13] = [
     (AuditKind::PermissionChecked, "permission_checked"),
     (AuditKind::PermissionDenied, "permission_denied"),
     (AuditKind::SandboxViolation, "sandbox_violation"),
@@ -233,6 +244,7 @@ const KINDS: [(AuditKind, &str); 12] = [
     (AuditKind::KeyRevoked, "key_revoked"),
     (AuditKind::Lifecycle, "lifecycle"),
     (AuditKind::HealthChanged, "health_changed"),
+    (AuditKind::CallRefused, "call_refused"),
 ];
 
 impl AuditKind {
@@ -288,6 +300,7 @@ impl AuditAction {
             Self::KeyRevoked { .. } => AuditKind::KeyRevoked,
             Self::Lifecycle { .. } => AuditKind::Lifecycle,
             Self::HealthChanged { .. } => AuditKind::HealthChanged,
+            Self::CallRefused { .. } => AuditKind::CallRefused,
         }
     }
 }
@@ -354,6 +367,20 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
         Ok(())
     }
 }
+
+/// Helpers every [`AuditSink`] has.
+pub trait AuditSinkExt: AuditSink {
+    /// Records `event`, and logs with `tracing` if the sink fails: what is
+    /// being recorded has already happened, and a failing sink must not undo
+    /// it or fail the caller (a denial stays a denial).
+    fn record_or_log(&self, event: &AuditEvent) {
+        if let Err(e) = self.record(event) {
+            tracing::error!(error = %e, kind = event.kind().as_str(), "audit sink failed to record an event");
+        }
+    }
+}
+
+impl<T: AuditSink + ?Sized> AuditSinkExt for T {}
 
 /// A sink that can also be searched.
 pub trait AuditLog: AuditSink {

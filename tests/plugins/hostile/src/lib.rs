@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use vodo_pdk::{Plugin, entities, hooks, http, storage};
+use vodo_pdk::{Plugin, entities, hooks, http, log, storage, users};
 
 struct Hostile;
 
@@ -58,6 +58,13 @@ impl Plugin for Hostile {
                 Ok(())
             }
             "entity-read" => entities::get("order", "1").map(drop).map_err(e),
+            "user-write" => users::put(&payload, r#"{"role":"admin"}"#).map_err(e),
+            // Tries what it may not, handles the refusal, and carries on.
+            "try-write" => {
+                let refused = entities::put("order", "1", r#"{"paid":true}"#);
+                log::warn(&format!("write refused: {refused:?}"));
+                entities::get("order", "1").map(drop).map_err(e)
+            }
             _ => Err(format!("unknown attack `{name}`")),
         }
     }

@@ -1,7 +1,14 @@
-//! Support for the example hosts: building guest plugins from source.
+//! Support for Vodo's tests, benches and example hosts (unpublished, in the
+//! way of rustls' `rustls-test` and wasmtime's `test-util`): building the
+//! guest plugins of `tests/plugins` and `examples/plugins` from source for
+//! `wasm32-wasip2`, once per process.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// The repository root.
 pub fn root() -> &'static Path {
@@ -73,4 +80,30 @@ pub fn build_plugins(workspace: &str) -> Result<PathBuf, String> {
 /// The `.wasm` file of the guest crate `name` in a folder from [`build_plugins`].
 pub fn wasm_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The component of a guest plugin, built from source once per process.
+///
+/// `name` is a crate of `tests/plugins` or `examples/plugins`.
+///
+/// # Panics
+///
+/// When the plugins do not build or the file cannot be read: this is test
+/// support, and a test without its plugin cannot run.
+#[allow(clippy::panic)]
+pub fn guest(name: &str) -> Vec<u8> {
+    static TESTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static EXAMPLES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let in_examples = root().join("examples/plugins").join(name).is_dir();
+    let dir = if in_examples {
+        EXAMPLES.get_or_init(|| build_plugins("examples/plugins"))
+    } else {
+        TESTS.get_or_init(|| build_plugins("tests/plugins"))
+    };
+    let dir = match dir {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let file = wasm_path(dir, name);
+    std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", file.display()))
 }

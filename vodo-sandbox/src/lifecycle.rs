@@ -1,0 +1,319 @@
+//! Loading plugins and changing them: install (with the installer's
+//! consent), load (for a grant that exists already), upgrade (behind a
+//! health probe), enable, disable, uninstall.
+//!
+//! Every change of what a plugin may do goes through the host's
+//! [`Permissions`](vodo_core::Permissions), which writes the one grant and
+//! the one lifecycle record; the sandbox keeps only the compiled component
+//! and reads the grant again at every call.
+
+use std::sync::Arc;
+
+use vodo_core::audit::{AuditAction, LifecycleChange};
+use vodo_core::manifest::Manifest;
+use vodo_core::runtime::InterfaceSet;
+use vodo_core::{Consent, CurrentGrant, InstallationId, PluginId};
+use vodo_scopes::{ConsentDiff, ScopeSet};
+use wasmtime::component::Component;
+
+use crate::call::Mode;
+use crate::host::{HostState, PluginPre};
+use crate::linking::check_imports;
+use crate::storage::{self, Storage};
+use crate::usage::{UsageSummary, UsageTotals};
+use crate::{Limits, LoadError, Sandbox, cache};
+
+/// A plugin loaded in one installation, ready to run. What it may do is
+/// not here: every call reads the installation's current grant.
+pub struct Installed {
+    /// The installation.
+    pub installation: InstallationId,
+    /// The plugin.
+    pub plugin: PluginId,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The limits of each call.
+    pub limits: Limits,
+    /// SHA-256 of the component.
+    pub component_hash: [u8; 32],
+    pub(crate) component: Component,
+    /// The instance template for the interfaces `linked`; a call whose grant
+    /// links others prepares (or finds) another.
+    pub(crate) pre: PluginPre<HostState>,
+    pub(crate) linked: InterfaceSet,
+    pub(crate) storage: Option<Arc<Storage>>,
+    pub(crate) totals: UsageTotals,
+}
+
+impl Installed {
+    /// What this plugin's calls have used since it was loaded.
+    pub fn usage(&self) -> UsageSummary {
+        self.totals.summary()
+    }
+}
+
+impl std::fmt::Debug for Installed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installed")
+            .field("installation", &self.installation)
+            .field("plugin", &self.plugin)
+            .field("version", &self.manifest.version.to_string())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    pub(crate) fn component(
+        &self,
+        plugin: &PluginId,
+        wasm: &[u8],
+    ) -> Result<([u8; 32], Component), LoadError> {
+        let hash = cache::sha256(wasm);
+        if let Some(c) = self.components.get(&hash) {
+            return Ok((hash, c.clone()));
+        }
+        let component = cache::load(self.engine(), self.config.cache_dir.as_deref(), &hash, wasm)
+            .map_err(|e| match e {
+            cache::CacheError::Compile(reason) => LoadError::Invalid {
+                plugin: plugin.to_string(),
+                reason,
+            },
+            cache::CacheError::Io(path, source) => LoadError::Io { path, source },
+        })?;
+        self.components.insert(hash, component.clone());
+        Ok((hash, component))
+    }
+
+    /// Everything a load does short of making the plugin the one that runs:
+    /// the limits checked, the component compiled (or found), its imports
+    /// checked against what `scopes` link, its instance template and storage
+    /// folder ready.
+    fn prepare(
+        &self,
+        installation: &InstallationId,
+        manifest: &Manifest,
+        wasm: &[u8],
+        scopes: &ScopeSet,
+        limits: Limits,
+    ) -> Result<Installed, LoadError> {
+        limits.validate(&self.config)?;
+        let plugin = manifest.slug.clone();
+        let (hash, component) = self.component(&plugin, wasm)?;
+        let linked = InterfaceSet::granted(scopes);
+        check_imports(self, &plugin, &component, linked)?;
+        if let Some(r) = component.resources_required() {
+            let needed = r.max_initial_memory_size.unwrap_or(0);
+            if needed > limits.memory {
+                return Err(LoadError::TooLarge {
+                    plugin: plugin.to_string(),
+                    needed,
+                    limit: limits.memory,
+                });
+            }
+        }
+        let pre = self.pre(hash, &component, linked)?;
+        let storage = match (&self.config.storage_root, &manifest.permissions.storage) {
+            (Some(root), Some(s)) => {
+                let path = storage::folder(root, installation.as_str(), plugin.as_str());
+                Some(Arc::new(
+                    Storage::open(&path, s.max_size, s.allowed_types.clone(), s.read_only)
+                        .map_err(|source| LoadError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })?,
+                ))
+            }
+            _ => None,
+        };
+        Ok(Installed {
+            installation: installation.clone(),
+            plugin,
+            manifest: manifest.clone(),
+            limits,
+            component_hash: hash,
+            component,
+            pre,
+            linked,
+            storage,
+            totals: UsageTotals::default(),
+        })
+    }
+
+    /// Makes a prepared plugin the one that runs (replacing any earlier version).
+    fn activate(&self, installed: Installed) -> Arc<Installed> {
+        let installed = Arc::new(installed);
+        self.installed
+            .entry(installed.installation.clone())
+            .or_default()
+            .insert(installed.plugin.clone(), Arc::clone(&installed));
+        installed
+    }
+
+    /// Installs `wasm`, the component of `manifest`, in `installation` with
+    /// the installer's `consent` (which must be within what the manifest
+    /// requests) and `limits`: the grant is recorded (one lifecycle record)
+    /// and the plugin loaded.
+    ///
+    /// The component is compiled once per content (and cached on disk when a
+    /// cache folder is configured); a component that imports an interface
+    /// the consent does not cover is refused with the permission it lacks,
+    /// and nothing is recorded. Installing again replaces the grant and the
+    /// running plugin (hot reload).
+    pub fn install(
+        &self,
+        installation: &InstallationId,
+        manifest: &Manifest,
+        wasm: &[u8],
+        consent: &Consent,
+        limits: Limits,
+    ) -> Result<Arc<Installed>, LoadError> {
+        let prepared = self.prepare(installation, manifest, wasm, &consent.scopes, limits)?;
+        self.permissions.install(manifest, installation, consent)?;
+        Ok(self.activate(prepared))
+    }
+
+    /// Loads a plugin whose grant exists already (recorded by another
+    /// process, or before a restart), under that grant. Records nothing.
+    pub fn load(
+        &self,
+        installation: &InstallationId,
+        manifest: &Manifest,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<Installed>, LoadError> {
+        let grant = self.grant_of(installation, &manifest.slug)?;
+        if grant.plugin_version != manifest.version.to_string() {
+            return Err(LoadError::VersionMismatch {
+                plugin: manifest.slug.to_string(),
+                granted: grant.plugin_version.clone(),
+                version: manifest.version.to_string(),
+            });
+        }
+        let prepared = self.prepare(installation, manifest, wasm, &grant.scopes, limits)?;
+        tracing::info!(installation = %installation, plugin = %manifest.slug, version = %manifest.version, "plugin loaded");
+        Ok(self.activate(prepared))
+    }
+
+    fn grant_of(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+    ) -> Result<Arc<CurrentGrant>, LoadError> {
+        self.permissions
+            .current(installation, plugin)?
+            .ok_or_else(|| LoadError::NotInstalled(plugin.to_string()))
+    }
+
+    /// Upgrades an installed plugin to a new version under its current grant.
+    ///
+    /// If the new manifest asks for anything the installer has not
+    /// consented to, nothing changes and [`LoadError::ConsentRequired`] lists
+    /// what to ask for; after consent, call [`install`](Self::install).
+    /// Otherwise the new version answers its health probe first, under the
+    /// scopes it will get; a probe that fails or traps refuses the upgrade
+    /// ([`LoadError::Unhealthy`], audited), counts against the new version
+    /// only, and the running version stays. A healthy new version gets
+    /// exactly the scopes it requests (a version that asks for less gets
+    /// less) and replaces the running one.
+    pub fn upgrade(
+        &self,
+        installation: &InstallationId,
+        manifest: &Manifest,
+        wasm: &[u8],
+        limits: Limits,
+    ) -> Result<Arc<Installed>, LoadError> {
+        let current = self.grant_of(installation, &manifest.slug)?;
+        let diff = ConsentDiff::between(&current.scopes, manifest.scopes());
+        if diff.needs_consent() {
+            return Err(LoadError::ConsentRequired {
+                plugin: manifest.slug.to_string(),
+                version: manifest.version.to_string(),
+                scopes: diff.added.iter().map(ToString::to_string).collect(),
+            });
+        }
+        let next = self.prepare(installation, manifest, wasm, manifest.scopes(), limits)?;
+        let candidate = Arc::new(CurrentGrant {
+            scopes: manifest.scopes().clone(),
+            enabled: true,
+            rate_limit: manifest.limits().rate_limit,
+            plugin_version: manifest.version.to_string(),
+            interfaces: next.linked,
+        });
+        if let Err(e) = self.health_call(&next, Mode::Candidate(candidate)).result {
+            self.audit_event(
+                installation,
+                &manifest.slug,
+                AuditAction::Lifecycle {
+                    change: LifecycleChange::UpgradeRefused,
+                    detail: format!(
+                        "version {} failed its health probe: {e}; version {} stays",
+                        manifest.version, current.plugin_version
+                    ),
+                },
+            );
+            return Err(LoadError::Unhealthy {
+                plugin: manifest.slug.to_string(),
+                version: manifest.version.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        self.permissions.upgrade(manifest, installation)?;
+        Ok(self.activate(next))
+    }
+
+    /// Enables or disables a plugin in an installation: the grant's flag,
+    /// the one there is, recorded with `why` (who did it). Enabling also
+    /// forgets the plugin's breaker and trips, so a plugin disabled for
+    /// tripping too often starts afresh. A disabled plugin's calls are
+    /// refused without running it, in this process at once and in others
+    /// within the grants' staleness bound.
+    pub fn set_enabled(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        enabled: bool,
+        why: &str,
+    ) -> Result<(), LoadError> {
+        self.permissions
+            .set_enabled(installation, plugin, enabled, why)?;
+        if enabled {
+            self.health.reset(installation, plugin);
+        }
+        Ok(())
+    }
+
+    /// Removes a plugin from an installation: its grant (one lifecycle
+    /// record), its loaded component, its breaker and its storage folder.
+    /// Returns whether it was installed.
+    pub fn uninstall(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+    ) -> Result<bool, LoadError> {
+        let loaded = match self.installed.get_mut(installation) {
+            Some(mut plugins) => plugins.remove(plugin).is_some(),
+            None => false,
+        };
+        self.installed
+            .remove_if(installation, |_, plugins| plugins.is_empty());
+        if let Some(root) = &self.config.storage_root {
+            let path = storage::folder(root, installation.as_str(), plugin.as_str());
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(LoadError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.health.reset(installation, plugin);
+        let granted = self
+            .permissions
+            .revoke(installation, plugin, "storage removed")?;
+        Ok(granted || loaded)
+    }
+}

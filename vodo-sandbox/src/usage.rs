@@ -1,0 +1,120 @@
+//! What calls use: [`Usage`] per call, [`UsageTotals`] per installed plugin,
+//! and the spike check that audits usage close to a limit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use vodo_core::audit::AuditAction;
+
+use crate::Limits;
+
+/// What one call used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Wall-clock time, instantiation included.
+    pub wall: Duration,
+    /// Fuel consumed, when the engine meters fuel.
+    pub fuel: Option<u64>,
+    /// Peak bytes of linear memory across the call's instances.
+    pub peak_memory: u64,
+    /// Host calls made.
+    pub host_calls: u64,
+    /// Host calls the platform refused (a permission or a rate limit); the
+    /// plugin was told and the refusal audited.
+    pub denied_host_calls: u64,
+    /// Host calls a host service could not serve (it was unavailable).
+    pub failed_host_calls: u64,
+    /// Bytes the plugin passed to the host (arguments of host calls).
+    pub bytes_in: u64,
+    /// Bytes the host passed to the plugin (results of host calls).
+    pub bytes_out: u64,
+}
+
+/// What all calls of one installed plugin have used since it was installed.
+#[derive(Debug, Default)]
+pub struct UsageTotals {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    wall_micros: AtomicU64,
+    fuel: AtomicU64,
+    host_calls: AtomicU64,
+    denied_host_calls: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    peak_memory: AtomicU64,
+}
+
+/// A snapshot of [`UsageTotals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageSummary {
+    /// Calls run.
+    pub calls: u64,
+    /// Calls that ended in a violation or a plugin error.
+    pub failures: u64,
+    /// Wall-clock time in all calls.
+    pub wall: Duration,
+    /// Fuel consumed in all calls (zero without fuel metering).
+    pub fuel: u64,
+    /// Host calls in all calls.
+    pub host_calls: u64,
+    /// Host calls the platform refused, in all calls.
+    pub denied_host_calls: u64,
+    /// Bytes from the plugin to the host.
+    pub bytes_in: u64,
+    /// Bytes from the host to the plugin.
+    pub bytes_out: u64,
+    /// The highest peak memory of any call.
+    pub peak_memory: u64,
+}
+
+impl UsageTotals {
+    pub(crate) fn add(&self, u: &Usage, failed: bool) {
+        let r = Ordering::Relaxed;
+        self.calls.fetch_add(1, r);
+        self.failures.fetch_add(u64::from(failed), r);
+        self.wall_micros
+            .fetch_add(u64::try_from(u.wall.as_micros()).unwrap_or(u64::MAX), r);
+        self.fuel.fetch_add(u.fuel.unwrap_or(0), r);
+        self.host_calls.fetch_add(u.host_calls, r);
+        self.denied_host_calls.fetch_add(u.denied_host_calls, r);
+        self.bytes_in.fetch_add(u.bytes_in, r);
+        self.bytes_out.fetch_add(u.bytes_out, r);
+        self.peak_memory.fetch_max(u.peak_memory, r);
+    }
+
+    /// The totals now.
+    pub fn summary(&self) -> UsageSummary {
+        let r = Ordering::Relaxed;
+        UsageSummary {
+            calls: self.calls.load(r),
+            failures: self.failures.load(r),
+            wall: Duration::from_micros(self.wall_micros.load(r)),
+            fuel: self.fuel.load(r),
+            host_calls: self.host_calls.load(r),
+            denied_host_calls: self.denied_host_calls.load(r),
+            bytes_in: self.bytes_in.load(r),
+            bytes_out: self.bytes_out.load(r),
+            peak_memory: self.peak_memory.load(r),
+        }
+    }
+}
+
+/// The usage of a call at or above 80% of a limit it did not break (a
+/// broken one is a violation), as resource-spike audit actions.
+pub(crate) fn spikes(usage: &Usage, limits: &Limits) -> impl Iterator<Item = AuditAction> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    [
+        ("memory_bytes", usage.peak_memory, limits.memory),
+        ("wall_ms", millis(usage.wall), millis(limits.timeout)),
+        ("host_calls", usage.host_calls, limits.host_calls),
+    ]
+    .into_iter()
+    .filter_map(|(resource, value, limit)| {
+        let threshold = u64::try_from(u128::from(limit) * 8 / 10).unwrap_or(u64::MAX);
+        (value >= threshold.max(1) && value <= limit).then(|| AuditAction::ResourceSpike {
+            resource: resource.into(),
+            value,
+            threshold,
+        })
+    })
+}
