@@ -3,6 +3,11 @@
 
 pub use test_support::guest;
 
+/// The README's code, compiled as doc tests: the plugin and the host it shows.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// A complete, valid manifest that requests one of everything.
 pub const FULL_MANIFEST: &str = r#"{
   "name": "Order Notifier",

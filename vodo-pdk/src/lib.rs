@@ -3,7 +3,7 @@
 //!
 //! Implement [`Plugin`] (every method has a default) and export it:
 //!
-//! ```ignore
+//! ```no_run
 //! use vodo_pdk::{Plugin, entities, log};
 //!
 //! struct Notifier;

@@ -37,7 +37,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx};
 
 use crate::error::Stop;
 use crate::host::{CallCtx, HostState, Limiter, Plugin, PluginPre, Request, Response};
-use crate::lifecycle::Installed;
+use crate::installed::Installed;
 use crate::linking::missing_import;
 use crate::usage::{Usage, spikes};
 use crate::{CallError, Sandbox, SandboxViolation};

@@ -17,51 +17,11 @@ use vodo_scopes::{ConsentDiff, ScopeSet};
 use wasmtime::component::Component;
 
 use crate::call::Mode;
-use crate::host::{HostState, PluginPre};
+use crate::installed::Installed;
 use crate::linking::check_imports;
 use crate::storage::{self, Storage};
-use crate::usage::{UsageSummary, UsageTotals};
+use crate::usage::UsageTotals;
 use crate::{Limits, LoadError, Sandbox, cache};
-
-/// A plugin loaded in one installation, ready to run. What it may do is
-/// not here: every call reads the installation's current grant.
-pub struct Installed {
-    /// The installation.
-    pub installation: InstallationId,
-    /// The plugin.
-    pub plugin: PluginId,
-    /// Its manifest.
-    pub manifest: Manifest,
-    /// The limits of each call.
-    pub limits: Limits,
-    /// SHA-256 of the component.
-    pub component_hash: [u8; 32],
-    pub(crate) component: Component,
-    /// The instance template for the interfaces `linked`; a call whose grant
-    /// links others prepares (or finds) another.
-    pub(crate) pre: PluginPre<HostState>,
-    pub(crate) linked: InterfaceSet,
-    pub(crate) storage: Option<Arc<Storage>>,
-    pub(crate) totals: UsageTotals,
-}
-
-impl Installed {
-    /// What this plugin's calls have used since it was loaded.
-    pub fn usage(&self) -> UsageSummary {
-        self.totals.summary()
-    }
-}
-
-impl std::fmt::Debug for Installed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Installed")
-            .field("installation", &self.installation)
-            .field("plugin", &self.plugin)
-            .field("version", &self.manifest.version.to_string())
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
 
 impl Sandbox {
     pub(crate) fn component(

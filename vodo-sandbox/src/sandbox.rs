@@ -16,7 +16,7 @@ use wasmtime::component::Component;
 
 use crate::engine::{Ticker, engine};
 use crate::host::{HostState, PluginPre};
-use crate::lifecycle::Installed;
+use crate::installed::Installed;
 use crate::net::{Resolver, SystemResolver};
 use crate::services::HostServices;
 use crate::{LoadError, SandboxConfig};
