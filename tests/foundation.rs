@@ -134,18 +134,7 @@ fn install_issue_authorize_and_limit_through_a_durable_host() {
 }
 
 /// The roadmap's example manifest, unchanged.
-const ROADMAP: &str = r#"{
-    "name": "My Plugin",
-    "slug": "my-plugin",
-    "version": "1.0.0",
-    "permissions": {
-        "entities": ["read:*", "write:product", "write:order"],
-        "hooks": ["subscribe:order.*", "subscribe:user.created"],
-        "api": { "rate_limit": "100/minute", "endpoints": ["products", "orders"] },
-        "storage": { "max_size": "50MB", "allowed_types": ["json", "csv", "pdf"] },
-        "network": { "outbound": ["api.stripe.com", "api.sendgrid.com"] }
-    }
-}"#;
+const ROADMAP: &str = test_support::ROADMAP_MANIFEST;
 
 #[test]
 fn an_api_key_of_the_roadmap_plugin_reaches_its_resources_and_no_other() {

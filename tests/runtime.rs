@@ -86,26 +86,7 @@ fn limits() -> Limits {
 }
 
 fn install(sandbox: &Sandbox, installation: &str, manifest: &str, wasm: &[u8]) -> Arc<Installed> {
-    install_with(sandbox, installation, manifest, wasm, limits())
-}
-
-fn install_with(
-    sandbox: &Sandbox,
-    installation: &str,
-    manifest: &str,
-    wasm: &[u8],
-    limits: Limits,
-) -> Arc<Installed> {
-    let m = Manifest::parse(manifest).unwrap();
-    sandbox
-        .install(
-            &installation.into(),
-            &m,
-            wasm,
-            &Consent::all(&m, "merchant"),
-            limits,
-        )
-        .unwrap()
+    tests::install_all(sandbox, installation, manifest, wasm, limits())
 }
 
 fn scopes(v: &[&str]) -> ScopeSet {
@@ -443,7 +424,7 @@ fn a_host_at_capacity_opens_no_circuit() {
         Arc::new(MemoryServices::new()),
     )
     .unwrap();
-    let spinner = install_with(
+    let spinner = tests::install_all(
         &sandbox,
         "busy",
         HOSTILE,
@@ -488,7 +469,7 @@ fn requests_and_health_probes_walk_the_same_pipeline_as_events() {
     let sandbox = sandbox(&host);
     // Three host calls per event over a limit of one: every event is a violation;
     // requests and probes make none.
-    let good = install_with(
+    let good = tests::install_all(
         &sandbox,
         "pipe",
         GOOD,

@@ -121,16 +121,7 @@ fn install(installation: &str, manifest: &str, wasm: &[u8]) -> Arc<Installed> {
             ..limits()
         }
     };
-    SUITE
-        .sandbox
-        .install(
-            &InstallationId::new(installation),
-            &m,
-            wasm,
-            &Consent::all(&m, "merchant"),
-            limits,
-        )
-        .unwrap()
+    tests::install_all(&SUITE.sandbox, installation, manifest, wasm, limits)
 }
 
 /// A sandbox of its own with `config`, auditing to the returned log, and the
@@ -666,19 +657,11 @@ fn dispatch_reaches_only_subscribers_and_a_hanging_plugin_blocks_no_one() {
     )
     .unwrap();
     let put = |installation: &str, manifest: &str, wasm: &[u8]| {
-        let m = Manifest::parse(manifest).unwrap();
-        sandbox
-            .install(
-                &installation.into(),
-                &m,
-                wasm,
-                &Consent::all(&m, "merchant"),
-                Limits {
-                    timeout: Duration::from_millis(300),
-                    ..limits()
-                },
-            )
-            .unwrap()
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            ..limits()
+        };
+        tests::install_all(&sandbox, installation, manifest, wasm, limits)
     };
     let hostile_subscribed = HOSTILE.replace(
         r#""subscribe:*", "trigger:order.noted""#,

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The platform roadmap's own `plugin.json` example, exactly as its users
+/// wrote it (`../shared/reference/roadmap.md`): it must validate as it stands.
+pub const ROADMAP_MANIFEST: &str = include_str!("../data/roadmap-plugin.json");
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -42,26 +42,7 @@ fn a_valid_folder_exits_0_with_a_summary() {
 }
 
 /// The roadmap's own example, as every plugin author will copy it.
-const ROADMAP: &str = r#"{
-    "name": "My Plugin",
-    "slug": "my-plugin",
-    "version": "1.0.0",
-    "permissions": {
-        "entities": ["read:*", "write:product", "write:order"],
-        "hooks": ["subscribe:order.*", "subscribe:user.created"],
-        "api": {
-            "rate_limit": "100/minute",
-            "endpoints": ["products", "orders"]
-        },
-        "storage": {
-            "max_size": "50MB",
-            "allowed_types": ["json", "csv", "pdf"]
-        },
-        "network": {
-            "outbound": ["api.stripe.com", "api.sendgrid.com"]
-        }
-    }
-}"#;
+const ROADMAP: &str = test_support::ROADMAP_MANIFEST;
 
 #[test]
 fn the_roadmaps_own_manifest_validates_as_it_stands() {

@@ -561,20 +561,7 @@ impl Permissions {
     /// gets exactly what it requests (a version that asks for less gets
     /// less), its rate limit, and keeps its enabled state.
     pub fn upgrade(&self, manifest: &Manifest, installation: &InstallationId) -> Result<Grant> {
-        let current = self.registry.get(installation, &manifest.slug)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "plugin `{}` is not installed in `{installation}`: install it with the installer's consent first",
-                manifest.slug
-            ))
-        })?;
-        let diff = ConsentDiff::between(&current.scopes, manifest.scopes());
-        if diff.needs_consent() {
-            return Err(Error::ConsentRequired {
-                plugin: manifest.slug.to_string(),
-                version: manifest.version.to_string(),
-                scopes: diff.added.iter().map(ToString::to_string).collect(),
-            });
-        }
+        let current = self.check_upgrade(manifest, installation)?;
         let detail = format!(
             "version {} -> {}, {} scopes",
             current.plugin_version,
@@ -588,6 +575,35 @@ impl Permissions {
             ..current
         };
         self.store(grant, LifecycleChange::Upgraded, detail)
+    }
+
+    /// The current grant of the plugin `manifest` describes, if its new
+    /// version may replace it without new consent: [`Error::ConsentRequired`]
+    /// lists what the installer must consent to first, [`Error::NotFound`]
+    /// says the plugin is not installed.
+    pub fn check_upgrade(
+        &self,
+        manifest: &Manifest,
+        installation: &InstallationId,
+    ) -> Result<Grant> {
+        let current = self
+            .registry
+            .get(installation, &manifest.slug)?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "plugin `{}` is not installed in `{installation}`: install it with the installer's consent first",
+                    manifest.slug
+                ))
+            })?;
+        let diff = ConsentDiff::between(&current.scopes, manifest.scopes());
+        if diff.needs_consent() {
+            return Err(Error::ConsentRequired {
+                plugin: manifest.slug.to_string(),
+                version: manifest.version.to_string(),
+                scopes: diff.added.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(current)
     }
 
     /// Which of `requested` the installation has not yet consented to (all

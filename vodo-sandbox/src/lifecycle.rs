@@ -13,7 +13,7 @@ use vodo_core::audit::{AuditAction, LifecycleChange};
 use vodo_core::manifest::Manifest;
 use vodo_core::runtime::InterfaceSet;
 use vodo_core::{Consent, CurrentGrant, InstallationId, PluginId};
-use vodo_scopes::{ConsentDiff, ScopeSet};
+use vodo_scopes::ScopeSet;
 use wasmtime::component::Component;
 
 use crate::call::Mode;
@@ -183,15 +183,22 @@ impl Sandbox {
         wasm: &[u8],
         limits: Limits,
     ) -> Result<Arc<Installed>, LoadError> {
-        let current = self.grant_of(installation, &manifest.slug)?;
-        let diff = ConsentDiff::between(&current.scopes, manifest.scopes());
-        if diff.needs_consent() {
-            return Err(LoadError::ConsentRequired {
-                plugin: manifest.slug.to_string(),
-                version: manifest.version.to_string(),
-                scopes: diff.added.iter().map(ToString::to_string).collect(),
-            });
-        }
+        let current = self
+            .permissions
+            .check_upgrade(manifest, installation)
+            .map_err(|e| match e {
+                vodo_core::Error::ConsentRequired {
+                    plugin,
+                    version,
+                    scopes,
+                } => LoadError::ConsentRequired {
+                    plugin,
+                    version,
+                    scopes,
+                },
+                vodo_core::Error::NotFound(_) => LoadError::NotInstalled(manifest.slug.to_string()),
+                other => LoadError::Core(other),
+            })?;
         let next = self.prepare(installation, manifest, wasm, manifest.scopes(), limits)?;
         let candidate = Arc::new(CurrentGrant {
             scopes: manifest.scopes().clone(),

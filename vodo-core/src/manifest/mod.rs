@@ -424,26 +424,7 @@ mod tests {
     use super::*;
 
     /// The roadmap's own example, unchanged.
-    const ROADMAP: &str = r#"{
-        "name": "My Plugin",
-        "slug": "my-plugin",
-        "version": "1.0.0",
-        "permissions": {
-            "entities": ["read:*", "write:product", "write:order"],
-            "hooks": ["subscribe:order.*", "subscribe:user.created"],
-            "api": {
-                "rate_limit": "100/minute",
-                "endpoints": ["products", "orders"]
-            },
-            "storage": {
-                "max_size": "50MB",
-                "allowed_types": ["json", "csv", "pdf"]
-            },
-            "network": {
-                "outbound": ["api.stripe.com", "api.sendgrid.com"]
-            }
-        }
-    }"#;
+    const ROADMAP: &str = test_support::ROADMAP_MANIFEST;
 
     const GOOD: &str = r#"{
         "$schema": "https://vodo.dev/schema/plugin.json",
