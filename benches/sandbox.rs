@@ -4,9 +4,11 @@
 //! Run with `cargo bench -p benches --bench sandbox`; figures go to BENCHMARKS.md.
 //! The raw baseline is the least a correct wasmtime host does for this
 //! plugin: a fresh `Store` with a deny-by-default `WasiCtx`, an epoch
-//! deadline, instantiation from an `InstancePre`, the call. Vodo adds the
-//! memory limiter, output capture, the permission and rate checks of the
-//! host call, metering and audit.
+//! deadline, instantiation from an `InstancePre`, the call, and a host
+//! function that answers with a constant record (Vodo's host services answer
+//! with the same constant). Vodo adds the call pipeline: the grant read, the
+//! breaker, the memory limiter, output capture, the permission and rate
+//! checks of the host call, metering and audit.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use vodo_core::PluginId;
 use vodo_core::audit::NoAudit;
 use vodo_core::keys::MemoryKeyStore;
 use vodo_core::{Consent, Host, InstallationId, Manifest, MemoryRegistry, SecretKey};
-use vodo_sandbox::{HostServices, Limits, MemoryServices, Sandbox, SandboxConfig};
+use vodo_sandbox::{HostServices, Limits, Sandbox, SandboxConfig, ServiceResult};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -86,6 +89,64 @@ fn raw_call(engine: &Engine, pre: &raw::PluginPre<RawState>, event: &str) {
         .unwrap();
 }
 
+#[inline(never)]
+fn vodo_calls(sandbox: &Sandbox, plugin: &vodo_sandbox::Installed, event: &str, n: u32) {
+    for _ in 0..n {
+        assert!(sandbox.call_event(plugin, event, "").result.is_ok());
+    }
+}
+
+#[inline(never)]
+fn raw_calls(engine: &Engine, pre: &raw::PluginPre<RawState>, event: &str, n: u32) {
+    for _ in 0..n {
+        raw_call(engine, pre, event);
+    }
+}
+
+/// The host's data as the raw baseline answers it: one constant record. Both
+/// sides answer the host call the same way, so what is measured is the
+/// sandbox, not a data store.
+#[derive(Debug)]
+struct Constant;
+
+impl HostServices for Constant {
+    fn get_entity(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<Option<String>> {
+        Ok(Some(r#"{"total":"1"}"#.into()))
+    }
+    fn put_entity(&self, _: &InstallationId, _: &str, _: &str, _: &str) -> ServiceResult<()> {
+        Ok(())
+    }
+    fn delete_entity(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<bool> {
+        Ok(false)
+    }
+    fn trigger_hook(
+        &self,
+        _: &InstallationId,
+        _: &PluginId,
+        _: &str,
+        _: &str,
+    ) -> ServiceResult<()> {
+        Ok(())
+    }
+    fn get_user(&self, _: &InstallationId, _: &str) -> ServiceResult<Option<String>> {
+        Ok(None)
+    }
+    fn put_user(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<()> {
+        Ok(())
+    }
+    fn get_setting(
+        &self,
+        _: &InstallationId,
+        _: &PluginId,
+        _: &str,
+    ) -> ServiceResult<Option<String>> {
+        Ok(None)
+    }
+    fn set_setting(&self, _: &InstallationId, _: &PluginId, _: &str, _: &str) -> ServiceResult<()> {
+        Ok(())
+    }
+}
+
 const MANIFEST: &str = r#"{
   "name": "Bench", "slug": "bench", "version": "0.1.0", "description": "benchmark plugin",
   "author": "Vodo", "license": "MIT", "entry": "bench.wasm",
@@ -106,15 +167,21 @@ fn rss_bytes() -> u64 {
 fn benches(c: &mut Criterion) {
     let dir = test_support::build_plugins("tests/plugins").unwrap();
     let wasm = std::fs::read(test_support::wasm_path(&dir, "bench")).unwrap();
+    let counting = std::env::var("VODO_COUNT_CALLS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok());
+    // Under valgrind the pool must be small enough for it to reserve.
     let config = SandboxConfig {
-        max_concurrent: 1100,
+        max_concurrent: if counting.is_some() { 1 } else { 1100 },
+        dispatch_threads: if counting.is_some() {
+            1
+        } else {
+            SandboxConfig::default().dispatch_threads
+        },
         ..SandboxConfig::default()
     };
-    let services = Arc::new(MemoryServices::new());
+    let services = Arc::new(Constant);
     let shop = InstallationId::new("shop");
-    services
-        .put_entity(&shop, "order", "1", r#"{"total":"1"}"#)
-        .unwrap();
     // The reference host components, auditing nowhere (as the raw baseline does).
     let host = Host::from_stores(
         Arc::new(MemoryRegistry::new()),
@@ -139,6 +206,51 @@ fn benches(c: &mut Criterion) {
     let engine = vodo_sandbox::engine(&config).unwrap();
     let pre = raw_pre(&engine, &wasm);
     raw_call(&engine, &pre, "one-call");
+
+    // Deterministic counts for a noisy machine: with VODO_COUNT_CALLS=N, run N
+    // calls of VODO_COUNT_EVENT (`empty` or `one-call`) each way and stop,
+    // for `valgrind --tool=callgrind` to count the
+    // instructions of `vodo_calls` and `raw_calls` (see BENCHMARKS.md).
+    // Drift-free wall-clock ratios on a noisy machine: with VODO_PAIRED=rounds,
+    // alternate 200 Vodo and 200 raw calls per round and print the median of
+    // the rounds' ratios.
+    if let Some(rounds) = std::env::var("VODO_PAIRED")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        for event in ["empty", "one-call"] {
+            let mut ratios = Vec::with_capacity(rounds);
+            let (mut vodo_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..rounds {
+                let t = std::time::Instant::now();
+                vodo_calls(&sandbox, &plugin, event, 200);
+                let v = t.elapsed();
+                let t = std::time::Instant::now();
+                raw_calls(&engine, &pre, event, 200);
+                let r = t.elapsed();
+                ratios.push(v.as_secs_f64() / r.as_secs_f64());
+                vodo_total += v;
+                raw_total += r;
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "paired {event}: vodo {:.2} us, raw {:.2} us per call; median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
+                vodo_total.as_secs_f64() * 1e6 / (200.0 * rounds as f64),
+                raw_total.as_secs_f64() * 1e6 / (200.0 * rounds as f64),
+                ratios[rounds / 2],
+                ratios[rounds / 4],
+                ratios[rounds * 3 / 4],
+            );
+        }
+        std::process::exit(0);
+    }
+
+    if let Some(n) = counting {
+        let event = std::env::var("VODO_COUNT_EVENT").unwrap_or_else(|_| "one-call".into());
+        vodo_calls(&sandbox, &plugin, &event, n);
+        raw_calls(&engine, &pre, &event, n);
+        std::process::exit(0);
+    }
 
     let mut g = c.benchmark_group("instantiate_and_call");
     g.bench_function("empty_handler/vodo", |b| {

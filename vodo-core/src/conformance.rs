@@ -11,7 +11,7 @@ use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::audit::{AuditAction, AuditEvent, AuditFilter, AuditKind, AuditLog, LifecycleChange};
 use crate::decision::{Decision, DenyReason};
-use crate::health::{BreakerConfig, HealthStatus, HealthTracker, Outcome};
+use crate::health::{Admission, BreakerConfig, HealthStatus, HealthTracker, Outcome};
 use crate::keys::{ApiKeyRecord, ApiKeyStore};
 use crate::permissions::{Grant, PermissionRegistry};
 use crate::rate::{RateKey, RateLimit, RateLimiter};
@@ -441,7 +441,11 @@ pub fn health_tracker(tracker: &dyn HealthTracker, config: &BreakerConfig) {
 
     // Neutral outcomes count for nothing, however many.
     for _ in 0..config.failure_threshold * 3 {
-        assert!(tracker.admit(&shop, &p).is_allowed());
+        assert_eq!(
+            tracker.admit(&shop, &p),
+            Admission::Closed,
+            "a fresh circuit is closed"
+        );
         assert_eq!(tracker.record(&shop, &p, Outcome::Neutral), None);
     }
     assert_eq!(
@@ -465,9 +469,7 @@ pub fn health_tracker(tracker: &dyn HealthTracker, config: &BreakerConfig) {
     );
     assert_eq!(
         tracker.admit(&shop, &p),
-        Decision::Deny {
-            reason: DenyReason::CircuitOpen
-        },
+        Admission::Refused(DenyReason::CircuitOpen),
         "an open circuit refuses calls"
     );
     assert!(

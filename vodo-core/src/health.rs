@@ -39,7 +39,7 @@ use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt, NoAudit};
-use crate::decision::{Decision, DenyReason};
+use crate::decision::DenyReason;
 use crate::ids::{PairKey, PairRef};
 use crate::{Clock, Error, InstallationId, PluginId, Result, SystemClock, Timestamp};
 
@@ -192,6 +192,36 @@ pub struct HealthChange {
     pub reason: String,
 }
 
+/// What [`HealthTracker::admit`] decided about a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The circuit is closed and the call may run. Only a failure needs
+    /// recording: a success or a neutral outcome changes nothing on a
+    /// closed circuit.
+    Closed,
+    /// The circuit is half-open and this call is one of its probes: its
+    /// outcome, whatever it is, must be recorded.
+    Probing,
+    /// The call must not run.
+    Refused(DenyReason),
+}
+
+impl Admission {
+    /// Whether the call may run.
+    pub fn is_allowed(&self) -> bool {
+        !matches!(self, Admission::Refused(_))
+    }
+
+    /// Whether `outcome` of a call admitted so must be recorded.
+    pub fn must_record(&self, outcome: Outcome<'_>) -> bool {
+        match self {
+            Admission::Closed => matches!(outcome, Outcome::Failure(_)),
+            Admission::Probing => true,
+            Admission::Refused(_) => false,
+        }
+    }
+}
+
 /// One failure, as the health report keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentFailure {
@@ -221,10 +251,10 @@ pub const RECENT_FAILURES: usize = 5;
 /// Keeps the health of every (installation, plugin). Shaped like the other
 /// host-facing traits: `Debug + Send + Sync`, `&self`, object safe.
 pub trait HealthTracker: fmt::Debug + Send + Sync {
-    /// Whether a call may run now. An `Allow` must be followed by
-    /// [`record`](Self::record) (with [`Outcome::Neutral`] if the call did
-    /// not run after all).
-    fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Decision;
+    /// Whether a call may run now. What the call then did must be
+    /// [`record`](Self::record)ed when [`Admission::must_record`] says so
+    /// (with [`Outcome::Neutral`] if the call did not run after all).
+    fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Admission;
 
     /// Records what an admitted call did.
     fn record(
@@ -254,7 +284,7 @@ pub trait HealthTracker: fmt::Debug + Send + Sync {
 macro_rules! forward_tracker {
     ($($ty:ty),*) => {$(
         impl<T: HealthTracker + ?Sized> HealthTracker for $ty {
-            fn admit(&self, i: &InstallationId, p: &PluginId) -> Decision { (**self).admit(i, p) }
+            fn admit(&self, i: &InstallationId, p: &PluginId) -> Admission { (**self).admit(i, p) }
             fn record(&self, i: &InstallationId, p: &PluginId, o: Outcome<'_>) -> Option<HealthChange> { (**self).record(i, p, o) }
             fn record_probe(&self, i: &InstallationId, p: &PluginId, o: Outcome<'_>) -> Option<HealthChange> { (**self).record_probe(i, p, o) }
             fn report(&self, i: &InstallationId, p: &PluginId) -> HealthReport { (**self).report(i, p) }
@@ -269,8 +299,8 @@ forward_tracker!(&T, Box<T>, Arc<T>);
 pub struct NoHealth;
 
 impl HealthTracker for NoHealth {
-    fn admit(&self, _: &InstallationId, _: &PluginId) -> Decision {
-        Decision::Allow
+    fn admit(&self, _: &InstallationId, _: &PluginId) -> Admission {
+        Admission::Closed
     }
     fn record(&self, _: &InstallationId, _: &PluginId, _: Outcome<'_>) -> Option<HealthChange> {
         None
@@ -315,12 +345,15 @@ pub trait HealthTrackerExt: HealthTracker {
         f: impl FnOnce() -> Result<T, E>,
         fallback: impl FnOnce(Fallback) -> T,
     ) -> T {
-        if !self.admit(installation, plugin).is_allowed() {
+        let admission = self.admit(installation, plugin);
+        if !admission.is_allowed() {
             return fallback(Fallback::CircuitOpen);
         }
         match f() {
             Ok(v) => {
-                self.record(installation, plugin, Outcome::Success);
+                if admission.must_record(Outcome::Success) {
+                    self.record(installation, plugin, Outcome::Success);
+                }
                 v
             }
             Err(e) => {
@@ -447,8 +480,13 @@ impl CircuitBreaker {
         });
     }
 
-    /// Asks to make a call now. `Allow` must be followed by [`on`](Self::on).
-    pub fn try_acquire(&self, now: Timestamp) -> (Decision, Option<HealthChange>) {
+    /// The common case without reading the clock: a closed circuit admits.
+    fn admit_if_closed(&self) -> bool {
+        matches!(self.inner.lock().state, State::Closed { .. })
+    }
+
+    /// Asks to make a call now; see [`Admission`] for what to record after.
+    pub fn try_acquire(&self, now: Timestamp) -> (Admission, Option<HealthChange>) {
         let mut b = self.inner.lock();
         let mut change = None;
         if let State::Open { until } = b.state
@@ -463,17 +501,17 @@ impl CircuitBreaker {
                 "cool-down over: probing".into(),
             );
         }
-        let decision = match &mut b.state {
-            State::Closed { .. } => Decision::Allow,
+        let admission = match &mut b.state {
+            State::Closed { .. } => Admission::Closed,
             State::HalfOpen { in_flight, .. } if *in_flight < self.config.probe_calls => {
                 *in_flight += 1;
-                Decision::Allow
+                Admission::Probing
             }
-            State::HalfOpen { .. } | State::Open { .. } => Decision::Deny {
-                reason: DenyReason::CircuitOpen,
-            },
+            State::HalfOpen { .. } | State::Open { .. } => {
+                Admission::Refused(DenyReason::CircuitOpen)
+            }
         };
-        (decision, change)
+        (admission, change)
     }
 
     /// Records what an admitted call did.
@@ -485,7 +523,12 @@ impl CircuitBreaker {
         }
         match outcome {
             Outcome::Neutral => None,
-            Outcome::Success => self.succeeded(&mut b, "call succeeded"),
+            // Only a probing call's success counts toward closing: one
+            // admitted while closed, finishing after the circuit opened, does not.
+            Outcome::Success if matches!(b.state, State::HalfOpen { .. }) => {
+                self.succeeded(&mut b, "call succeeded")
+            }
+            Outcome::Success => None,
             Outcome::Failure(error) => {
                 Self::remember(&mut b, now, error);
                 match &mut b.state {
@@ -722,12 +765,14 @@ impl HealthMonitor {
 }
 
 impl HealthTracker for HealthMonitor {
-    fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Decision {
-        let (decision, change) = self
-            .breaker(installation, plugin)
-            .try_acquire(self.clock.now());
+    fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Admission {
+        let breaker = self.breaker(installation, plugin);
+        if breaker.admit_if_closed() {
+            return Admission::Closed;
+        }
+        let (admission, change) = breaker.try_acquire(self.clock.now());
         self.report_change(installation, plugin, change);
-        decision
+        admission
     }
 
     fn record(
@@ -903,7 +948,7 @@ mod tests {
         let (m, clock, _) = monitor();
         let k = ids("shop", "busy");
         for _ in 0..100 {
-            assert!(m.admit(&k.0, &k.1).is_allowed());
+            assert_eq!(m.admit(&k.0, &k.1), Admission::Closed);
             assert_eq!(m.record(&k.0, &k.1, Outcome::Neutral), None);
         }
         assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Healthy);
@@ -920,6 +965,19 @@ mod tests {
         m.record(&k.0, &k.1, Outcome::Neutral);
         assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Degraded);
         assert!(m.admit(&k.0, &k.1).is_allowed(), "the slot was freed");
+    }
+
+    #[test]
+    fn a_success_that_finishes_after_the_circuit_opened_does_not_close_it() {
+        let (m, _, _) = monitor();
+        let k = ids("shop", "late");
+        assert_eq!(m.admit(&k.0, &k.1), Admission::Closed);
+        for _ in 0..3 {
+            fail(&m, &k);
+        }
+        // The call admitted before the trips finishes well; the circuit stays open.
+        assert_eq!(m.record(&k.0, &k.1, Outcome::Success), None);
+        assert_eq!(m.report(&k.0, &k.1).status, HealthStatus::Unhealthy);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use vodo_scopes::ScopeSet;
 use zeroize::Zeroizing;
 
-use crate::audit::{AuditAction, AuditEvent, AuditSink};
+use crate::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt};
 use crate::{Clock, Error, InstallationId, PluginId, Result, SecretKey, SystemClock, Timestamp};
 
 /// The prefix every key starts with.
@@ -368,13 +368,12 @@ impl ApiKeyManager {
     }
 
     fn audit_event(&self, record: &ApiKeyRecord, action: AuditAction) {
-        let event = AuditEvent::now(action)
-            .at(self.clock.now())
-            .plugin(&record.plugin)
-            .installation(&record.installation);
-        if let Err(e) = self.audit.record(&event) {
-            tracing::error!(error = %e, "audit sink failed to record a key event");
-        }
+        self.audit.record_or_log(
+            &AuditEvent::now(action)
+                .at(self.clock.now())
+                .plugin(&record.plugin)
+                .installation(&record.installation),
+        );
     }
 
     fn cached(&self, id: &str) -> Result<Option<Arc<Cached>>, KeyError> {

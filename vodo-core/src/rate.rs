@@ -218,7 +218,7 @@ const REFUSED: u64 = u64::MAX;
 /// store, and the limiter reads the cells to find the full buckets.
 #[derive(Clone)]
 struct Cells {
-    map: Arc<DashMap<RateKey, AtomicU64>>,
+    map: Arc<DashMap<RateKey, AtomicU64, hashbrown::DefaultHashBuilder>>,
     tracked: Arc<AtomicUsize>,
     max: usize,
 }
@@ -286,7 +286,7 @@ struct PerLimit<C: GovClock> {
 /// `governor`'s clock so that tests can drive time.
 pub struct MemoryRateLimiter<C: GovClock + Clone + Send + Sync = DefaultClock> {
     clock: C,
-    limiters: RwLock<std::collections::HashMap<RateLimit, Arc<PerLimit<C>>>>,
+    limiters: RwLock<hashbrown::HashMap<RateLimit, Arc<PerLimit<C>>>>,
     tracked: Arc<AtomicUsize>,
     max_keys: usize,
     /// Before this (nanoseconds from `epoch`), a full limiter does not look
@@ -324,7 +324,7 @@ impl<C: GovClock + Clone + Send + Sync> MemoryRateLimiter<C> {
         let epoch = clock.now();
         Self {
             clock,
-            limiters: RwLock::new(std::collections::HashMap::new()),
+            limiters: RwLock::new(hashbrown::HashMap::new()),
             tracked: Arc::new(AtomicUsize::new(0)),
             max_keys: DEFAULT_MAX_KEYS,
             next_scan: AtomicU64::new(0),
@@ -350,7 +350,9 @@ impl<C: GovClock + Clone + Send + Sync> MemoryRateLimiter<C> {
         let mut limiters = self.limiters.write();
         let made = limiters.entry(limit).or_insert_with(|| {
             let cells = Cells {
-                map: Arc::new(DashMap::new()),
+                map: Arc::new(DashMap::with_hasher(
+                    hashbrown::DefaultHashBuilder::default(),
+                )),
                 tracked: Arc::clone(&self.tracked),
                 max: self.max_keys,
             };
@@ -411,27 +413,21 @@ impl<C: GovClock + Clone + Send + Sync> MemoryRateLimiter<C> {
     }
 }
 
-impl<C: GovClock + Clone + Send + Sync> RateLimiter for MemoryRateLimiter<C> {
-    fn check(&self, key: &RateKey, limit: RateLimit) -> Decision {
-        let l = self.limiter(limit);
-        if !self.make_room(&l, key) {
-            return Decision::Deny {
-                reason: DenyReason::RateLimiterFull {
-                    max_keys: self.max_keys as u64,
-                },
-            };
-        }
+impl<C: GovClock + Clone + Send + Sync> MemoryRateLimiter<C> {
+    /// One GCRA step of `key` under `l`.
+    fn decide(&self, l: &PerLimit<C>, key: &RateKey) -> Decision {
+        let full = || Decision::Deny {
+            reason: DenyReason::RateLimiterFull {
+                max_keys: self.max_keys as u64,
+            },
+        };
         match l.governor.check_key(key) {
             Ok(()) => Decision::Allow,
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 // Only the bound (a new key refused by the store) waits past a period.
                 if Nanos::from(wait) > l.period {
-                    return Decision::Deny {
-                        reason: DenyReason::RateLimiterFull {
-                            max_keys: self.max_keys as u64,
-                        },
-                    };
+                    return full();
                 }
                 Decision::Deny {
                     reason: DenyReason::RateLimited {
@@ -440,6 +436,26 @@ impl<C: GovClock + Clone + Send + Sync> RateLimiter for MemoryRateLimiter<C> {
                 }
             }
         }
+    }
+}
+
+impl<C: GovClock + Clone + Send + Sync> RateLimiter for MemoryRateLimiter<C> {
+    fn check(&self, key: &RateKey, limit: RateLimit) -> Decision {
+        // The hot path: a known limit, with room or a known key, under the read lock.
+        if let Some(l) = self.limiters.read().get(&limit)
+            && (self.tracked_keys() < self.max_keys || l.cells.map.contains_key(key))
+        {
+            return self.decide(l, key);
+        }
+        let l = self.limiter(limit);
+        if !self.make_room(&l, key) {
+            return Decision::Deny {
+                reason: DenyReason::RateLimiterFull {
+                    max_keys: self.max_keys as u64,
+                },
+            };
+        }
+        self.decide(&l, key)
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::Instant;
 use vodo_core::CurrentGrant;
 use vodo_core::DenyReason;
 use vodo_core::audit::AuditAction;
-use vodo_core::health::{HealthStatus, Outcome};
+use vodo_core::health::{Admission, HealthStatus, Outcome};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx};
@@ -187,16 +187,18 @@ impl Sandbox {
             return self.refuse(plugin, call(), reason);
         }
         // 3. The breaker.
-        if let Mode::Live = mode
-            && let vodo_core::Decision::Deny { reason } = self.health.admit(installation, id)
-        {
-            return self.refuse(plugin, call(), reason);
-        }
+        let admission = match mode {
+            Mode::Live => match self.health.admit(installation, id) {
+                Admission::Refused(reason) => return self.refuse(plugin, call(), reason),
+                admitted => Some(admitted),
+            },
+            Mode::Probe | Mode::Candidate(_) => None,
+        };
         // 4. The instance template for the interfaces the grant links now.
         let pre = match self.pre_for(plugin, &grant) {
             Ok(pre) => pre,
             Err(refusal) => {
-                self.judge(plugin, &mode, Outcome::Neutral);
+                self.judge(plugin, &mode, admission.as_ref(), Outcome::Neutral);
                 return match refusal {
                     Refusal::Denied(reason) => self.refuse(plugin, call(), reason),
                     Refusal::Host(e) => Call {
@@ -289,15 +291,22 @@ impl Sandbox {
             }
             Err(_) => Outcome::Neutral,
         };
-        self.judge(plugin, &mode, health);
+        self.judge(plugin, &mode, admission.as_ref(), health);
         Call { result, usage }
     }
 
     /// Records a call's outcome for the plugin's health, as its mode says;
     /// a breaker that tripped once too often disables the plugin's grant.
-    fn judge(&self, plugin: &Installed, mode: &Mode, outcome: Outcome<'_>) {
+    fn judge(
+        &self,
+        plugin: &Installed,
+        mode: &Mode,
+        admission: Option<&Admission>,
+        outcome: Outcome<'_>,
+    ) {
         let (installation, id) = (&plugin.installation, &plugin.plugin);
         let change = match mode {
+            Mode::Live if admission.is_some_and(|a| !a.must_record(outcome)) => None,
             Mode::Live => self.health.record(installation, id, outcome),
             Mode::Probe => self.health.record_probe(installation, id, outcome),
             Mode::Candidate(_) => None,
@@ -344,17 +353,17 @@ impl Sandbox {
         let limits = &plugin.limits;
         let output = usize::try_from(limits.output).unwrap_or(usize::MAX);
         // Deny by default: no args, no env, no preopened folders, no sockets;
-        // stdout and stderr are captured and bounded.
-        let pipes = [MemoryOutputPipe::new(output), MemoryOutputPipe::new(output)];
+        // stdout and stderr are captured together and bounded.
+        let output_pipe = MemoryOutputPipe::new(output);
         let wasi = WasiCtx::builder()
-            .stdout(pipes[0].clone())
-            .stderr(pipes[1].clone())
+            .stdout(output_pipe.clone())
+            .stderr(output_pipe.clone())
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(10_000);
         let state = HostState {
             wasi,
-            pipes,
+            output: output_pipe,
             table,
             limiter: Limiter {
                 max_memory: limits.memory,
@@ -366,13 +375,9 @@ impl Sandbox {
                 plugin: plugin.plugin.clone(),
                 installation: plugin.installation.clone(),
                 grant,
-                services: Arc::clone(&self.services),
-                audit: Arc::clone(&self.audit),
-                rate: Arc::clone(&self.rate),
+                shared: Arc::clone(&self.shared),
                 limits: limits.clone(),
                 storage: plugin.storage.clone(),
-                resolver: Arc::clone(&self.resolver),
-                allow_private: self.config.allow_private_network,
                 deadline,
                 host_calls: 0,
                 denied: 0,
@@ -429,11 +434,7 @@ fn classify(
     }
     // A guest whose stdout or stderr filled up usually panics on the
     // failed write; the full pipe is the cause, not the panic.
-    if state
-        .pipes
-        .iter()
-        .any(|p| p.contents().len() as u64 >= plugin.limits.output)
-    {
+    if state.output.contents().len() as u64 >= plugin.limits.output {
         return CallError::Violation(SandboxViolation::Output {
             what: "stdout or stderr",
             limit: plugin.limits.output,

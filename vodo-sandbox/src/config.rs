@@ -116,7 +116,8 @@ pub struct Limits {
     pub table_elements: u64,
     /// Core instances per call (a component has several). Default 32.
     pub instances: u32,
-    /// Bytes a call may return (a result, a response body) and log. Default 1 MiB.
+    /// Bytes a call may return (a result, a response body), log, and write
+    /// to stdout and stderr (counted together). Default 1 MiB.
     pub output: u64,
     /// Host calls per call. Default 10,000.
     pub host_calls: u64,

@@ -11,16 +11,17 @@
 
 use std::sync::Arc;
 
-use vodo_core::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt};
-use vodo_core::rate::{RateKey, RateLimiter};
+use vodo_core::audit::{AuditAction, AuditEvent, AuditSinkExt};
+use vodo_core::rate::RateKey;
 use vodo_core::{CurrentGrant, Decision, DenyReason, InstallationId, PluginId};
 use vodo_scopes::ScopeSet;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::Stop;
-use crate::net::{self, FetchError, Resolver};
-use crate::services::{HostServices, LogLevel, ServiceError, ServiceResult};
+use crate::net::{self, FetchError};
+use crate::sandbox::Shared;
+use crate::services::{LogLevel, ServiceError, ServiceResult};
 use crate::storage::{Storage, StorageError};
 use crate::{Limits, SandboxViolation};
 
@@ -106,13 +107,10 @@ pub(crate) struct CallCtx {
     pub installation: InstallationId,
     /// The grant as it was when the call started.
     pub grant: Arc<CurrentGrant>,
-    pub services: Arc<dyn HostServices>,
-    pub audit: Arc<dyn AuditSink>,
-    pub rate: Arc<dyn RateLimiter>,
+    /// The sandbox's services, audit trail, rate limiter and resolver.
+    pub shared: Arc<Shared>,
     pub limits: Limits,
     pub storage: Option<Arc<Storage>>,
-    pub resolver: Arc<dyn Resolver>,
-    pub allow_private: bool,
     /// When the call's wall-clock limit runs out, on the monotonic clock:
     /// the epoch callback interrupts the guest past it, and host calls that
     /// block (HTTP) get no more than what is left.
@@ -130,8 +128,9 @@ pub(crate) struct CallCtx {
 /// The data of one store: WASI (deny-by-default), limits and the call context.
 pub(crate) struct HostState {
     pub wasi: WasiCtx,
-    /// The captured stdout and stderr, to tell a full pipe from other traps.
-    pub pipes: [wasmtime_wasi::p2::pipe::MemoryOutputPipe; 2],
+    /// The captured stdout and stderr (one bounded buffer), to tell a full
+    /// pipe from other traps.
+    pub output: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
     pub table: ResourceTable,
     pub limiter: Limiter,
     pub call: CallCtx,
@@ -159,7 +158,7 @@ enum Api {
 
 impl CallCtx {
     fn event(&self, action: AuditAction) {
-        self.audit.record_or_log(
+        self.shared.audit.record_or_log(
             &AuditEvent::now(action)
                 .plugin(&self.plugin)
                 .installation(&self.installation),
@@ -205,7 +204,7 @@ impl CallCtx {
             && let Some(limit) = self.grant.rate_limit
         {
             let key = RateKey::Plugin(self.installation.clone(), self.plugin.clone());
-            if let Decision::Deny { reason } = self.rate.check(&key, limit) {
+            if let Decision::Deny { reason } = self.shared.rate.check(&key, limit) {
                 return Err(self.refuse(reason, scope()));
             }
         }
@@ -271,7 +270,7 @@ impl vodo::plugin::log::Host for HostState {
             L::Warn => LogLevel::Warn,
             L::Error => LogLevel::Error,
         };
-        c.services.log(&c.plugin, level, &message);
+        c.shared.services.log(&c.plugin, level, &message);
         Ok(())
     }
 }
@@ -286,7 +285,7 @@ impl vodo::plugin::entities::Host for HostState {
             || format!("entities:read:{kind}"),
             Api::Counted,
             {
-                let out = c.services.get_entity(&c.installation, &kind, &id);
+                let out = c.shared.services.get_entity(&c.installation, &kind, &id);
                 let out = c.service(out);
                 if let Ok(Some(json)) = &out {
                     c.returned(json.len());
@@ -305,7 +304,10 @@ impl vodo::plugin::entities::Host for HostState {
             || format!("entities:write:{kind}"),
             Api::Counted,
             {
-                let out = c.services.put_entity(&c.installation, &kind, &id, &json);
+                let out = c
+                    .shared
+                    .services
+                    .put_entity(&c.installation, &kind, &id, &json);
                 Ok(c.service(out))
             }
         )
@@ -320,7 +322,7 @@ impl vodo::plugin::entities::Host for HostState {
             || format!("entities:write:{kind}"),
             Api::Counted,
             {
-                let out = c.services.delete_entity(&c.installation, &kind, &id);
+                let out = c.shared.services.delete_entity(&c.installation, &kind, &id);
                 Ok(c.service(out))
             }
         )
@@ -337,9 +339,10 @@ impl vodo::plugin::hooks::Host for HostState {
             || format!("hooks:trigger:{name}"),
             Api::Counted,
             {
-                let out = c
-                    .services
-                    .trigger_hook(&c.installation, &c.plugin, &name, &payload);
+                let out =
+                    c.shared
+                        .services
+                        .trigger_hook(&c.installation, &c.plugin, &name, &payload);
                 Ok(c.service(out))
             }
         )
@@ -356,7 +359,7 @@ impl vodo::plugin::users::Host for HostState {
             || "users:read".into(),
             Api::Counted,
             {
-                let out = c.services.get_user(&c.installation, &id);
+                let out = c.shared.services.get_user(&c.installation, &id);
                 let out = c.service(out);
                 if let Ok(Some(json)) = &out {
                     c.returned(json.len());
@@ -375,7 +378,7 @@ impl vodo::plugin::users::Host for HostState {
             || "users:write".into(),
             Api::Counted,
             {
-                let out = c.services.put_user(&c.installation, &id, &json);
+                let out = c.shared.services.put_user(&c.installation, &id, &json);
                 Ok(c.service(out))
             }
         )
@@ -392,7 +395,10 @@ impl vodo::plugin::settings::Host for HostState {
             || "settings:read".into(),
             Api::Counted,
             {
-                let out = c.services.get_setting(&c.installation, &c.plugin, &key);
+                let out = c
+                    .shared
+                    .services
+                    .get_setting(&c.installation, &c.plugin, &key);
                 Ok(c.service(out))
             }
         )
@@ -408,6 +414,7 @@ impl vodo::plugin::settings::Host for HostState {
             Api::Counted,
             {
                 let out = c
+                    .shared
                     .services
                     .set_setting(&c.installation, &c.plugin, &key, &value);
                 Ok(c.service(out))
@@ -505,8 +512,8 @@ impl vodo::plugin::http::Host for HostState {
         }
         let policy = net::Policy {
             scopes: &c.grant.scopes,
-            resolver: &*c.resolver,
-            allow_private: c.allow_private,
+            resolver: &*c.shared.resolver,
+            allow_private: c.shared.allow_private,
             timeout: c.limits.http_timeout.min(left),
             max_body: c.limits.http_response,
         };

@@ -21,18 +21,26 @@ use crate::net::{Resolver, SystemResolver};
 use crate::services::HostServices;
 use crate::{LoadError, SandboxConfig};
 
+/// What every call of every plugin shares, held by one `Arc` so that a
+/// call's state takes one reference count, not one per part.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) rate: Arc<dyn RateLimiter>,
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) allow_private: bool,
+}
+
 /// Runs plugins. One per process: it owns the wasmtime engine, the pooling
 /// allocator, the compiled components and the epoch ticker, and reads every
 /// plugin's grant, rate limit and health from the [`Host`] it was built with.
 pub struct Sandbox {
     engine: Engine,
     pub(crate) config: SandboxConfig,
-    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) permissions: Arc<Permissions>,
-    pub(crate) rate: Arc<dyn RateLimiter>,
     pub(crate) health: Arc<dyn HealthTracker>,
-    pub(crate) audit: Arc<dyn AuditSink>,
-    pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) components: DashMap<[u8; 32], Component>,
     pub(crate) pres: DashMap<([u8; 32], u16), PluginPre<HostState>>,
     /// Loaded plugins by installation, then by plugin: an event walks only
@@ -65,12 +73,15 @@ impl Sandbox {
         let ticker = Ticker::start(&engine, &config)?;
         Ok(Self {
             engine,
-            services,
+            shared: Arc::new(Shared {
+                services,
+                audit: Arc::clone(&host.audit),
+                rate: Arc::clone(&host.rate_limits),
+                resolver: Arc::new(SystemResolver),
+                allow_private: config.allow_private_network,
+            }),
             permissions: Arc::clone(&host.permissions),
-            rate: Arc::clone(&host.rate_limits),
             health: Arc::clone(&host.health),
-            audit: Arc::clone(&host.audit),
-            resolver: Arc::new(SystemResolver),
             components: DashMap::new(),
             pres: DashMap::new(),
             installed: DashMap::new(),
@@ -81,7 +92,7 @@ impl Sandbox {
 
     /// Uses `resolver` for outbound requests instead of the system's.
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
-        self.resolver = resolver;
+        Arc::make_mut(&mut self.shared).resolver = resolver;
         self
     }
 
@@ -136,7 +147,7 @@ impl Sandbox {
         plugin: &PluginId,
         action: AuditAction,
     ) {
-        self.audit.record_or_log(
+        self.shared.audit.record_or_log(
             &AuditEvent::now(action)
                 .plugin(plugin)
                 .installation(installation),

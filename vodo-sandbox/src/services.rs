@@ -10,8 +10,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::hash::{Hash, Hasher};
+
 use dashmap::DashMap;
-use parking_lot::Mutex;
+use hashbrown::Equivalent;
+use parking_lot::{Mutex, RwLock};
 use vodo_core::{InstallationId, PluginId};
 
 /// A log line a plugin wrote.
@@ -174,13 +177,33 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
 /// and log lines are kept so that they can be inspected.
 #[derive(Debug, Default)]
 pub struct MemoryServices {
-    entities: DashMap<(InstallationId, String, String), String>,
+    /// Records by (installation, kind, id), looked up without allocating.
+    entities: RwLock<hashbrown::HashMap<EntityKey, String>>,
     users: DashMap<(InstallationId, String), String>,
     settings: DashMap<(InstallationId, PluginId, String), String>,
     /// Hooks triggered: (installation, plugin, name, payload).
     pub triggered: Mutex<Vec<(InstallationId, PluginId, String, String)>>,
     /// Log lines: (plugin, level, message).
     pub logs: Mutex<Vec<(PluginId, LogLevel, String)>>,
+}
+
+type EntityKey = (InstallationId, Box<str>, Box<str>);
+
+/// A borrowed [`EntityKey`]: hashes and compares as the owned one does.
+struct EntityRef<'a>(&'a str, &'a str, &'a str);
+
+impl Hash for EntityRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+        self.2.hash(state);
+    }
+}
+
+impl Equivalent<EntityKey> for EntityRef<'_> {
+    fn equivalent(&self, key: &EntityKey) -> bool {
+        self.0 == key.0.as_str() && self.1 == &*key.1 && self.2 == &*key.2
+    }
 }
 
 impl MemoryServices {
@@ -212,8 +235,9 @@ impl HostServices for MemoryServices {
     ) -> ServiceResult<Option<String>> {
         Ok(self
             .entities
-            .get(&(i.clone(), kind.to_owned(), id.to_owned()))
-            .map(|v| v.clone()))
+            .read()
+            .get(&EntityRef(i.as_str(), kind, id))
+            .cloned())
     }
 
     fn put_entity(
@@ -224,14 +248,16 @@ impl HostServices for MemoryServices {
         json: &str,
     ) -> ServiceResult<()> {
         self.entities
-            .insert((i.clone(), kind.to_owned(), id.to_owned()), json.to_owned());
+            .write()
+            .insert((i.clone(), kind.into(), id.into()), json.to_owned());
         Ok(())
     }
 
     fn delete_entity(&self, i: &InstallationId, kind: &str, id: &str) -> ServiceResult<bool> {
         Ok(self
             .entities
-            .remove(&(i.clone(), kind.to_owned(), id.to_owned()))
+            .write()
+            .remove(&EntityRef(i.as_str(), kind, id))
             .is_some())
     }
 

@@ -8,7 +8,8 @@
 //! plugin is upgraded, [`ConsentDiff`] says which of the new version's scopes
 //! the installer must approve again.
 //!
-//! This crate does no I/O and has no dependency beyond `serde` (optional).
+//! This crate does no I/O; it depends only on `hashbrown` (its compiled sets)
+//! and, optionally, `serde`.
 //!
 //! # Grammar
 //!

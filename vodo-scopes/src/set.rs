@@ -1,6 +1,8 @@
 //! [`ScopeSet`]: granted scopes compiled once for allocation-free checks.
 
-use std::collections::{HashMap, HashSet};
+// hashbrown with its default (foldhash, randomly seeded per process): a scope
+// check is a hash lookup, and SipHash was most of its cost.
+use hashbrown::{HashMap, HashSet};
 use std::fmt;
 
 use crate::scope::{HostRule, MAX_HOST_LEN, PluginScope, split_segment};
