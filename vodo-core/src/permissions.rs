@@ -386,16 +386,6 @@ impl Permissions {
         Ok(compiled)
     }
 
-    /// The compiled scopes granted to a plugin in an installation, if it is
-    /// installed and enabled.
-    pub fn scopes(
-        &self,
-        installation: &InstallationId,
-        plugin: &PluginId,
-    ) -> Result<Option<Arc<CurrentGrant>>> {
-        Ok(self.current(installation, plugin)?.filter(|g| g.enabled))
-    }
-
     /// Decides whether `plugin` in `installation` may use `scope`; every
     /// denial is audited.
     pub fn check(
@@ -752,7 +742,7 @@ mod tests {
                 reason: DenyReason::Disabled
             }
         );
-        assert!(p.scopes(&shop1, &plugin).unwrap().is_none());
+        assert!(!p.current(&shop1, &plugin).unwrap().unwrap().enabled);
         p.set_enabled(&shop1, &plugin, true, "merchant").unwrap();
         assert!(p.revoke(&shop1, &plugin, "").unwrap());
         assert_eq!(
