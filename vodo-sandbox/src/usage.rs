@@ -110,11 +110,38 @@ pub(crate) fn spikes(usage: &Usage, limits: &Limits) -> impl Iterator<Item = Aud
     ]
     .into_iter()
     .filter_map(|(resource, value, limit)| {
-        let threshold = u64::try_from(u128::from(limit) * 8 / 10).unwrap_or(u64::MAX);
+        // 80% of the limit, rounded down, without a 128-bit division on every call.
+        let threshold = limit - limit.div_ceil(5);
         (value >= threshold.max(1) && value <= limit).then(|| AuditAction::ResourceSpike {
             resource: resource.into(),
             value,
             threshold,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_spike_threshold_is_eighty_percent_rounded_down() {
+        for limit in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            9,
+            10,
+            11,
+            999,
+            1_000,
+            u64::MAX / 2,
+            u64::MAX,
+        ] {
+            let expected = u64::try_from(u128::from(limit) * 8 / 10).unwrap();
+            assert_eq!(limit - limit.div_ceil(5), expected, "{limit}");
+        }
+    }
 }
