@@ -45,26 +45,7 @@ pub struct Entity(Box<str>);
 impl Entity {
     /// Validates an entity name.
     pub fn new(name: &str) -> Result<Self, String> {
-        if name.is_empty() {
-            return Err("write an entity name such as `product`".into());
-        }
-        if name.len() > MAX_ENTITY_LEN {
-            return Err(format!(
-                "entity names are at most {MAX_ENTITY_LEN} bytes long"
-            ));
-        }
-        if !name.as_bytes()[0].is_ascii_lowercase() {
-            return Err("entity names start with a lower-case letter".into());
-        }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-        {
-            return Err(format!(
-                "`{}` is not allowed: use only `a-z`, `0-9` and `_`",
-                c.escape_default()
-            ));
-        }
+        check_name(name, "entity", "product", MAX_ENTITY_LEN, "")?;
         Ok(Self(name.into()))
     }
 
@@ -88,26 +69,13 @@ pub struct Resource(Box<str>);
 impl Resource {
     /// Validates a resource name.
     pub fn new(name: &str) -> Result<Self, String> {
-        if name.is_empty() {
-            return Err("write a resource name such as `products`".into());
-        }
-        if name.len() > MAX_RESOURCE_LEN {
-            return Err(format!(
-                "resource names are at most {MAX_RESOURCE_LEN} bytes long"
-            ));
-        }
-        if !name.as_bytes()[0].is_ascii_lowercase() {
-            return Err("resource names start with a lower-case letter".into());
-        }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-        {
-            return Err(format!(
-                "`{}` is not allowed: a resource name is `a-z`, `0-9` and `_`, as the platform API writes it in its paths (`products`, `order_notes`)",
-                c.escape_default()
-            ));
-        }
+        check_name(
+            name,
+            "resource",
+            "products",
+            MAX_RESOURCE_LEN,
+            ", as the platform API writes it in its paths (`products`, `order_notes`)",
+        )?;
         Ok(Self(name.into()))
     }
 
@@ -115,6 +83,38 @@ impl Resource {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Checks a name of `a-z`, `0-9` and `_`, starting with a letter, at most
+/// `max` bytes (entity kinds and API resources); `what` and `example` word
+/// the messages, `hint` ends the one about characters.
+fn check_name(name: &str, what: &str, example: &str, max: usize, hint: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!(
+            "write {} {what} name such as `{example}`",
+            if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            }
+        ));
+    }
+    if name.len() > max {
+        return Err(format!("{what} names are at most {max} bytes long"));
+    }
+    if !name.as_bytes()[0].is_ascii_lowercase() {
+        return Err(format!("{what} names start with a lower-case letter"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        return Err(format!(
+            "`{}` is not allowed: use only `a-z`, `0-9` and `_`{hint}",
+            c.escape_default()
+        ));
+    }
+    Ok(())
 }
 
 /// A concrete hook name, such as `order.created`.
