@@ -32,6 +32,7 @@ fn sqlite_store_passes_every_conformance_suite_from_outside_the_crate() {
     let store = SqliteStore::open_in_memory().unwrap();
     vodo_core::conformance::permission_registry(&store);
     vodo_core::conformance::api_key_store(&store);
+    vodo_core::conformance::api_key_store_races(&[&store]);
     vodo_core::conformance::audit_log(&store);
 }
 

@@ -173,23 +173,48 @@ pub fn api_key_store(store: &dyn ApiKeyStore) {
     );
     assert_eq!(store.get("nope").ok(), Some(None));
 
-    let mut changed = k1.clone();
-    changed.revoked_at = Some(Timestamp(99));
-    changed.replaced_by = Some("confAAA2".into());
-    changed.expires_at = None;
-    store
-        .update(&changed)
-        .unwrap_or_else(|e| panic!("update: {e}"));
+    // Conditional changes: a replacement shortens the expiry and names the
+    // successor once; a revocation happens once and ends replacements.
+    assert_eq!(
+        store.replace("confAAA1", "confAAA2", Timestamp(500)).ok(),
+        Some(true)
+    );
+    assert_eq!(
+        store.replace("confAAA1", "confAAA3", Timestamp(400)).ok(),
+        Some(false),
+        "a key is replaced once"
+    );
+    let replaced = store.get("confAAA1").ok().flatten();
+    assert_eq!(
+        replaced
+            .as_ref()
+            .map(|r| (r.replaced_by.as_deref(), r.expires_at)),
+        Some((Some("confAAA2"), Some(Timestamp(500)))),
+        "the replacement names its successor and shortens the expiry"
+    );
+    assert_eq!(store.revoke("confAAA1", Timestamp(99)).ok(), Some(true));
+    assert_eq!(store.revoke("confAAA1", Timestamp(120)).ok(), Some(false));
+    let mut expected = k1.clone();
+    expected.replaced_by = Some("confAAA2".into());
+    expected.expires_at = Some(Timestamp(500));
+    expected.revoked_at = Some(Timestamp(99));
     assert_eq!(
         store.get("confAAA1").ok().flatten().as_ref(),
-        Some(&changed)
+        Some(&expected)
     );
     assert!(
         matches!(
-            store.update(&key("missing1", 0, "x")),
+            store.revoke("missing1", Timestamp(1)),
             Err(Error::NotFound(_))
         ),
-        "updating a missing record is NotFound"
+        "revoking a missing key is NotFound"
+    );
+    assert!(
+        matches!(
+            store.replace("missing1", "x", Timestamp(1)),
+            Err(Error::NotFound(_))
+        ),
+        "replacing a missing key is NotFound"
     );
 
     let ids: Vec<String> = store
@@ -525,5 +550,77 @@ pub fn health_tracker(tracker: &dyn HealthTracker, config: &BreakerConfig) {
         );
         tracker.reset(&shop, &p);
         assert_eq!(status(&shop), HealthStatus::Healthy);
+    }
+}
+
+/// Changes of one key made at once from many threads, through `stores`:
+/// handles over the same data (one store, or one per connection, as separate
+/// processes would have). At most one replacement wins each race, a racing
+/// revocation always lands, and no use is lost.
+pub fn api_key_store_races(stores: &[&dyn ApiKeyStore]) {
+    assert!(!stores.is_empty(), "give at least one store");
+    let pick = |i: usize| stores[i % stores.len()];
+    let store = pick(0);
+    for round in 0..20 {
+        let id = format!("race{round:04}");
+        store
+            .insert(&key(&id, 1, "race-shop"))
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+        let (replaced, revoked) = std::thread::scope(|s| {
+            let replacers: Vec<_> = (0..4)
+                .map(|i| {
+                    let id = &id;
+                    s.spawn(move || pick(i).replace(id, &format!("succ{i}"), Timestamp(10_000)))
+                })
+                .collect();
+            let revoker = s.spawn(|| pick(round + 1).revoke(&id, Timestamp(77)));
+            let counters: Vec<_> = (0..4)
+                .map(|i| {
+                    let id = &id;
+                    s.spawn(move || {
+                        for _ in 0..25 {
+                            pick(i + 1)
+                                .record_usage(id, 1, Timestamp(5))
+                                .unwrap_or_else(|e| panic!("usage: {e}"));
+                        }
+                    })
+                })
+                .collect();
+            for c in counters {
+                c.join()
+                    .unwrap_or_else(|_| panic!("a usage thread panicked"));
+            }
+            let replaced = replacers
+                .into_iter()
+                .map(|r| r.join().ok())
+                .filter(|r| matches!(r, Some(Ok(true))))
+                .count();
+            let revoked = matches!(revoker.join().ok(), Some(Ok(true)));
+            (replaced, revoked)
+        });
+        let r = store
+            .get(&id)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("{id} is gone"));
+        assert!(
+            revoked,
+            "round {round}: the revocation always wins its own race"
+        );
+        assert_eq!(
+            r.revoked_at,
+            Some(Timestamp(77)),
+            "round {round}: the key stays revoked"
+        );
+        assert!(
+            replaced <= 1,
+            "round {round}: {replaced} replacements succeeded"
+        );
+        assert_eq!(
+            r.replaced_by.is_some(),
+            replaced == 1,
+            "round {round}: the stored successor is the winner's"
+        );
+        assert_eq!(r.usage_count, 100, "round {round}: every use is counted");
     }
 }

@@ -23,12 +23,25 @@
 //! memory, and [`flush_usage`](ApiKeyManager::flush_usage) writes the counts
 //! to the store (call it on a timer) and records one `key_used` audit event
 //! per key with its count, so the hot path never writes.
+//!
+//! # Concurrency
+//!
+//! Every change of a stored key is one conditional write in the store
+//! ([`ApiKeyStore::revoke`], [`ApiKeyStore::replace`]) and usage is an
+//! increment ([`ApiKeyStore::record_usage`]): a revocation racing a rotation
+//! leaves the key revoked, two rotations racing leave one successor, and no
+//! use is lost. A revocation through this manager is seen by its next
+//! `verify` at once. One made through another manager or process (over the
+//! same store) is seen within the cache's staleness bound,
+//! [`DEFAULT_KEY_STALENESS`] (1 s) unless
+//! [`with_staleness`](ApiKeyManager::with_staleness) sets another: a cached
+//! key older than that is read again from the store before it is accepted.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
@@ -39,6 +52,10 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt};
 use crate::{Clock, Error, InstallationId, PluginId, Result, SecretKey, SystemClock, Timestamp};
+
+/// How long a manager trusts its cached copy of a key before reading the
+/// store again: the longest a revocation made elsewhere can go unseen.
+pub const DEFAULT_KEY_STALENESS: Duration = Duration::from_secs(1);
 
 /// The prefix every key starts with.
 pub const KEY_PREFIX: &str = "vodo_";
@@ -149,8 +166,16 @@ pub trait ApiKeyStore: fmt::Debug + Send + Sync {
     fn insert(&self, record: &ApiKeyRecord) -> Result<()>;
     /// The record with this id.
     fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
-    /// Replaces a record; fails with [`Error::NotFound`] if there is none.
-    fn update(&self, record: &ApiKeyRecord) -> Result<()>;
+    /// Sets `revoked_at` to `at` if the key is not revoked yet, in one
+    /// conditional write. `Ok(true)` if this call revoked it, `Ok(false)` if
+    /// it was revoked already; [`Error::NotFound`] if there is no such key.
+    fn revoke(&self, id: &str, at: Timestamp) -> Result<bool>;
+    /// Marks the key replaced by `successor` and working until `until` at
+    /// the latest (an earlier expiry stays), if it is neither revoked nor
+    /// replaced yet, in one conditional write. `Ok(true)` if this call
+    /// replaced it, `Ok(false)` if it was revoked or replaced already;
+    /// [`Error::NotFound`] if there is no such key.
+    fn replace(&self, id: &str, successor: &str, until: Timestamp) -> Result<bool>;
     /// The keys of a plugin in an installation, oldest first.
     fn list(&self, installation: &InstallationId, plugin: &PluginId) -> Result<Vec<ApiKeyRecord>>;
     /// Adds `uses` to the usage count and moves the last-use time forward.
@@ -162,7 +187,10 @@ macro_rules! forward_store {
         impl<T: ApiKeyStore + ?Sized> ApiKeyStore for $ty {
             fn insert(&self, record: &ApiKeyRecord) -> Result<()> { (**self).insert(record) }
             fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>> { (**self).get(id) }
-            fn update(&self, record: &ApiKeyRecord) -> Result<()> { (**self).update(record) }
+            fn revoke(&self, id: &str, at: Timestamp) -> Result<bool> { (**self).revoke(id, at) }
+            fn replace(&self, id: &str, successor: &str, until: Timestamp) -> Result<bool> {
+                (**self).replace(id, successor, until)
+            }
             fn list(&self, installation: &InstallationId, plugin: &PluginId) -> Result<Vec<ApiKeyRecord>> {
                 (**self).list(installation, plugin)
             }
@@ -204,13 +232,26 @@ impl ApiKeyStore for MemoryKeyStore {
         Ok(self.records.read().get(id).cloned())
     }
 
-    fn update(&self, record: &ApiKeyRecord) -> Result<()> {
-        match self.records.write().get_mut(&record.id) {
+    fn revoke(&self, id: &str, at: Timestamp) -> Result<bool> {
+        match self.records.write().get_mut(id) {
+            Some(r) if r.revoked_at.is_some() => Ok(false),
             Some(r) => {
-                *r = record.clone();
-                Ok(())
+                r.revoked_at = Some(at);
+                Ok(true)
             }
-            None => Err(Error::NotFound(format!("no API key `{}`", record.id))),
+            None => Err(Error::NotFound(format!("no API key `{id}`"))),
+        }
+    }
+
+    fn replace(&self, id: &str, successor: &str, until: Timestamp) -> Result<bool> {
+        match self.records.write().get_mut(id) {
+            Some(r) if r.revoked_at.is_some() || r.replaced_by.is_some() => Ok(false),
+            Some(r) => {
+                r.replaced_by = Some(successor.to_owned());
+                r.expires_at = Some(r.expires_at.map_or(until, |t| t.min(until)));
+                Ok(true)
+            }
+            None => Err(Error::NotFound(format!("no API key `{id}`"))),
         }
     }
 
@@ -266,13 +307,25 @@ pub struct VerifiedKey {
     pub scopes: Arc<ScopeSet>,
 }
 
+/// A key's cached state: its record as read at `read_at`, and the uses
+/// counted since the last flush, which outlive every refresh of the record.
 #[derive(Debug)]
 struct Cached {
     id: Arc<str>,
-    record: ApiKeyRecord,
-    scopes: Arc<ScopeSet>,
+    snapshot: RwLock<Arc<Snapshot>>,
     uses: AtomicU64,
     last_used: AtomicI64,
+}
+
+/// A key's cached state and the record it holds now.
+type CacheHit = (Arc<Cached>, Arc<Snapshot>);
+
+/// A record as the store had it no earlier than `read_at`.
+#[derive(Debug)]
+struct Snapshot {
+    record: ApiKeyRecord,
+    scopes: Arc<ScopeSet>,
+    read_at: Instant,
 }
 
 /// Issues, verifies, rotates and revokes API keys over an [`ApiKeyStore`].
@@ -283,6 +336,7 @@ pub struct ApiKeyManager {
     clock: Arc<dyn Clock>,
     key: hmac::Key,
     cache: DashMap<String, Arc<Cached>>,
+    staleness: Duration,
     rng: SystemRandom,
 }
 
@@ -296,8 +350,17 @@ impl ApiKeyManager {
             clock: Arc::new(SystemClock),
             key: secret.hmac_key(PURPOSE),
             cache: DashMap::new(),
+            staleness: DEFAULT_KEY_STALENESS,
             rng: SystemRandom::new(),
         }
+    }
+
+    /// Trusts a cached key for `staleness` before reading the store again
+    /// (default [`DEFAULT_KEY_STALENESS`]); `Duration::ZERO` reads the store
+    /// on every verification.
+    pub fn with_staleness(mut self, staleness: Duration) -> Self {
+        self.staleness = staleness;
+        self
     }
 
     /// Uses `clock` instead of the system clock.
@@ -327,6 +390,19 @@ impl ApiKeyManager {
 
     /// Issues a new key. The returned [`ApiKey`] is the only copy of the secret.
     pub fn issue(&self, request: IssueKey) -> Result<(ApiKey, ApiKeyRecord)> {
+        let (key, record) = self.new_key(request)?;
+        self.store.insert(&record)?;
+        self.audit_event(
+            &record,
+            AuditAction::KeyIssued {
+                key_id: record.id.clone(),
+            },
+        );
+        Ok((key, record))
+    }
+
+    /// A new key and its record, not stored yet.
+    fn new_key(&self, request: IssueKey) -> Result<(ApiKey, ApiKeyRecord)> {
         let now = self.clock.now();
         let mut raw = Zeroizing::new([0u8; ID_LEN + SECRET_LEN]);
         self.random_base62(raw.as_mut())?;
@@ -355,8 +431,6 @@ impl ApiKeyManager {
             usage_count: 0,
             last_used_at: None,
         };
-        self.store.insert(&record)?;
-        self.audit_event(&record, AuditAction::KeyIssued { key_id: id });
         Ok((ApiKey(key), record))
     }
 
@@ -376,24 +450,70 @@ impl ApiKeyManager {
         );
     }
 
-    fn cached(&self, id: &str) -> Result<Option<Arc<Cached>>, KeyError> {
-        if let Some(c) = self.cache.get(id) {
-            return Ok(Some(Arc::clone(&c)));
+    /// The key's cached state, read again from the store when it is older
+    /// than the staleness bound.
+    fn cached(&self, id: &str) -> Result<Option<CacheHit>, KeyError> {
+        if let Some(c) = self.cache.get(id).map(|c| Arc::clone(&c)) {
+            let snapshot = Arc::clone(&c.snapshot.read());
+            if snapshot.read_at.elapsed() < self.staleness {
+                return Ok(Some((c, snapshot)));
+            }
         }
+        let read_at = Instant::now();
         let record = self
             .store
             .get(id)
             .map_err(|e| KeyError::StoreUnavailable(e.to_string()))?;
-        Ok(record.map(|record| {
-            let cached = Arc::new(Cached {
-                id: record.id.as_str().into(),
-                scopes: Arc::new(record.scopes.clone()),
-                last_used: AtomicI64::new(record.last_used_at.map_or(i64::MIN, |t| t.0)),
-                uses: AtomicU64::new(0),
-                record,
-            });
-            Arc::clone(self.cache.entry(id.to_owned()).or_insert(cached).value())
-        }))
+        match record {
+            Some(record) => Ok(Some(self.install(record, read_at))),
+            None => {
+                self.cache.remove(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Caches `record`, read from the store no earlier than `read_at`,
+    /// unless the cache holds a copy read later: a slow read that began
+    /// before a revocation never overwrites the revoked copy.
+    fn install(&self, record: ApiKeyRecord, read_at: Instant) -> CacheHit {
+        let snapshot = Arc::new(Snapshot {
+            scopes: Arc::new(record.scopes.clone()),
+            record,
+            read_at,
+        });
+        let id = snapshot.record.id.clone();
+        let cached = Arc::clone(
+            self.cache
+                .entry(id)
+                .or_insert_with(|| {
+                    Arc::new(Cached {
+                        id: snapshot.record.id.as_str().into(),
+                        last_used: AtomicI64::new(
+                            snapshot.record.last_used_at.map_or(i64::MIN, |t| t.0),
+                        ),
+                        uses: AtomicU64::new(0),
+                        snapshot: RwLock::new(Arc::clone(&snapshot)),
+                    })
+                })
+                .value(),
+        );
+        let current = {
+            let mut current = cached.snapshot.write();
+            if current.read_at < snapshot.read_at {
+                *current = snapshot;
+            }
+            Arc::clone(&current)
+        };
+        (cached, current)
+    }
+
+    /// Reads the key again from the store into the cache, after a change.
+    fn refresh(&self, id: &str) -> Result<ApiKeyRecord> {
+        let read_at = Instant::now();
+        let record = self.load(id)?;
+        self.install(record.clone(), read_at);
+        Ok(record)
     }
 
     /// Checks a presented key: format, checksum, secret (in constant time),
@@ -402,10 +522,10 @@ impl ApiKeyManager {
     /// A refused key that was well formed is audited as `key_rejected`.
     pub fn verify(&self, presented: &str) -> Result<VerifiedKey, KeyError> {
         let (id, secret) = parse(presented)?;
-        let Some(c) = self.cached(id)? else {
+        let Some((c, snapshot)) = self.cached(id)? else {
             return Err(KeyError::Unknown);
         };
-        let r = &c.record;
+        let r = &snapshot.record;
         if hmac::verify(&self.key, secret.as_bytes(), &r.hash).is_err() {
             self.reject(r, "secret does not match");
             return Err(KeyError::Unknown);
@@ -431,7 +551,7 @@ impl ApiKeyManager {
             id: Arc::clone(&c.id),
             installation: r.installation.clone(),
             plugin: r.plugin.clone(),
-            scopes: Arc::clone(&c.scopes),
+            scopes: Arc::clone(&snapshot.scopes),
         })
     }
 
@@ -446,70 +566,67 @@ impl ApiKeyManager {
     }
 
     fn load(&self, id: &str) -> Result<ApiKeyRecord> {
-        self.store.get(id)?.ok_or_else(|| {
-            Error::NotFound(format!("no API key `{id}`: list the keys to find its id"))
-        })
+        self.store.get(id)?.ok_or_else(|| not_found(id))
     }
 
-    fn replace_cached(&self, record: &ApiKeyRecord) {
-        // Carry unflushed usage over so that no count is lost.
-        if let Some((_, old)) = self.cache.remove(&record.id) {
-            let uses = old.uses.load(Ordering::Relaxed);
-            let last = old.last_used.load(Ordering::Relaxed);
-            if uses > 0
-                && let Err(e) = self.store.record_usage(&record.id, uses, Timestamp(last))
-            {
-                tracing::error!(error = %e, key = %record.id, "could not write API key usage");
-            }
-        }
-    }
-
-    /// Revokes a key at once.
+    /// Revokes a key at once: in this manager from its next verification,
+    /// in others over the same store within their staleness bound.
     pub fn revoke(&self, id: &str) -> Result<()> {
-        let mut record = self.load(id)?;
-        if record.revoked_at.is_some() {
-            return Ok(());
+        let revoked = self
+            .store
+            .revoke(id, self.clock.now())
+            .map_err(|e| match e {
+                Error::NotFound(_) => not_found(id),
+                other => other,
+            })?;
+        let record = self.refresh(id)?;
+        if revoked {
+            self.audit_event(
+                &record,
+                AuditAction::KeyRevoked {
+                    key_id: id.to_owned(),
+                },
+            );
         }
-        record.revoked_at = Some(self.clock.now());
-        self.store.update(&record)?;
-        self.replace_cached(&record);
-        self.audit_event(
-            &record,
-            AuditAction::KeyRevoked {
-                key_id: id.to_owned(),
-            },
-        );
         Ok(())
     }
 
     /// Issues a successor with the same owner, scopes and lifetime; the old
     /// key keeps working for `grace`, then verifies as
-    /// [`KeyError::Rotated`].
+    /// [`KeyError::Rotated`]. Of two rotations racing, one succeeds; the
+    /// other, and a rotation racing a revocation that wins, is an error.
     pub fn rotate(&self, id: &str, grace: Duration) -> Result<(ApiKey, ApiKeyRecord)> {
-        let mut old = self.load(id)?;
-        if old.revoked_at.is_some() {
-            return Err(Error::Invalid(format!(
-                "API key `{id}` is revoked: issue a new key instead of rotating it"
-            )));
-        }
-        if let Some(next) = &old.replaced_by {
-            return Err(Error::Invalid(format!(
-                "API key `{id}` was already rotated: rotate its replacement `{next}`"
-            )));
-        }
+        let old = self.load(id)?;
+        refuse_rotation(&old)?;
         let now = self.clock.now();
-        let (key, new) = self.issue(IssueKey {
+        let (key, new) = self.new_key(IssueKey {
             installation: old.installation.clone(),
             plugin: old.plugin.clone(),
             name: old.name.clone(),
             scopes: old.scopes.clone(),
             ttl: old.expires_at.map(|t| t.since(old.created_at)),
         })?;
+        self.store.insert(&new)?;
         let until = now.plus(grace);
-        old.expires_at = Some(old.expires_at.map_or(until, |t| t.min(until)));
-        old.replaced_by = Some(new.id.clone());
-        self.store.update(&old)?;
-        self.replace_cached(&old);
+        if !self.store.replace(id, &new.id, until)? {
+            // Revoked or rotated since it was read: the successor never
+            // reached anyone and must not work.
+            if let Err(e) = self.store.revoke(&new.id, now) {
+                tracing::error!(error = %e, key = %new.id, "could not revoke an orphaned successor key");
+            }
+            let current = self.refresh(id)?;
+            refuse_rotation(&current)?;
+            return Err(Error::Invalid(format!(
+                "API key `{id}` changed while it was being rotated: try again"
+            )));
+        }
+        self.audit_event(
+            &new,
+            AuditAction::KeyIssued {
+                key_id: new.id.clone(),
+            },
+        );
+        let old = self.refresh(id)?;
         self.audit_event(
             &old,
             AuditAction::KeyRotated {
@@ -551,14 +668,15 @@ impl ApiKeyManager {
                 continue;
             }
             let last = Timestamp(c.last_used.load(Ordering::Relaxed));
-            if let Err(e) = self.store.record_usage(&c.record.id, uses, last) {
+            if let Err(e) = self.store.record_usage(&c.id, uses, last) {
                 c.uses.fetch_add(uses, Ordering::Relaxed);
                 return Err(e);
             }
+            let snapshot = Arc::clone(&c.snapshot.read());
             self.audit_event(
-                &c.record,
+                &snapshot.record,
                 AuditAction::KeyUsed {
-                    key_id: c.record.id.clone(),
+                    key_id: c.id.to_string(),
                     uses,
                 },
             );
@@ -566,6 +684,26 @@ impl ApiKeyManager {
         }
         Ok(written)
     }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("no API key `{id}`: list the keys to find its id"))
+}
+
+/// Refuses to rotate a key that is revoked or rotated already.
+fn refuse_rotation(record: &ApiKeyRecord) -> Result<()> {
+    let id = &record.id;
+    if record.revoked_at.is_some() {
+        return Err(Error::Invalid(format!(
+            "API key `{id}` is revoked: issue a new key instead of rotating it"
+        )));
+    }
+    if let Some(next) = &record.replaced_by {
+        return Err(Error::Invalid(format!(
+            "API key `{id}` was already rotated: rotate its replacement `{next}`"
+        )));
+    }
+    Ok(())
 }
 
 /// Splits a presented key into id and secret after checking shape and checksum.
@@ -753,5 +891,180 @@ mod tests {
                 .iter()
                 .any(|r| matches!(r.event.action, AuditAction::KeyUsed { uses: 6, .. }))
         );
+    }
+
+    /// A store that answers reads late, as a remote database does.
+    #[derive(Debug)]
+    struct SlowStore {
+        inner: MemoryKeyStore,
+        delay: Duration,
+    }
+
+    impl ApiKeyStore for SlowStore {
+        fn insert(&self, record: &ApiKeyRecord) -> Result<()> {
+            self.inner.insert(record)
+        }
+        fn get(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+            let r = self.inner.get(id);
+            std::thread::sleep(self.delay);
+            r
+        }
+        fn revoke(&self, id: &str, at: Timestamp) -> Result<bool> {
+            std::thread::sleep(self.delay);
+            self.inner.revoke(id, at)
+        }
+        fn replace(&self, id: &str, successor: &str, until: Timestamp) -> Result<bool> {
+            std::thread::sleep(self.delay);
+            self.inner.replace(id, successor, until)
+        }
+        fn list(&self, i: &InstallationId, p: &PluginId) -> Result<Vec<ApiKeyRecord>> {
+            self.inner.list(i, p)
+        }
+        fn record_usage(&self, id: &str, uses: u64, last_used: Timestamp) -> Result<()> {
+            self.inner.record_usage(id, uses, last_used)
+        }
+    }
+
+    fn slow_manager() -> (ApiKeyManager, Arc<SlowStore>) {
+        let store = Arc::new(SlowStore {
+            inner: MemoryKeyStore::new(),
+            delay: Duration::from_millis(3),
+        });
+        let m = ApiKeyManager::new(
+            store.clone(),
+            &SecretKey::from_bytes([1; 32]),
+            Arc::new(MemoryAudit::new()),
+        );
+        (m, store)
+    }
+
+    #[test]
+    fn a_revocation_racing_a_rotation_always_lands() {
+        let (m, store) = slow_manager();
+        for _ in 0..30 {
+            let (key, rec) = m.issue(request(None)).unwrap();
+            let (revoked, rotated) = std::thread::scope(|s| {
+                let a = s.spawn(|| m.revoke(&rec.id));
+                let b = s.spawn(|| m.rotate(&rec.id, Duration::from_secs(3600)));
+                (a.join().unwrap(), b.join().unwrap())
+            });
+            assert!(revoked.is_ok(), "{revoked:?}");
+            assert!(store.get(&rec.id).unwrap().unwrap().revoked_at.is_some());
+            assert!(matches!(
+                m.verify(key.expose_secret()),
+                Err(KeyError::Revoked { .. })
+            ));
+            // A rotation that lost leaves no working successor behind.
+            if rotated.is_err() {
+                let live = m
+                    .list(&rec.installation, &rec.plugin)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.revoked_at.is_none() && r.id != rec.id)
+                    .count();
+                assert_eq!(live, 0, "an orphaned successor works");
+            }
+            for r in m.list(&rec.installation, &rec.plugin).unwrap() {
+                let _ = m.revoke(&r.id);
+            }
+        }
+    }
+
+    #[test]
+    fn of_two_rotations_racing_one_wins() {
+        let (m, store) = slow_manager();
+        for _ in 0..20 {
+            let (_, rec) = m.issue(request(None)).unwrap();
+            let results: Vec<_> = std::thread::scope(|s| {
+                let a = s.spawn(|| m.rotate(&rec.id, Duration::from_secs(60)));
+                let b = s.spawn(|| m.rotate(&rec.id, Duration::from_secs(60)));
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(won.len(), 1, "{results:?}");
+            let stored = store.get(&rec.id).unwrap().unwrap();
+            assert_eq!(stored.replaced_by.as_deref(), Some(won[0].1.id.as_str()));
+            let live: Vec<_> = m
+                .list(&rec.installation, &rec.plugin)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.revoked_at.is_none() && r.replaced_by.is_none())
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(live, [won[0].1.id.clone()], "exactly one live successor");
+            m.revoke(&won[0].1.id).unwrap();
+        }
+    }
+
+    #[test]
+    fn no_use_is_lost_to_a_revocation_or_a_rotation() {
+        let (m, store) = slow_manager();
+        let (key, rec) = m.issue(request(None)).unwrap();
+        for _ in 0..5 {
+            m.verify(key.expose_secret()).unwrap();
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| m.flush_usage().unwrap());
+            s.spawn(|| m.rotate(&rec.id, Duration::from_secs(60)).unwrap());
+        });
+        for _ in 0..3 {
+            m.verify(key.expose_secret()).unwrap();
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| m.flush_usage().unwrap());
+            s.spawn(|| m.revoke(&rec.id).unwrap());
+        });
+        m.flush_usage().unwrap();
+        assert_eq!(store.get(&rec.id).unwrap().unwrap().usage_count, 8);
+    }
+
+    #[test]
+    fn a_first_verification_racing_a_revocation_never_outlives_it() {
+        let (m, _) = slow_manager();
+        for _ in 0..30 {
+            let (key, rec) = m.issue(request(None)).unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let _ = m.verify(key.expose_secret());
+                });
+                s.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    m.revoke(&rec.id).unwrap();
+                });
+            });
+            assert!(
+                matches!(m.verify(key.expose_secret()), Err(KeyError::Revoked { .. })),
+                "a revoked key verified"
+            );
+        }
+    }
+
+    #[test]
+    fn a_revocation_through_another_manager_is_seen_within_the_staleness_bound() {
+        let store = Arc::new(MemoryKeyStore::new());
+        let secret = SecretKey::from_bytes([1; 32]);
+        let audit = Arc::new(MemoryAudit::new());
+        let bound = Duration::from_millis(50);
+        let here = ApiKeyManager::new(store.clone(), &secret, audit.clone()).with_staleness(bound);
+        let there = ApiKeyManager::new(store.clone(), &secret, audit.clone());
+        let (key, rec) = here.issue(request(None)).unwrap();
+        here.verify(key.expose_secret()).unwrap();
+        there.revoke(&rec.id).unwrap();
+        std::thread::sleep(bound + Duration::from_millis(10));
+        assert!(matches!(
+            here.verify(key.expose_secret()),
+            Err(KeyError::Revoked { .. })
+        ));
+
+        // With no staleness allowed, at once.
+        let strict =
+            ApiKeyManager::new(store.clone(), &secret, audit).with_staleness(Duration::ZERO);
+        let (key, rec) = strict.issue(request(None)).unwrap();
+        strict.verify(key.expose_secret()).unwrap();
+        there.revoke(&rec.id).unwrap();
+        assert!(matches!(
+            strict.verify(key.expose_secret()),
+            Err(KeyError::Revoked { .. })
+        ));
     }
 }

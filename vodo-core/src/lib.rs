@@ -86,6 +86,7 @@ mod tests {
         crate::conformance::permission_registry(&crate::MemoryRegistry::new());
         crate::conformance::rate_limiter(&crate::rate::MemoryRateLimiter::new());
         crate::conformance::api_key_store(&crate::keys::MemoryKeyStore::new());
+        crate::conformance::api_key_store_races(&[&crate::keys::MemoryKeyStore::new()]);
         crate::conformance::audit_log(&crate::audit::MemoryAudit::new());
     }
 

@@ -331,6 +331,24 @@ fn write_key(conn: &Connection, sql: &str, r: &ApiKeyRecord) -> rusqlite::Result
     )
 }
 
+/// Whether a conditional write to key `id` changed it (`n` rows): when it
+/// did not, the key must exist for that to be an answer rather than an error.
+fn key_changed(conn: &rusqlite::Connection, id: &str, n: usize) -> Result<bool> {
+    if n > 0 {
+        return Ok(true);
+    }
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?1)",
+        params![id],
+        |row| row.get(0),
+    )?;
+    if exists {
+        Ok(false)
+    } else {
+        Err(Error::NotFound(format!("no API key `{id}`")))
+    }
+}
+
 impl ApiKeyStore for SqliteStore {
     fn insert(&self, r: &ApiKeyRecord) -> Result<()> {
         let result = write_key(
@@ -366,19 +384,23 @@ impl ApiKeyStore for SqliteStore {
         row.map(finish_key).transpose()
     }
 
-    fn update(&self, r: &ApiKeyRecord) -> Result<()> {
-        let n = write_key(
-            &self.conn.lock(),
-            "UPDATE api_keys SET hash = ?2, installation = ?3, plugin = ?4, name = ?5, scopes = ?6,
-               created_at = ?7, expires_at = ?8, revoked_at = ?9, replaced_by = ?10,
-               usage_count = ?11, last_used_at = ?12
-             WHERE id = ?1",
-            r,
+    fn revoke(&self, id: &str, at: Timestamp) -> Result<bool> {
+        let conn = self.conn.lock();
+        let n = conn.execute(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, at.0],
         )?;
-        if n == 0 {
-            return Err(Error::NotFound(format!("no API key `{}`", r.id)));
-        }
-        Ok(())
+        key_changed(&conn, id, n)
+    }
+
+    fn replace(&self, id: &str, successor: &str, until: Timestamp) -> Result<bool> {
+        let conn = self.conn.lock();
+        let n = conn.execute(
+            "UPDATE api_keys SET replaced_by = ?2, expires_at = MIN(COALESCE(expires_at, ?3), ?3)
+             WHERE id = ?1 AND revoked_at IS NULL AND replaced_by IS NULL",
+            params![id, successor, until.0],
+        )?;
+        key_changed(&conn, id, n)
     }
 
     fn list(&self, installation: &InstallationId, plugin: &PluginId) -> Result<Vec<ApiKeyRecord>> {
@@ -513,6 +535,20 @@ mod tests {
         crate::conformance::permission_registry(&store);
         crate::conformance::api_key_store(&store);
         crate::conformance::audit_log(&store);
+    }
+
+    #[test]
+    fn key_changes_race_safely_through_one_and_through_two_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = SqliteStore::open(dir.path().join("one.db")).unwrap();
+        crate::conformance::api_key_store_races(&[&one]);
+        // Two connections to one file, as two processes would have.
+        let path = dir.path().join("two.db");
+        let (a, b) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        crate::conformance::api_key_store_races(&[&a, &b]);
     }
 
     #[test]
