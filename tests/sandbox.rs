@@ -27,7 +27,7 @@ use vodo_scopes::{PluginScope, ScopeSet};
 const HOSTILE: &str = r#"{
   "name": "Hostile", "slug": "hostile", "version": "0.1.0", "description": "tries everything",
   "author": "Mallory", "license": "MIT", "entry": "hostile.wasm",
-  "routes": ["GET /"],
+  "routes": ["GET /", "GET /big-headers"],
   "permissions": {
     "entities": ["read:order"],
     "hooks": ["subscribe:*", "trigger:order.noted"],
@@ -924,8 +924,11 @@ fn allowed_requests_go_out_and_are_audited() {
     let call = sandbox.call_event(&p, "http", &format!("http://localhost:{port}/ping"));
     assert_eq!(call.result, Ok(()));
     let request = server.join().unwrap();
+    assert!(request.starts_with("GET /ping HTTP/1.1\r\n"), "{request}");
     assert!(
-        request.starts_with("GET /ping HTTP/1.1\r\nHost: localhost:"),
+        request
+            .to_ascii_lowercase()
+            .contains(&format!("\r\nhost: localhost:{port}\r\n")),
         "{request}"
     );
     let net = audit
@@ -1102,4 +1105,176 @@ fn https_is_checked_like_http_and_an_untrusted_server_fails_the_handshake() {
         matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("Internal")),
         "{call:?}"
     );
+}
+
+/// Serves one connection on loopback with `answer`, after reading the request.
+fn hostile_server(answer: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(answer);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_hostile_allowed_server_cannot_crash_the_host_or_pass_a_truncated_body() {
+    let (sandbox, _, p) = own_sandbox(private_network(), "evil-server", limits());
+    // A chunk size that overflows: the plugin gets an error, the host lives on.
+    let port = hostile_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+    );
+    let call = sandbox.call_event(&p, "http", &format!("http://127.0.0.1:{port}/"));
+    assert!(
+        matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("Internal")),
+        "{call:?}"
+    );
+    // A body shorter than its Content-Length is not accepted as complete.
+    let port = hostile_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
+    let call = sandbox.call_event(&p, "http", &format!("http://127.0.0.1:{port}/"));
+    assert!(
+        matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("Internal")),
+        "{call:?}"
+    );
+    // And the sandbox still runs the next call.
+    let port = hostile_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let call = sandbox.call_event(&p, "http", &format!("http://127.0.0.1:{port}/"));
+    assert_eq!(call.result, Ok(()));
+}
+
+#[test]
+fn a_stalled_tls_handshake_ends_at_the_http_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(Duration::from_secs(10));
+        drop(conn);
+    });
+    let limits = Limits {
+        timeout: Duration::from_secs(8),
+        http_timeout: Duration::from_secs(1),
+        ..limits()
+    };
+    let (sandbox, _, p) = own_sandbox(private_network(), "tls-stall", limits);
+    let start = Instant::now();
+    let call = sandbox.call_event(&p, "http", &format!("https://localhost:{port}/"));
+    let took = start.elapsed();
+    assert!(
+        matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("did not answer within")),
+        "{call:?}"
+    );
+    // 1 s, with room for a busy machine; the old client took 10 s.
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+}
+
+#[test]
+fn bytes_passed_into_the_host_are_limited_per_host_call_and_per_call() {
+    // 8 triggers of 3 MiB: past the 16 MiB a call may pass in.
+    let v = attack("push-total", "push", "8:3072");
+    assert_eq!(
+        v,
+        SandboxViolation::HostInput {
+            limit: 16 << 20,
+            per: "in one call"
+        }
+    );
+    // One trigger of 5 MiB: past the 4 MiB of one host call.
+    let v = attack("push-one", "push", "1:5120");
+    assert_eq!(
+        v,
+        SandboxViolation::HostInput {
+            limit: 4 << 20,
+            per: "in one host call"
+        }
+    );
+    assert!(
+        v.to_string()
+            .contains("4194304 bytes to the host in one host call"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_plugins_answer_counts_its_headers_against_the_output_limit() {
+    let s = &*SUITE;
+    let hostile = install("big-headers", HOSTILE, &s.hostile);
+    let call = s.sandbox.call_request(
+        &hostile,
+        &Request {
+            method: "GET".into(),
+            path: "/big-headers".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    );
+    assert_eq!(
+        call.result.map(|r| r.status),
+        Err(CallError::Violation(SandboxViolation::Output {
+            what: "result",
+            limit: 1 << 20
+        }))
+    );
+}
+
+#[test]
+fn concurrent_calls_of_one_installation_cannot_pass_its_storage_quota_together() {
+    let s = &*SUITE;
+    let hostile = install("fs-race", HOSTILE, &s.hostile);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let hostile = &hostile;
+                scope.spawn(move || {
+                    s.sandbox
+                        .call_event(hostile, "file-write", &format!("f{i}.json"))
+                        .result
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // 600 bytes fit the 1,000-byte quota once. The others were stopped for
+    // the quota, or refused once those violations opened the circuit.
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results.iter().filter(|r| r.is_err()).all(|r| matches!(
+            r,
+            Err(CallError::Violation(SandboxViolation::StorageQuota {
+                quota: 1000,
+                ..
+            })) | Err(CallError::Refused(DenyReason::CircuitOpen))
+        )),
+        "{results:?}"
+    );
+    let folder = s.storage.path().join("fs-race").join("hostile");
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+}
+
+#[test]
+fn empty_folders_do_not_pile_up_under_the_quota() {
+    let s = &*SUITE;
+    let hostile = install("fs-folders", HOSTILE, &s.hostile);
+    let deep = format!("{}x.json", "d/".repeat(100));
+    for _ in 0..50 {
+        assert_eq!(
+            s.sandbox.call_event(&hostile, "file-write", &deep).result,
+            Ok(())
+        );
+        assert_eq!(
+            s.sandbox.call_event(&hostile, "file-delete", &deep).result,
+            Ok(())
+        );
+    }
+    let folder = s.storage.path().join("fs-folders").join("hostile");
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
 }

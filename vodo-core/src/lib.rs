@@ -58,7 +58,6 @@ mod host;
 mod ids;
 pub mod keys;
 pub mod manifest;
-pub mod net;
 pub mod permissions;
 pub mod rate;
 pub mod runtime;

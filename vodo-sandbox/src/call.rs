@@ -119,7 +119,10 @@ impl Sandbox {
                 }),
             },
             |store, p| p.call_on_request(store, request),
-            |r: &Response| r.body.len() as u64,
+            |r: &Response| {
+                let headers = r.headers.iter().map(|(n, v)| (n.len() + v.len()) as u64);
+                headers.sum::<u64>() + r.body.len() as u64
+            },
         )
     }
 

@@ -121,9 +121,19 @@ pub struct Limits {
     pub output: u64,
     /// Host calls per call. Default 10,000.
     pub host_calls: u64,
-    /// Bytes of an outbound HTTP response body. Default 4 MiB.
+    /// Bytes the plugin may pass into the host in one host call (an entity
+    /// document, a hook payload, a file, a request body), counted as the
+    /// arguments arrive. Default 4 MiB.
+    pub host_call_input: u64,
+    /// Bytes the plugin may pass into the host over the whole call, the
+    /// total over its host calls. Default 16 MiB.
+    pub host_input: u64,
+    /// Bytes of an outbound HTTP response, status line and headers
+    /// included. Default 4 MiB.
     pub http_response: u64,
-    /// Time for an outbound HTTP request. Default 5 s.
+    /// Time for an outbound HTTP request, from the host call to the last
+    /// byte: resolving, connecting, TLS, upload and download. Never more
+    /// than what is left of the plugin call. Default 5 s.
     pub http_timeout: Duration,
 }
 
@@ -137,6 +147,8 @@ impl Default for Limits {
             instances: 32,
             output: 1 << 20,
             host_calls: 10_000,
+            host_call_input: 4 << 20,
+            host_input: 16 << 20,
             http_response: 4 << 20,
             http_timeout: Duration::from_secs(5),
         }
@@ -155,12 +167,20 @@ impl Limits {
             ("instances", self.instances == 0),
             ("output", self.output == 0),
             ("host_calls", self.host_calls == 0),
+            ("host_call_input", self.host_call_input == 0),
+            ("host_input", self.host_input == 0),
             ("http_response", self.http_response == 0),
             ("http_timeout", self.http_timeout.is_zero()),
         ];
         if let Some((name, _)) = zeros.iter().find(|(_, zero)| *zero) {
             return Err(invalid(format!(
                 "`Limits::{name}` is zero: a plugin could not run at all; give it a budget"
+            )));
+        }
+        if self.host_call_input > self.host_input {
+            return Err(invalid(format!(
+                "`Limits::host_call_input` ({} bytes) is above `Limits::host_input` ({} bytes), the budget of the whole call: lower the first or raise the second",
+                self.host_call_input, self.host_input
             )));
         }
         if self.fuel.is_some() && !config.fuel {

@@ -186,6 +186,23 @@ pub enum SandboxViolation {
         /// The limit.
         limit: u64,
     },
+    /// The plugin passed more bytes into the host than its limits allow, in
+    /// one host call or over the whole call.
+    #[error("host-call input limit: the plugin passed more than {limit} bytes to the host {per}")]
+    HostInput {
+        /// The limit in bytes.
+        limit: u64,
+        /// `in one host call` or `in one call`.
+        per: &'static str,
+    },
+    /// The plugin's folder would hold more files and folders than allowed.
+    #[error(
+        "storage entries: the plugin's folder may hold at most {limit} files and folders; delete some first"
+    )]
+    StorageEntries {
+        /// The limit.
+        limit: usize,
+    },
     /// A table or the instance count grew past its limit.
     #[error("resource limit: {0}")]
     Resources(String),
@@ -208,6 +225,8 @@ impl SandboxViolation {
             Self::RateLimit { .. } => "rate_limit",
             Self::Output { .. } => "output",
             Self::HostCalls { .. } => "host_calls",
+            Self::HostInput { .. } => "host_input",
+            Self::StorageEntries { .. } => "storage_entries",
             Self::Resources(_) => "resources",
             Self::Trap(_) => "trap",
         }

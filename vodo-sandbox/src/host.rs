@@ -173,10 +173,21 @@ impl CallCtx {
     /// Counts a host call carrying `bytes` from the guest.
     fn enter(&mut self, bytes: usize) -> wasmtime::Result<()> {
         self.host_calls += 1;
-        self.bytes_in += bytes as u64;
+        let bytes = bytes as u64;
+        self.bytes_in = self.bytes_in.saturating_add(bytes);
         if self.host_calls > self.limits.host_calls {
             let limit = self.limits.host_calls;
             return Err(self.stop(SandboxViolation::HostCalls { limit }));
+        }
+        if bytes > self.limits.host_call_input {
+            let limit = self.limits.host_call_input;
+            let per = "in one host call";
+            return Err(self.stop(SandboxViolation::HostInput { limit, per }));
+        }
+        if self.bytes_in > self.limits.host_input {
+            let limit = self.limits.host_input;
+            let per = "in one call";
+            return Err(self.stop(SandboxViolation::HostInput { limit, per }));
         }
         Ok(())
     }
@@ -502,7 +513,8 @@ impl vodo::plugin::http::Host for HostState {
         request: vodo::plugin::http::Outgoing,
     ) -> HostResult<vodo::plugin::http::Incoming> {
         let c = &mut self.call;
-        c.enter(request.url.len() + request.body.len())?;
+        let headers: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        c.enter(request.method.len() + request.url.len() + headers + request.body.len())?;
         let left = c
             .deadline
             .saturating_duration_since(std::time::Instant::now());
@@ -512,10 +524,9 @@ impl vodo::plugin::http::Host for HostState {
         }
         let policy = net::Policy {
             scopes: &c.grant.scopes,
-            resolver: &*c.shared.resolver,
-            allow_private: c.shared.allow_private,
-            timeout: c.limits.http_timeout.min(left),
-            max_body: c.limits.http_response,
+            egress: &c.shared.egress,
+            deadline: std::time::Instant::now() + c.limits.http_timeout.min(left),
+            max_response: c.limits.http_response,
         };
         let outgoing = net::Outgoing {
             method: &request.method,

@@ -76,12 +76,19 @@ impl Sandbox {
         let storage = match (&self.config.storage_root, &manifest.permissions.storage) {
             (Some(root), Some(s)) => {
                 let path = storage::folder(root, installation.as_str(), plugin.as_str());
+                let lock = storage::lock_file(root, installation.as_str(), plugin.as_str());
                 Some(Arc::new(
-                    Storage::open(&path, s.max_size, s.allowed_types.clone(), s.read_only)
-                        .map_err(|source| LoadError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        })?,
+                    Storage::open(
+                        &path,
+                        &lock,
+                        s.max_size,
+                        s.allowed_types.clone(),
+                        s.read_only,
+                    )
+                    .map_err(|source| LoadError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?,
                 ))
             }
             _ => None,
@@ -266,6 +273,11 @@ impl Sandbox {
             .remove_if(installation, |_, plugins| plugins.is_empty());
         if let Some(root) = &self.config.storage_root {
             let path = storage::folder(root, installation.as_str(), plugin.as_str());
+            let _ = std::fs::remove_file(storage::lock_file(
+                root,
+                installation.as_str(),
+                plugin.as_str(),
+            ));
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

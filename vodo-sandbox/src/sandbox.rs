@@ -20,6 +20,7 @@ use crate::installed::Installed;
 use crate::net::{Resolver, SystemResolver};
 use crate::services::HostServices;
 use crate::{LoadError, SandboxConfig};
+use vodo_egress::{Egress, EgressConfig};
 
 /// What every call of every plugin shares, held by one `Arc` so that a
 /// call's state takes one reference count, not one per part.
@@ -28,8 +29,17 @@ pub(crate) struct Shared {
     pub(crate) services: Arc<dyn HostServices>,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) rate: Arc<dyn RateLimiter>,
-    pub(crate) resolver: Arc<dyn Resolver>,
-    pub(crate) allow_private: bool,
+    pub(crate) egress: Arc<Egress>,
+}
+
+/// The plugins' way out: the host's resolver, its private-network rule.
+fn plugin_egress(config: &SandboxConfig, resolver: Arc<dyn Resolver>) -> Arc<Egress> {
+    let egress = EgressConfig {
+        allow_private: config.allow_private_network,
+        user_agent: "vodo-plugin".into(),
+        reuse_connections: false,
+    };
+    Arc::new(Egress::new(egress, resolver))
 }
 
 /// Runs plugins. One per process: it owns the wasmtime engine, the pooling
@@ -77,8 +87,7 @@ impl Sandbox {
                 services,
                 audit: Arc::clone(&host.audit),
                 rate: Arc::clone(&host.rate_limits),
-                resolver: Arc::new(SystemResolver),
-                allow_private: config.allow_private_network,
+                egress: plugin_egress(&config, Arc::new(SystemResolver)),
             }),
             permissions: Arc::clone(&host.permissions),
             health: Arc::clone(&host.health),
@@ -92,7 +101,7 @@ impl Sandbox {
 
     /// Uses `resolver` for outbound requests instead of the system's.
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
-        Arc::make_mut(&mut self.shared).resolver = resolver;
+        Arc::make_mut(&mut self.shared).egress = plugin_egress(&self.config, resolver);
         self
     }
 

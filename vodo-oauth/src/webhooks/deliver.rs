@@ -3,16 +3,15 @@
 //! days (and their owners told), and a test tool.
 
 use std::fmt;
-use std::io::{self, Read};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
-use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver as UreqResolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
-use vodo_core::net::{Resolver, SystemResolver};
 use vodo_core::{Clock, InstallationId, SystemClock, Timestamp};
+use vodo_egress::{
+    Egress, EgressConfig, MAX_HEADER_BYTES, Request, Resolver, SystemResolver, Target,
+};
 
 use super::outbox::{Attempt, Claimed, Endpoint, Message, Outbox};
 use super::sign::{Signer, WebhookSecret};
@@ -150,95 +149,18 @@ pub struct Deliverer {
     config: DeliveryConfig,
     notifier: Arc<dyn EndpointNotifier>,
     clock: Arc<dyn Clock>,
-    resolver: Arc<dyn Resolver>,
-    agent: ureq::Agent,
+    egress: Egress,
 }
 
-/// ureq's name resolution, through our [`Resolver`], refusing private
-/// addresses. ureq connects to exactly the addresses returned here, so the
-/// address checked is the address used: no DNS-rebinding window.
-#[derive(Debug)]
-struct CheckedResolver {
-    resolver: Arc<dyn Resolver>,
-    allow_private: bool,
-    timeout: Duration,
-}
-
-fn refused(kind: io::ErrorKind, message: String) -> ureq::Error {
-    ureq::Error::Io(io::Error::new(kind, message))
-}
-
-impl UreqResolver for CheckedResolver {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
-        _timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let host = uri
-            .host()
-            .ok_or_else(|| refused(io::ErrorKind::InvalidInput, "the URL has no host".into()))?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-            Some("http") => 80,
-            _ => 443,
-        });
-        // The lookup runs on its own thread so that a stuck DNS server
-        // cannot hold an attempt past its timeout.
-        let (tx, rx) = mpsc::sync_channel(1);
-        let (resolver, name) = (Arc::clone(&self.resolver), host.clone());
-        std::thread::Builder::new()
-            .name("vodo-webhooks-dns".into())
-            .spawn(move || tx.send(resolver.resolve(&name, port)).ok())
-            .map_err(ureq::Error::Io)?;
-        let addrs = match rx.recv_timeout(self.timeout) {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(e)) => {
-                return Err(refused(e.kind(), format!("cannot resolve `{host}`: {e}")));
-            }
-            Err(_) => {
-                return Err(refused(
-                    io::ErrorKind::TimedOut,
-                    format!("resolving `{host}` took longer than {:?}", self.timeout),
-                ));
-            }
-        };
-        let mut out = self.empty();
-        for a in addrs {
-            if !self.allow_private && crate::webhooks::is_private(a.ip()) {
-                return Err(refused(
-                    io::ErrorKind::PermissionDenied,
-                    format!("`{host}` resolves to {}, a private address", a.ip()),
-                ));
-            }
-            // ureq keeps at most 16 addresses; the rest are checked, not used.
-            let _ = out.try_push(a);
-        }
-        if out.is_empty() {
-            return Err(ureq::Error::HostNotFound);
-        }
-        Ok(out)
-    }
-}
-
-fn agent(config: &DeliveryConfig, resolver: &Arc<dyn Resolver>) -> ureq::Agent {
-    let ureq_config = ureq::Agent::config_builder()
-        .timeout_global(Some(config.timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .proxy(None)
-        .user_agent("vodo-webhooks/0.1")
-        .build();
-    ureq::Agent::with_parts(
-        ureq_config,
-        DefaultConnector::default(),
-        CheckedResolver {
-            resolver: Arc::clone(resolver),
-            allow_private: config.allow_private,
-            timeout: config.timeout,
-        },
-    )
+/// The webhook sender's way out: the one egress path, with its resolver.
+fn egress(config: &DeliveryConfig, resolver: &Arc<dyn Resolver>) -> Egress {
+    let egress = EgressConfig {
+        allow_private: config.allow_private,
+        user_agent: "vodo-webhooks/0.1".into(),
+        // Deliveries to one receiver come in runs; its connection is kept.
+        reuse_connections: true,
+    };
+    Egress::new(egress, Arc::clone(resolver))
 }
 
 /// What one HTTP attempt came to.
@@ -274,19 +196,17 @@ impl Deliverer {
     pub fn new(outbox: Arc<dyn Outbox>, config: DeliveryConfig) -> Self {
         let resolver: Arc<dyn Resolver> = Arc::new(SystemResolver);
         Self {
-            agent: agent(&config, &resolver),
+            egress: egress(&config, &resolver),
             outbox,
             config,
             notifier: Arc::new(LogNotifier),
             clock: Arc::new(SystemClock),
-            resolver,
         }
     }
 
     /// Resolves endpoint names with `resolver` instead of the system's.
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
-        self.agent = agent(&self.config, &resolver);
-        self.resolver = resolver;
+        self.egress = egress(&self.config, &resolver);
         self
     }
 
@@ -358,37 +278,30 @@ impl Deliverer {
 
     fn send(&self, url: &str, headers: &[(&str, String)], body: &str) -> Sent {
         let start = Instant::now();
-        if let Err(e) = self.check_target(url) {
-            return Sent::failed(e, start);
-        }
-        let mut req = self
-            .agent
-            .post(url)
-            .header("content-type", "application/json");
+        let target = match Target::parse(url) {
+            Ok(t) => t,
+            Err(e) => return Sent::failed(e.to_string(), start),
+        };
+        let mut req = Request::new("POST", &target, start + self.config.timeout)
+            .header("content-type", "application/json")
+            .body(body.as_bytes())
+            // The receiver's headers and the first KiB of its answer.
+            .max_response(MAX_HEADER_BYTES as u64 + 1024)
+            .truncate_body();
         for (name, value) in headers {
-            req = req.header(*name, value);
+            req = req.header(name, value);
         }
-        match req.send(body.as_bytes()) {
-            Ok(mut resp) => {
-                let header = |name: &str| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| v.trim().to_owned())
-                };
+        match self.egress.send(&req) {
+            Ok(resp) => {
+                let header = |name: &str| resp.header(name).map(|v| v.trim().to_owned());
                 // Seconds only; an HTTP-date falls back to the schedule.
                 let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
                 let abort = header("webhook-delivery")
                     .is_some_and(|v| v.eq_ignore_ascii_case("abort-message"));
-                let mut excerpt = Vec::new();
-                let _ = resp
-                    .body_mut()
-                    .as_reader()
-                    .take(1024)
-                    .read_to_end(&mut excerpt);
+                let excerpt = &resp.body[..resp.body.len().min(1024)];
                 Sent {
-                    status: Some(resp.status().as_u16()),
-                    response: String::from_utf8_lossy(&excerpt).into_owned(),
+                    status: Some(resp.status),
+                    response: String::from_utf8_lossy(excerpt).into_owned(),
                     error: None,
                     latency: start.elapsed(),
                     retry_after,
@@ -397,19 +310,6 @@ impl Deliverer {
             }
             Err(e) => Sent::failed(e.to_string(), start),
         }
-    }
-
-    /// Refuses URLs that are not http(s). Addresses are checked when the
-    /// request resolves them (see [`CheckedResolver`]).
-    fn check_target(&self, url: &str) -> Result<(), String> {
-        let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-        if !matches!(u.scheme(), "https" | "http") {
-            return Err(format!("scheme `{}` is not allowed", u.scheme()));
-        }
-        if u.host_str().is_none() {
-            return Err("the URL has no host".into());
-        }
-        Ok(())
     }
 
     /// Attempts every delivery that is due now; returns how many were attempted.

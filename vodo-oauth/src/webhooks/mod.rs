@@ -29,4 +29,3 @@ pub use sign::{
     SignatureScheme, Signer, VerifyError, WebhookSecret, verify, verify_at, verify_github,
     verify_salla, verify_stripe_at,
 };
-pub(crate) use vodo_core::net::is_private;

@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use vodo_pdk::{Plugin, entities, hooks, http, log, storage, users};
+use vodo_pdk::{Plugin, Request, Response, entities, hooks, http, log, storage, users};
 
 struct Hostile;
 
@@ -11,6 +11,26 @@ fn recurse(n: u64) -> u64 {
 }
 
 impl Plugin for Hostile {
+    /// Answers `/big-headers` with 2 MiB of headers and a tiny body, and
+    /// anything else with 404.
+    fn on_request(request: Request) -> Result<Response, String> {
+        if request.path != "/big-headers" {
+            return Ok(Response {
+                status: 404,
+                headers: Vec::new(),
+                body: b"not found".to_vec(),
+            });
+        }
+        let headers = (0..8)
+            .map(|i| (format!("x-pad-{i}"), "h".repeat(256 << 10)))
+            .collect();
+        Ok(Response {
+            status: 200,
+            headers,
+            body: b"ok".to_vec(),
+        })
+    }
+
     /// Never healthy: an upgrade to this plugin must be refused.
     fn health() -> Result<(), String> {
         Err("the hostile plugin is never healthy".into())
@@ -51,6 +71,17 @@ impl Plugin for Hostile {
             "http" => http::get(&payload).map(drop).map_err(e),
             "file-read" => storage::read(&payload).map(drop).map_err(e),
             "file-write" => storage::write(&payload, &[b'z'; 600]).map_err(e),
+            "file-delete" => storage::delete(&payload).map(drop).map_err(e),
+            // `count:kib`: that many hook triggers of that many KiB each.
+            "push" => {
+                let (count, kib) = payload.split_once(':').ok_or("payload is count:kib")?;
+                let count: usize = count.parse().map_err(|_| "bad count")?;
+                let big = "p".repeat(kib.parse::<usize>().map_err(|_| "bad size")? << 10);
+                for _ in 0..count {
+                    hooks::trigger("order.noted", &big).map_err(e)?;
+                }
+                Ok(())
+            }
             "rate-burst" => {
                 for i in 0..1000 {
                     entities::get("order", &i.to_string()).map_err(e)?;
