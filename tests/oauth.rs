@@ -13,7 +13,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use vodo_core::{InstallationId, SecretKey};
 use vodo_oauth::model::ClientKind;
-use vodo_oauth::{AuthServer, AuthServerConfig, OAuthError, Session, SqliteStore, pkce_challenge};
+use vodo_oauth::{
+    AuthServer, AuthServerConfig, HttpRequest, HttpResponse, OAuthError, Session, SqliteStore,
+    pkce_challenge,
+};
 use vodo_scopes::{PluginScope, ScopeSet};
 
 struct Running {
@@ -439,4 +442,326 @@ fn urlenc(s: &str) -> String {
 fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The provider in process, for the protocol's edges.
+struct Edge {
+    server: AuthServer,
+    client: String,
+    basic: String,
+    redirect: &'static str,
+    session: Session,
+}
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+fn edge(issuer: &str) -> Edge {
+    let server = AuthServer::new(
+        AuthServerConfig::new(issuer),
+        Arc::new(vodo_oauth::MemoryStore::new()),
+        &SecretKey::from_bytes([8; 32]),
+    )
+    .unwrap();
+    let partner = server.register_partner("Acme", "dev@acme.example").unwrap();
+    let scopes: ScopeSet = ["entities:read:order", "entities:read:product"]
+        .iter()
+        .map(|s| s.parse::<PluginScope>().unwrap())
+        .collect();
+    let redirect = "http://127.0.0.1/callback";
+    let (app, secret) = server
+        .register_client(
+            &partner.id,
+            "Acme",
+            ClientKind::Confidential,
+            &[redirect],
+            scopes,
+        )
+        .unwrap();
+    let basic = base64_encode(&format!("{}:{}", app.id, secret.unwrap().expose_secret()));
+    Edge {
+        server,
+        client: app.id,
+        basic: format!("Basic {basic}"),
+        redirect,
+        session: Session {
+            installation: InstallationId::new("shop-1"),
+            user: "owner".into(),
+        },
+    }
+}
+
+fn request(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpRequest {
+    HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn body_json(r: &HttpResponse) -> serde_json::Value {
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)))
+}
+
+impl Edge {
+    /// Authorizes `scope`, consenting on the page if one is shown; the code.
+    fn code(&self, scope: &str) -> String {
+        let query = format!(
+            "response_type=code&client_id={}&redirect_uri={}&scope={}&code_challenge={}&code_challenge_method=S256",
+            self.client,
+            urlenc(self.redirect),
+            urlenc(scope),
+            pkce_challenge(VERIFIER)
+        );
+        let r = self.server.handle(
+            &request("GET", "/oauth/authorize", &query, &[], ""),
+            Some(&self.session),
+        );
+        let r = if r.status == 200 {
+            let mut fields = hidden_fields(&String::from_utf8_lossy(&r.body));
+            fields.push(("decision".into(), "allow".into()));
+            let form: String = fields
+                .iter()
+                .map(|(k, v)| format!("{}={}", urlenc(k), urlenc(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            self.server.handle(
+                &request("POST", "/oauth/authorize", "", &[], &form),
+                Some(&self.session),
+            )
+        } else {
+            r
+        };
+        assert_eq!(r.status, 302, "{}", String::from_utf8_lossy(&r.body));
+        query_of(r.header("location").unwrap())["code"].clone()
+    }
+
+    fn token(&self, form: &str) -> HttpResponse {
+        let headers = [
+            ("Authorization", self.basic.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        self.server
+            .handle(&request("POST", "/oauth/token", "", &headers, form), None)
+    }
+
+    /// Tokens for `scope`, through a code.
+    fn tokens(&self, scope: &str) -> serde_json::Value {
+        let code = self.code(scope);
+        let r = self.token(&format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+            urlenc(self.redirect)
+        ));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        body_json(&r)
+    }
+
+    fn refresh(&self, token: &str, scope: Option<&str>) -> HttpResponse {
+        let mut form = format!("grant_type=refresh_token&refresh_token={token}");
+        if let Some(s) = scope {
+            form.push_str(&format!("&scope={}", urlenc(s)));
+        }
+        self.token(&form)
+    }
+}
+
+#[test]
+fn approving_one_more_scope_keeps_the_earlier_grant_working() {
+    let e = edge("https://auth.example");
+    let first = e.tokens("entities:read:order offline_access");
+    // The app asks for one more scope; the merchant approves.
+    let second = e.tokens("entities:read:product offline_access");
+    assert!(second["access_token"].is_string());
+    // The first grant's refresh token still works: the consent was merged.
+    let r = e.refresh(first["refresh_token"].as_str().unwrap(), None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // And asking for both needs no new consent page.
+    let query = format!(
+        "response_type=code&client_id={}&redirect_uri={}&scope={}&code_challenge={}&code_challenge_method=S256",
+        e.client,
+        urlenc(e.redirect),
+        urlenc("entities:read:order entities:read:product offline_access"),
+        pkce_challenge(VERIFIER)
+    );
+    let r = e.server.handle(
+        &request("GET", "/oauth/authorize", &query, &[], ""),
+        Some(&e.session),
+    );
+    assert_eq!(r.status, 302, "both scopes are consented");
+}
+
+#[test]
+fn a_narrower_refresh_keeps_the_refresh_tokens_scope() {
+    let e = edge("https://auth.example");
+    let t = e.tokens("entities:read:order entities:read:product offline_access");
+    let narrow = e.refresh(
+        t["refresh_token"].as_str().unwrap(),
+        Some("entities:read:order"),
+    );
+    assert_eq!(
+        narrow.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&narrow.body)
+    );
+    let narrow = body_json(&narrow);
+    assert_eq!(narrow["scope"], "entities:read:order offline_access");
+    // The new refresh token still carries both scopes (RFC 6749 section 6).
+    let wide = body_json(&e.refresh(narrow["refresh_token"].as_str().unwrap(), None));
+    assert_eq!(
+        wide["scope"], "entities:read:order entities:read:product offline_access",
+        "{wide}"
+    );
+}
+
+#[test]
+fn metadata_of_an_issuer_with_a_path_is_where_rfc_8414_puts_it() {
+    let e = edge("https://auth.example/tenant-7");
+    for path in [
+        "/.well-known/oauth-authorization-server/tenant-7",
+        "/tenant-7/.well-known/oauth-authorization-server",
+    ] {
+        let r = e.server.handle(&request("GET", path, "", &[], ""), None);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(body_json(&r)["issuer"], "https://auth.example/tenant-7");
+    }
+    let r = e.server.handle(
+        &request(
+            "GET",
+            "/.well-known/oauth-authorization-server/other",
+            "",
+            &[],
+            "",
+        ),
+        None,
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn loopback_redirects_match_as_strings_with_only_the_port_free() {
+    let registered = "http://127.0.0.1/callback";
+    for ok in [
+        "http://127.0.0.1/callback",
+        "http://127.0.0.1:5000/callback",
+        "http://127.0.0.1:1/callback",
+    ] {
+        assert!(vodo_oauth::redirect_matches(registered, ok), "{ok}");
+    }
+    for bad in [
+        "http://127.0.0.1:5000/x/../callback",
+        "http://127.0.0.1:5000\\callback",
+        "http://127.0.0.1:5000/callback/",
+        "http://127.1:5000/callback",
+        "http://0x7f.0.0.1:5000/callback",
+        "http://127.0.0.1:5000/%63allback",
+        "http://127.0.0.1:123456/callback",
+        "http://127.0.0.1:/callback",
+        "http://127.0.0.1.evil.example/callback",
+        "http://[::1]:5000/callback",
+    ] {
+        assert!(!vodo_oauth::redirect_matches(registered, bad), "{bad}");
+    }
+    assert!(vodo_oauth::redirect_matches(
+        "http://[::1]/cb?x=1",
+        "http://[::1]:80/cb?x=1"
+    ));
+}
+
+#[test]
+fn token_endpoints_take_only_forms_and_any_case_of_basic() {
+    let e = edge("https://auth.example");
+    let code = e.code("entities:read:order");
+    let form = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+        urlenc(e.redirect)
+    );
+    for path in ["/oauth/token", "/oauth/revoke", "/oauth/introspect"] {
+        for content_type in [None, Some("application/json"), Some("text/plain")] {
+            let mut headers = vec![("Authorization", e.basic.as_str())];
+            if let Some(ct) = content_type {
+                headers.push(("Content-Type", ct));
+            }
+            let r = e
+                .server
+                .handle(&request("POST", path, "", &headers, &form), None);
+            assert_eq!(r.status, 400, "{path} with {content_type:?}");
+            assert_eq!(body_json(&r)["error"], "invalid_request");
+        }
+    }
+    // `basic`, and a charset parameter, are fine.
+    let lower = e.basic.replacen("Basic", "basic", 1);
+    let headers = [
+        ("authorization", lower.as_str()),
+        (
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+        ),
+    ];
+    let r = e
+        .server
+        .handle(&request("POST", "/oauth/token", "", &headers, &form), None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let access = body_json(&r)["access_token"].as_str().unwrap().to_owned();
+    assert!(
+        e.server
+            .authenticate(Some(&format!("bearer {access}")))
+            .is_ok()
+    );
+}
+
+#[test]
+fn the_consent_pages_policy_lets_its_form_reach_the_app() {
+    let e = edge("https://auth.example");
+    let query = format!(
+        "response_type=code&client_id={}&redirect_uri={}&scope=entities%3Aread%3Aorder&code_challenge={}&code_challenge_method=S256",
+        e.client,
+        urlenc("http://127.0.0.1:4321/callback"),
+        pkce_challenge(VERIFIER)
+    );
+    let r = e.server.handle(
+        &request("GET", "/oauth/authorize", &query, &[], ""),
+        Some(&e.session),
+    );
+    assert_eq!(r.status, 200);
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:4321;"),
+        "{csp}"
+    );
+}
+
+#[test]
+fn webhook_timestamps_at_the_ends_of_i64_are_refused_not_a_crash() {
+    use vodo_oauth::webhooks::{VerifyError, WebhookSecret, verify_at, verify_stripe_at};
+    let secret = WebhookSecret::generate().unwrap();
+    for (ts, now) in [
+        (i64::MIN, 0),
+        (i64::MAX, 0),
+        (0, i64::MIN),
+        (i64::MIN, i64::MAX),
+        (i64::MAX, i64::MIN),
+    ] {
+        let r = verify_at(&secret, "msg_1", &ts.to_string(), "v1,abc", b"{}", now);
+        assert!(
+            matches!(r, Err(VerifyError::Timestamp(_))),
+            "{ts} at {now}: {r:?}"
+        );
+        let r = verify_stripe_at("whsec", &format!("t={ts},v1=00"), b"{}", now);
+        assert!(
+            matches!(r, Err(VerifyError::Timestamp(_))),
+            "{ts} at {now}: {r:?}"
+        );
+    }
 }

@@ -47,16 +47,17 @@ fn the_demo_host_runs_every_step() {
 }
 
 #[test]
-fn the_partner_host_serves_a_real_consent_page() {
+fn the_partner_host_prints_the_app_credentials_and_asks_visitors_to_sign_in() {
     runs_and_prints(
         env!("CARGO_BIN_EXE_partner-host"),
         &["--once"],
         &[
-            "GET consent page -> 200",
-            "<h1>Allow <em>Acme Order Sync</em> to access shop-42?</h1>",
-            "<code>entities:read:order</code>",
-            r#"<input type=hidden name="csrf""#,
-            "<button name=decision value=allow>Allow</button>",
+            "client id:     app_",
+            "client secret: ",
+            "sign in as:    merchant@shop-42 / ",
+            "curl -u",
+            "GET authorize, signed out -> 200",
+            "<h1>Sign in to shop-42</h1>",
         ],
     );
 }

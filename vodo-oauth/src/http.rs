@@ -54,16 +54,31 @@ impl HttpResponse {
     }
 
     pub(crate) fn html(status: u16, body: String) -> Self {
+        Self::html_with_csp(status, body, CSP.into())
+    }
+
+    /// A page with a form that posts to this server, which answers with a
+    /// redirect to `target`: browsers apply `form-action` to the redirect
+    /// too, so the policy names `target`'s origin besides `'self'`.
+    pub(crate) fn form_page(target: &str, body: String) -> Self {
+        let csp = match form_target_source(target) {
+            Some(source) => CSP.replace(
+                "form-action 'self'",
+                &format!("form-action 'self' {source}"),
+            ),
+            None => CSP.into(),
+        };
+        Self::html_with_csp(200, body, csp)
+    }
+
+    fn html_with_csp(status: u16, body: String, csp: String) -> Self {
         Self {
             status,
             headers: vec![
                 ("content-type".into(), "text/html; charset=utf-8".into()),
                 ("cache-control".into(), "no-store".into()),
                 ("x-frame-options".into(), "DENY".into()),
-                (
-                    "content-security-policy".into(),
-                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".into(),
-                ),
+                ("content-security-policy".into(), csp),
             ],
             body: body.into_bytes(),
         }
@@ -87,6 +102,26 @@ impl HttpResponse {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The pages' policy: nothing loads, forms post only to this server.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+/// The CSP source expression for redirects to `target`: its origin
+/// (`https://app.example:8443`), or its scheme alone for an app's private
+/// scheme (`com.example.app:`). `None` if it cannot be written safely.
+fn form_target_source(target: &str) -> Option<String> {
+    let url = url::Url::parse(target).ok()?;
+    let source = match url.origin() {
+        url::Origin::Tuple(..) => url.origin().ascii_serialization(),
+        url::Origin::Opaque(_) => format!("{}:", url.scheme()),
+    };
+    // Only characters a source expression may hold: no spaces, `;` or `,`.
+    source
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b":/.-+[]".contains(&b))
+        .then_some(source)
 }
 
 /// Parameters of a query string or form body. A parameter given twice is

@@ -32,6 +32,8 @@ pub use crypto::{
 };
 pub use error::{Error, ErrorCode, OAuthError, Result};
 pub use http::{HttpRequest, HttpResponse};
-pub use server::{AccessInfo, AuthServer, AuthServerConfig, ClientSecret, Session};
+pub use server::{
+    AccessInfo, AuthServer, AuthServerConfig, ClientSecret, Session, redirect_matches,
+};
 pub use sqlite::SqliteStore;
 pub use store::{MemoryStore, OAuthStore, Redemption};

@@ -81,11 +81,28 @@ impl AuthServer {
                     "the user declined",
                 ));
             }
+            // What was consented before stays consented: approving one
+            // more scope adds it to the installation's consent.
+            let earlier = match self
+                .store
+                .get_consent(&session.installation, &request.client.id)
+            {
+                Ok(c) => c,
+                Err(e) => return fail(server_error(e)),
+            };
+            let mut scopes = request.scopes.clone();
+            let mut offline_access = request.offline;
+            if let Some(earlier) = earlier {
+                for s in &earlier.scopes {
+                    scopes.insert(s.clone());
+                }
+                offline_access |= earlier.offline_access;
+            }
             let consent = Consent {
                 installation: session.installation.clone(),
                 client_id: request.client.id.clone(),
-                scopes: request.scopes.clone(),
-                offline_access: request.offline,
+                scopes,
+                offline_access,
                 granted_by: session.user.clone(),
                 granted_at: self.clock.now(),
             };
@@ -238,8 +255,8 @@ impl AuthServer {
             fields.push_str(&hidden("state", s));
         }
         let action = escape(&self.endpoint("/oauth/authorize"));
-        HttpResponse::html(
-            200,
+        HttpResponse::form_page(
+            &r.redirect_uri,
             format!(
                 "<!doctype html><html lang=en><meta charset=utf-8><title>Authorize {app}</title>\
                  <body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto\">\

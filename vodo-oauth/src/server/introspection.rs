@@ -95,8 +95,7 @@ impl AuthServer {
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<AccessInfo, OAuthError> {
         let invalid = |m: &str| OAuthError::new(ErrorCode::InvalidToken, m);
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| credentials(h, "Bearer"))
             .ok_or_else(|| invalid("send the access token as `Authorization: Bearer <token>`"))?;
         if !token.starts_with(ACCESS_PREFIX) {
             return Err(invalid("that is not an access token"));

@@ -164,29 +164,66 @@ fn scope_string(scopes: &ScopeSet, offline: bool) -> String {
     parts.join(" ")
 }
 
+/// Where the authorization server's metadata is (RFC 8414).
+const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
 fn is_loopback_host(host: &str) -> bool {
     host == "127.0.0.1" || host == "[::1]" || host == "::1"
 }
 
 /// Whether `given` matches `registered`: exactly, or for loopback URIs,
-/// exactly but for the port (RFC 8252 §7.3, RFC 9700 §2.1).
+/// exactly but for the port (RFC 8252 §7.3, RFC 9700 §2.1). The comparison
+/// is of strings, not of parsed URLs, so that no normalization (`..`,
+/// backslashes, `127.1`, `0x7f.0.0.1`) makes two different URIs match.
 pub fn redirect_matches(registered: &str, given: &str) -> bool {
     if registered == given {
         return true;
     }
-    let (Ok(r), Ok(g)) = (url::Url::parse(registered), url::Url::parse(given)) else {
-        return false;
+    match (split_loopback(registered), split_loopback(given)) {
+        (Some((r_host, r_rest)), Some((g_host, g_rest))) => r_host == g_host && r_rest == g_rest,
+        _ => false,
+    }
+}
+
+/// A loopback redirect URI split around its port: `http://127.0.0.1` or
+/// `http://[::1]`, then what follows the port (empty, or from `/` or `?`).
+/// `None` unless the port is absent or 1 to 5 digits.
+fn split_loopback(uri: &str) -> Option<(&str, &str)> {
+    let host_end = ["http://127.0.0.1", "http://[::1]"]
+        .iter()
+        .find(|p| uri.starts_with(**p))?
+        .len();
+    let (host, after) = uri.split_at(host_end);
+    let rest = match after.strip_prefix(':') {
+        Some(port_and_rest) => {
+            let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
+            if !(1..=5).contains(&digits) {
+                return None;
+            }
+            &port_and_rest[digits..]
+        }
+        None => after,
     };
-    r.scheme() == "http"
-        && g.scheme() == "http"
-        && r.host_str().is_some_and(is_loopback_host)
-        && r.host_str() == g.host_str()
-        && r.path() == g.path()
-        && r.query() == g.query()
-        && r.fragment().is_none()
-        && g.fragment().is_none()
-        && g.username().is_empty()
-        && g.password().is_none()
+    (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')).then_some((host, rest))
+}
+
+/// The credentials of an `Authorization` header under `scheme`, whose name
+/// is matched case-insensitively (RFC 7235 section 2.1).
+pub(crate) fn credentials<'h>(authorization: &'h str, scheme: &str) -> Option<&'h str> {
+    let (name, rest) = authorization.trim_start().split_once(' ')?;
+    name.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+/// Whether a request's body is a form (`application/x-www-form-urlencoded`,
+/// parameters such as `charset` allowed), as the token, revocation and
+/// introspection endpoints require (RFC 6749 section 3.2, RFC 7009, RFC 7662).
+fn is_form(req: &HttpRequest) -> bool {
+    req.header("content-type").is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    })
 }
 
 fn check_redirect_uri(uri: &str) -> Result<()> {
@@ -310,9 +347,23 @@ impl AuthServer {
     /// only by the authorization endpoint.
     pub fn handle(&self, req: &HttpRequest, session: Option<&Session>) -> HttpResponse {
         let base = self.base_path();
+        // RFC 8414 section 3.1: an issuer's path goes after the well-known part.
+        if req.method == "GET" && req.path.strip_prefix(METADATA_PATH) == Some(base.as_str()) {
+            return self.metadata();
+        }
         let path = req.path.strip_prefix(base.as_str()).unwrap_or(&req.path);
+        if req.method == "POST"
+            && matches!(path, "/oauth/token" | "/oauth/revoke" | "/oauth/introspect")
+            && !is_form(req)
+        {
+            return error_json(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "send the parameters as `Content-Type: application/x-www-form-urlencoded`",
+            ));
+        }
         match (req.method.as_str(), path) {
-            ("GET", "/.well-known/oauth-authorization-server") => self.metadata(),
+            // The older place, under the issuer, kept for clients that look there.
+            ("GET", METADATA_PATH) => self.metadata(),
             ("GET", "/oauth/authorize") => self.authorize(req.query.as_bytes(), session, false),
             ("POST", "/oauth/authorize") => self.authorize(&req.body, session, true),
             ("POST", "/oauth/token") => self.token(req),

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// What a set of tokens is issued under: the grant a code, a refresh token
+/// or a client's credentials stand for.
+struct TokenGrant<'a> {
+    installation: Option<InstallationId>,
+    subject: &'a str,
+    scopes: &'a ScopeSet,
+    offline: bool,
+    family: &'a str,
+}
+
 impl AuthServer {
     /// Authenticates the client of a token, revocation or introspection request.
     pub(super) fn client_auth(
@@ -13,7 +23,7 @@ impl AuthServer {
     ) -> Result<Client, OAuthError> {
         let basic = req
             .header("authorization")
-            .and_then(|h| h.strip_prefix("Basic "));
+            .and_then(|h| credentials(h, "Basic"));
         let (id, secret) = match basic {
             Some(b64) => {
                 let decoded = STANDARD
@@ -99,15 +109,21 @@ impl AuthServer {
         }
     }
 
+    /// Issues an access token for `scopes` (the grant's, or fewer) and, for
+    /// an offline grant, a refresh token for all of the grant's scopes.
     fn issue_tokens(
         &self,
         client: &Client,
-        installation: Option<InstallationId>,
-        subject: &str,
+        grant: TokenGrant<'_>,
         scopes: &ScopeSet,
-        offline: bool,
-        family: &str,
     ) -> Result<serde_json::Value, OAuthError> {
+        let TokenGrant {
+            installation,
+            subject,
+            scopes: grant_scopes,
+            offline,
+            family,
+        } = grant;
         let now = self.clock.now();
         let access = crypto::random_token(ACCESS_PREFIX).map_err(server_error)?;
         let base = Token {
@@ -133,10 +149,13 @@ impl AuthServer {
         });
         if offline {
             let refresh = crypto::random_token(REFRESH_PREFIX).map_err(server_error)?;
+            // The refresh token keeps the grant's scopes whatever the
+            // access token asked for (RFC 6749 section 6).
             let token = Token {
                 hash: crypto::hash(&refresh),
                 kind: TokenKind::Refresh,
                 expires_at: None,
+                scopes: grant_scopes.clone(),
                 ..base
             };
             self.store.put_token(&token).map_err(server_error)?;
@@ -194,14 +213,14 @@ impl AuthServer {
                 "the `code_verifier` does not match the code challenge",
             ));
         }
-        self.issue_tokens(
-            client,
-            Some(code.installation),
-            &code.subject,
-            &code.scopes,
-            code.offline_access,
-            &code.family,
-        )
+        let grant = TokenGrant {
+            installation: Some(code.installation),
+            subject: &code.subject,
+            scopes: &code.scopes,
+            offline: code.offline_access,
+            family: &code.family,
+        };
+        self.issue_tokens(client, grant, &code.scopes)
     }
 
     fn grant_refresh(
@@ -261,13 +280,20 @@ impl AuthServer {
                         .store
                         .get_consent(installation, &client.id)
                         .map_err(server_error)?;
-                    if !consent.is_some_and(|c| c.scopes.covers(&scopes) && c.offline_access) {
+                    if !consent.is_some_and(|c| c.scopes.covers(&t.scopes) && c.offline_access) {
                         self.store.revoke_family(&t.family).map_err(server_error)?;
                         return Err(invalid("the installation withdrew its consent"));
                     }
                 }
                 // The old access tokens of the family stay valid until they expire.
-                self.issue_tokens(client, t.installation, &t.subject, &scopes, true, &t.family)
+                let grant = TokenGrant {
+                    installation: t.installation.clone(),
+                    subject: &t.subject,
+                    scopes: &t.scopes,
+                    offline: true,
+                    family: &t.family,
+                };
+                self.issue_tokens(client, grant, &scopes)
             }
         }
     }
@@ -303,6 +329,13 @@ impl AuthServer {
             }
         };
         let family = crypto::random_id("fam_").map_err(server_error)?;
-        self.issue_tokens(client, None, &client.id.clone(), &scopes, false, &family)
+        let grant = TokenGrant {
+            installation: None,
+            subject: &client.id,
+            scopes: &scopes,
+            offline: false,
+            family: &family,
+        };
+        self.issue_tokens(client, grant, &scopes)
     }
 }

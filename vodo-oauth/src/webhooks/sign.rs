@@ -184,7 +184,7 @@ pub fn verify_stripe_at(
     }
     let ts = ts.ok_or(VerifyError::Header("stripe-signature"))?;
     let skew = now.saturating_sub(ts);
-    if skew.abs() > TOLERANCE_SECS {
+    if skew.unsigned_abs() > TOLERANCE_SECS.unsigned_abs() {
         return Err(VerifyError::Timestamp(skew));
     }
     let stamp = ts.to_string();
@@ -316,7 +316,7 @@ pub fn verify_at(
         .parse()
         .map_err(|_| VerifyError::Header("webhook-timestamp"))?;
     let skew = now.saturating_sub(ts);
-    if skew.abs() > TOLERANCE_SECS {
+    if skew.unsigned_abs() > TOLERANCE_SECS.unsigned_abs() {
         return Err(VerifyError::Timestamp(skew));
     }
     let key = hmac::Key::new(hmac::HMAC_SHA256, &secret.key);
