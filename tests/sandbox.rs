@@ -1225,39 +1225,39 @@ fn a_plugins_answer_counts_its_headers_against_the_output_limit() {
 #[test]
 fn concurrent_calls_of_one_installation_cannot_pass_its_storage_quota_together() {
     let s = &*SUITE;
-    let hostile = install("fs-race", HOSTILE, &s.hostile);
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                let hostile = &hostile;
-                scope.spawn(move || {
-                    s.sandbox
-                        .call_event(hostile, "file-write", &format!("f{i}.json"))
-                        .result
+    // Rounds, each in a fresh installation, so that a race has many chances.
+    for round in 0..10 {
+        let installation = format!("fs-race-{round}");
+        let hostile = install(&installation, HOSTILE, &s.hostile);
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (hostile, barrier) = (&hostile, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        s.sandbox
+                            .call_event(hostile, "file-write", &format!("f{i}.json"))
+                            .result
+                    })
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    // 600 bytes fit the 1,000-byte quota once. The others were stopped for
-    // the quota, or refused once those violations opened the circuit.
-    assert_eq!(
-        results.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{results:?}"
-    );
-    assert!(
-        results.iter().filter(|r| r.is_err()).all(|r| matches!(
-            r,
-            Err(CallError::Violation(SandboxViolation::StorageQuota {
-                quota: 1000,
-                ..
-            })) | Err(CallError::Refused(DenyReason::CircuitOpen))
-        )),
-        "{results:?}"
-    );
-    let folder = s.storage.path().join("fs-race").join("hostile");
-    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // 600 bytes fit the 1,000-byte quota once. The others were stopped
+        // for the quota, or refused once those violations opened the circuit.
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(
+            results.iter().filter(|r| r.is_err()).all(|r| matches!(
+                r,
+                Err(CallError::Violation(SandboxViolation::StorageQuota { quota: 1000, .. }))
+                    | Err(CallError::Refused(DenyReason::CircuitOpen))
+            )),
+            "{results:?}"
+        );
+        let folder = s.storage.path().join(&installation).join("hostile");
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+    }
 }
 
 #[test]

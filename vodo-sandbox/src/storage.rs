@@ -401,11 +401,16 @@ mod tests {
     fn concurrent_writes_cannot_pass_the_quota_together() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let s = storage(dir.path(), 1000, MAX_FILES);
+        // All eight start writing at once.
+        let barrier = std::sync::Barrier::new(8);
         let ok = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
-                    let s = &s;
-                    scope.spawn(move || s.write(&format!("f{i}.json"), &[b'z'; 900]).is_ok())
+                    let (s, barrier) = (&s, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        s.write(&format!("f{i}.json"), &[b'z'; 900]).is_ok()
+                    })
                 })
                 .collect();
             handles
@@ -424,11 +429,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let a = storage(dir.path(), 1000, MAX_FILES);
         let b = storage(dir.path(), 1000, MAX_FILES);
+        let barrier = std::sync::Barrier::new(8);
         let ok = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let s = if i % 2 == 0 { &a } else { &b };
-                    scope.spawn(move || s.write(&format!("f{i}.json"), &[b'z'; 900]).is_ok())
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        s.write(&format!("f{i}.json"), &[b'z'; 900]).is_ok()
+                    })
                 })
                 .collect();
             handles
