@@ -1246,12 +1246,18 @@ fn concurrent_calls_of_one_installation_cannot_pass_its_storage_quota_together()
         });
         // 600 bytes fit the 1,000-byte quota once. The others were stopped
         // for the quota, or refused once those violations opened the circuit.
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
         assert!(
             results.iter().filter(|r| r.is_err()).all(|r| matches!(
                 r,
-                Err(CallError::Violation(SandboxViolation::StorageQuota { quota: 1000, .. }))
-                    | Err(CallError::Refused(DenyReason::CircuitOpen))
+                Err(CallError::Violation(SandboxViolation::StorageQuota {
+                    quota: 1000,
+                    ..
+                })) | Err(CallError::Refused(DenyReason::CircuitOpen))
             )),
             "{results:?}"
         );
@@ -1277,4 +1283,155 @@ fn empty_folders_do_not_pile_up_under_the_quota() {
     }
     let folder = s.storage.path().join("fs-folders").join("hostile");
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
+}
+
+/// Resolves every name to `addrs`, after `delay`.
+#[derive(Debug)]
+struct FixedDns {
+    addrs: Vec<SocketAddr>,
+    delay: Duration,
+}
+
+impl Resolver for FixedDns {
+    fn resolve(&self, _host: &str, _port: u16) -> io::Result<Vec<SocketAddr>> {
+        std::thread::sleep(self.delay);
+        Ok(self.addrs.clone())
+    }
+}
+
+/// Limits with an 8 s call and a 1 s HTTP timeout.
+fn http_limits() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(8),
+        http_timeout: Duration::from_secs(1),
+        ..limits()
+    }
+}
+
+/// A sandbox whose every name resolves to `addrs` after `delay`, with the
+/// hostile plugin installed under `limits`.
+fn sandbox_with_dns(
+    config: SandboxConfig,
+    installation: &str,
+    addrs: Vec<SocketAddr>,
+    delay: Duration,
+    limits: Limits,
+) -> (Sandbox, Arc<Installed>) {
+    let (sandbox, _, p) = own_sandbox(config, installation, limits);
+    (
+        sandbox.with_resolver(Arc::new(FixedDns { addrs, delay })),
+        p,
+    )
+}
+
+/// Runs `call`; it must fail with a plugin error about the time limit, well
+/// within 1 s plus room for a busy machine (the old client took 4 to 10 s).
+fn within_the_http_timeout(call: impl FnOnce() -> vodo_sandbox::Call<()>) {
+    let start = Instant::now();
+    let call = call();
+    let took = start.elapsed();
+    assert!(
+        matches!(&call.result, Err(CallError::Plugin(m)) if m.contains("did not answer within")),
+        "{call:?}"
+    );
+    assert!(took < Duration::from_millis(3500), "took {took:?}");
+}
+
+#[test]
+fn ipv6_forms_that_embed_or_reach_private_addresses_are_refused() {
+    for ip in [
+        "::10.0.0.7",
+        "2002:a00:7::1",
+        "fec0::1",
+        "::ffff:0:10.0.0.7",
+        "64:ff9b:1::a00:7",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+    ] {
+        let addr = SocketAddr::new(ip.parse().unwrap(), 80);
+        let (sandbox, p) = sandbox_with_dns(
+            SandboxConfig::default(),
+            "v6",
+            vec![addr],
+            Duration::ZERO,
+            http_limits(),
+        );
+        let call = sandbox.call_event(&p, "http", "http://internal.partner.example/");
+        assert!(
+            matches!(
+                &call.result,
+                Err(CallError::Violation(SandboxViolation::Network { reason, .. })) if reason.contains(&addr.ip().to_string())
+            ),
+            "{ip}: {call:?}"
+        );
+    }
+}
+
+#[test]
+fn a_slow_name_server_cannot_stretch_a_request_past_its_timeout() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let (sandbox, p) = sandbox_with_dns(
+        private_network(),
+        "slow-dns",
+        vec![addr],
+        Duration::from_secs(4),
+        http_limits(),
+    );
+    within_the_http_timeout(|| sandbox.call_event(&p, "http", "http://internal.partner.example/"));
+}
+
+#[test]
+fn five_addresses_that_never_answer_share_one_timeout() {
+    // A listener whose accept queue is full: further connections hang.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        held.push(s);
+        assert!(held.len() < 4096, "the accept queue never filled");
+    }
+    let (sandbox, p) = sandbox_with_dns(
+        private_network(),
+        "black-hole",
+        vec![addr; 5],
+        Duration::ZERO,
+        http_limits(),
+    );
+    let url = format!("http://internal.partner.example:{}/", addr.port());
+    within_the_http_timeout(|| sandbox.call_event(&p, "http", &url));
+    drop((held, listener));
+}
+
+#[test]
+fn a_slow_reading_server_cannot_stretch_an_upload_past_its_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut buf = [0u8; 1024];
+            for _ in 0..100 {
+                if conn.read(&mut buf).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Room for the 24 MiB body in the plugin and through the host call.
+    let limits = Limits {
+        memory: 128 << 20,
+        host_call_input: 32 << 20,
+        host_input: 32 << 20,
+        ..http_limits()
+    };
+    let (sandbox, p) = sandbox_with_dns(
+        private_network(),
+        "slow-read",
+        vec![addr],
+        Duration::ZERO,
+        limits,
+    );
+    let url = format!("http://127.0.0.1:{port}/upload");
+    within_the_http_timeout(|| sandbox.call_event(&p, "http-post", &url));
 }

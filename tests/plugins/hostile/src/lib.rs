@@ -69,6 +69,16 @@ impl Plugin for Hostile {
             "entity-write" => entities::put("order", "1", r#"{"paid":true}"#).map_err(e),
             "hook-trigger" => hooks::trigger("order.refunded", "{}").map_err(e),
             "http" => http::get(&payload).map(drop).map_err(e),
+            // A 24 MiB upload to the URL in the payload: more than socket
+            // buffers hold, so a slow reader holds the writer.
+            "http-post" => http::fetch(&http::Outgoing {
+                method: "POST".into(),
+                url: payload,
+                headers: Vec::new(),
+                body: vec![b'u'; 24 << 20],
+            })
+            .map(drop)
+            .map_err(e),
             "file-read" => storage::read(&payload).map(drop).map_err(e),
             "file-write" => storage::write(&payload, &[b'z'; 600]).map_err(e),
             "file-delete" => storage::delete(&payload).map(drop).map_err(e),
