@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use ring::rand::{SecureRandom, SystemRandom};
 use vodo_core::{InstallationId, SecretKey};
 use vodo_oauth::model::ClientKind;
-use vodo_oauth::{AuthServer, AuthServerConfig, HttpRequest, MemoryStore, Session};
+use vodo_oauth::{AuthServer, AuthServerConfig, MemoryStore, Session};
 use vodo_scopes::{PluginScope, ScopeSet};
 
 /// The merchant who may sign in, and the password the host prints.
@@ -128,20 +128,7 @@ async fn oauth(
             url::form_urlencoded::byte_serialize(uri.to_string().as_bytes()).collect::<String>();
         return Redirect::to(&format!("/login?next={next}")).into_response();
     }
-    let request = HttpRequest {
-        method: method.as_str().to_owned(),
-        path: uri.path().to_owned(),
-        query: uri.query().unwrap_or_default().to_owned(),
-        headers: headers
-            .iter()
-            .filter_map(|(n, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (n.as_str().to_owned(), v.to_owned()))
-            })
-            .collect(),
-        body: body.to_vec(),
-    };
+    let request = vodo_oauth::axum::to_request(&method, &uri, &headers, &body);
     vodo_oauth::axum::into_response(state.server.handle(&request, session.as_ref()))
 }
 

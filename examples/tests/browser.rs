@@ -172,18 +172,10 @@ impl Driver {
 
     /// Waits until the page's text contains `needle`; returns the text.
     fn wait_for_text(&self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let text = self.text();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the page never said `{needle}`; it says:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            || Some(self.text()).filter(|t| t.contains(needle)),
+            || format!("the page never said `{needle}`; it says:\n{}", self.text()),
+        )
     }
 
     fn type_into(&self, css: &str, text: &str) {
@@ -211,19 +203,28 @@ impl Driver {
     }
 
     fn wait_for_url(&self, prefix: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let url = self.current_url();
-            if url.starts_with(prefix) {
-                return url;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the browser stayed at {url}, never reaching {prefix}:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        wait_until(
+            || Some(self.current_url()).filter(|u| u.starts_with(prefix)),
+            || {
+                format!(
+                    "the browser stayed at {}, never reaching {prefix}:\n{}",
+                    self.current_url(),
+                    self.text()
+                )
+            },
+        )
+    }
+}
+
+/// Polls `ready` every 100 ms until it gives a value; fails with `why` after 20 s.
+fn wait_until<T>(ready: impl Fn() -> Option<T>, why: impl Fn() -> String) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = ready() {
+            return v;
         }
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", why());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

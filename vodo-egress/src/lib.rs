@@ -372,31 +372,13 @@ impl Egress {
         let header_limit = usize::try_from(request.max_response)
             .unwrap_or(usize::MAX)
             .min(MAX_HEADER_BYTES);
-        let result = if request.body.is_empty() {
-            let req = builder.body(()).map_err(|e| {
-                EgressError::InvalidRequest(format!("cannot build the request: {e}"))
-            })?;
-            let req = self
-                .agent
-                .configure_request(req)
-                .timeout_global(Some(budget))
-                .max_response_header_size(header_limit)
-                .build();
-            self.agent.run(req)
-        } else {
-            let req = builder.body(request.body).map_err(|e| {
-                EgressError::InvalidRequest(format!("cannot build the request: {e}"))
-            })?;
-            let req = self
-                .agent
-                .configure_request(req)
-                .timeout_global(Some(budget))
-                .max_response_header_size(header_limit)
-                .build();
-            self.agent.run(req)
-        };
+        // No body at all, not an empty one, for a request without content.
         let fail = |e: ureq::Error| map_error(e, host, budget, request.max_response);
-        let mut response = result.map_err(fail)?;
+        let mut response = if request.body.is_empty() {
+            self.run(builder.body(()), budget, header_limit, fail)
+        } else {
+            self.run(builder.body(request.body), budget, header_limit, fail)
+        }?;
 
         let mut headers = Vec::with_capacity(response.headers().len());
         // The status line: "HTTP/1.1 200 OK\r\n".
@@ -444,6 +426,28 @@ impl Egress {
             body,
             truncated,
         })
+    }
+}
+
+impl Egress {
+    /// Sends a built request under the deadline's budget and the header
+    /// limit; `fail` says what a failure of ureq's means.
+    fn run<B: ureq::AsSendBody>(
+        &self,
+        built: ureq::http::Result<ureq::http::Request<B>>,
+        budget: Duration,
+        header_limit: usize,
+        fail: impl FnOnce(ureq::Error) -> EgressError,
+    ) -> Result<ureq::http::Response<ureq::Body>, EgressError> {
+        let req = built
+            .map_err(|e| EgressError::InvalidRequest(format!("cannot build the request: {e}")))?;
+        let req = self
+            .agent
+            .configure_request(req)
+            .timeout_global(Some(budget))
+            .max_response_header_size(header_limit)
+            .build();
+        self.agent.run(req).map_err(fail)
     }
 }
 

@@ -57,20 +57,23 @@ fn get(egress: &Egress, url: &str, budget: Duration, max: u64) -> Result<Respons
     egress.send(&Request::new("GET", &target, Instant::now() + budget).max_response(max))
 }
 
+/// What a server answering with `page` gets back under a 5 s deadline and a
+/// response limit of `max` bytes.
+fn served(page: Vec<u8>, max: u64) -> Result<Response, EgressError> {
+    let addr = answer(page);
+    let egress = egress(vec![addr], Duration::ZERO);
+    get(&egress, &url(addr, "http"), Duration::from_secs(5), max)
+}
+
 fn url(addr: SocketAddr, scheme: &str) -> String {
     format!("{scheme}://allowed.example:{}/path?q=1", addr.port())
 }
 
 #[test]
 fn a_chunk_size_that_overflows_is_an_error_not_a_crash() {
-    let addr = answer(
+    let e = served(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n0\r\n\r\n"
             .to_vec(),
-    );
-    let e = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
         1 << 20,
     );
     assert!(
@@ -84,11 +87,8 @@ fn a_chunk_size_that_overflows_is_an_error_not_a_crash() {
 
 #[test]
 fn a_body_shorter_than_its_content_length_is_an_error() {
-    let addr = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec());
-    let e = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
+    let e = served(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec(),
         1 << 20,
     );
     assert!(matches!(e, Err(EgressError::Failed { .. })), "{e:?}");
@@ -96,14 +96,9 @@ fn a_body_shorter_than_its_content_length_is_an_error() {
 
 #[test]
 fn chunked_and_sized_bodies_arrive_whole() {
-    let addr = answer(
+    let r = served(
         b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-One: 1\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             .to_vec(),
-    );
-    let r = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
         1 << 20,
     );
     let r = r.unwrap_or_else(|e| unreachable!("{e}"));
@@ -120,26 +115,14 @@ fn headers_count_against_the_response_limit() {
         big.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "a".repeat(50)).as_bytes());
     }
     big.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
-    let addr = answer(big.clone());
-    let e = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
-        1000,
-    );
+    let e = served(big.clone(), 1000);
     assert!(
         matches!(e, Err(EgressError::TooLarge { limit: 1000, .. })),
         "{e:?}"
     );
 
     // The same answer fits a limit that counts it.
-    let addr = answer(big);
-    let r = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
-        4000,
-    );
+    let r = served(big, 4000);
     assert!(matches!(r, Ok(ref r) if r.body == b"ok"), "{r:?}");
 }
 
@@ -147,13 +130,7 @@ fn headers_count_against_the_response_limit() {
 fn a_body_over_the_limit_is_refused_or_cut_as_asked() {
     let body = "x".repeat(5000);
     let page = format!("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n{body}").into_bytes();
-    let addr = answer(page.clone());
-    let e = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
-        2000,
-    );
+    let e = served(page.clone(), 2000);
     assert!(
         matches!(e, Err(EgressError::TooLarge { limit: 2000, .. })),
         "{e:?}"
@@ -178,14 +155,9 @@ fn a_body_over_the_limit_is_refused_or_cut_as_asked() {
 
 #[test]
 fn redirects_are_returned_not_followed() {
-    let addr = answer(
+    let r = served(
         b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n"
             .to_vec(),
-    );
-    let r = get(
-        &egress(vec![addr], Duration::ZERO),
-        &url(addr, "http"),
-        Duration::from_secs(5),
         1 << 20,
     );
     assert!(matches!(r, Ok(ref r) if r.status == 302), "{r:?}");

@@ -39,7 +39,15 @@ async fn serve(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = HttpRequest {
+    let request = to_request(&method, &uri, &headers, &body);
+    let session = (state.session)(&headers);
+    into_response(state.server.handle(&request, session.as_ref()))
+}
+
+/// Converts an axum request's parts into the server's [`HttpRequest`];
+/// header values that are not visible ASCII are left out.
+pub fn to_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> HttpRequest {
+    HttpRequest {
         method: method.as_str().to_owned(),
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
@@ -52,9 +60,7 @@ async fn serve(
             })
             .collect(),
         body: body.to_vec(),
-    };
-    let session = (state.session)(&headers);
-    into_response(state.server.handle(&request, session.as_ref()))
+    }
 }
 
 /// Converts a framework-independent response into an axum one.

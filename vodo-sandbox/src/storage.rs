@@ -397,29 +397,33 @@ mod tests {
         assert_eq!(s.list().ok(), Some(vec!["keep/b.json".to_owned()]));
     }
 
-    #[test]
-    fn concurrent_writes_cannot_pass_the_quota_together() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
-        let s = storage(dir.path(), 1000, MAX_FILES);
-        // All eight start writing at once.
+    /// Eight writers of 900 bytes each, started at once through `handles`
+    /// in turn; how many writes landed.
+    fn race_eight_writers(handles: &[&Storage]) -> usize {
         let barrier = std::sync::Barrier::new(8);
-        let ok = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
                 .map(|i| {
-                    let (s, barrier) = (&s, &barrier);
+                    let (s, barrier) = (handles[i % handles.len()], &barrier);
                     scope.spawn(move || {
                         barrier.wait();
                         s.write(&format!("f{i}.json"), &[b'z'; 900]).is_ok()
                     })
                 })
                 .collect();
-            handles
+            writers
                 .into_iter()
                 .map(|h| h.join())
                 .filter(|r| matches!(r, Ok(true)))
                 .count()
-        });
-        assert_eq!(ok, 1);
+        })
+    }
+
+    #[test]
+    fn concurrent_writes_cannot_pass_the_quota_together() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let s = storage(dir.path(), 1000, MAX_FILES);
+        assert_eq!(race_eight_writers(&[&s]), 1);
         assert_eq!(s.usage().ok().map(|(bytes, _)| bytes), Some(900));
     }
 
@@ -429,24 +433,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let a = storage(dir.path(), 1000, MAX_FILES);
         let b = storage(dir.path(), 1000, MAX_FILES);
-        let barrier = std::sync::Barrier::new(8);
-        let ok = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|i| {
-                    let s = if i % 2 == 0 { &a } else { &b };
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        barrier.wait();
-                        s.write(&format!("f{i}.json"), &[b'z'; 900]).is_ok()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join())
-                .filter(|r| matches!(r, Ok(true)))
-                .count()
-        });
-        assert_eq!(ok, 1);
+        assert_eq!(race_eight_writers(&[&a, &b]), 1);
     }
 }
