@@ -14,165 +14,179 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use benches::{
+    Constant, MANIFEST, PluginPre, RawState, echo_request, quiet_host, raw_call, raw_instance,
+    raw_pre, raw_request, raw_reused_call, raw_reused_request, rss_bytes, tlb_shootdowns,
+    vodo_echo_request,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
-use vodo_core::PluginId;
-use vodo_core::audit::NoAudit;
-use vodo_core::keys::MemoryKeyStore;
-use vodo_core::{Consent, Host, InstallationId, Manifest, MemoryRegistry, SecretKey};
-use vodo_sandbox::{HostServices, Limits, Sandbox, SandboxConfig, ServiceResult};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-mod raw {
-    wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
-}
-
-use raw::vodo::plugin as iface;
-
-/// The raw host: answers the one host call with a constant.
-struct RawState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for RawState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl iface::types::Host for RawState {}
-impl iface::log::Host for RawState {
-    fn write(&mut self, _: iface::log::Level, _: String) {}
-}
-impl iface::entities::Host for RawState {
-    fn get(&mut self, _: String, _: String) -> Result<Option<String>, iface::types::Error> {
-        Ok(Some(r#"{"total":"1"}"#.into()))
-    }
-    fn put(&mut self, _: String, _: String, _: String) -> Result<(), iface::types::Error> {
-        Ok(())
-    }
-    fn delete(&mut self, _: String, _: String) -> Result<bool, iface::types::Error> {
-        Ok(false)
-    }
-}
-
-fn raw_pre(engine: &Engine, wasm: &[u8]) -> raw::PluginPre<RawState> {
-    let component = Component::new(engine, wasm).unwrap();
-    let mut linker: Linker<RawState> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
-    iface::types::add_to_linker::<RawState, HasSelf<RawState>>(&mut linker, |s| s).unwrap();
-    iface::log::add_to_linker::<RawState, HasSelf<RawState>>(&mut linker, |s| s).unwrap();
-    iface::entities::add_to_linker::<RawState, HasSelf<RawState>>(&mut linker, |s| s).unwrap();
-    raw::PluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
-}
-
-fn raw_call(engine: &Engine, pre: &raw::PluginPre<RawState>, event: &str) {
-    let mut store = Store::new(
-        engine,
-        RawState {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        },
-    );
-    store.set_epoch_deadline(1_000);
-    let plugin = pre.instantiate(&mut store).unwrap();
-    plugin
-        .call_on_event(&mut store, event, "")
-        .unwrap()
-        .unwrap();
-}
+use vodo_core::{Consent, InstallationId, Manifest};
+use vodo_sandbox::{Installed, Limits, Reuse, Sandbox, SandboxConfig};
+use wasmtime::Engine;
+use wasmtime::component::Component;
 
 #[inline(never)]
-fn vodo_calls(sandbox: &Sandbox, plugin: &vodo_sandbox::Installed, event: &str, n: u32) {
+fn vodo_calls(sandbox: &Sandbox, plugin: &Installed, event: &str, n: u32) {
     for _ in 0..n {
         assert!(sandbox.call_event(plugin, event, "").result.is_ok());
     }
 }
 
 #[inline(never)]
-fn raw_calls(engine: &Engine, pre: &raw::PluginPre<RawState>, event: &str, n: u32) {
+fn raw_calls(engine: &Engine, pre: &PluginPre<RawState>, event: &str, n: u32) {
     for _ in 0..n {
         raw_call(engine, pre, event);
     }
 }
 
-/// The host's data as the raw baseline answers it: one constant record. Both
-/// sides answer the host call the same way, so what is measured is the
-/// sandbox, not a data store.
-#[derive(Debug)]
-struct Constant;
-
-impl HostServices for Constant {
-    fn get_entity(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<Option<String>> {
-        Ok(Some(r#"{"total":"1"}"#.into()))
-    }
-    fn put_entity(&self, _: &InstallationId, _: &str, _: &str, _: &str) -> ServiceResult<()> {
-        Ok(())
-    }
-    fn delete_entity(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<bool> {
-        Ok(false)
-    }
-    fn trigger_hook(
-        &self,
-        _: &InstallationId,
-        _: &PluginId,
-        _: &str,
-        _: &str,
-    ) -> ServiceResult<()> {
-        Ok(())
-    }
-    fn get_user(&self, _: &InstallationId, _: &str) -> ServiceResult<Option<String>> {
-        Ok(None)
-    }
-    fn put_user(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<()> {
-        Ok(())
-    }
-    fn get_setting(
-        &self,
-        _: &InstallationId,
-        _: &PluginId,
-        _: &str,
-    ) -> ServiceResult<Option<String>> {
-        Ok(None)
-    }
-    fn set_setting(&self, _: &InstallationId, _: &PluginId, _: &str, _: &str) -> ServiceResult<()> {
-        Ok(())
+#[inline(never)]
+fn raw_reused_calls(
+    store: &mut wasmtime::Store<RawState>,
+    plugin: &benches::Plugin,
+    event: &str,
+    n: u32,
+) {
+    for _ in 0..n {
+        raw_reused_call(store, plugin, event);
     }
 }
 
-const MANIFEST: &str = r#"{
-  "name": "Bench", "slug": "bench", "version": "0.1.0", "description": "benchmark plugin",
-  "author": "Vodo", "license": "MIT", "entry": "bench.wasm",
-  "permissions": { "entities": ["read:order"], "hooks": ["subscribe:*"],
-                   "api": { "rate_limit": "1000000/second" } }
-}"#;
+/// `n` raw instantiate-and-calls spread over `threads` threads.
+fn raw_parallel(engine: &Engine, pre: &PluginPre<RawState>, threads: usize, n: usize) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    raw_call(engine, pre, "order.created");
+                }
+            });
+        }
+    });
+}
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+fn install_many(
+    sandbox: &Sandbox,
+    installation: &InstallationId,
+    wasm: &[u8],
+    n: usize,
+    limits: &Limits,
+) {
+    let manifest = benches::manifest_for(limits.reuse);
+    for i in 0..n {
+        let m = Manifest::parse(&manifest.replace("\"bench\"", &format!("\"bench-{i}\""))).unwrap();
+        sandbox
+            .install(
+                installation,
+                &m,
+                wasm,
+                &Consent::all(&m, "bench"),
+                limits.clone(),
+            )
+            .unwrap();
+    }
+}
+
+fn cold_counts(wasm: &[u8], n: u32) {
+    let cache = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        max_concurrent: 2,
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    };
+    let shop = InstallationId::new("cold");
+    cold_vodo(&config, &shop, wasm, 1);
+    cold_vodo(&config, &shop, wasm, n);
+}
+
+#[inline(never)]
+fn cold_vodo(config: &SandboxConfig, shop: &InstallationId, wasm: &[u8], n: u32) {
+    let manifest = Manifest::parse(MANIFEST).unwrap();
+    for _ in 0..n {
+        let s = Sandbox::new(config.clone(), &quiet_host(), Arc::new(Constant)).unwrap();
+        let consent = Consent::all(&manifest, "bench");
+        s.install(shop, &manifest, wasm, &consent, Limits::default())
+            .unwrap();
+    }
+}
+
+/// Why two threads were slower than one: the same 1,000 fresh calls on one
+/// and on two threads, raw wasmtime and Vodo, with freed pool slots handed
+/// back to the kernel (`keep_resident` 0, wasmtime's default) and kept
+/// resident; the median of `rounds` rounds and the TLB shootdowns per call.
+fn fanout_sweep(wasm: &[u8], rounds: usize) {
+    let fanout = InstallationId::new("sweep");
+    for keep in [0usize, 1 << 20] {
+        for threads in [1usize, 2] {
+            let config = SandboxConfig {
+                max_concurrent: 1100,
+                max_warm: Some(0),
+                dispatch_threads: threads,
+                keep_resident: keep,
+                ..SandboxConfig::default()
+            };
+            let engine = vodo_sandbox::engine(&config).unwrap();
+            let pre = raw_pre(&engine, &Component::new(&engine, wasm).unwrap());
+            let sandbox = Sandbox::new(config, &quiet_host(), Arc::new(Constant)).unwrap();
+            install_many(&sandbox, &fanout, wasm, 1000, &Limits::default());
+            let measure = |f: &dyn Fn()| {
+                f();
+                let mut times = Vec::with_capacity(rounds);
+                let tlb = tlb_shootdowns();
+                for _ in 0..rounds {
+                    let t = Instant::now();
+                    f();
+                    times.push(t.elapsed());
+                }
+                let tlb = (tlb_shootdowns() - tlb) as f64 / (rounds * 1000) as f64;
+                times.sort();
+                (times[rounds / 2], tlb)
+            };
+            let (raw, raw_tlb) = measure(&|| raw_parallel(&engine, &pre, threads, 1000));
+            let (vodo, vodo_tlb) = measure(&|| {
+                assert_eq!(sandbox.dispatch(&fanout, "order.created", "").len(), 1000);
+            });
+            println!(
+                "sweep keep_resident={keep} threads={threads}: raw {raw:.2?} ({raw_tlb:.2} TLB shootdowns per call), vodo dispatch {vodo:.2?} ({vodo_tlb:.2} per call)"
+            );
+        }
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let dir = test_support::build_plugins("tests/plugins").unwrap();
     let wasm = std::fs::read(test_support::wasm_path(&dir, "bench")).unwrap();
+    if let Some(rounds) = std::env::var("VODO_FANOUT_SWEEP")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        fanout_sweep(&wasm, rounds);
+        std::process::exit(0);
+    }
+    // With VODO_COUNT_COLD=N: N loads from a disk cache with a fresh engine
+    // (`cold_vodo`), for callgrind to say where a cold start goes (raw
+    // wasmtime's side, which needs `unsafe`, is in `benches/peer`).
+    if let Some(n) = std::env::var("VODO_COUNT_COLD")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        cold_counts(&wasm, n);
+        std::process::exit(0);
+    }
     let counting = std::env::var("VODO_COUNT_CALLS")
         .ok()
         .and_then(|n| n.parse::<u32>().ok());
     // Under valgrind the pool must be small enough for it to reserve.
     let config = SandboxConfig {
-        max_concurrent: if counting.is_some() { 1 } else { 1100 },
+        max_concurrent: if counting.is_some() { 2 } else { 1100 },
+        max_warm: if counting.is_some() {
+            Some(1)
+        } else {
+            Some(1050)
+        },
         dispatch_threads: if counting.is_some() {
             1
         } else {
@@ -180,31 +194,31 @@ fn benches(c: &mut Criterion) {
         },
         ..SandboxConfig::default()
     };
-    let services = Arc::new(Constant);
     let shop = InstallationId::new("shop");
-    // The reference host components, auditing nowhere (as the raw baseline does).
-    let host = Host::from_stores(
-        Arc::new(MemoryRegistry::new()),
-        Arc::new(MemoryKeyStore::new()),
-        Arc::new(NoAudit),
-        &SecretKey::from_bytes([5; 32]),
-    );
-    let sandbox = Sandbox::new(config.clone(), &host, services).unwrap();
-    let manifest = Manifest::parse(MANIFEST).unwrap();
-    let plugin = sandbox
-        .install(
-            &shop,
-            &manifest,
-            &wasm,
-            &Consent::all(&manifest, "bench"),
-            Limits::default(),
-        )
-        .unwrap();
+    let sandbox = Sandbox::new(config.clone(), &quiet_host(), Arc::new(Constant)).unwrap();
+    let install = |installation: &InstallationId, limits: Limits| {
+        let manifest = Manifest::parse(&benches::manifest_for(limits.reuse)).unwrap();
+        sandbox
+            .install(
+                installation,
+                &manifest,
+                &wasm,
+                &Consent::all(&manifest, "bench"),
+                limits,
+            )
+            .unwrap()
+    };
+    let plugin = install(&shop, Limits::default());
     assert_eq!(sandbox.call_event(&plugin, "one-call", "").result, Ok(()));
+    let warm_limits = Limits {
+        reuse: Reuse::warm(),
+        ..Limits::default()
+    };
+    let warm = install(&InstallationId::new("warm-shop"), warm_limits.clone());
 
     // Raw wasmtime on an engine built from the very same configuration.
     let engine = vodo_sandbox::engine(&config).unwrap();
-    let pre = raw_pre(&engine, &wasm);
+    let pre = raw_pre(&engine, &Component::new(&engine, &wasm).unwrap());
     raw_call(&engine, &pre, "one-call");
 
     // Deterministic counts for a noisy machine: with VODO_COUNT_CALLS=N, run N
@@ -222,10 +236,10 @@ fn benches(c: &mut Criterion) {
             let mut ratios = Vec::with_capacity(rounds);
             let (mut vodo_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
             for _ in 0..rounds {
-                let t = std::time::Instant::now();
+                let t = Instant::now();
                 vodo_calls(&sandbox, &plugin, event, 200);
                 let v = t.elapsed();
-                let t = std::time::Instant::now();
+                let t = Instant::now();
                 raw_calls(&engine, &pre, event, 200);
                 let r = t.elapsed();
                 ratios.push(v.as_secs_f64() / r.as_secs_f64());
@@ -245,57 +259,82 @@ fn benches(c: &mut Criterion) {
         std::process::exit(0);
     }
 
+    // With VODO_COUNT_WARM set, the same counts for a warm instance beside
+    // raw wasmtime calling one instance again.
     if let Some(n) = counting {
         let event = std::env::var("VODO_COUNT_EVENT").unwrap_or_else(|_| "one-call".into());
-        vodo_calls(&sandbox, &plugin, &event, n);
-        raw_calls(&engine, &pre, &event, n);
+        if std::env::var("VODO_COUNT_WARM").is_ok() {
+            vodo_calls(&sandbox, &warm, &event, n);
+            let (mut store, instance) = raw_instance(&engine, &pre);
+            raw_reused_calls(&mut store, &instance, &event, n);
+        } else {
+            vodo_calls(&sandbox, &plugin, &event, n);
+            raw_calls(&engine, &pre, &event, n);
+        }
         std::process::exit(0);
     }
 
-    let mut g = c.benchmark_group("instantiate_and_call");
-    g.bench_function("empty_handler/vodo", |b| {
+    // Each workload four ways: Vodo fresh, Vodo warm, raw fresh, raw reused.
+    let (mut raw_store, raw_plugin) = raw_instance(&engine, &pre);
+    let body = vec![b'x'; 64 << 10];
+    let (request, raw_echo) = (vodo_echo_request(body.clone()), echo_request(body));
+    let mut g = c.benchmark_group("calls");
+    for (name, event) in [("empty_handler", "empty"), ("one_host_call", "one-call")] {
+        g.bench_function(format!("{name}/vodo_fresh"), |b| {
+            b.iter(|| {
+                assert!(
+                    sandbox
+                        .call_event(black_box(&plugin), event, "")
+                        .result
+                        .is_ok()
+                )
+            })
+        });
+        g.bench_function(format!("{name}/vodo_warm"), |b| {
+            b.iter(|| {
+                assert!(
+                    sandbox
+                        .call_event(black_box(&warm), event, "")
+                        .result
+                        .is_ok()
+                )
+            })
+        });
+        g.bench_function(format!("{name}/raw_fresh"), |b| {
+            b.iter(|| raw_call(&engine, black_box(&pre), event))
+        });
+        g.bench_function(format!("{name}/raw_reused"), |b| {
+            b.iter(|| raw_reused_call(&mut raw_store, black_box(&raw_plugin), event))
+        });
+    }
+    g.bench_function("echo_64k/vodo_fresh", |b| {
         b.iter(|| {
-            assert!(
-                sandbox
-                    .call_event(black_box(&plugin), "empty", "")
-                    .result
-                    .is_ok()
-            )
+            let r = sandbox.call_request(black_box(&plugin), &request).result;
+            assert_eq!(r.unwrap().body.len(), 64 << 10)
         })
     });
-    g.bench_function("empty_handler/raw_wasmtime", |b| {
-        b.iter(|| raw_call(&engine, black_box(&pre), "empty"))
-    });
-    g.bench_function("one_host_call/vodo", |b| {
+    g.bench_function("echo_64k/vodo_warm", |b| {
         b.iter(|| {
-            assert!(
-                sandbox
-                    .call_event(black_box(&plugin), "one-call", "")
-                    .result
-                    .is_ok()
-            )
+            let r = sandbox.call_request(black_box(&warm), &request).result;
+            assert_eq!(r.unwrap().body.len(), 64 << 10)
         })
     });
-    g.bench_function("one_host_call/raw_wasmtime", |b| {
-        b.iter(|| raw_call(&engine, black_box(&pre), "one-call"))
+    g.bench_function("echo_64k/raw_fresh", |b| {
+        b.iter(|| assert_eq!(raw_request(&engine, black_box(&pre), &raw_echo), 64 << 10))
+    });
+    g.bench_function("echo_64k/raw_reused", |b| {
+        b.iter(|| {
+            let n = raw_reused_request(&mut raw_store, black_box(&raw_plugin), &raw_echo);
+            assert_eq!(n, 64 << 10)
+        })
     });
     g.finish();
 
-    // 1,000 installed plugins: memory per idle plugin, then one event to all of them.
+    // 1,000 installed plugins: memory per idle plugin, then one event to all
+    // of them, fresh and warm.
     let before = rss_bytes();
     let fanout = InstallationId::new("fanout");
-    for i in 0..1000 {
-        let m = Manifest::parse(&MANIFEST.replace("\"bench\"", &format!("\"bench-{i}\""))).unwrap();
-        sandbox
-            .install(
-                &fanout,
-                &m,
-                &wasm,
-                &Consent::all(&m, "bench"),
-                Limits::default(),
-            )
-            .unwrap();
-    }
+    install_many(&sandbox, &fanout, &wasm, 1000, &Limits::default());
     let after = rss_bytes();
     println!(
         "idle_memory: 1000 installed plugins added {} KiB of resident memory, {:.1} KiB per plugin",
@@ -303,48 +342,60 @@ fn benches(c: &mut Criterion) {
         after.saturating_sub(before) as f64 / 1000.0 / 1024.0
     );
     assert_eq!(sandbox.dispatch(&fanout, "order.created", "").len(), 1000);
+    let warm_fanout = InstallationId::new("warm-fanout");
+    install_many(&sandbox, &warm_fanout, &wasm, 1000, &warm_limits);
+    let before = rss_bytes();
+    assert_eq!(
+        sandbox.dispatch(&warm_fanout, "order.created", "").len(),
+        1000
+    );
+    let after = rss_bytes();
+    println!(
+        "warm_memory: {} warm instances added {} KiB of resident memory, {:.1} KiB per warm instance",
+        sandbox.warm_instances(),
+        after.saturating_sub(before) / 1024,
+        after.saturating_sub(before) as f64 / f64::from(sandbox.warm_instances().max(1)) / 1024.0
+    );
 
     let mut g = c.benchmark_group("fanout_1000_plugins");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
-    g.bench_function("vodo_dispatch", |b| {
+    g.bench_function("vodo_dispatch_fresh", |b| {
         b.iter(|| {
             let d = sandbox.dispatch(&fanout, "order.created", "");
             assert!(d.iter().all(|d| d.outcome.is_ok()));
         })
     });
-    // Baseline: the same 1,000 instantiate-and-calls on as many threads as Vodo uses.
-    let workers = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1);
-    g.bench_function("raw_wasmtime_parallel", |b| {
+    g.bench_function("vodo_dispatch_warm", |b| {
         b.iter(|| {
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            std::thread::scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(|| {
-                        while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 1000 {
-                            raw_call(&engine, &pre, "order.created");
-                        }
-                    });
-                }
-            });
+            let d = sandbox.dispatch(&warm_fanout, "order.created", "");
+            assert!(d.iter().all(|d| d.outcome.is_ok()));
         })
+    });
+    let plugins = sandbox.installed_in(&fanout);
+    g.bench_function("vodo_loop_one_thread_fresh", |b| {
+        b.iter(|| {
+            for p in &plugins {
+                assert!(sandbox.call_event(p, "order.created", "").result.is_ok());
+            }
+        })
+    });
+    // Baselines: the same 1,000 instantiate-and-calls on as many threads as
+    // Vodo uses, and in a loop on one.
+    g.bench_function("raw_wasmtime_parallel", |b| {
+        b.iter(|| raw_parallel(&engine, &pre, config.dispatch_threads, 1000))
+    });
+    g.bench_function("raw_wasmtime_loop_one_thread", |b| {
+        b.iter(|| raw_calls(&engine, &pre, "order.created", 1000))
     });
     g.finish();
 
     // One event in one shop, while 10,000 other shops have plugins installed:
     // the cost of an event must not grow with the number of tenants.
     for i in 0..10_000 {
-        let tenant = InstallationId::new(format!("tenant-{i}"));
-        sandbox
-            .install(
-                &tenant,
-                &manifest,
-                &wasm,
-                &Consent::all(&manifest, "bench"),
-                Limits::default(),
-            )
-            .unwrap();
+        install(
+            &InstallationId::new(format!("tenant-{i}")),
+            Limits::default(),
+        );
     }
     assert_eq!(sandbox.dispatch(&shop, "order.created", "").len(), 1);
     let mut g = c.benchmark_group("one_shop_among_10000");

@@ -9,11 +9,15 @@
 //!    to; a request must be for one of the manifest's `routes`.
 //! 3. The circuit breaker of (installation, plugin) admits the call; a health
 //!    probe is never refused by it (probes are how an open circuit closes).
-//! 4. If the grant now links other interfaces than the plugin was loaded
-//!    with (it was narrowed or widened), the plugin is prepared again; an
-//!    import the grant no longer covers refuses the call, naming it.
-//! 5. A fresh store with the plugin's limits: memory, a deadline on the
-//!    monotonic clock, fuel, output, host calls.
+//! 4. With [`Reuse::Warm`](crate::Reuse::Warm), an idle warm instance of
+//!    this plugin version in this installation, linked as the grant links
+//!    now, is taken from its pool. Otherwise, if the grant now links other
+//!    interfaces than the plugin was loaded with (it was narrowed or
+//!    widened), the plugin is prepared again; an import the grant no longer
+//!    covers refuses the call, naming it.
+//! 5. A fresh store with the plugin's limits (memory, a deadline on the
+//!    monotonic clock, fuel, output, host calls), or the warm instance's
+//!    store with this call's deadline, fuel and budgets, its counts at zero.
 //! 6. The guest runs; its host calls check the current grant and the rate
 //!    limit, and what they refuse is returned to the plugin.
 //! 7. In one place: usage, spikes and violations audited, and the outcome
@@ -22,7 +26,8 @@
 //!    handler returns, unless the platform refused or failed one of the
 //!    call's host calls first. Refusals, the host at capacity and host
 //!    faults count for nothing. A breaker that trips too often disables the
-//!    plugin's grant.
+//!    plugin's grant. A warm instance goes back to its pool unless the call
+//!    trapped, broke a limit or timed out.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,14 +37,16 @@ use vodo_core::DenyReason;
 use vodo_core::audit::AuditAction;
 use vodo_core::health::{Admission, HealthStatus, Outcome};
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx};
 
+use crate::config::Reuse;
 use crate::error::Stop;
 use crate::host::{CallCtx, HostState, Limiter, Plugin, PluginPre, Request, Response};
 use crate::installed::Installed;
 use crate::linking::missing_import;
+use crate::output::Captured;
 use crate::usage::{Usage, spikes};
+use crate::warm::Warm;
 use crate::{CallError, Sandbox, SandboxViolation};
 
 /// The outcome of one call and what it used.
@@ -197,23 +204,41 @@ impl Sandbox {
             },
             Mode::Probe | Mode::Candidate(_) => None,
         };
-        // 4. The instance template for the interfaces the grant links now.
-        let pre = match self.pre_for(plugin, &grant) {
-            Ok(pre) => pre,
-            Err(refusal) => {
-                self.judge(plugin, &mode, admission.as_ref(), Outcome::Neutral);
-                return match refusal {
-                    Refusal::Denied(reason) => self.refuse(plugin, call(), reason),
-                    Refusal::Host(e) => Call {
-                        result: Err(CallError::Host(e)),
-                        usage: Usage::default(),
-                    },
-                };
-            }
-        };
-        // 5. and 6. A fresh store, and the guest.
+        // 4. A warm instance linked as the grant links now, if the plugin
+        // reuses instances and one is idle; else the instance template for
+        // those interfaces.
+        let reuse = plugin.limits.reuse;
+        let linked = grant.interfaces;
         let start = Instant::now();
-        let mut store = self.store(plugin, grant, start + plugin.limits.timeout);
+        let warm = plugin.warm.take(reuse, linked, start);
+        let pre = match warm {
+            Some(_) => None,
+            None => match self.pre_for(plugin, &grant) {
+                Ok(pre) => Some(pre),
+                Err(refusal) => {
+                    self.judge(plugin, &mode, admission.as_ref(), Outcome::Neutral);
+                    return match refusal {
+                        Refusal::Denied(reason) => self.refuse(plugin, call(), reason),
+                        Refusal::Host(e) => Call {
+                            result: Err(CallError::Host(e)),
+                            usage: Usage::default(),
+                        },
+                    };
+                }
+            },
+        };
+        // 5. and 6. A fresh store (or the warm one, with this call's
+        // budgets), and the guest.
+        let deadline = start + plugin.limits.timeout;
+        let (mut store, mut instance, served, born) = match warm {
+            Some(w) => {
+                let mut store = w.store;
+                store.data_mut().rearm(grant, deadline);
+                store.set_epoch_deadline(1);
+                (store, Some(w.instance), w.calls, w.born)
+            }
+            None => (self.store(plugin, grant, deadline), None, 0, start),
+        };
         let fuel_budget = if self.config.fuel {
             let budget = plugin.limits.fuel.unwrap_or(u64::MAX);
             // Fuel is enabled on this engine, so setting it cannot fail.
@@ -222,9 +247,20 @@ impl Sandbox {
         } else {
             None
         };
-        let outcome = pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&mut store, &instance));
+        let outcome = match (instance.take(), pre) {
+            (Some(warm), _) => {
+                let outcome = f(&mut store, &warm);
+                instance = Some(warm);
+                outcome
+            }
+            (None, Some(pre)) => pre.instantiate(&mut store).and_then(|fresh| {
+                let outcome = f(&mut store, &fresh);
+                instance = Some(fresh);
+                outcome
+            }),
+            // `pre` is only missing when a warm instance was taken.
+            (None, None) => Err(wasmtime::Error::msg("no instance to call")),
+        };
         // 7. Bookkeeping, in one place.
         let state = store.data();
         let usage = Usage {
@@ -260,7 +296,23 @@ impl Sandbox {
             }
             Err(e) => Err(classify(e, state, plugin, fuel_budget)),
         };
-        drop(store);
+        // A warm instance goes back to its pool only after a call that ended
+        // well or with the plugin's own error: never after a trap, a
+        // violation or a timeout.
+        if let (Reuse::Warm { .. }, Some(instance), Ok(_) | Err(CallError::Plugin(_))) =
+            (reuse, instance, &result)
+        {
+            let warm = Warm {
+                store,
+                instance,
+                linked,
+                calls: served + 1,
+                born,
+            };
+            plugin.warm.give(warm, reuse, start + usage.wall);
+        } else {
+            drop(store);
+        }
         if let Err(CallError::Violation(v)) = &result {
             self.audit_event(
                 installation,
@@ -354,10 +406,9 @@ impl Sandbox {
         deadline: Instant,
     ) -> Store<HostState> {
         let limits = &plugin.limits;
-        let output = usize::try_from(limits.output).unwrap_or(usize::MAX);
         // Deny by default: no args, no env, no preopened folders, no sockets;
-        // stdout and stderr are captured together and bounded.
-        let output_pipe = MemoryOutputPipe::new(output);
+        // stdout and stderr are counted together and bounded.
+        let output_pipe = Captured::new(limits.output);
         let wasi = WasiCtx::builder()
             .stdout(output_pipe.clone())
             .stderr(output_pipe.clone())
@@ -437,7 +488,7 @@ fn classify(
     }
     // A guest whose stdout or stderr filled up usually panics on the
     // failed write; the full pipe is the cause, not the panic.
-    if state.output.contents().len() as u64 >= plugin.limits.output {
+    if state.output.overflowed() {
         return CallError::Violation(SandboxViolation::Output {
             what: "stdout or stderr",
             limit: plugin.limits.output,
@@ -461,13 +512,7 @@ fn classify(
         });
     }
     let message = format!("{e:#}");
-    // The three limits wasmtime reports only as messages; each has a test.
-    if message.contains("write beyond capacity of MemoryOutputPipe") {
-        return CallError::Violation(SandboxViolation::Output {
-            what: "stdout or stderr",
-            limit: plugin.limits.output,
-        });
-    }
+    // The two limits wasmtime reports only as messages; each has a test.
     if message.contains("resource limit exceeded") {
         return CallError::Violation(SandboxViolation::Resources(message));
     }

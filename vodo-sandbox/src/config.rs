@@ -39,6 +39,23 @@ pub struct SandboxConfig {
     /// Whether outbound requests may reach loopback, private and link-local
     /// addresses. Default `false` (SSRF protection); tests turn it on.
     pub allow_private_network: bool,
+    /// Warm instances the whole sandbox may keep between calls, over all
+    /// plugins whose [`Limits::reuse`] asks for them. Each holds a pool slot
+    /// and its linear memory, so it is taken from
+    /// [`max_concurrent`](Self::max_concurrent): calls always have
+    /// `max_concurrent - max_warm` slots of their own. Default `None`: a
+    /// quarter of `max_concurrent` (64 of the default 256).
+    pub max_warm: Option<u32>,
+    /// Bytes of each linear memory (and table) kept resident when its pool
+    /// slot is freed: reset in place (on Linux 6.7 and later only the pages
+    /// the call dirtied, found with the `PAGEMAP_SCAN` ioctl) instead of
+    /// being handed back to the kernel with `madvise`, whose TLB shootdowns
+    /// made two threads slower than one (BENCHMARKS.md, "Why two threads
+    /// were slower than one"). It costs up to this much resident memory per
+    /// pool slot that has been used. Default 1 MiB where the kernel has
+    /// `PAGEMAP_SCAN`; elsewhere 0 (hands everything back), because resetting
+    /// a whole MiB with `memset` on every call was measured slower still.
+    pub keep_resident: usize,
 }
 
 impl Default for SandboxConfig {
@@ -55,8 +72,21 @@ impl Default for SandboxConfig {
             cache_dir: None,
             storage_root: None,
             allow_private_network: false,
+            max_warm: None,
+            keep_resident: if pagemap_scan() { 1 << 20 } else { 0 },
         }
     }
+}
+
+/// Whether this kernel has the `PAGEMAP_SCAN` ioctl (Linux 6.7 and later),
+/// with which wasmtime resets only the pages a call dirtied.
+fn pagemap_scan() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 7)
 }
 
 fn invalid(message: String) -> LoadError {
@@ -98,7 +128,68 @@ impl SandboxConfig {
                 self.max_concurrent, self.dispatch_threads
             )));
         }
+        if let Some(warm) = self.max_warm
+            && warm >= self.max_concurrent
+        {
+            return Err(invalid(format!(
+                "`SandboxConfig::max_warm` ({warm}) leaves no pool slot of `max_concurrent` ({}) for calls: warm instances hold their slots; lower `max_warm` or raise `max_concurrent`",
+                self.max_concurrent
+            )));
+        }
         Ok(())
+    }
+
+    /// The number of warm instances the sandbox keeps at most.
+    pub fn warm_budget(&self) -> u32 {
+        self.max_warm.unwrap_or(self.max_concurrent / 4)
+    }
+}
+
+/// Whether a plugin's calls each get a fresh instance or reuse a warm one.
+///
+/// A fresh instance per call (the default) is the strongest isolation: no
+/// state of one call, not even a global variable, can reach the next. A warm
+/// instance skips instantiation (most of the cost of a small call), at the
+/// price that the plugin's memory and globals persist **between calls of the
+/// same plugin version in the same installation**, as in Extism's reused
+/// plugins and in `wasmtime serve`'s reuse mode. Never across installations
+/// or versions: each (installation, plugin version) has its own pool.
+///
+/// Every call still gets its own deadline, fuel, output and host-call
+/// budgets and usage figures, under the grant as it is now; the memory limit
+/// holds over the instance's whole life (memory a plugin keeps counts
+/// against its next calls). An instance is dropped after any trap,
+/// violation or timeout, after `calls` calls, once it is older than `age`,
+/// and when the grant links other host interfaces than it was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reuse {
+    /// A fresh instance for every call.
+    #[default]
+    Fresh,
+    /// Reuse instances, at most `pool` of them idle for this plugin in this
+    /// installation (concurrent calls never share one: a call takes an
+    /// instance out of the pool, or makes a fresh one, and gives it back).
+    Warm {
+        /// Calls an instance serves before it is dropped.
+        calls: u32,
+        /// How long an instance lives from its first call.
+        age: Duration,
+        /// Idle instances kept for this plugin in this installation.
+        pool: u32,
+    },
+}
+
+impl Reuse {
+    /// Warm instances with the usual bounds: 1,000 calls, 60 s, and a pool
+    /// of as many instances as the machine has cores.
+    pub fn warm() -> Self {
+        Self::Warm {
+            calls: 1_000,
+            age: Duration::from_secs(60),
+            pool: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+        }
     }
 }
 
@@ -135,6 +226,9 @@ pub struct Limits {
     /// byte: resolving, connecting, TLS, upload and download. Never more
     /// than what is left of the plugin call. Default 5 s.
     pub http_timeout: Duration,
+    /// A fresh instance per call, or warm instances reused between calls.
+    /// Default [`Reuse::Fresh`].
+    pub reuse: Reuse,
 }
 
 impl Default for Limits {
@@ -151,6 +245,7 @@ impl Default for Limits {
             host_input: 16 << 20,
             http_response: 4 << 20,
             http_timeout: Duration::from_secs(5),
+            reuse: Reuse::Fresh,
         }
     }
 }
@@ -192,6 +287,13 @@ impl Limits {
             return Err(invalid(format!(
                 "`Limits::timeout` ({:?}) is shorter than one `SandboxConfig::epoch_tick` ({:?}): the deadline is checked once per tick; lengthen the timeout or shorten the tick",
                 self.timeout, config.epoch_tick
+            )));
+        }
+        if let Reuse::Warm { calls, age, pool } = self.reuse
+            && (calls == 0 || age.is_zero() || pool == 0)
+        {
+            return Err(invalid(format!(
+                "`Limits::reuse` asks for warm instances with calls: {calls}, age: {age:?}, pool: {pool}: none of them may be zero; use `Reuse::Fresh` for no reuse"
             )));
         }
         if self.memory > config.max_memory_per_instance {

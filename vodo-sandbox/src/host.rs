@@ -128,12 +128,33 @@ pub(crate) struct CallCtx {
 /// The data of one store: WASI (deny-by-default), limits and the call context.
 pub(crate) struct HostState {
     pub wasi: WasiCtx,
-    /// The captured stdout and stderr (one bounded buffer), to tell a full
-    /// pipe from other traps.
-    pub output: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+    /// stdout and stderr, counted (one bound), to tell a full pipe from
+    /// other traps.
+    pub output: crate::output::Captured,
     pub table: ResourceTable,
     pub limiter: Limiter,
     pub call: CallCtx,
+}
+
+impl HostState {
+    /// Readies a warm instance's state for a new call: the grant as it is
+    /// now, a new deadline, and every per-call count back to zero. Memory the
+    /// instance holds stays counted against the limit; its peak starts there.
+    pub(crate) fn rearm(&mut self, grant: Arc<CurrentGrant>, deadline: std::time::Instant) {
+        self.output.reset();
+        self.limiter.peak = self.limiter.total;
+        self.limiter.denied = None;
+        let c = &mut self.call;
+        c.grant = grant;
+        c.deadline = deadline;
+        c.host_calls = 0;
+        c.denied = 0;
+        c.failed = 0;
+        c.bytes_in = 0;
+        c.bytes_out = 0;
+        c.logged = 0;
+        c.stopped = None;
+    }
 }
 
 impl WasiView for HostState {

@@ -13,6 +13,7 @@ use crate::Limits;
 use crate::host::{HostState, PluginPre};
 use crate::storage::Storage;
 use crate::usage::{UsageSummary, UsageTotals};
+use crate::warm::WarmPool;
 
 /// A plugin loaded in one installation, ready to run. What it may do is
 /// not here: every call reads the installation's current grant.
@@ -34,12 +35,20 @@ pub struct Installed {
     pub(crate) linked: InterfaceSet,
     pub(crate) storage: Option<Arc<Storage>>,
     pub(crate) totals: UsageTotals,
+    /// Idle warm instances, when `limits.reuse` asks for them.
+    pub(crate) warm: WarmPool,
 }
 
 impl Installed {
     /// What this plugin's calls have used since it was loaded.
     pub fn usage(&self) -> UsageSummary {
         self.totals.summary()
+    }
+
+    /// Warm instances idle in this plugin's pool now (always 0 with
+    /// [`Reuse::Fresh`](crate::Reuse::Fresh)).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.len()
     }
 }
 

@@ -29,7 +29,9 @@
 //!   type), count the manifest's rate limit in the host's one limiter, and
 //!   return what they refuse to the plugin, audited;
 //!
-//! then usage, violations and health recorded in one place. A call comes
+//! (or, for a plugin whose [`Limits::reuse`] asks for it, a warm instance of
+//! the same version in the same installation with the same budgets: see
+//! [`Reuse`]), then usage, violations and health recorded in one place. A call comes
 //! back as a [`Call`]: the plugin's answer or a [`CallError`] (a
 //! [`SandboxViolation`] that names the limit hit, the plugin's own error, or
 //! the platform's refusal), and its [`Usage`].
@@ -74,14 +76,16 @@ mod installed;
 mod lifecycle;
 mod linking;
 mod net;
+mod output;
 mod sandbox;
 mod services;
 mod storage;
 mod trial;
 mod usage;
+mod warm;
 
 pub use call::Call;
-pub use config::{Limits, SandboxConfig};
+pub use config::{Limits, Reuse, SandboxConfig};
 pub use dispatch::Delivery;
 pub use engine::engine;
 pub use error::{CallError, LoadError, SandboxViolation};

@@ -21,6 +21,7 @@ use crate::installed::Installed;
 use crate::linking::check_imports;
 use crate::storage::{self, Storage};
 use crate::usage::UsageTotals;
+use crate::warm::WarmPool;
 use crate::{Limits, LoadError, Sandbox, cache};
 
 impl Sandbox {
@@ -104,6 +105,7 @@ impl Sandbox {
             linked,
             storage,
             totals: UsageTotals::default(),
+            warm: WarmPool::new(Arc::clone(&self.warm)),
         })
     }
 

@@ -19,6 +19,7 @@ use crate::host::{HostState, PluginPre};
 use crate::installed::Installed;
 use crate::net::{Resolver, SystemResolver};
 use crate::services::HostServices;
+use crate::warm::WarmBudget;
 use crate::{LoadError, SandboxConfig};
 use vodo_egress::{Egress, EgressConfig};
 
@@ -56,6 +57,8 @@ pub struct Sandbox {
     /// Loaded plugins by installation, then by plugin: an event walks only
     /// its own installation's plugins, however many tenants there are.
     pub(crate) installed: DashMap<InstallationId, BTreeMap<PluginId, Arc<Installed>>>,
+    /// Idle warm instances of all plugins, bounded by `config.max_warm`.
+    pub(crate) warm: Arc<WarmBudget>,
     _ticker: Ticker,
 }
 
@@ -94,6 +97,7 @@ impl Sandbox {
             components: DashMap::new(),
             pres: DashMap::new(),
             installed: DashMap::new(),
+            warm: WarmBudget::new(config.warm_budget()),
             config,
             _ticker: ticker,
         })
@@ -123,6 +127,12 @@ impl Sandbox {
     /// The circuit breakers the sandbox's calls go through.
     pub fn health(&self) -> &Arc<dyn HealthTracker> {
         &self.health
+    }
+
+    /// Warm instances idle in all plugins' pools now, at most
+    /// [`SandboxConfig::warm_budget`].
+    pub fn warm_instances(&self) -> u32 {
+        self.warm.idle()
     }
 
     /// The loaded plugin, if any.

@@ -1,6 +1,7 @@
-//! The benchmark plugin: `empty` does nothing, `one-call` makes one host call.
+//! The benchmark plugin: `empty` does nothing, `one-call` makes one host
+//! call, and a request is answered with its own body (the echo workload).
 
-use vodo_pdk::{Plugin, entities};
+use vodo_pdk::{Plugin, Request, Response, entities};
 
 struct Bench;
 
@@ -10,6 +11,14 @@ impl Plugin for Bench {
             entities::get("order", "1").map_err(|e| format!("{e:?}"))?;
         }
         Ok(())
+    }
+
+    fn on_request(request: Request) -> Result<Response, String> {
+        Ok(Response {
+            status: 200,
+            headers: Vec::new(),
+            body: request.body,
+        })
     }
 }
 

@@ -1,10 +1,17 @@
 //! Every attack of the hostile-plugin suite, one per event name.
 
 use std::hint::black_box;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use vodo_pdk::{Plugin, Request, Response, entities, hooks, http, log, storage, users};
 
 struct Hostile;
+
+/// What `remember` kept: on a warm instance it outlives the call.
+static REMEMBERED: Mutex<String> = Mutex::new(String::new());
+/// Calls of `flood-on-5` this instance has served.
+static FLOOD_CALLS: AtomicU32 = AtomicU32::new(0);
 
 fn recurse(n: u64) -> u64 {
     if n == 0 { 0 } else { black_box(recurse(black_box(n - 1))) + 1 }
@@ -105,6 +112,29 @@ impl Plugin for Hostile {
                 let refused = entities::put("order", "1", r#"{"paid":true}"#);
                 log::warn(&format!("write refused: {refused:?}"));
                 entities::get("order", "1").map(drop).map_err(e)
+            }
+            // State that would leak between calls if an instance were shared.
+            "remember" => {
+                *REMEMBERED.lock().map_err(|_| "poisoned")? = payload;
+                Ok(())
+            }
+            "recall" => Err(format!(
+                "remembered `{}`",
+                REMEMBERED.lock().map_err(|_| "poisoned")?
+            )),
+            // Keeps 4 MiB more on every call.
+            "grow" => {
+                black_box(Box::leak(vec![7u8; 4 << 20].into_boxed_slice()));
+                Ok(())
+            }
+            // Quiet for four calls, then floods stdout.
+            "flood-on-5" => {
+                if FLOOD_CALLS.fetch_add(1, Ordering::Relaxed) + 1 == 5 {
+                    for _ in 0..64 {
+                        println!("{}", "f".repeat(64 << 10));
+                    }
+                }
+                Ok(())
             }
             _ => Err(format!("unknown attack `{name}`")),
         }

@@ -1,0 +1,124 @@
+//! Warm instances: the instances that [`Reuse::Warm`] keeps between calls of
+//! one plugin version in one installation.
+//!
+//! Each [`Installed`](crate::Installed) has its own pool, so an instance can
+//! never serve another installation or another version of the plugin. A
+//! call takes an instance out (so concurrent calls never share one) and
+//! gives it back when it ended well; a trap, a violation or a timeout drops
+//! it. The sandbox counts the idle instances of all pools against
+//! [`SandboxConfig::max_warm`](crate::SandboxConfig::max_warm): an instance
+//! that would go over is dropped instead of kept.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use vodo_core::runtime::InterfaceSet;
+use wasmtime::Store;
+
+use crate::config::Reuse;
+use crate::host::{HostState, Plugin};
+
+/// An instance and the store it lives in, between calls.
+pub(crate) struct Warm {
+    pub(crate) store: Store<HostState>,
+    pub(crate) instance: Plugin,
+    /// The host interfaces it was linked with.
+    pub(crate) linked: InterfaceSet,
+    /// Calls it has served.
+    pub(crate) calls: u32,
+    /// When it was made.
+    pub(crate) born: Instant,
+}
+
+/// The sandbox-wide count of idle warm instances, and its bound.
+#[derive(Debug)]
+pub(crate) struct WarmBudget {
+    idle: AtomicU32,
+    max: u32,
+}
+
+impl WarmBudget {
+    pub(crate) fn new(max: u32) -> Arc<Self> {
+        Arc::new(Self {
+            idle: AtomicU32::new(0),
+            max,
+        })
+    }
+
+    /// Idle warm instances in all pools.
+    pub(crate) fn idle(&self) -> u32 {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    fn reserve(&self) -> bool {
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: u32) {
+        self.idle.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// The idle warm instances of one (installation, plugin version).
+pub(crate) struct WarmPool {
+    idle: Mutex<Vec<Warm>>,
+    budget: Arc<WarmBudget>,
+}
+
+impl WarmPool {
+    pub(crate) fn new(budget: Arc<WarmBudget>) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            budget,
+        }
+    }
+
+    /// Idle instances in this pool.
+    pub(crate) fn len(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    /// An idle instance linked with `linked` and still within `reuse`'s age
+    /// at `now`, if there is one; instances that no longer qualify are dropped.
+    pub(crate) fn take(&self, reuse: Reuse, linked: InterfaceSet, now: Instant) -> Option<Warm> {
+        let Reuse::Warm { age, .. } = reuse else {
+            return None;
+        };
+        let mut idle = self.idle.lock();
+        while let Some(warm) = idle.pop() {
+            self.budget.release(1);
+            if warm.linked == linked && now.saturating_duration_since(warm.born) < age {
+                return Some(warm);
+            }
+        }
+        None
+    }
+
+    /// Keeps `warm` for a later call, unless it has served its calls or its
+    /// age at `now`, the pool is full or the sandbox keeps as many as it may.
+    pub(crate) fn give(&self, warm: Warm, reuse: Reuse, now: Instant) {
+        let Reuse::Warm { calls, age, pool } = reuse else {
+            return;
+        };
+        if warm.calls >= calls || now.saturating_duration_since(warm.born) >= age {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < pool as usize && self.budget.reserve() {
+            idle.push(warm);
+        }
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        let n = self.idle.get_mut().len();
+        self.budget.release(n as u32);
+    }
+}
