@@ -1257,7 +1257,17 @@ fn concurrent_calls_of_one_installation_cannot_pass_its_storage_quota_together()
 #[test]
 fn empty_folders_do_not_pile_up_under_the_quota() {
     let s = &*SUITE;
-    let hostile = install("fs-folders", HOSTILE, &s.hostile);
+    // A hundred folders made and removed per call: room for a busy machine.
+    let hostile = tests::install_all(
+        &s.sandbox,
+        "fs-folders",
+        HOSTILE,
+        &s.hostile,
+        Limits {
+            timeout: Duration::from_secs(5),
+            ..limits()
+        },
+    );
     let deep = format!("{}x.json", "d/".repeat(100));
     for _ in 0..50 {
         assert_eq!(
