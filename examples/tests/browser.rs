@@ -65,14 +65,22 @@ fn post(url: &str, body: Value) -> Value {
     try_post(url, &body).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn get(url: &str) -> Value {
-    let v: Value = ureq::get(url)
+fn try_get(url: &str) -> Result<Value, String> {
+    let mut r = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
         .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    v["value"].clone()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let v: Value = r.body_mut().read_json().map_err(|e| e.to_string())?;
+    match v["value"].get("error") {
+        Some(_) => Err(format!("GET {url}: {v}")),
+        None => Ok(v["value"].clone()),
+    }
+}
+
+fn get(url: &str) -> Value {
+    try_get(url).unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Driver {
@@ -166,8 +174,13 @@ impl Driver {
         let id = body["element-6066-11e4-a52e-4f735466cecf"]
             .as_str()
             .unwrap_or_default();
-        let text = get(&self.url(&format!("/element/{id}/text")));
-        text.as_str().unwrap_or_default().to_owned()
+        // The page may navigate between finding its body and reading it: the
+        // element is then stale (WebDriver answers 404), and the page is read
+        // again on the next try.
+        match try_get(&self.url(&format!("/element/{id}/text"))) {
+            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Waits until the page's text contains `needle`; returns the text.
