@@ -328,5 +328,9 @@ fn five_addresses_that_never_answer_share_one_deadline() {
         Duration::from_secs(1),
         1 << 20,
     );
-    assert_timeout(e, start, "connecting");
+    // ureq names the step "connecting" when a connect attempt's share of
+    // the deadline ran out, and the whole exchange when the deadline itself
+    // fired first, which a busy machine can make happen: the one deadline
+    // for all five addresses is what this checks.
+    assert_timeout(e, start, "");
 }
