@@ -35,6 +35,13 @@ fn vodo_calls(sandbox: &Sandbox, plugin: &Installed, event: &str, n: u32) {
     }
 }
 
+async fn vodo_calls_async(sandbox: &Sandbox, plugin: &Installed, event: &str, n: u32) {
+    for _ in 0..n {
+        let call = sandbox.call_event_async(black_box(plugin), event, "").await;
+        assert!(call.result.is_ok());
+    }
+}
+
 #[inline(never)]
 fn raw_calls(engine: &Engine, pre: &PluginPre<RawState>, event: &str, n: u32) {
     for _ in 0..n {
@@ -259,11 +266,55 @@ fn benches(c: &mut Criterion) {
         std::process::exit(0);
     }
 
+    // With VODO_PAIRED_ASYNC=rounds: 200 synchronous and 200 asynchronous
+    // fresh calls per round, alternated, and the median of their ratios.
+    if let Some(rounds) = std::env::var("VODO_PAIRED_ASYNC")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for event in ["empty", "one-call"] {
+            let mut ratios = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t = Instant::now();
+                vodo_calls(&sandbox, &plugin, event, 200);
+                let sync = t.elapsed();
+                let t = Instant::now();
+                runtime.block_on(async {
+                    for _ in 0..200 {
+                        let call = sandbox.call_event_async(&plugin, event, "").await;
+                        assert!(call.result.is_ok());
+                    }
+                });
+                ratios.push(t.elapsed().as_secs_f64() / sync.as_secs_f64());
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "paired async/sync {event}: median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
+                ratios[rounds / 2],
+                ratios[rounds / 4],
+                ratios[rounds * 3 / 4],
+            );
+        }
+        std::process::exit(0);
+    }
+
     // With VODO_COUNT_WARM set, the same counts for a warm instance beside
     // raw wasmtime calling one instance again.
     if let Some(n) = counting {
         let event = std::env::var("VODO_COUNT_EVENT").unwrap_or_else(|_| "one-call".into());
-        if std::env::var("VODO_COUNT_WARM").is_ok() {
+        if std::env::var("VODO_COUNT_ASYNC").is_ok() {
+            // The asynchronous path beside the synchronous one.
+            vodo_calls(&sandbox, &plugin, &event, n);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(vodo_calls_async(&sandbox, &plugin, &event, n));
+        } else if std::env::var("VODO_COUNT_WARM").is_ok() {
             vodo_calls(&sandbox, &warm, &event, n);
             let (mut store, instance) = raw_instance(&engine, &pre);
             raw_reused_calls(&mut store, &instance, &event, n);
@@ -274,7 +325,13 @@ fn benches(c: &mut Criterion) {
         std::process::exit(0);
     }
 
-    // Each workload four ways: Vodo fresh, Vodo warm, raw fresh, raw reused.
+    // Each workload four ways: Vodo fresh, Vodo warm, raw fresh, raw reused
+    // (and Vodo's two ways again on the asynchronous path).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
     let (mut raw_store, raw_plugin) = raw_instance(&engine, &pre);
     let body = vec![b'x'; 64 << 10];
     let (request, raw_echo) = (vodo_echo_request(body.clone()), echo_request(body));
@@ -298,6 +355,35 @@ fn benches(c: &mut Criterion) {
                         .result
                         .is_ok()
                 )
+            })
+        });
+        // The asynchronous path, awaited on a current-thread runtime.
+        g.bench_function(format!("{name}/vodo_fresh_async"), |b| {
+            // Inside the runtime, as a server's handler is.
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let call = sandbox
+                            .call_event_async(black_box(&plugin), event, "")
+                            .await;
+                        assert!(call.result.is_ok());
+                    }
+                    t.elapsed()
+                })
+            })
+        });
+        g.bench_function(format!("{name}/vodo_warm_async"), |b| {
+            // Inside the runtime, as a server's handler is.
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let call = sandbox.call_event_async(black_box(&warm), event, "").await;
+                        assert!(call.result.is_ok());
+                    }
+                    t.elapsed()
+                })
             })
         });
         g.bench_function(format!("{name}/raw_fresh"), |b| {

@@ -203,6 +203,9 @@ pub fn quiet_host() -> Host {
 pub struct Constant;
 
 impl HostServices for Constant {
+    fn waits(&self) -> bool {
+        false
+    }
     fn get_entity(&self, _: &InstallationId, _: &str, _: &str) -> ServiceResult<Option<String>> {
         Ok(Some(RECORD.into()))
     }

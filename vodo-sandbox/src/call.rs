@@ -29,6 +29,7 @@
 //!    plugin's grant. A warm instance goes back to its pool unless the call
 //!    trapped, broke a limit or timed out.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,11 +43,12 @@ use wasmtime_wasi::{ResourceTable, WasiCtx};
 use crate::config::Reuse;
 use crate::error::Stop;
 use crate::host::{CallCtx, HostState, Limiter, Plugin, PluginPre, Request, Response};
+use crate::host_async::{AsyncPlugin, AsyncPluginPre};
 use crate::installed::Installed;
 use crate::linking::missing_import;
 use crate::output::Captured;
 use crate::usage::{Usage, spikes};
-use crate::warm::Warm;
+use crate::warm::{Warm, WarmPool};
 use crate::{CallError, Sandbox, SandboxViolation};
 
 /// The outcome of one call and what it used.
@@ -82,55 +84,199 @@ pub(crate) enum Mode {
 /// The longest path a refusal records.
 const MAX_RECORDED_PATH: usize = 200;
 
+/// One of the plugin's exports, as the pipeline calls it on either path.
+pub(crate) trait Entry: Sync {
+    /// What the export answers.
+    type Out: Send;
+    /// The call, as an audited refusal names it.
+    fn describe(&self) -> String;
+    /// The entry point's own rule (step 2).
+    fn gate(&self, plugin: &Installed, grant: &CurrentGrant) -> Result<(), DenyReason>;
+    /// Calls the export through the synchronous bindings.
+    fn call(
+        &self,
+        store: &mut Store<HostState>,
+        plugin: &Plugin,
+    ) -> wasmtime::Result<Result<Self::Out, String>>;
+    /// Calls the export through the asynchronous bindings.
+    fn call_async<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        plugin: &'a AsyncPlugin,
+    ) -> impl Future<Output = wasmtime::Result<Result<Self::Out, String>>> + Send + 'a;
+    /// Bytes of the answer, held to the output limit.
+    fn output_size(_out: &Self::Out) -> u64 {
+        0
+    }
+}
+
+/// A hook event for `on-event`.
+struct Event<'a> {
+    name: &'a str,
+    payload: &'a str,
+}
+
+impl Entry for Event<'_> {
+    type Out = ();
+
+    fn describe(&self) -> String {
+        format!("event {}", truncate(self.name))
+    }
+
+    fn gate(&self, _: &Installed, grant: &CurrentGrant) -> Result<(), DenyReason> {
+        if grant.scopes.can_subscribe(self.name) {
+            Ok(())
+        } else {
+            Err(DenyReason::MissingScope {
+                scope: format!("hooks:subscribe:{}", truncate(self.name)),
+            })
+        }
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<HostState>,
+        p: &Plugin,
+    ) -> wasmtime::Result<Result<(), String>> {
+        p.call_on_event(store, self.name, self.payload)
+    }
+
+    fn call_async<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        p: &'a AsyncPlugin,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send + 'a {
+        p.call_on_event(store, self.name, self.payload)
+    }
+}
+
+/// A request for `on-request`.
+struct Endpoint<'a>(&'a Request);
+
+impl Entry for Endpoint<'_> {
+    type Out = Response;
+
+    fn describe(&self) -> String {
+        format!(
+            "request {} {}",
+            truncate(&self.0.method),
+            truncate(&self.0.path)
+        )
+    }
+
+    fn gate(&self, plugin: &Installed, _: &CurrentGrant) -> Result<(), DenyReason> {
+        match plugin.manifest.route(&self.0.method, &self.0.path) {
+            Some(_) => Ok(()),
+            None => Err(DenyReason::UndeclaredRoute {
+                method: truncate(&self.0.method),
+                path: truncate(&self.0.path),
+            }),
+        }
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<HostState>,
+        p: &Plugin,
+    ) -> wasmtime::Result<Result<Response, String>> {
+        p.call_on_request(store, self.0)
+    }
+
+    fn call_async<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        p: &'a AsyncPlugin,
+    ) -> impl Future<Output = wasmtime::Result<Result<Response, String>>> + Send + 'a {
+        p.call_on_request(store, self.0)
+    }
+
+    fn output_size(r: &Response) -> u64 {
+        let headers = r.headers.iter().map(|(n, v)| (n.len() + v.len()) as u64);
+        headers.sum::<u64>() + r.body.len() as u64
+    }
+}
+
+/// A health probe for `health`.
+struct Probe;
+
+impl Entry for Probe {
+    type Out = ();
+
+    fn describe(&self) -> String {
+        "health".into()
+    }
+
+    fn gate(&self, _: &Installed, _: &CurrentGrant) -> Result<(), DenyReason> {
+        Ok(())
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<HostState>,
+        p: &Plugin,
+    ) -> wasmtime::Result<Result<(), String>> {
+        p.call_health(store)
+    }
+
+    fn call_async<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        p: &'a AsyncPlugin,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send + 'a {
+        p.call_health(store)
+    }
+}
+
+/// A call that the grant, its entry point and the breaker admitted
+/// (steps 1 to 3): what its outcome is judged by.
+struct Ticket {
+    mode: Mode,
+    admission: Option<Admission>,
+    start: Instant,
+}
+
+/// A call's store, armed for this call (step 5).
+struct Armed<I> {
+    store: Store<HostState>,
+    /// The instance that ran (a warm one, or the fresh one once made).
+    instance: Option<I>,
+    /// Calls the instance served before this one, and when it was made.
+    served: u32,
+    born: Instant,
+    fuel: Option<u64>,
+}
+
+/// An asynchronous call's ticket until the call is judged: a call whose
+/// future is dropped (cancelled by the host) is judged neutral, so that a
+/// half-open circuit's probe is never left taken.
+struct Unjudged<'a> {
+    sandbox: &'a Sandbox,
+    plugin: &'a Installed,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Unjudged<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let admission = t.admission.as_ref();
+            self.sandbox
+                .judge(self.plugin, &t.mode, admission, Outcome::Neutral);
+        }
+    }
+}
+
 impl Sandbox {
     /// Delivers a hook event to a plugin's `on-event` export. The plugin's
     /// grant must subscribe to the event.
     pub fn call_event(&self, plugin: &Installed, name: &str, payload: &str) -> Call<()> {
-        self.invoke(
-            plugin,
-            Mode::Live,
-            || format!("event {}", truncate(name)),
-            |grant| {
-                if grant.scopes.can_subscribe(name) {
-                    Ok(())
-                } else {
-                    Err(DenyReason::MissingScope {
-                        scope: format!("hooks:subscribe:{}", truncate(name)),
-                    })
-                }
-            },
-            |store, p| p.call_on_event(store, name, payload),
-            |_| 0,
-        )
+        self.invoke(plugin, Mode::Live, &Event { name, payload })
     }
 
     /// Sends a request to one of the plugin's endpoints: a method and path
     /// that none of the manifest's `routes` declares is refused
     /// ([`DenyReason::UndeclaredRoute`]).
     pub fn call_request(&self, plugin: &Installed, request: &Request) -> Call<Response> {
-        self.invoke(
-            plugin,
-            Mode::Live,
-            || {
-                format!(
-                    "request {} {}",
-                    truncate(&request.method),
-                    truncate(&request.path)
-                )
-            },
-            |_| match plugin.manifest.route(&request.method, &request.path) {
-                Some(_) => Ok(()),
-                None => Err(DenyReason::UndeclaredRoute {
-                    method: truncate(&request.method),
-                    path: truncate(&request.path),
-                }),
-            },
-            |store, p| p.call_on_request(store, request),
-            |r: &Response| {
-                let headers = r.headers.iter().map(|(n, v)| (n.len() + v.len()) as u64);
-                headers.sum::<u64>() + r.body.len() as u64
-            },
-        )
+        self.invoke(plugin, Mode::Live, &Endpoint(request))
     }
 
     /// Calls the plugin's health probe. An open circuit does not refuse it:
@@ -140,14 +286,56 @@ impl Sandbox {
     }
 
     pub(crate) fn health_call(&self, plugin: &Installed, mode: Mode) -> Call<()> {
-        self.invoke(
-            plugin,
-            mode,
-            || "health".into(),
-            |_| Ok(()),
-            |store, p| p.call_health(store),
-            |_| 0,
-        )
+        self.invoke(plugin, mode, &Probe)
+    }
+
+    /// [`call_event`](Self::call_event) for tokio hosts: the same pipeline,
+    /// checks, limits and outcome, without blocking the runtime's worker.
+    ///
+    /// The guest runs on a fiber and yields to the runtime at every epoch
+    /// tick ([`SandboxConfig::epoch_tick`](crate::SandboxConfig::epoch_tick)),
+    /// so a long call shares its worker with other tasks; host calls that
+    /// may wait (outbound HTTP, the plugin's folder, host services whose
+    /// [`waits`](crate::HostServices::waits) is `true`) run on tokio's
+    /// blocking threads, at most
+    /// [`SandboxConfig::max_blocking`](crate::SandboxConfig::max_blocking)
+    /// at once. Must be awaited inside a tokio runtime (either flavor): a
+    /// host call that waits outside one fails the call with
+    /// [`CallError::Violation`] naming the cause. Dropping the future
+    /// cancels the call: its instance is dropped, nothing is recorded for
+    /// its usage, and its health outcome is neutral.
+    ///
+    /// ```no_run
+    /// # async fn run(sandbox: &vodo_sandbox::Sandbox, plugin: &vodo_sandbox::Installed) {
+    /// let call = sandbox.call_event_async(plugin, "order.created", r#"{"id":1}"#).await;
+    /// assert!(call.result.is_ok());
+    /// # }
+    /// ```
+    pub async fn call_event_async(
+        &self,
+        plugin: &Installed,
+        name: &str,
+        payload: &str,
+    ) -> Call<()> {
+        self.invoke_async(plugin, Mode::Live, &Event { name, payload })
+            .await
+    }
+
+    /// [`call_request`](Self::call_request) for tokio hosts, as
+    /// [`call_event_async`](Self::call_event_async) runs it.
+    pub async fn call_request_async(
+        &self,
+        plugin: &Installed,
+        request: &Request,
+    ) -> Call<Response> {
+        self.invoke_async(plugin, Mode::Live, &Endpoint(request))
+            .await
+    }
+
+    /// [`call_health`](Self::call_health) for tokio hosts, as
+    /// [`call_event_async`](Self::call_event_async) runs it.
+    pub async fn call_health_async(&self, plugin: &Installed) -> Call<()> {
+        self.invoke_async(plugin, Mode::Probe, &Probe).await
     }
 
     /// Refuses a call: audited (an open circuit is not: its opening was).
@@ -165,81 +353,94 @@ impl Sandbox {
         Call::refused(reason)
     }
 
-    fn invoke<T>(
+    /// Steps 1 to 3: the grant as it is now, the entry point's rule and the
+    /// breaker; a refusal is for [`refuse`](Self::refuse).
+    fn admit<E: Entry>(
         &self,
         plugin: &Installed,
         mode: Mode,
-        call: impl Fn() -> String,
-        gate: impl FnOnce(&CurrentGrant) -> Result<(), DenyReason>,
-        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<T, String>>,
-        output_size: impl Fn(&T) -> u64,
-    ) -> Call<T> {
+        entry: &E,
+    ) -> Result<(Ticket, Arc<CurrentGrant>), DenyReason> {
         let (installation, id) = (&plugin.installation, &plugin.plugin);
-        // 1. The grant, as it is now.
         let grant = match &mode {
             Mode::Candidate(g) => Arc::clone(g),
             Mode::Live | Mode::Probe => match self.permissions.current(installation, id) {
                 Err(e) => {
-                    let reason = DenyReason::StoreUnavailable {
+                    return Err(DenyReason::StoreUnavailable {
                         error: e.to_string(),
-                    };
-                    return self.refuse(plugin, call(), reason);
+                    });
                 }
-                Ok(None) => return self.refuse(plugin, call(), DenyReason::NotInstalled),
-                Ok(Some(g)) if !g.enabled => {
-                    return self.refuse(plugin, call(), DenyReason::Disabled);
-                }
+                Ok(None) => return Err(DenyReason::NotInstalled),
+                Ok(Some(g)) if !g.enabled => return Err(DenyReason::Disabled),
                 Ok(Some(g)) => g,
             },
         };
-        // 2. The entry point's rule.
-        if let Err(reason) = gate(&grant) {
-            return self.refuse(plugin, call(), reason);
-        }
-        // 3. The breaker.
+        entry.gate(plugin, &grant)?;
         let admission = match mode {
             Mode::Live => match self.health.admit(installation, id) {
-                Admission::Refused(reason) => return self.refuse(plugin, call(), reason),
+                Admission::Refused(reason) => return Err(reason),
                 admitted => Some(admitted),
             },
             Mode::Probe | Mode::Candidate(_) => None,
         };
-        // 4. A warm instance linked as the grant links now, if the plugin
-        // reuses instances and one is idle; else the instance template for
-        // those interfaces.
-        let reuse = plugin.limits.reuse;
-        let linked = grant.interfaces;
-        let start = Instant::now();
-        let warm = plugin.warm.take(reuse, linked, start);
-        let pre = match warm {
-            Some(_) => None,
-            None => match self.pre_for(plugin, &grant) {
-                Ok(pre) => Some(pre),
-                Err(refusal) => {
-                    self.judge(plugin, &mode, admission.as_ref(), Outcome::Neutral);
-                    return match refusal {
-                        Refusal::Denied(reason) => self.refuse(plugin, call(), reason),
-                        Refusal::Host(e) => Call {
-                            result: Err(CallError::Host(e)),
-                            usage: Usage::default(),
-                        },
-                    };
-                }
-            },
+        let ticket = Ticket {
+            mode,
+            admission,
+            start: Instant::now(),
         };
-        // 5. and 6. A fresh store (or the warm one, with this call's
-        // budgets), and the guest.
-        let deadline = start + plugin.limits.timeout;
-        let (mut store, mut instance, served, born) = match warm {
+        Ok((ticket, grant))
+    }
+
+    /// A call whose instance could not be prepared (step 4): neutral for
+    /// its health, refused or failed.
+    fn unprepared<T>(
+        &self,
+        plugin: &Installed,
+        ticket: &Ticket,
+        refusal: Refusal,
+        call: String,
+    ) -> Call<T> {
+        self.judge(
+            plugin,
+            &ticket.mode,
+            ticket.admission.as_ref(),
+            Outcome::Neutral,
+        );
+        match refusal {
+            Refusal::Denied(reason) => self.refuse(plugin, call, reason),
+            Refusal::Host(e) => Call {
+                result: Err(CallError::Host(e)),
+                usage: Usage::default(),
+            },
+        }
+    }
+
+    /// Step 5: a fresh store, or the warm instance's with this call's
+    /// deadline, fuel and budgets and its counts at zero.
+    fn arm<I>(
+        &self,
+        plugin: &Installed,
+        ticket: &Ticket,
+        grant: Arc<CurrentGrant>,
+        warm: Option<Warm<I>>,
+        yields: bool,
+    ) -> Armed<I> {
+        let deadline = ticket.start + plugin.limits.timeout;
+        let (mut store, instance, served, born) = match warm {
             Some(w) => {
                 let mut store = w.store;
                 store.data_mut().rearm(grant, deadline);
                 store.set_epoch_deadline(1);
                 (store, Some(w.instance), w.calls, w.born)
             }
-            None => (self.store(plugin, grant, deadline), None, 0, start),
+            None => (
+                self.store(plugin, grant, deadline, yields),
+                None,
+                0,
+                ticket.start,
+            ),
         };
-        let fuel_budget = if self.config.fuel {
+        let fuel = if self.config.fuel {
             let budget = plugin.limits.fuel.unwrap_or(u64::MAX);
             // Fuel is enabled on this engine, so setting it cannot fail.
             let _ = store.set_fuel(budget);
@@ -247,25 +448,129 @@ impl Sandbox {
         } else {
             None
         };
-        let outcome = match (instance.take(), pre) {
+        Armed {
+            store,
+            instance,
+            served,
+            born,
+            fuel,
+        }
+    }
+
+    /// The synchronous pipeline.
+    fn invoke<E: Entry>(&self, plugin: &Installed, mode: Mode, entry: &E) -> Call<E::Out> {
+        let (ticket, grant) = match self.admit(plugin, mode, entry) {
+            Ok(admitted) => admitted,
+            Err(reason) => return self.refuse(plugin, entry.describe(), reason),
+        };
+        // 4. A warm instance linked as the grant links now, if the plugin
+        // reuses instances and one is idle; else the instance template for
+        // those interfaces.
+        let (reuse, linked) = (plugin.limits.reuse, grant.interfaces);
+        let warm = plugin.warm.take(reuse, linked, ticket.start);
+        let pre = match warm {
+            Some(_) => None,
+            None => match self.pre_for(plugin, &grant) {
+                Ok(pre) => Some(pre),
+                Err(r) => return self.unprepared(plugin, &ticket, r, entry.describe()),
+            },
+        };
+        // 5. and 6. The store, and the guest.
+        let mut armed = self.arm(plugin, &ticket, grant, warm, false);
+        let outcome = match (armed.instance.take(), pre) {
             (Some(warm), _) => {
-                let outcome = f(&mut store, &warm);
-                instance = Some(warm);
+                let outcome = entry.call(&mut armed.store, &warm);
+                armed.instance = Some(warm);
                 outcome
             }
-            (None, Some(pre)) => pre.instantiate(&mut store).and_then(|fresh| {
-                let outcome = f(&mut store, &fresh);
-                instance = Some(fresh);
+            (None, Some(pre)) => pre.instantiate(&mut armed.store).and_then(|fresh| {
+                let outcome = entry.call(&mut armed.store, &fresh);
+                armed.instance = Some(fresh);
                 outcome
             }),
             // `pre` is only missing when a warm instance was taken.
             (None, None) => Err(wasmtime::Error::msg("no instance to call")),
         };
-        // 7. Bookkeeping, in one place.
+        self.finish::<E, _>(plugin, &ticket, armed, &plugin.warm, outcome)
+    }
+
+    /// The asynchronous pipeline: the synchronous one's steps, with the
+    /// guest on a fiber that yields at every epoch tick.
+    async fn invoke_async<E: Entry>(
+        &self,
+        plugin: &Installed,
+        mode: Mode,
+        entry: &E,
+    ) -> Call<E::Out> {
+        let (ticket, grant) = match self.admit(plugin, mode, entry) {
+            Ok(admitted) => admitted,
+            Err(reason) => return self.refuse(plugin, entry.describe(), reason),
+        };
+        let mut pending = Unjudged {
+            sandbox: self,
+            plugin,
+            ticket: Some(ticket),
+        };
+        let Some(ticket) = pending.ticket.as_ref() else {
+            return Call::refused(DenyReason::NotInstalled);
+        };
+        let (reuse, linked) = (plugin.limits.reuse, grant.interfaces);
+        let warm = plugin.warm_async.take(reuse, linked, ticket.start);
+        let pre = match warm {
+            Some(_) => None,
+            None => match self.pre_for_async(plugin, &grant) {
+                Ok(pre) => Some(pre),
+                Err(r) => {
+                    let call = self.unprepared(plugin, ticket, r, entry.describe());
+                    pending.ticket = None;
+                    return call;
+                }
+            },
+        };
+        let mut armed = self.arm(plugin, ticket, grant, warm, true);
+        let outcome = match (armed.instance.take(), pre) {
+            (Some(warm), _) => {
+                let outcome = entry.call_async(&mut armed.store, &warm).await;
+                armed.instance = Some(warm);
+                outcome
+            }
+            (None, Some(pre)) => match pre.instantiate_async(&mut armed.store).await {
+                Ok(fresh) => {
+                    let outcome = entry.call_async(&mut armed.store, &fresh).await;
+                    armed.instance = Some(fresh);
+                    outcome
+                }
+                Err(e) => Err(e),
+            },
+            (None, None) => Err(wasmtime::Error::msg("no instance to call")),
+        };
+        let Some(ticket) = pending.ticket.take() else {
+            return Call::refused(DenyReason::NotInstalled);
+        };
+        self.finish::<E, _>(plugin, &ticket, armed, &plugin.warm_async, outcome)
+    }
+
+    /// Step 7: bookkeeping, in one place.
+    fn finish<E: Entry, I>(
+        &self,
+        plugin: &Installed,
+        ticket: &Ticket,
+        armed: Armed<I>,
+        pool: &WarmPool<I>,
+        outcome: wasmtime::Result<Result<E::Out, String>>,
+    ) -> Call<E::Out> {
+        let (installation, id) = (&plugin.installation, &plugin.plugin);
+        let Armed {
+            store,
+            instance,
+            served,
+            born,
+            fuel,
+        } = armed;
         let state = store.data();
         let usage = Usage {
-            wall: start.elapsed(),
-            fuel: fuel_budget.map(|b| b - store.get_fuel().unwrap_or(0)),
+            wall: ticket.start.elapsed(),
+            fuel: fuel.map(|b| b - store.get_fuel().unwrap_or(0)),
             peak_memory: state.limiter.peak,
             host_calls: state.call.host_calls,
             denied_host_calls: state.call.denied,
@@ -275,7 +580,7 @@ impl Sandbox {
         };
         let result = match outcome {
             Ok(Ok(value)) => {
-                if output_size(&value) > plugin.limits.output {
+                if E::output_size(&value) > plugin.limits.output {
                     Err(CallError::Violation(SandboxViolation::Output {
                         what: "result",
                         limit: plugin.limits.output,
@@ -294,14 +599,16 @@ impl Sandbox {
                     Err(CallError::Plugin(message))
                 }
             }
-            Err(e) => Err(classify(e, state, plugin, fuel_budget)),
+            Err(e) => Err(classify(e, state, plugin, fuel)),
         };
         // A warm instance goes back to its pool only after a call that ended
         // well or with the plugin's own error: never after a trap, a
         // violation or a timeout.
+        let reuse = plugin.limits.reuse;
         if let (Reuse::Warm { .. }, Some(instance), Ok(_) | Err(CallError::Plugin(_))) =
             (reuse, instance, &result)
         {
+            let linked = store.data().call.grant.interfaces;
             let warm = Warm {
                 store,
                 instance,
@@ -309,7 +616,7 @@ impl Sandbox {
                 calls: served + 1,
                 born,
             };
-            plugin.warm.give(warm, reuse, start + usage.wall);
+            pool.give(warm, reuse, ticket.start + usage.wall);
         } else {
             drop(store);
         }
@@ -346,7 +653,7 @@ impl Sandbox {
             }
             Err(_) => Outcome::Neutral,
         };
-        self.judge(plugin, &mode, admission.as_ref(), health);
+        self.judge(plugin, &ticket.mode, ticket.admission.as_ref(), health);
         Call { result, usage }
     }
 
@@ -385,25 +692,44 @@ impl Sandbox {
         if grant.interfaces == plugin.linked {
             return Ok(plugin.pre.clone());
         }
-        match missing_import(self, &plugin.plugin, &plugin.component, grant.interfaces) {
-            Err(e) => return Err(Refusal::Host(e.to_string())),
-            Ok(Some((import, interface))) => {
-                return Err(Refusal::Denied(DenyReason::MissingCapability {
-                    import,
-                    capability: interface.permission().to_owned(),
-                }));
-            }
-            Ok(None) => {}
-        }
+        self.check_linkable(plugin, grant)?;
         self.pre(plugin.component_hash, &plugin.component, grant.interfaces)
             .map_err(|e| Refusal::Host(e.to_string()))
     }
 
+    /// The asynchronous instance template for the interfaces `grant` links.
+    fn pre_for_async(
+        &self,
+        plugin: &Installed,
+        grant: &CurrentGrant,
+    ) -> Result<AsyncPluginPre<HostState>, Refusal> {
+        if grant.interfaces != plugin.linked {
+            self.check_linkable(plugin, grant)?;
+        }
+        self.pre_async(plugin.component_hash, &plugin.component, grant.interfaces)
+            .map_err(|e| Refusal::Host(e.to_string()))
+    }
+
+    /// Refuses a grant that no longer covers one of the plugin's imports.
+    fn check_linkable(&self, plugin: &Installed, grant: &CurrentGrant) -> Result<(), Refusal> {
+        match missing_import(self, &plugin.plugin, &plugin.component, grant.interfaces) {
+            Err(e) => Err(Refusal::Host(e.to_string())),
+            Ok(Some((import, interface))) => Err(Refusal::Denied(DenyReason::MissingCapability {
+                import,
+                capability: interface.permission().to_owned(),
+            })),
+            Ok(None) => Ok(()),
+        }
+    }
+
+    /// A fresh store for one call; `yields` makes the guest yield to the
+    /// async runtime at every epoch tick (asynchronous calls only).
     fn store(
         &self,
         plugin: &Installed,
         grant: Arc<CurrentGrant>,
         deadline: Instant,
+        yields: bool,
     ) -> Store<HostState> {
         let limits = &plugin.limits;
         // Deny by default: no args, no env, no preopened folders, no sockets;
@@ -446,9 +772,11 @@ impl Sandbox {
         store.limiter(|s| &mut s.limiter);
         // The ticks only interrupt; the deadline is the monotonic clock's.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
+        store.epoch_deadline_callback(move |ctx| {
             Ok(if Instant::now() >= ctx.data().call.deadline {
                 UpdateDeadline::Interrupt
+            } else if yields {
+                UpdateDeadline::Yield(1)
             } else {
                 UpdateDeadline::Continue(1)
             })

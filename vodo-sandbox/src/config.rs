@@ -56,6 +56,13 @@ pub struct SandboxConfig {
     /// `PAGEMAP_SCAN`; elsewhere 0 (hands everything back), because resetting
     /// a whole MiB with `memset` on every call was measured slower still.
     pub keep_resident: usize,
+    /// Host calls that may wait on I/O (outbound HTTP, the plugin's folder,
+    /// host services whose [`waits`](crate::HostServices::waits) is `true`)
+    /// running at once on the asynchronous call path, over the whole
+    /// sandbox. They run on tokio's blocking threads; past this bound a host
+    /// call waits its turn (its plugin's deadline still runs), so plugins
+    /// cannot take all of the host's blocking threads. Default 64.
+    pub max_blocking: usize,
 }
 
 impl Default for SandboxConfig {
@@ -74,6 +81,7 @@ impl Default for SandboxConfig {
             allow_private_network: false,
             max_warm: None,
             keep_resident: if pagemap_scan() { 1 << 20 } else { 0 },
+            max_blocking: 64,
         }
     }
 }
@@ -117,6 +125,12 @@ impl SandboxConfig {
             return zero(
                 "epoch_tick",
                 "timeouts are checked every tick, such as 5 ms",
+            );
+        }
+        if self.max_blocking == 0 {
+            return zero(
+                "max_blocking",
+                "async calls run host I/O on at least 1 blocking thread, such as 64",
             );
         }
         if self.dispatch_threads == 0 {

@@ -17,6 +17,9 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::{LoadError, SandboxConfig};
 
+/// Stack the host functions of an async call may use beside the guest's.
+const ASYNC_HOST_STACK: usize = 1 << 20;
+
 /// Builds the engine the sandbox uses, after validating `config`; public so
 /// that benchmarks can measure raw wasmtime on the very same configuration.
 pub fn engine(config: &SandboxConfig) -> Result<Engine, LoadError> {
@@ -24,7 +27,10 @@ pub fn engine(config: &SandboxConfig) -> Result<Engine, LoadError> {
     let mut cfg = Config::new();
     cfg.epoch_interruption(true)
         .consume_fuel(config.fuel)
-        .max_wasm_stack(config.max_wasm_stack);
+        .max_wasm_stack(config.max_wasm_stack)
+        // Async calls run on a fiber: the guest's stack plus room for the
+        // host functions that run in place.
+        .async_stack_size(config.max_wasm_stack.saturating_add(ASYNC_HOST_STACK));
     let n = config.max_concurrent;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
@@ -34,6 +40,7 @@ pub fn engine(config: &SandboxConfig) -> Result<Engine, LoadError> {
         .max_memory_size(usize::try_from(config.max_memory_per_instance).unwrap_or(usize::MAX))
         .max_memories_per_component(4)
         .max_tables_per_component(16)
+        .total_stacks(n)
         .max_unused_warm_slots(n.min(100))
         // Reset freed slots in place instead of with madvise: see
         // `SandboxConfig::keep_resident`.

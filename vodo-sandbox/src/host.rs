@@ -14,14 +14,15 @@ use std::sync::Arc;
 use vodo_core::audit::{AuditAction, AuditEvent, AuditSinkExt};
 use vodo_core::rate::RateKey;
 use vodo_core::{CurrentGrant, Decision, DenyReason, InstallationId, PluginId};
-use vodo_scopes::ScopeSet;
+use vodo_scopes::{PluginScope, ScopeSet};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::blocking::{Inline, Runner, now};
 use crate::error::Stop;
 use crate::net::{self, FetchError};
 use crate::sandbox::Shared;
-use crate::services::{LogLevel, ServiceError, ServiceResult};
+use crate::services::{HostServices, LogLevel, ServiceError, ServiceResult};
 use crate::storage::{Storage, StorageError};
 use crate::{Limits, SandboxViolation};
 
@@ -166,7 +167,7 @@ impl WasiView for HostState {
     }
 }
 
-type HostResult<T> = wasmtime::Result<Result<T, GuestError>>;
+pub(crate) type HostResult<T> = wasmtime::Result<Result<T, GuestError>>;
 
 /// Whether a host call counts against the manifest's API rate limit: the
 /// host API proper (entities, users, settings, hooks) does; the plugin's
@@ -273,17 +274,6 @@ impl CallCtx {
     }
 }
 
-/// Runs the body of a host function after the platform admitted the call;
-/// a refusal goes back to the plugin as its error.
-macro_rules! admitted {
-    ($ctx:expr, $granted:expr, $scope:expr, $api:expr, $body:expr) => {
-        match $ctx.admit($granted, $scope, $api) {
-            Err(e) => Ok(Err(e)),
-            Ok(()) => $body,
-        }
-    };
-}
-
 impl vodo::plugin::types::Host for HostState {}
 
 impl vodo::plugin::log::Host for HostState {
@@ -307,224 +297,395 @@ impl vodo::plugin::log::Host for HostState {
     }
 }
 
-impl vodo::plugin::entities::Host for HostState {
-    fn get(&mut self, kind: String, id: String) -> HostResult<Option<String>> {
-        let c = &mut self.call;
-        c.enter(kind.len() + id.len())?;
-        admitted!(
-            c,
-            |s| s.can_read_entity(&kind),
-            || format!("entities:read:{kind}"),
-            Api::Counted,
-            {
-                let out = c.shared.services.get_entity(&c.installation, &kind, &id);
-                let out = c.service(out);
-                if let Ok(Some(json)) = &out {
-                    c.returned(json.len());
-                }
-                Ok(out)
-            }
-        )
-    }
-
-    fn put(&mut self, kind: String, id: String, json: String) -> HostResult<()> {
-        let c = &mut self.call;
-        c.enter(kind.len() + id.len() + json.len())?;
-        admitted!(
-            c,
-            |s| s.can_write_entity(&kind),
-            || format!("entities:write:{kind}"),
-            Api::Counted,
-            {
-                let out = c
-                    .shared
-                    .services
-                    .put_entity(&c.installation, &kind, &id, &json);
-                Ok(c.service(out))
-            }
-        )
-    }
-
-    fn delete(&mut self, kind: String, id: String) -> HostResult<bool> {
-        let c = &mut self.call;
-        c.enter(kind.len() + id.len())?;
-        admitted!(
-            c,
-            |s| s.can_write_entity(&kind),
-            || format!("entities:write:{kind}"),
-            Api::Counted,
-            {
-                let out = c.shared.services.delete_entity(&c.installation, &kind, &id);
-                Ok(c.service(out))
-            }
-        )
-    }
-}
-
-impl vodo::plugin::hooks::Host for HostState {
-    fn trigger(&mut self, name: String, payload: String) -> HostResult<()> {
-        let c = &mut self.call;
-        c.enter(name.len() + payload.len())?;
-        admitted!(
-            c,
-            |s| s.can_trigger(&name),
-            || format!("hooks:trigger:{name}"),
-            Api::Counted,
-            {
-                let out =
-                    c.shared
-                        .services
-                        .trigger_hook(&c.installation, &c.plugin, &name, &payload);
-                Ok(c.service(out))
-            }
-        )
-    }
-}
-
-impl vodo::plugin::users::Host for HostState {
-    fn get(&mut self, id: String) -> HostResult<Option<String>> {
-        let c = &mut self.call;
-        c.enter(id.len())?;
-        admitted!(
-            c,
-            |s| s.allows(&vodo_scopes::PluginScope::UsersRead),
-            || "users:read".into(),
-            Api::Counted,
-            {
-                let out = c.shared.services.get_user(&c.installation, &id);
-                let out = c.service(out);
-                if let Ok(Some(json)) = &out {
-                    c.returned(json.len());
-                }
-                Ok(out)
-            }
-        )
-    }
-
-    fn put(&mut self, id: String, json: String) -> HostResult<()> {
-        let c = &mut self.call;
-        c.enter(id.len() + json.len())?;
-        admitted!(
-            c,
-            |s| s.allows(&vodo_scopes::PluginScope::UsersWrite),
-            || "users:write".into(),
-            Api::Counted,
-            {
-                let out = c.shared.services.put_user(&c.installation, &id, &json);
-                Ok(c.service(out))
-            }
-        )
-    }
-}
-
-impl vodo::plugin::settings::Host for HostState {
-    fn get(&mut self, key: String) -> HostResult<Option<String>> {
-        let c = &mut self.call;
-        c.enter(key.len())?;
-        admitted!(
-            c,
-            |s| s.allows(&vodo_scopes::PluginScope::SettingsRead),
-            || "settings:read".into(),
-            Api::Counted,
-            {
-                let out = c
-                    .shared
-                    .services
-                    .get_setting(&c.installation, &c.plugin, &key);
-                Ok(c.service(out))
-            }
-        )
-    }
-
-    fn set(&mut self, key: String, value: String) -> HostResult<()> {
-        let c = &mut self.call;
-        c.enter(key.len() + value.len())?;
-        admitted!(
-            c,
-            |s| s.allows(&vodo_scopes::PluginScope::SettingsWrite),
-            || "settings:write".into(),
-            Api::Counted,
-            {
-                let out = c
-                    .shared
-                    .services
-                    .set_setting(&c.installation, &c.plugin, &key, &value);
-                Ok(c.service(out))
-            }
-        )
-    }
-}
-
-impl HostState {
-    /// Runs a storage operation that needs `write` (or read) access.
-    fn storage<T>(
+/// The host functions that may wait, each written once over a [`Runner`]:
+/// the synchronous bindings below run them [`Inline`], the asynchronous ones
+/// (`host_async.rs`) on the sandbox's blocking [`Pool`](crate::blocking::Pool).
+impl CallCtx {
+    /// Runs `work` on the host's services, where `run` says: off the async
+    /// worker when the services may wait on I/O.
+    async fn serve<T: Send + 'static>(
         &mut self,
-        write: bool,
-        f: impl FnOnce(&Storage) -> Result<T, StorageError>,
+        run: &impl Runner,
+        work: impl FnOnce(&Arc<dyn HostServices>, &InstallationId, &PluginId) -> ServiceResult<T>
+        + Send
+        + 'static,
     ) -> HostResult<T> {
-        let c = &mut self.call;
+        let services = Arc::clone(&self.shared.services);
+        let waits = services.waits();
+        let job = service_job(
+            services,
+            self.installation.clone(),
+            self.plugin.clone(),
+            work,
+        );
+        let out = run.run(waits, job).await?;
+        Ok(self.service(out))
+    }
+
+    pub(crate) async fn entity_get(
+        &mut self,
+        run: &impl Runner,
+        kind: String,
+        id: String,
+    ) -> HostResult<Option<String>> {
+        self.enter(kind.len() + id.len())?;
+        let granted = |s: &ScopeSet| s.can_read_entity(&kind);
+        if let Err(e) = self.admit(granted, || format!("entities:read:{kind}"), Api::Counted) {
+            return Ok(Err(e));
+        }
+        let out = self
+            .serve(run, move |s, i, _| s.get_entity(i, &kind, &id))
+            .await?;
+        if let Ok(Some(json)) = &out {
+            self.returned(json.len());
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn entity_put(
+        &mut self,
+        run: &impl Runner,
+        kind: String,
+        id: String,
+        json: String,
+    ) -> HostResult<()> {
+        self.enter(kind.len() + id.len() + json.len())?;
+        let granted = |s: &ScopeSet| s.can_write_entity(&kind);
+        if let Err(e) = self.admit(granted, || format!("entities:write:{kind}"), Api::Counted) {
+            return Ok(Err(e));
+        }
+        self.serve(run, move |s, i, _| s.put_entity(i, &kind, &id, &json))
+            .await
+    }
+
+    pub(crate) async fn entity_delete(
+        &mut self,
+        run: &impl Runner,
+        kind: String,
+        id: String,
+    ) -> HostResult<bool> {
+        self.enter(kind.len() + id.len())?;
+        let granted = |s: &ScopeSet| s.can_write_entity(&kind);
+        if let Err(e) = self.admit(granted, || format!("entities:write:{kind}"), Api::Counted) {
+            return Ok(Err(e));
+        }
+        self.serve(run, move |s, i, _| s.delete_entity(i, &kind, &id))
+            .await
+    }
+
+    pub(crate) async fn hook_trigger(
+        &mut self,
+        run: &impl Runner,
+        name: String,
+        payload: String,
+    ) -> HostResult<()> {
+        self.enter(name.len() + payload.len())?;
+        let granted = |s: &ScopeSet| s.can_trigger(&name);
+        if let Err(e) = self.admit(granted, || format!("hooks:trigger:{name}"), Api::Counted) {
+            return Ok(Err(e));
+        }
+        self.serve(run, move |s, i, p| s.trigger_hook(i, p, &name, &payload))
+            .await
+    }
+
+    pub(crate) async fn user_get(
+        &mut self,
+        run: &impl Runner,
+        id: String,
+    ) -> HostResult<Option<String>> {
+        self.enter(id.len())?;
+        let granted = |s: &ScopeSet| s.allows(&PluginScope::UsersRead);
+        if let Err(e) = self.admit(granted, || "users:read".into(), Api::Counted) {
+            return Ok(Err(e));
+        }
+        let out = self.serve(run, move |s, i, _| s.get_user(i, &id)).await?;
+        if let Ok(Some(json)) = &out {
+            self.returned(json.len());
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn user_put(
+        &mut self,
+        run: &impl Runner,
+        id: String,
+        json: String,
+    ) -> HostResult<()> {
+        self.enter(id.len() + json.len())?;
+        let granted = |s: &ScopeSet| s.allows(&PluginScope::UsersWrite);
+        if let Err(e) = self.admit(granted, || "users:write".into(), Api::Counted) {
+            return Ok(Err(e));
+        }
+        self.serve(run, move |s, i, _| s.put_user(i, &id, &json))
+            .await
+    }
+
+    pub(crate) async fn setting_get(
+        &mut self,
+        run: &impl Runner,
+        key: String,
+    ) -> HostResult<Option<String>> {
+        self.enter(key.len())?;
+        let granted = |s: &ScopeSet| s.allows(&PluginScope::SettingsRead);
+        if let Err(e) = self.admit(granted, || "settings:read".into(), Api::Counted) {
+            return Ok(Err(e));
+        }
+        self.serve(run, move |s, i, p| s.get_setting(i, p, &key))
+            .await
+    }
+
+    pub(crate) async fn setting_set(
+        &mut self,
+        run: &impl Runner,
+        key: String,
+        value: String,
+    ) -> HostResult<()> {
+        self.enter(key.len() + value.len())?;
+        let granted = |s: &ScopeSet| s.allows(&PluginScope::SettingsWrite);
+        if let Err(e) = self.admit(granted, || "settings:write".into(), Api::Counted) {
+            return Ok(Err(e));
+        }
+        self.serve(run, move |s, i, p| s.set_setting(i, p, &key, &value))
+            .await
+    }
+
+    /// Runs a storage operation that needs `write` (or read) access.
+    async fn storage<T: Send + 'static>(
+        &mut self,
+        run: &impl Runner,
+        write: bool,
+        f: impl FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
+    ) -> HostResult<T> {
         let (granted, scope): (fn(&ScopeSet) -> bool, _) = if write {
             (ScopeSet::can_write_storage, "storage:write")
         } else {
             (ScopeSet::can_read_storage, "storage:read")
         };
-        if let Err(e) = c.admit(granted, || scope.into(), Api::Free) {
+        if let Err(e) = self.admit(granted, || scope.into(), Api::Free) {
             return Ok(Err(e));
         }
-        let Some(storage) = c.storage.clone() else {
-            c.failed += 1;
+        let Some(storage) = self.storage.clone() else {
+            self.failed += 1;
             return Ok(Err(GuestError::Internal(
                 "this host keeps no plugin storage".into(),
             )));
         };
-        match f(&storage) {
+        // Files are disk I/O: always off the async worker.
+        match run.run(true, move || f(&storage)).await? {
             Ok(v) => Ok(Ok(v)),
-            Err(StorageError::Denied(scope)) => Ok(Err(c.refuse(
+            Err(StorageError::Denied(scope)) => Ok(Err(self.refuse(
                 DenyReason::MissingScope {
                     scope: scope.clone(),
                 },
                 scope,
             ))),
             Err(StorageError::Violation(v)) => {
-                c.event(AuditAction::SandboxViolation {
+                self.event(AuditAction::SandboxViolation {
                     violation: v.kind().into(),
                     detail: v.to_string(),
                 });
-                Err(c.stop(v))
+                Err(self.stop(v))
             }
             Err(StorageError::NotFound(m)) => Ok(Err(GuestError::NotFound(m))),
             Err(StorageError::Io(m)) => {
-                c.failed += 1;
+                self.failed += 1;
                 Ok(Err(GuestError::Internal(m)))
             }
         }
+    }
+
+    pub(crate) async fn file_read(
+        &mut self,
+        run: &impl Runner,
+        path: String,
+    ) -> HostResult<Vec<u8>> {
+        self.enter(path.len())?;
+        let max = self.limits.output;
+        let out = self
+            .storage(run, false, move |s| s.read(&path, max))
+            .await?;
+        if let Ok(data) = &out {
+            self.returned(data.len());
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn file_write(
+        &mut self,
+        run: &impl Runner,
+        path: String,
+        data: Vec<u8>,
+    ) -> HostResult<()> {
+        self.enter(path.len() + data.len())?;
+        self.storage(run, true, move |s| s.write(&path, &data))
+            .await
+    }
+
+    pub(crate) async fn file_delete(
+        &mut self,
+        run: &impl Runner,
+        path: String,
+    ) -> HostResult<bool> {
+        self.enter(path.len())?;
+        self.storage(run, true, move |s| s.delete(&path)).await
+    }
+
+    pub(crate) async fn file_list(&mut self, run: &impl Runner) -> HostResult<Vec<String>> {
+        self.enter(0)?;
+        self.storage(run, false, |s| s.list()).await
+    }
+
+    pub(crate) async fn fetch(&mut self, run: &impl Runner, request: Fetch) -> HostResult<Fetched> {
+        let headers: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        self.enter(request.method.len() + request.url.len() + headers + request.body.len())?;
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            let limit = self.limits.timeout;
+            return Err(self.stop(SandboxViolation::Timeout { limit }));
+        }
+        let grant = Arc::clone(&self.grant);
+        let egress = Arc::clone(&self.shared.egress);
+        let deadline = std::time::Instant::now() + self.limits.http_timeout.min(left);
+        let max_response = self.limits.http_response;
+        let (result, request) = run
+            .run(true, move || {
+                let policy = net::Policy {
+                    scopes: &grant.scopes,
+                    egress: &egress,
+                    deadline,
+                    max_response,
+                };
+                let outgoing = net::Outgoing {
+                    method: &request.method,
+                    url: &request.url,
+                    headers: &request.headers,
+                    body: &request.body,
+                };
+                (net::fetch(&policy, &outgoing), request)
+            })
+            .await?;
+        let host = net::host_of(&request.url);
+        let (allowed, status) = match &result {
+            Ok(r) => (true, Some(r.status)),
+            Err(FetchError::Violation(_) | FetchError::Denied(_)) => (false, None),
+            Err(_) => (true, None),
+        };
+        self.event(AuditAction::NetworkRequest {
+            method: request.method,
+            host,
+            allowed,
+            status,
+        });
+        match result {
+            Ok(r) => {
+                self.returned(r.body.len());
+                Ok(Ok(Fetched {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                }))
+            }
+            Err(FetchError::Denied(scope)) => Ok(Err(self.refuse(
+                DenyReason::MissingScope {
+                    scope: scope.clone(),
+                },
+                scope,
+            ))),
+            Err(FetchError::Violation(v)) => Err(self.stop(v)),
+            Err(FetchError::Invalid(m)) => Ok(Err(GuestError::Invalid(m))),
+            Err(FetchError::Failed(m)) => Ok(Err(GuestError::Internal(m))),
+        }
+    }
+}
+
+/// `work` with what it runs on, as one job that owns all of it.
+fn service_job<T, W>(
+    services: Arc<dyn HostServices>,
+    installation: InstallationId,
+    plugin: PluginId,
+    work: W,
+) -> impl FnOnce() -> ServiceResult<T> + Send + 'static
+where
+    W: FnOnce(&Arc<dyn HostServices>, &InstallationId, &PluginId) -> ServiceResult<T>
+        + Send
+        + 'static,
+    T: 'static,
+{
+    move || work(&services, &installation, &plugin)
+}
+
+/// An outbound request, whichever bindings it came through.
+pub(crate) struct Fetch {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Its response.
+pub(crate) struct Fetched {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl vodo::plugin::entities::Host for HostState {
+    fn get(&mut self, kind: String, id: String) -> HostResult<Option<String>> {
+        now(self.call.entity_get(&Inline, kind, id))
+    }
+
+    fn put(&mut self, kind: String, id: String, json: String) -> HostResult<()> {
+        now(self.call.entity_put(&Inline, kind, id, json))
+    }
+
+    fn delete(&mut self, kind: String, id: String) -> HostResult<bool> {
+        now(self.call.entity_delete(&Inline, kind, id))
+    }
+}
+
+impl vodo::plugin::hooks::Host for HostState {
+    fn trigger(&mut self, name: String, payload: String) -> HostResult<()> {
+        now(self.call.hook_trigger(&Inline, name, payload))
+    }
+}
+
+impl vodo::plugin::users::Host for HostState {
+    fn get(&mut self, id: String) -> HostResult<Option<String>> {
+        now(self.call.user_get(&Inline, id))
+    }
+
+    fn put(&mut self, id: String, json: String) -> HostResult<()> {
+        now(self.call.user_put(&Inline, id, json))
+    }
+}
+
+impl vodo::plugin::settings::Host for HostState {
+    fn get(&mut self, key: String) -> HostResult<Option<String>> {
+        now(self.call.setting_get(&Inline, key))
+    }
+
+    fn set(&mut self, key: String, value: String) -> HostResult<()> {
+        now(self.call.setting_set(&Inline, key, value))
     }
 }
 
 impl vodo::plugin::storage::Host for HostState {
     fn read(&mut self, path: String) -> HostResult<Vec<u8>> {
-        self.call.enter(path.len())?;
-        let max = self.call.limits.output;
-        let out = self.storage(false, |s| s.read(&path, max))?;
-        if let Ok(data) = &out {
-            self.call.returned(data.len());
-        }
-        Ok(out)
+        now(self.call.file_read(&Inline, path))
     }
 
     fn write(&mut self, path: String, data: Vec<u8>) -> HostResult<()> {
-        self.call.enter(path.len() + data.len())?;
-        self.storage(true, |s| s.write(&path, &data))
+        now(self.call.file_write(&Inline, path, data))
     }
 
     fn delete(&mut self, path: String) -> HostResult<bool> {
-        self.call.enter(path.len())?;
-        self.storage(true, |s| s.delete(&path))
+        now(self.call.file_delete(&Inline, path))
     }
 
     fn list_files(&mut self) -> HostResult<Vec<String>> {
-        self.call.enter(0)?;
-        self.storage(false, Storage::list)
+        now(self.call.file_list(&Inline))
     }
 }
 
@@ -533,59 +694,18 @@ impl vodo::plugin::http::Host for HostState {
         &mut self,
         request: vodo::plugin::http::Outgoing,
     ) -> HostResult<vodo::plugin::http::Incoming> {
-        let c = &mut self.call;
-        let headers: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
-        c.enter(request.method.len() + request.url.len() + headers + request.body.len())?;
-        let left = c
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            let limit = c.limits.timeout;
-            return Err(c.stop(SandboxViolation::Timeout { limit }));
-        }
-        let policy = net::Policy {
-            scopes: &c.grant.scopes,
-            egress: &c.shared.egress,
-            deadline: std::time::Instant::now() + c.limits.http_timeout.min(left),
-            max_response: c.limits.http_response,
+        let request = Fetch {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
         };
-        let outgoing = net::Outgoing {
-            method: &request.method,
-            url: &request.url,
-            headers: &request.headers,
-            body: &request.body,
-        };
-        let result = net::fetch(&policy, &outgoing);
-        let host = net::host_of(&request.url);
-        let (allowed, status) = match &result {
-            Ok(r) => (true, Some(r.status)),
-            Err(FetchError::Violation(_) | FetchError::Denied(_)) => (false, None),
-            Err(_) => (true, None),
-        };
-        c.event(AuditAction::NetworkRequest {
-            method: request.method.clone(),
-            host,
-            allowed,
-            status,
-        });
-        match result {
-            Ok(r) => {
-                c.returned(r.body.len());
-                Ok(Ok(vodo::plugin::http::Incoming {
-                    status: r.status,
-                    headers: r.headers,
-                    body: r.body,
-                }))
-            }
-            Err(FetchError::Denied(scope)) => Ok(Err(c.refuse(
-                DenyReason::MissingScope {
-                    scope: scope.clone(),
-                },
-                scope,
-            ))),
-            Err(FetchError::Violation(v)) => Err(c.stop(v)),
-            Err(FetchError::Invalid(m)) => Ok(Err(GuestError::Invalid(m))),
-            Err(FetchError::Failed(m)) => Ok(Err(GuestError::Internal(m))),
-        }
+        Ok(
+            now(self.call.fetch(&Inline, request))?.map(|r| vodo::plugin::http::Incoming {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+        )
     }
 }

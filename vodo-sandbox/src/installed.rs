@@ -10,7 +10,8 @@ use vodo_core::{InstallationId, PluginId};
 use wasmtime::component::Component;
 
 use crate::Limits;
-use crate::host::{HostState, PluginPre};
+use crate::host::{HostState, Plugin, PluginPre};
+use crate::host_async::AsyncPlugin;
 use crate::storage::Storage;
 use crate::usage::{UsageSummary, UsageTotals};
 use crate::warm::WarmPool;
@@ -35,8 +36,10 @@ pub struct Installed {
     pub(crate) linked: InterfaceSet,
     pub(crate) storage: Option<Arc<Storage>>,
     pub(crate) totals: UsageTotals,
-    /// Idle warm instances, when `limits.reuse` asks for them.
-    pub(crate) warm: WarmPool,
+    /// Idle warm instances, when `limits.reuse` asks for them: those of
+    /// synchronous calls and those of asynchronous ones.
+    pub(crate) warm: WarmPool<Plugin>,
+    pub(crate) warm_async: WarmPool<AsyncPlugin>,
 }
 
 impl Installed {
@@ -48,7 +51,7 @@ impl Installed {
     /// Warm instances idle in this plugin's pool now (always 0 with
     /// [`Reuse::Fresh`](crate::Reuse::Fresh)).
     pub fn warm_instances(&self) -> usize {
-        self.warm.len()
+        self.warm.len() + self.warm_async.len()
     }
 }
 

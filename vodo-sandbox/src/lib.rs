@@ -65,6 +65,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod blocking;
 mod cache;
 mod call;
 mod config;
@@ -72,6 +73,7 @@ mod dispatch;
 mod engine;
 mod error;
 mod host;
+mod host_async;
 mod installed;
 mod lifecycle;
 mod linking;

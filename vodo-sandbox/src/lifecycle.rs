@@ -106,6 +106,7 @@ impl Sandbox {
             storage,
             totals: UsageTotals::default(),
             warm: WarmPool::new(Arc::clone(&self.warm)),
+            warm_async: WarmPool::new(Arc::clone(&self.warm)),
         })
     }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use tokio::sync::Semaphore;
 use vodo_core::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt};
 use vodo_core::health::HealthTracker;
 use vodo_core::rate::RateLimiter;
@@ -16,6 +17,7 @@ use wasmtime::component::Component;
 
 use crate::engine::{Ticker, engine};
 use crate::host::{HostState, PluginPre};
+use crate::host_async::AsyncPluginPre;
 use crate::installed::Installed;
 use crate::net::{Resolver, SystemResolver};
 use crate::services::HostServices;
@@ -31,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) rate: Arc<dyn RateLimiter>,
     pub(crate) egress: Arc<Egress>,
+    /// Permits of the asynchronous path's blocking host calls.
+    pub(crate) blocking: Arc<Semaphore>,
 }
 
 /// The plugins' way out: the host's resolver, its private-network rule.
@@ -54,6 +58,8 @@ pub struct Sandbox {
     pub(crate) health: Arc<dyn HealthTracker>,
     pub(crate) components: DashMap<[u8; 32], Component>,
     pub(crate) pres: DashMap<([u8; 32], u16), PluginPre<HostState>>,
+    /// The same, for asynchronous calls.
+    pub(crate) pres_async: DashMap<([u8; 32], u16), AsyncPluginPre<HostState>>,
     /// Loaded plugins by installation, then by plugin: an event walks only
     /// its own installation's plugins, however many tenants there are.
     pub(crate) installed: DashMap<InstallationId, BTreeMap<PluginId, Arc<Installed>>>,
@@ -91,11 +97,13 @@ impl Sandbox {
                 audit: Arc::clone(&host.audit),
                 rate: Arc::clone(&host.rate_limits),
                 egress: plugin_egress(&config, Arc::new(SystemResolver)),
+                blocking: Arc::new(Semaphore::new(config.max_blocking)),
             }),
             permissions: Arc::clone(&host.permissions),
             health: Arc::clone(&host.health),
             components: DashMap::new(),
             pres: DashMap::new(),
+            pres_async: DashMap::new(),
             installed: DashMap::new(),
             warm: WarmBudget::new(config.warm_budget()),
             config,

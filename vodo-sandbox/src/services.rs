@@ -100,7 +100,17 @@ pub trait HostServices: fmt::Debug + Send + Sync {
         key: &str,
         value: &str,
     ) -> ServiceResult<()>;
-    /// A log line from `plugin`.
+    /// Whether these services may wait on I/O (a database, a network). On
+    /// the asynchronous call path ([`Sandbox::call_event_async`](crate::Sandbox::call_event_async)
+    /// and its siblings), the host calls of services that may wait run on
+    /// the sandbox's bounded blocking pool instead of the runtime's worker;
+    /// services that answer from memory return `false` and are called in
+    /// place. The default is `true`, the safe answer.
+    fn waits(&self) -> bool {
+        true
+    }
+    /// A log line from `plugin`. Called in place on every call path, so it
+    /// must not wait: hand the line to a logger that buffers.
     fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
         match level {
             LogLevel::Debug => {
@@ -168,6 +178,9 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
     ) -> ServiceResult<()> {
         (**self).set_setting(i, p, key, value)
     }
+    fn waits(&self) -> bool {
+        (**self).waits()
+    }
     fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
         (**self).log(p, level, message)
     }
@@ -227,6 +240,10 @@ impl MemoryServices {
 }
 
 impl HostServices for MemoryServices {
+    /// Memory never waits: every host call is answered in place.
+    fn waits(&self) -> bool {
+        false
+    }
     fn get_entity(
         &self,
         i: &InstallationId,

@@ -18,12 +18,14 @@ use vodo_core::runtime::InterfaceSet;
 use wasmtime::Store;
 
 use crate::config::Reuse;
-use crate::host::{HostState, Plugin};
+use crate::host::HostState;
 
-/// An instance and the store it lives in, between calls.
-pub(crate) struct Warm {
+/// An instance and the store it lives in, between calls. `I` is the
+/// instance as the synchronous or the asynchronous bindings see it: a store
+/// made for one path is never used by the other.
+pub(crate) struct Warm<I> {
     pub(crate) store: Store<HostState>,
-    pub(crate) instance: Plugin,
+    pub(crate) instance: I,
     /// The host interfaces it was linked with.
     pub(crate) linked: InterfaceSet,
     /// Calls it has served.
@@ -66,12 +68,12 @@ impl WarmBudget {
 }
 
 /// The idle warm instances of one (installation, plugin version).
-pub(crate) struct WarmPool {
-    idle: Mutex<Vec<Warm>>,
+pub(crate) struct WarmPool<I> {
+    idle: Mutex<Vec<Warm<I>>>,
     budget: Arc<WarmBudget>,
 }
 
-impl WarmPool {
+impl<I> WarmPool<I> {
     pub(crate) fn new(budget: Arc<WarmBudget>) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
@@ -86,7 +88,7 @@ impl WarmPool {
 
     /// An idle instance linked with `linked` and still within `reuse`'s age
     /// at `now`, if there is one; instances that no longer qualify are dropped.
-    pub(crate) fn take(&self, reuse: Reuse, linked: InterfaceSet, now: Instant) -> Option<Warm> {
+    pub(crate) fn take(&self, reuse: Reuse, linked: InterfaceSet, now: Instant) -> Option<Warm<I>> {
         let Reuse::Warm { age, .. } = reuse else {
             return None;
         };
@@ -102,7 +104,7 @@ impl WarmPool {
 
     /// Keeps `warm` for a later call, unless it has served its calls or its
     /// age at `now`, the pool is full or the sandbox keeps as many as it may.
-    pub(crate) fn give(&self, warm: Warm, reuse: Reuse, now: Instant) {
+    pub(crate) fn give(&self, warm: Warm<I>, reuse: Reuse, now: Instant) {
         let Reuse::Warm { calls, age, pool } = reuse else {
             return;
         };
@@ -116,7 +118,7 @@ impl WarmPool {
     }
 }
 
-impl Drop for WarmPool {
+impl<I> Drop for WarmPool<I> {
     fn drop(&mut self) {
         let n = self.idle.get_mut().len();
         self.budget.release(n as u32);
