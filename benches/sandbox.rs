@@ -109,6 +109,48 @@ fn cold_counts(wasm: &[u8], n: u32) {
     cold_vodo(&config, &shop, wasm, n);
 }
 
+/// Where a cold start's wall-clock time goes: medians of `n` runs of the
+/// engine alone, `Sandbox::new` (which builds the engine), `Sandbox::new`
+/// and an install from the cache, and a bare thread spawn.
+fn cold_split(wasm: &[u8], n: usize) {
+    let cache = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    };
+    let shop = InstallationId::new("cold");
+    let host = quiet_host();
+    cold_vodo(&config, &shop, wasm, 1);
+    let manifest = Manifest::parse(MANIFEST).unwrap();
+    let consent = Consent::all(&manifest, "bench");
+    let median = |f: &mut dyn FnMut()| {
+        let mut times: Vec<Duration> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[n / 2]
+    };
+    let engine = median(&mut || drop(black_box(vodo_sandbox::engine(&config).unwrap())));
+    let new = median(&mut || {
+        drop(black_box(
+            Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap(),
+        ))
+    });
+    let install = median(&mut || {
+        let s = Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap();
+        s.install(&shop, &manifest, wasm, &consent, Limits::default())
+            .unwrap();
+    });
+    let spawn = median(&mut || std::thread::spawn(|| ()).join().unwrap());
+    println!(
+        "cold split (medians of {n}): engine {engine:?}, Sandbox::new {new:?}, new + install {install:?}, thread spawn {spawn:?}"
+    );
+}
+
 #[inline(never)]
 fn cold_vodo(config: &SandboxConfig, shop: &InstallationId, wasm: &[u8], n: u32) {
     let manifest = Manifest::parse(MANIFEST).unwrap();
@@ -176,6 +218,13 @@ fn benches(c: &mut Criterion) {
     // With VODO_COUNT_COLD=N: N loads from a disk cache with a fresh engine
     // (`cold_vodo`), for callgrind to say where a cold start goes (raw
     // wasmtime's side, which needs `unsafe`, is in `benches/peer`).
+    if let Some(n) = std::env::var("VODO_COLD_SPLIT")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        cold_split(&wasm, n);
+        std::process::exit(0);
+    }
     if let Some(n) = std::env::var("VODO_COUNT_COLD")
         .ok()
         .and_then(|n| n.parse::<u32>().ok())
@@ -258,6 +307,40 @@ fn benches(c: &mut Criterion) {
                 "paired {event}: vodo {:.2} us, raw {:.2} us per call; median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
                 vodo_total.as_secs_f64() * 1e6 / (200.0 * rounds as f64),
                 raw_total.as_secs_f64() * 1e6 / (200.0 * rounds as f64),
+                ratios[rounds / 2],
+                ratios[rounds / 4],
+                ratios[rounds * 3 / 4],
+            );
+        }
+        std::process::exit(0);
+    }
+
+    // With VODO_PAIRED_WARM=rounds: 2,000 calls on a warm instance and
+    // 2,000 raw calls on one reused instance per round, alternated.
+    if let Some(rounds) = std::env::var("VODO_PAIRED_WARM")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let (mut store, instance) = raw_instance(&engine, &pre);
+        for event in ["empty", "one-call"] {
+            let mut ratios = Vec::with_capacity(rounds);
+            let (mut vodo_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..rounds {
+                let t = Instant::now();
+                vodo_calls(&sandbox, &warm, event, 2000);
+                let v = t.elapsed();
+                let t = Instant::now();
+                raw_reused_calls(&mut store, &instance, event, 2000);
+                let r = t.elapsed();
+                ratios.push(v.as_secs_f64() / r.as_secs_f64());
+                vodo_total += v;
+                raw_total += r;
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "paired warm {event}: vodo {:.0} ns, raw reused {:.0} ns per call; median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
+                vodo_total.as_secs_f64() * 1e9 / (2000.0 * rounds as f64),
+                raw_total.as_secs_f64() * 1e9 / (2000.0 * rounds as f64),
                 ratios[rounds / 2],
                 ratios[rounds / 4],
                 ratios[rounds * 3 / 4],

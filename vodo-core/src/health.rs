@@ -33,10 +33,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hashbrown::HashMap;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt, NoAudit};
 use crate::decision::DenyReason;
@@ -379,6 +380,35 @@ enum State {
 pub struct CircuitBreaker {
     config: BreakerConfig,
     inner: Mutex<Breaker>,
+    /// Whether `inner`'s state is `Closed`, as of its last unlock: the
+    /// common case (a closed circuit admits) reads it without the lock.
+    closed: AtomicBool,
+}
+
+/// The breaker's state, locked; `closed` is brought up to date on unlock.
+struct Locked<'a> {
+    guard: MutexGuard<'a, Breaker>,
+    closed: &'a AtomicBool,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Breaker;
+    fn deref(&self) -> &Breaker {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Breaker {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let closed = matches!(self.guard.state, State::Closed { .. });
+        self.closed.store(closed, Ordering::Release);
+    }
 }
 
 #[derive(Debug)]
@@ -392,7 +422,11 @@ impl CircuitBreaker {
     /// A closed breaker; `config` must pass [`BreakerConfig::validate`].
     pub fn new(config: BreakerConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self {
+        Ok(Self::closed(config))
+    }
+
+    fn closed(config: BreakerConfig) -> Self {
+        Self {
             config,
             inner: Mutex::new(Breaker {
                 state: State::Closed {
@@ -401,7 +435,15 @@ impl CircuitBreaker {
                 trips: VecDeque::new(),
                 recent: VecDeque::new(),
             }),
-        })
+            closed: AtomicBool::new(true),
+        }
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: self.inner.lock(),
+            closed: &self.closed,
+        }
     }
 
     fn status_of(state: &State) -> HealthStatus {
@@ -430,7 +472,7 @@ impl CircuitBreaker {
 
     /// The breaker's status now.
     pub fn status(&self, now: Timestamp) -> HealthStatus {
-        let mut b = self.inner.lock();
+        let mut b = self.lock();
         Self::expire(&mut b, now, &self.config);
         Self::status_of(&b.state)
     }
@@ -482,12 +524,12 @@ impl CircuitBreaker {
 
     /// The common case without reading the clock: a closed circuit admits.
     fn admit_if_closed(&self) -> bool {
-        matches!(self.inner.lock().state, State::Closed { .. })
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Asks to make a call now; see [`Admission`] for what to record after.
     pub fn try_acquire(&self, now: Timestamp) -> (Admission, Option<HealthChange>) {
-        let mut b = self.inner.lock();
+        let mut b = self.lock();
         let mut change = None;
         if let State::Open { until } = b.state
             && now >= until
@@ -516,7 +558,7 @@ impl CircuitBreaker {
 
     /// Records what an admitted call did.
     pub fn on(&self, now: Timestamp, outcome: Outcome<'_>) -> Option<HealthChange> {
-        let mut b = self.inner.lock();
+        let mut b = self.lock();
         Self::expire(&mut b, now, &self.config);
         if let State::HalfOpen { in_flight, .. } = &mut b.state {
             *in_flight = in_flight.saturating_sub(1);
@@ -591,7 +633,7 @@ impl CircuitBreaker {
 
     /// Records a health probe (never refused by an open circuit).
     pub fn on_probe(&self, now: Timestamp, outcome: Outcome<'_>) -> Option<HealthChange> {
-        let mut b = self.inner.lock();
+        let mut b = self.lock();
         Self::expire(&mut b, now, &self.config);
         match (outcome, &b.state) {
             (Outcome::Neutral, _) => None,
@@ -613,7 +655,7 @@ impl CircuitBreaker {
 
     /// What a health endpoint shows.
     pub fn report(&self, now: Timestamp) -> HealthReport {
-        let mut b = self.inner.lock();
+        let mut b = self.lock();
         Self::expire(&mut b, now, &self.config);
         HealthReport {
             status: Self::status_of(&b.state),
@@ -714,18 +756,7 @@ impl HealthMonitor {
         let mut breakers = self.breakers.write();
         let b = breakers
             .entry((installation.clone(), plugin.clone()))
-            .or_insert_with(|| {
-                Arc::new(CircuitBreaker {
-                    config: self.config,
-                    inner: Mutex::new(Breaker {
-                        state: State::Closed {
-                            failures: VecDeque::new(),
-                        },
-                        trips: VecDeque::new(),
-                        recent: VecDeque::new(),
-                    }),
-                })
-            });
+            .or_insert_with(|| Arc::new(CircuitBreaker::closed(self.config)));
         Arc::clone(b)
     }
 
@@ -766,6 +797,12 @@ impl HealthMonitor {
 
 impl HealthTracker for HealthMonitor {
     fn admit(&self, installation: &InstallationId, plugin: &PluginId) -> Admission {
+        // A closed circuit, the common case: one map read and one load.
+        if let Some(b) = self.breakers.read().get(&PairRef::of(installation, plugin))
+            && b.admit_if_closed()
+        {
+            return Admission::Closed;
+        }
         let breaker = self.breaker(installation, plugin);
         if breaker.admit_if_closed() {
             return Admission::Closed;

@@ -329,8 +329,9 @@ impl Permissions {
 
     /// At most once per staleness bound: forget the cache if the store's
     /// generation moved (another process changed a grant).
-    fn sync_if_due(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    fn sync_if_due(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.epoch);
+        let now = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
         if now < self.next_sync.load(Ordering::Acquire) {
             return;
         }
@@ -363,7 +364,18 @@ impl Permissions {
         installation: &InstallationId,
         plugin: &PluginId,
     ) -> Result<Option<Arc<CurrentGrant>>> {
-        self.sync_if_due();
+        self.current_at(installation, plugin, Instant::now())
+    }
+
+    /// [`current`](Self::current), for a caller that has just read the
+    /// clock (`now`): the sandbox reads it once per call.
+    pub fn current_at(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        now: Instant,
+    ) -> Result<Option<Arc<CurrentGrant>>> {
+        self.sync_if_due(now);
         if let Some(c) = self.cache.read().get(&PairRef::of(installation, plugin)) {
             return Ok(c.clone());
         }

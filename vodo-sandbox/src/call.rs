@@ -48,7 +48,7 @@ use crate::installed::Installed;
 use crate::linking::missing_import;
 use crate::output::Captured;
 use crate::usage::{Usage, spikes};
-use crate::warm::{Warm, WarmPool};
+use crate::warm::{Reservation, Warm, WarmPool};
 use crate::{CallError, Sandbox, SandboxViolation};
 
 /// The outcome of one call and what it used.
@@ -243,6 +243,7 @@ struct Armed<I> {
     /// Calls the instance served before this one, and when it was made.
     served: u32,
     born: Instant,
+    reservation: Option<Reservation>,
     fuel: Option<u64>,
 }
 
@@ -362,18 +363,21 @@ impl Sandbox {
         entry: &E,
     ) -> Result<(Ticket, Arc<CurrentGrant>), DenyReason> {
         let (installation, id) = (&plugin.installation, &plugin.plugin);
+        let start = Instant::now();
         let grant = match &mode {
             Mode::Candidate(g) => Arc::clone(g),
-            Mode::Live | Mode::Probe => match self.permissions.current(installation, id) {
-                Err(e) => {
-                    return Err(DenyReason::StoreUnavailable {
-                        error: e.to_string(),
-                    });
+            Mode::Live | Mode::Probe => {
+                match self.permissions.current_at(installation, id, start) {
+                    Err(e) => {
+                        return Err(DenyReason::StoreUnavailable {
+                            error: e.to_string(),
+                        });
+                    }
+                    Ok(None) => return Err(DenyReason::NotInstalled),
+                    Ok(Some(g)) if !g.enabled => return Err(DenyReason::Disabled),
+                    Ok(Some(g)) => g,
                 }
-                Ok(None) => return Err(DenyReason::NotInstalled),
-                Ok(Some(g)) if !g.enabled => return Err(DenyReason::Disabled),
-                Ok(Some(g)) => g,
-            },
+            }
         };
         entry.gate(plugin, &grant)?;
         let admission = match mode {
@@ -386,7 +390,7 @@ impl Sandbox {
         let ticket = Ticket {
             mode,
             admission,
-            start: Instant::now(),
+            start,
         };
         Ok((ticket, grant))
     }
@@ -426,18 +430,19 @@ impl Sandbox {
         yields: bool,
     ) -> Armed<I> {
         let deadline = ticket.start + plugin.limits.timeout;
-        let (mut store, instance, served, born) = match warm {
+        let (mut store, instance, served, born, reservation) = match warm {
             Some(w) => {
                 let mut store = w.store;
                 store.data_mut().rearm(grant, deadline);
                 store.set_epoch_deadline(1);
-                (store, Some(w.instance), w.calls, w.born)
+                (store, Some(w.instance), w.calls, w.born, w.reservation)
             }
             None => (
                 self.store(plugin, grant, deadline, yields),
                 None,
                 0,
                 ticket.start,
+                None,
             ),
         };
         let fuel = if self.config.fuel {
@@ -453,6 +458,7 @@ impl Sandbox {
             instance,
             served,
             born,
+            reservation,
             fuel,
         }
     }
@@ -565,6 +571,7 @@ impl Sandbox {
             instance,
             served,
             born,
+            reservation,
             fuel,
         } = armed;
         let state = store.data();
@@ -615,10 +622,12 @@ impl Sandbox {
                 linked,
                 calls: served + 1,
                 born,
+                reservation,
             };
             pool.give(warm, reuse, ticket.start + usage.wall);
         } else {
             drop(store);
+            drop(reservation);
         }
         if let Err(CallError::Violation(v)) = &result {
             self.audit_event(

@@ -137,10 +137,10 @@ impl Sandbox {
         &self.health
     }
 
-    /// Warm instances idle in all plugins' pools now, at most
-    /// [`SandboxConfig::warm_budget`].
+    /// Warm instances all plugins' pools keep now, idle or serving a call,
+    /// at most [`SandboxConfig::warm_budget`].
     pub fn warm_instances(&self) -> u32 {
-        self.warm.idle()
+        self.warm.kept()
     }
 
     /// The loaded plugin, if any.

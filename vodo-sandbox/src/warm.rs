@@ -5,9 +5,11 @@
 //! never serve another installation or another version of the plugin. A
 //! call takes an instance out (so concurrent calls never share one) and
 //! gives it back when it ended well; a trap, a violation or a timeout drops
-//! it. The sandbox counts the idle instances of all pools against
-//! [`SandboxConfig::max_warm`](crate::SandboxConfig::max_warm): an instance
-//! that would go over is dropped instead of kept.
+//! it. The sandbox counts the instances its pools keep (idle, or out serving
+//! a call) against [`SandboxConfig::max_warm`](crate::SandboxConfig::max_warm):
+//! an instance that would go over is dropped instead of kept. A kept
+//! instance holds its [`Reservation`] while it serves a call, so taking and
+//! giving back costs no update of the sandbox-wide count.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,38 +34,47 @@ pub(crate) struct Warm<I> {
     pub(crate) calls: u32,
     /// When it was made.
     pub(crate) born: Instant,
+    /// Its place in the sandbox's count, once a pool has kept it.
+    pub(crate) reservation: Option<Reservation>,
 }
 
-/// The sandbox-wide count of idle warm instances, and its bound.
+/// The sandbox-wide count of kept warm instances, and its bound.
 #[derive(Debug)]
 pub(crate) struct WarmBudget {
-    idle: AtomicU32,
+    kept: AtomicU32,
     max: u32,
 }
 
 impl WarmBudget {
     pub(crate) fn new(max: u32) -> Arc<Self> {
         Arc::new(Self {
-            idle: AtomicU32::new(0),
+            kept: AtomicU32::new(0),
             max,
         })
     }
 
-    /// Idle warm instances in all pools.
-    pub(crate) fn idle(&self) -> u32 {
-        self.idle.load(Ordering::Relaxed)
+    /// Warm instances kept by all pools.
+    pub(crate) fn kept(&self) -> u32 {
+        self.kept.load(Ordering::Relaxed)
     }
 
-    fn reserve(&self) -> bool {
-        self.idle
+    fn reserve(self: &Arc<Self>) -> Option<Reservation> {
+        self.kept
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
             })
-            .is_ok()
+            .ok()
+            .map(|_| Reservation(Arc::clone(self)))
     }
+}
 
-    fn release(&self, n: u32) {
-        self.idle.fetch_sub(n, Ordering::AcqRel);
+/// One unit of the [`WarmBudget`], given back when dropped (with the
+/// instance that held it).
+pub(crate) struct Reservation(Arc<WarmBudget>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.kept.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -94,7 +105,6 @@ impl<I> WarmPool<I> {
         };
         let mut idle = self.idle.lock();
         while let Some(warm) = idle.pop() {
-            self.budget.release(1);
             if warm.linked == linked && now.saturating_duration_since(warm.born) < age {
                 return Some(warm);
             }
@@ -104,7 +114,7 @@ impl<I> WarmPool<I> {
 
     /// Keeps `warm` for a later call, unless it has served its calls or its
     /// age at `now`, the pool is full or the sandbox keeps as many as it may.
-    pub(crate) fn give(&self, warm: Warm<I>, reuse: Reuse, now: Instant) {
+    pub(crate) fn give(&self, mut warm: Warm<I>, reuse: Reuse, now: Instant) {
         let Reuse::Warm { calls, age, pool } = reuse else {
             return;
         };
@@ -112,15 +122,14 @@ impl<I> WarmPool<I> {
             return;
         }
         let mut idle = self.idle.lock();
-        if idle.len() < pool as usize && self.budget.reserve() {
+        if idle.len() >= pool as usize {
+            return;
+        }
+        if warm.reservation.is_none() {
+            warm.reservation = self.budget.reserve();
+        }
+        if warm.reservation.is_some() {
             idle.push(warm);
         }
-    }
-}
-
-impl<I> Drop for WarmPool<I> {
-    fn drop(&mut self) {
-        let n = self.idle.get_mut().len();
-        self.budget.release(n as u32);
     }
 }
