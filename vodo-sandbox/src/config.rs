@@ -60,8 +60,11 @@ pub struct SandboxConfig {
     /// host services whose [`waits`](crate::HostServices::waits) is `true`)
     /// running at once on the asynchronous call path, over the whole
     /// sandbox. They run on tokio's blocking threads; past this bound a host
-    /// call waits its turn (its plugin's deadline still runs), so plugins
-    /// cannot take all of the host's blocking threads. Default 64.
+    /// call waits its turn, so plugins cannot take all of the host's
+    /// blocking threads. While it waits its plugin is suspended and its
+    /// deadline is not checked: a request that starts after its deadline
+    /// fails at once, but a storage or service call still runs, so size
+    /// this to the I/O the host can serve. Default 64.
     pub max_blocking: usize,
 }
 
