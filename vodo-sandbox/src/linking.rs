@@ -7,6 +7,7 @@
 //! `InstancePre`s are cached by (component, linked interfaces): a thousand
 //! plugins on one component with the same kind of grant share one.
 
+use dashmap::DashMap;
 use vodo_core::PluginId;
 use vodo_core::runtime::{Interface, InterfaceSet};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -110,21 +111,13 @@ impl Sandbox {
         component: &Component,
         linked: InterfaceSet,
     ) -> Result<PluginPre<HostState>, LoadError> {
-        if let Some(p) = self.pres.get(&(hash, linked.bits())) {
-            return Ok(p.clone());
-        }
-        let link_err = |e: wasmtime::Error| LoadError::Config(format!("linking: {e:#}"));
-        let mut linker: Linker<HostState> = Linker::new(self.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
-        for interface in linked.iter() {
-            add_interface(&mut linker, interface).map_err(link_err)?;
-        }
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(PluginPre::new)
-            .map_err(|e| LoadError::Config(format!("preparing the instance: {e:#}")))?;
-        self.pres.insert((hash, linked.bits()), pre.clone());
-        Ok(pre)
+        cached_pre(
+            &self.pres,
+            self.linker(linked, add_interface, false),
+            (hash, linked.bits()),
+            component,
+            PluginPre::new,
+        )
     }
 
     /// The asynchronous `InstancePre` of `component` with exactly `linked`
@@ -135,21 +128,61 @@ impl Sandbox {
         component: &Component,
         linked: InterfaceSet,
     ) -> Result<AsyncPluginPre<HostState>, LoadError> {
-        if let Some(p) = self.pres_async.get(&(hash, linked.bits())) {
-            return Ok(p.clone());
-        }
-        let link_err = |e: wasmtime::Error| LoadError::Config(format!("linking: {e:#}"));
-        let mut linker: Linker<HostState> = Linker::new(self.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
-        let services_wait = self.shared.services.waits();
-        for interface in linked.iter() {
-            add_interface_async(&mut linker, interface, services_wait).map_err(link_err)?;
-        }
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(AsyncPluginPre::new)
-            .map_err(|e| LoadError::Config(format!("preparing the instance: {e:#}")))?;
-        self.pres_async.insert((hash, linked.bits()), pre.clone());
-        Ok(pre)
+        cached_pre(
+            &self.pres_async,
+            self.linker(
+                linked,
+                |linker, interface| {
+                    add_interface_async(linker, interface, self.shared.services.waits())
+                },
+                true,
+            ),
+            (hash, linked.bits()),
+            component,
+            AsyncPluginPre::new,
+        )
     }
+
+    /// A linker with WASI (sync or async) and the `linked` interfaces, each
+    /// added by `add`. Built only when the cache has no template yet.
+    fn linker(
+        &self,
+        linked: InterfaceSet,
+        add: impl Fn(&mut Linker<HostState>, Interface) -> wasmtime::Result<()>,
+        async_wasi: bool,
+    ) -> impl FnOnce() -> Result<Linker<HostState>, LoadError> {
+        move || {
+            let link_err = |e: wasmtime::Error| LoadError::Config(format!("linking: {e:#}"));
+            let mut linker: Linker<HostState> = Linker::new(self.engine());
+            if async_wasi {
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+            } else {
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
+            }
+            for interface in linked.iter() {
+                add(&mut linker, interface).map_err(link_err)?;
+            }
+            Ok(linker)
+        }
+    }
+}
+
+/// The template in `cache` under `key`, or one made from the linker that
+/// `linker` builds, wrapped by `wrap` and kept.
+fn cached_pre<P: Clone>(
+    cache: &DashMap<([u8; 32], u16), P>,
+    linker: impl FnOnce() -> Result<Linker<HostState>, LoadError>,
+    key: ([u8; 32], u16),
+    component: &Component,
+    wrap: impl FnOnce(wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<P>,
+) -> Result<P, LoadError> {
+    if let Some(p) = cache.get(&key) {
+        return Ok(p.clone());
+    }
+    let pre = linker()?
+        .instantiate_pre(component)
+        .and_then(wrap)
+        .map_err(|e| LoadError::Config(format!("preparing the instance: {e:#}")))?;
+    cache.insert(key, pre.clone());
+    Ok(pre)
 }
