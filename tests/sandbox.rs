@@ -20,7 +20,7 @@ use vodo_core::keys::MemoryKeyStore;
 use vodo_core::{Consent, DenyReason, Host, InstallationId, Manifest, MemoryRegistry, SecretKey};
 use vodo_sandbox::{
     CallError, Installed, Limits, LoadError, MemoryServices, Request, Resolver, Sandbox,
-    SandboxConfig, SandboxViolation, SystemResolver,
+    SandboxConfig, SandboxViolation, SystemResolver, Wasm,
 };
 use vodo_scopes::{PluginScope, ScopeSet};
 
@@ -986,6 +986,140 @@ fn compiled_components_are_cached_on_disk_and_a_broken_cache_is_recompiled() {
     std::fs::write(&files[0], b"not an artifact").unwrap();
     assert_eq!(run(), Ok(()));
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+}
+
+#[test]
+fn a_restart_loads_a_component_by_its_digest_and_nothing_else() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    };
+    let m = Manifest::parse(GOOD).unwrap();
+    let consent = Consent::all(&m, "merchant");
+    let new = |config: &SandboxConfig| {
+        Sandbox::new(
+            config.clone(),
+            &host(&Arc::new(MemoryAudit::new())),
+            Arc::new(MemoryServices::new()),
+        )
+        .unwrap()
+    };
+    let first = new(&config);
+    let digest = first
+        .install(&"shop".into(), &m, &SUITE.good, &consent, limits())
+        .unwrap()
+        .component_hash;
+    drop(first);
+    // A new process with the same cache folder, given only the digest.
+    let restarted = new(&config);
+    let p = restarted
+        .install(
+            &"shop".into(),
+            &m,
+            Wasm::compiled(digest),
+            &consent,
+            limits(),
+        )
+        .unwrap();
+    assert_eq!(p.component_hash, digest);
+    assert_eq!(
+        restarted.call_event(&p, "order.created", "1").result,
+        Ok(())
+    );
+    // A digest it never compiled names nothing: refused, and the running
+    // plugin stays.
+    let unknown = restarted.install(
+        &"shop".into(),
+        &m,
+        Wasm::compiled([9; 32]),
+        &consent,
+        limits(),
+    );
+    assert!(
+        matches!(&unknown, Err(LoadError::NotCompiled { plugin, digest })
+            if plugin == "good" && *digest == "09".repeat(32)),
+        "{unknown:?}"
+    );
+    let running = restarted.get(&"shop".into(), &"good".into()).unwrap();
+    assert_eq!(running.component_hash, digest);
+    // A broken artifact is not compiled from nothing: with only the digest,
+    // the host is told to load the bytes. (The artifact is mapped into the
+    // sandbox that loaded it, which must be gone before it is overwritten
+    // in place; the cache itself only ever replaces files by renaming.)
+    drop((p, running, restarted));
+    for f in std::fs::read_dir(cache.path()).unwrap() {
+        std::fs::write(f.unwrap().path(), b"not an artifact").unwrap();
+    }
+    let broken = new(&config).install(
+        &"shop".into(),
+        &m,
+        Wasm::compiled(digest),
+        &consent,
+        limits(),
+    );
+    assert!(
+        matches!(broken, Err(LoadError::NotCompiled { .. })),
+        "{broken:?}"
+    );
+}
+
+#[test]
+fn a_component_no_plugin_runs_any_more_is_forgotten() {
+    let sandbox = Sandbox::new(
+        SandboxConfig::default(),
+        &host(&Arc::new(MemoryAudit::new())),
+        Arc::new(MemoryServices::new()),
+    )
+    .unwrap();
+    let m = Manifest::parse(GOOD).unwrap();
+    let consent = Consent::all(&m, "merchant");
+    let digest = sandbox
+        .install(&"a".into(), &m, &SUITE.good, &consent, limits())
+        .unwrap()
+        .component_hash;
+    sandbox
+        .install(&"b".into(), &m, &SUITE.good, &consent, limits())
+        .unwrap();
+    let by_digest = |installation: &str| {
+        sandbox.install(
+            &installation.into(),
+            &m,
+            Wasm::compiled(digest),
+            &consent,
+            limits(),
+        )
+    };
+    // Without a cache folder, the digest finds the component in memory
+    // while some installation still runs it.
+    assert!(sandbox.uninstall(&"a".into(), &"good".into()).unwrap());
+    let c = by_digest("c").unwrap();
+    assert_eq!(sandbox.call_event(&c, "order.created", "1").result, Ok(()));
+    assert!(sandbox.uninstall(&"b".into(), &"good".into()).unwrap());
+    assert!(sandbox.uninstall(&"c".into(), &"good".into()).unwrap());
+    // Nobody runs it: it is gone (a review trying many packages does not
+    // keep them all compiled).
+    let gone = by_digest("d");
+    assert!(
+        matches!(gone, Err(LoadError::NotCompiled { .. })),
+        "{gone:?}"
+    );
+    // Replacing the plugin with other bytes forgets the component it ran.
+    let wide =
+        Manifest::parse(&HOSTILE.replace(r#""slug": "hostile""#, r#""slug": "good""#)).unwrap();
+    let wide_consent = Consent::all(&wide, "merchant");
+    sandbox
+        .install(&"e".into(), &wide, &SUITE.good, &wide_consent, limits())
+        .unwrap();
+    let replacement = sandbox
+        .install(&"e".into(), &wide, &SUITE.hostile, &wide_consent, limits())
+        .unwrap();
+    assert_ne!(replacement.component_hash, digest);
+    let replaced = by_digest("f");
+    assert!(
+        matches!(replaced, Err(LoadError::NotCompiled { .. })),
+        "{replaced:?}"
+    );
 }
 
 #[test]

@@ -14,24 +14,28 @@ use wasmtime::component::Component;
 
 pub(crate) enum CacheError {
     Compile(String),
+    /// Only the digest was given, and no compiled form of it is here.
+    NotCompiled([u8; 32]),
     Io(String, std::io::Error),
 }
 
-/// Compiles `wasm`, or loads its compiled form from `dir`.
+/// Loads the compiled form of the component whose SHA-256 is `hash` from
+/// `dir` (made by an engine whose [`compatibility_hash`] is `compatibility`),
+/// or compiles `wasm` (and stores it there).
+///
+/// [`compatibility_hash`]: crate::engine::compatibility_hash
 pub(crate) fn load(
     engine: &Engine,
     dir: Option<&Path>,
+    compatibility: u64,
     hash: &[u8; 32],
-    wasm: &[u8],
+    wasm: Option<&[u8]>,
 ) -> Result<Component, CacheError> {
     let Some(dir) = dir else {
+        let wasm = wasm.ok_or(CacheError::NotCompiled(*hash))?;
         return Component::new(engine, wasm).map_err(|e| CacheError::Compile(format!("{e:#}")));
     };
-    let path = dir.join(format!(
-        "{}-{:016x}.cwasm",
-        hex(hash),
-        crate::engine::compatibility_hash(engine)
-    ));
+    let path = dir.join(format!("{}-{compatibility:016x}.cwasm", hex(hash)));
     if path.is_file() {
         // SAFETY: the file is in the host's own cache folder, named by the
         // hash of the component it was compiled from and of this engine's
@@ -48,6 +52,7 @@ pub(crate) fn load(
             }
         }
     }
+    let wasm = wasm.ok_or(CacheError::NotCompiled(*hash))?;
     let compiled = engine
         .precompile_component(wasm)
         .map_err(|e| CacheError::Compile(format!("{e:#}")))?;

@@ -10,10 +10,12 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use wasmtime::{
+    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 use crate::{LoadError, SandboxConfig};
 
@@ -61,36 +63,194 @@ pub(crate) fn compatibility_hash(engine: &Engine) -> u64 {
     h.finish()
 }
 
-/// The thread that advances the engine's epoch every tick; stopped when
-/// dropped (or when the engine is gone).
+/// How long the ticker thread stays parked with no engine to tick before it
+/// ends; a process that makes sandboxes one after another keeps its one
+/// thread instead of starting a new one for each.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// The engines of the process that need ticking, and whether the one
+/// thread that ticks them runs.
+struct Clock {
+    engines: Vec<Ticked>,
+    running: bool,
+    next_id: u64,
+}
+
+/// One engine's place on the clock.
+struct Ticked {
+    id: u64,
+    engine: EngineWeak,
+    tick: Duration,
+    due: Instant,
+}
+
+static CLOCK: Mutex<Clock> = Mutex::new(Clock {
+    engines: Vec::new(),
+    running: false,
+    next_id: 0,
+});
+/// Wakes the thread when an engine joins (its first tick may be sooner
+/// than the one the thread sleeps towards).
+static JOINED: Condvar = Condvar::new();
+
+/// An engine's registration with the process's one epoch thread, which
+/// advances every registered engine's epoch at that engine's tick. Dropping
+/// it stops the ticks (as does dropping the engine).
+///
+/// One thread for all sandboxes of a process: a sandbox made after the
+/// first starts no thread (a thread start is about 100 µs of a cold start).
 pub(crate) struct Ticker {
-    stop: Arc<AtomicBool>,
+    id: u64,
 }
 
 impl Ticker {
     pub(crate) fn start(engine: &Engine, config: &SandboxConfig) -> Result<Self, LoadError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let weak = engine.weak();
-        let tick = config.epoch_tick;
-        let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("vodo-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    match weak.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
-            .map_err(|e| LoadError::Config(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Self { stop })
+        let mut clock = CLOCK.lock();
+        let id = clock.next_id;
+        clock.next_id = clock.next_id.wrapping_add(1);
+        clock.engines.push(Ticked {
+            id,
+            engine: engine.weak(),
+            tick: config.epoch_tick,
+            due: Instant::now() + config.epoch_tick,
+        });
+        if clock.running {
+            JOINED.notify_one();
+        } else {
+            let started = std::thread::Builder::new()
+                .name("vodo-epoch".into())
+                .spawn(tick_all);
+            if let Err(e) = started {
+                clock.engines.retain(|t| t.id != id);
+                return Err(LoadError::Config(format!(
+                    "cannot start the epoch thread: {e}"
+                )));
+            }
+            clock.running = true;
+        }
+        Ok(Self { id })
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        CLOCK.lock().engines.retain(|t| t.id != self.id);
+    }
+}
+
+/// The epoch thread: advances each engine's epoch when its tick is due, and
+/// ends after [`IDLE`] with nothing to tick.
+fn tick_all() {
+    let mut due_now: Vec<Engine> = Vec::new();
+    let mut clock = CLOCK.lock();
+    loop {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        clock.engines.retain_mut(|t| {
+            if t.due <= now {
+                let Some(engine) = t.engine.upgrade() else {
+                    return false;
+                };
+                due_now.push(engine);
+                // A thread woken late ticks once and keeps the rhythm
+                // from now: it never makes up missed ticks in a burst.
+                t.due = (t.due + t.tick).max(now + t.tick / 2);
+            }
+            next = Some(next.map_or(t.due, |n| n.min(t.due)));
+            true
+        });
+        if !due_now.is_empty() {
+            // Incremented, and the strong references dropped (perhaps the
+            // last one, which frees the engine), outside the lock.
+            MutexGuard::unlocked(&mut clock, || {
+                for engine in due_now.drain(..) {
+                    engine.increment_epoch();
+                }
+            });
+            continue;
+        }
+        match next {
+            Some(at) => {
+                JOINED.wait_until(&mut clock, at);
+            }
+            None => {
+                let idle = JOINED.wait_for(&mut clock, IDLE);
+                if idle.timed_out() && clock.engines.is_empty() {
+                    clock.running = false;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threads of this process named `vodo-epoch`.
+    fn epoch_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.trim() == "vodo-epoch")
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn one_thread_ticks_every_engine_at_its_own_tick() {
+        let fast = SandboxConfig {
+            epoch_tick: Duration::from_millis(1),
+            max_concurrent: 2,
+            ..SandboxConfig::default()
+        };
+        let slow = SandboxConfig {
+            epoch_tick: Duration::from_millis(40),
+            ..fast.clone()
+        };
+        let engines: Vec<(Engine, Ticker)> = [&fast, &slow, &fast]
+            .iter()
+            .map(|c| {
+                let e = engine(c).unwrap();
+                let t = Ticker::start(&e, c).unwrap();
+                (e, t)
+            })
+            .collect();
+        assert_eq!(epoch_threads(), 1, "one epoch thread for three engines");
+        // Epochs are observed through a store's deadline: a loop that never
+        // ends is interrupted once its deadline's `ticks` ticks went by.
+        let spin = |e: &Engine, ticks: u64| {
+            // (module (func (export "f") (loop br 0)))
+            const LOOP: &[u8] = &[
+                0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+                0x03, 0x02, 0x01, 0x00, 0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00, 0x0a, 0x09, 0x01,
+                0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b,
+            ];
+            let module = wasmtime::Module::new(e, LOOP).unwrap();
+            let mut store = wasmtime::Store::new(e, ());
+            let start = Instant::now();
+            store.set_epoch_deadline(ticks);
+            let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+            let f = instance.get_typed_func::<(), ()>(&mut store, "f").unwrap();
+            let trap = f.call(&mut store, ()).unwrap_err();
+            assert_eq!(trap.downcast_ref(), Some(&wasmtime::Trap::Interrupt));
+            start.elapsed()
+        };
+        // Each engine is interrupted (the loop would never end otherwise),
+        // at its own pace: 20 ticks of 1 ms, and 3 ticks of 40 ms, of which
+        // at least two whole ones went by.
+        spin(&engines[0].0, 20);
+        spin(&engines[2].0, 20);
+        let slow = spin(&engines[1].0, 3);
+        assert!(
+            slow >= Duration::from_millis(80),
+            "3 ticks of 40 ms took {slow:?}"
+        );
+        let ids: Vec<u64> = engines.iter().map(|(_, t)| t.id).collect();
+        drop(engines);
+        assert!(CLOCK.lock().engines.iter().all(|t| !ids.contains(&t.id)));
     }
 }

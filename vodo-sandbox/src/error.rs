@@ -54,6 +54,18 @@ pub enum LoadError {
         /// The limit.
         limit: u64,
     },
+    /// The component was given by its digest only
+    /// ([`Wasm::compiled`](crate::Wasm::compiled)), and this sandbox has no
+    /// compiled form of it, in memory or in its cache folder.
+    #[error(
+        "plugin `{plugin}`: no compiled component {digest} in this sandbox or its cache folder: load it from the component's bytes"
+    )]
+    NotCompiled {
+        /// The plugin.
+        plugin: String,
+        /// The digest asked for, in hex.
+        digest: String,
+    },
     /// Reading the component or the cache failed.
     #[error("cannot read `{path}`: {source}")]
     Io {

@@ -93,6 +93,7 @@ pub use engine::engine;
 pub use error::{CallError, LoadError, SandboxViolation};
 pub use host::{Request, Response};
 pub use installed::Installed;
+pub use lifecycle::Wasm;
 pub use net::{Resolver, SystemResolver, is_private};
 pub use sandbox::Sandbox;
 pub use services::{HostServices, LogLevel, MemoryServices, ServiceError, ServiceResult};

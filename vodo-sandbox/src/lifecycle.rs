@@ -24,24 +24,120 @@ use crate::usage::UsageTotals;
 use crate::warm::WarmPool;
 use crate::{Limits, LoadError, Sandbox, cache};
 
+/// The component a load runs: its bytes, or the digest of one this sandbox
+/// compiled before.
+///
+/// `&[u8]` and `&Vec<u8>` convert into it, so `install(.., &wasm, ..)` reads
+/// as before. A host that keeps the digest of what it installed
+/// ([`Installed::component_hash`]) can load it again after a restart with
+/// [`Wasm::compiled`]: the compiled form comes from the cache folder (or
+/// from memory) without reading or hashing the component's bytes. The
+/// digest names only what this sandbox compiled and stored itself, so it
+/// cannot make the sandbox run anything else.
+///
+/// ```
+/// use vodo_sandbox::Wasm;
+///
+/// let bytes = vec![0u8; 8];
+/// let from_bytes: Wasm<'_> = (&bytes).into();
+/// assert!(from_bytes.digest().is_none()); // hashed when loaded
+/// let again = Wasm::compiled([7; 32]);
+/// assert_eq!(again.digest(), Some([7; 32]));
+/// ```
+#[derive(Clone, Copy)]
+pub struct Wasm<'a>(Source<'a>);
+
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    Hashed(&'a [u8], [u8; 32]),
+    Compiled([u8; 32]),
+}
+
+impl<'a> Wasm<'a> {
+    /// The component's bytes (hashed when loaded, to find or store its
+    /// compiled form).
+    pub fn bytes(bytes: &'a [u8]) -> Self {
+        Self(Source::Bytes(bytes))
+    }
+
+    /// The component whose SHA-256 is `digest`, compiled by this sandbox
+    /// before: found in memory or in the
+    /// [`cache_dir`](crate::SandboxConfig::cache_dir), or refused with
+    /// [`LoadError::NotCompiled`].
+    pub fn compiled(digest: [u8; 32]) -> Self {
+        Self(Source::Compiled(digest))
+    }
+
+    /// Bytes whose digest this crate computed already.
+    pub(crate) fn hashed(bytes: &'a [u8], hash: [u8; 32]) -> Self {
+        Self(Source::Hashed(bytes, hash))
+    }
+
+    /// The digest, when known without hashing.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        match self.0 {
+            Source::Bytes(_) => None,
+            Source::Hashed(_, hash) | Source::Compiled(hash) => Some(hash),
+        }
+    }
+
+    /// The digest (hashing the bytes if it is not known) and the bytes, if any.
+    fn resolve(self) -> ([u8; 32], Option<&'a [u8]>) {
+        match self.0 {
+            Source::Bytes(bytes) => (cache::sha256(bytes), Some(bytes)),
+            Source::Hashed(bytes, hash) => (hash, Some(bytes)),
+            Source::Compiled(hash) => (hash, None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Wasm<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Source::Bytes(b) => write!(f, "Wasm({} bytes)", b.len()),
+            Source::Hashed(b, h) => write!(f, "Wasm({} bytes, {})", b.len(), cache::hex(&h)),
+            Source::Compiled(h) => write!(f, "Wasm(compiled {})", cache::hex(&h)),
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Wasm<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Wasm<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Self::bytes(bytes)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for Wasm<'a> {
+    fn from(bytes: &'a [u8; N]) -> Self {
+        Self::bytes(bytes)
+    }
+}
+
 impl Sandbox {
+    /// The compiled component of `wasm`: from memory, from the cache folder,
+    /// or compiled now (and stored in both).
     pub(crate) fn component(
         &self,
-        plugin: &PluginId,
-        wasm: &[u8],
-    ) -> Result<([u8; 32], Component), LoadError> {
-        let hash = cache::sha256(wasm);
+        wasm: Wasm<'_>,
+    ) -> Result<([u8; 32], Component), cache::CacheError> {
+        let (hash, bytes) = wasm.resolve();
         if let Some(c) = self.components.get(&hash) {
             return Ok((hash, c.clone()));
         }
-        let component = cache::load(self.engine(), self.config.cache_dir.as_deref(), &hash, wasm)
-            .map_err(|e| match e {
-            cache::CacheError::Compile(reason) => LoadError::Invalid {
-                plugin: plugin.to_string(),
-                reason,
-            },
-            cache::CacheError::Io(path, source) => LoadError::Io { path, source },
-        })?;
+        let component = cache::load(
+            self.engine(),
+            self.config.cache_dir.as_deref(),
+            self.compatibility,
+            &hash,
+            bytes,
+        )?;
         self.components.insert(hash, component.clone());
         Ok((hash, component))
     }
@@ -54,13 +150,23 @@ impl Sandbox {
         &self,
         installation: &InstallationId,
         manifest: &Manifest,
-        wasm: &[u8],
+        wasm: Wasm<'_>,
         scopes: &ScopeSet,
         limits: Limits,
     ) -> Result<Installed, LoadError> {
         limits.validate(&self.config)?;
         let plugin = manifest.slug.clone();
-        let (hash, component) = self.component(&plugin, wasm)?;
+        let (hash, component) = self.component(wasm).map_err(|e| match e {
+            cache::CacheError::Compile(reason) => LoadError::Invalid {
+                plugin: plugin.to_string(),
+                reason,
+            },
+            cache::CacheError::NotCompiled(digest) => LoadError::NotCompiled {
+                plugin: plugin.to_string(),
+                digest: cache::hex(&digest),
+            },
+            cache::CacheError::Io(path, source) => LoadError::Io { path, source },
+        })?;
         let linked = InterfaceSet::granted(scopes);
         check_imports(self, &plugin, &component, linked)?;
         if let Some(r) = component.resources_required() {
@@ -113,10 +219,16 @@ impl Sandbox {
     /// Makes a prepared plugin the one that runs (replacing any earlier version).
     fn activate(&self, installed: Installed) -> Arc<Installed> {
         let installed = Arc::new(installed);
-        self.installed
+        let replaced = self
+            .installed
             .entry(installed.installation.clone())
             .or_default()
             .insert(installed.plugin.clone(), Arc::clone(&installed));
+        if let Some(old) = replaced
+            && old.component_hash != installed.component_hash
+        {
+            self.forget_unused(old.component_hash);
+        }
         installed
     }
 
@@ -130,26 +242,31 @@ impl Sandbox {
     /// the consent does not cover is refused with the permission it lacks,
     /// and nothing is recorded. Installing again replaces the grant and the
     /// running plugin (hot reload).
-    pub fn install(
+    pub fn install<'a>(
         &self,
         installation: &InstallationId,
         manifest: &Manifest,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'a>>,
         consent: &Consent,
         limits: Limits,
     ) -> Result<Arc<Installed>, LoadError> {
-        let prepared = self.prepare(installation, manifest, wasm, &consent.scopes, limits)?;
+        let prepared =
+            self.prepare(installation, manifest, wasm.into(), &consent.scopes, limits)?;
         self.permissions.install(manifest, installation, consent)?;
         Ok(self.activate(prepared))
     }
 
     /// Loads a plugin whose grant exists already (recorded by another
     /// process, or before a restart), under that grant. Records nothing.
-    pub fn load(
+    ///
+    /// After a restart, [`Wasm::compiled`] with the digest the host kept
+    /// ([`Installed::component_hash`]) loads the compiled form from the
+    /// cache folder without reading or hashing the component again.
+    pub fn load<'a>(
         &self,
         installation: &InstallationId,
         manifest: &Manifest,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'a>>,
         limits: Limits,
     ) -> Result<Arc<Installed>, LoadError> {
         let grant = self.grant_of(installation, &manifest.slug)?;
@@ -160,7 +277,7 @@ impl Sandbox {
                 version: manifest.version.to_string(),
             });
         }
-        let prepared = self.prepare(installation, manifest, wasm, &grant.scopes, limits)?;
+        let prepared = self.prepare(installation, manifest, wasm.into(), &grant.scopes, limits)?;
         tracing::info!(installation = %installation, plugin = %manifest.slug, version = %manifest.version, "plugin loaded");
         Ok(self.activate(prepared))
     }
@@ -186,11 +303,11 @@ impl Sandbox {
     /// only, and the running version stays. A healthy new version gets
     /// exactly the scopes it requests (a version that asks for less gets
     /// less) and replaces the running one.
-    pub fn upgrade(
+    pub fn upgrade<'a>(
         &self,
         installation: &InstallationId,
         manifest: &Manifest,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'a>>,
         limits: Limits,
     ) -> Result<Arc<Installed>, LoadError> {
         let current = self
@@ -209,7 +326,13 @@ impl Sandbox {
                 vodo_core::Error::NotFound(_) => LoadError::NotInstalled(manifest.slug.to_string()),
                 other => LoadError::Core(other),
             })?;
-        let next = self.prepare(installation, manifest, wasm, manifest.scopes(), limits)?;
+        let next = self.prepare(
+            installation,
+            manifest,
+            wasm.into(),
+            manifest.scopes(),
+            limits,
+        )?;
         let candidate = Arc::new(CurrentGrant {
             scopes: manifest.scopes().clone(),
             enabled: true,
@@ -268,12 +391,16 @@ impl Sandbox {
         installation: &InstallationId,
         plugin: &PluginId,
     ) -> Result<bool, LoadError> {
-        let loaded = match self.installed.get_mut(installation) {
-            Some(mut plugins) => plugins.remove(plugin).is_some(),
-            None => false,
+        let removed = match self.installed.get_mut(installation) {
+            Some(mut plugins) => plugins.remove(plugin),
+            None => None,
         };
         self.installed
             .remove_if(installation, |_, plugins| plugins.is_empty());
+        let loaded = removed.is_some();
+        if let Some(removed) = removed {
+            self.forget_unused(removed.component_hash);
+        }
         if let Some(root) = &self.config.storage_root {
             let path = storage::folder(root, installation.as_str(), plugin.as_str());
             let _ = std::fs::remove_file(storage::lock_file(
@@ -297,5 +424,22 @@ impl Sandbox {
             .permissions
             .revoke(installation, plugin, "storage removed")?;
         Ok(granted || loaded)
+    }
+
+    /// Drops the compiled component `hash` and its instance templates when
+    /// no loaded plugin runs it any more, so a sandbox that tries many
+    /// packages (the marketplace's review) does not keep them all. A load of
+    /// the same component at the same time only compiles (or reads its
+    /// cached form) again.
+    fn forget_unused(&self, hash: [u8; 32]) {
+        let used = self
+            .installed
+            .iter()
+            .any(|e| e.value().values().any(|p| p.component_hash == hash));
+        if !used {
+            self.components.remove(&hash);
+            self.pres.retain(|(h, _), _| *h != hash);
+            self.pres_async.retain(|(h, _), _| *h != hash);
+        }
     }
 }

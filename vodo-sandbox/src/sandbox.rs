@@ -15,7 +15,7 @@ use vodo_core::{Host, InstallationId, Permissions, PluginId};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::engine::{Ticker, engine};
+use crate::engine::{Ticker, compatibility_hash, engine};
 use crate::host::{HostState, PluginPre};
 use crate::host_async::AsyncPluginPre;
 use crate::installed::Installed;
@@ -65,6 +65,9 @@ pub struct Sandbox {
     pub(crate) installed: DashMap<InstallationId, BTreeMap<PluginId, Arc<Installed>>>,
     /// Idle warm instances of all plugins, bounded by `config.max_warm`.
     pub(crate) warm: Arc<WarmBudget>,
+    /// The engine's [`compatibility_hash`](crate::engine::compatibility_hash),
+    /// part of the cache's file names.
+    pub(crate) compatibility: u64,
     _ticker: Ticker,
 }
 
@@ -90,6 +93,7 @@ impl Sandbox {
     ) -> Result<Self, LoadError> {
         let engine = engine(&config)?;
         let ticker = Ticker::start(&engine, &config)?;
+        let compatibility = compatibility_hash(&engine);
         Ok(Self {
             engine,
             shared: Arc::new(Shared {
@@ -106,6 +110,7 @@ impl Sandbox {
             pres_async: DashMap::new(),
             installed: DashMap::new(),
             warm: WarmBudget::new(config.warm_budget()),
+            compatibility,
             config,
             _ticker: ticker,
         })

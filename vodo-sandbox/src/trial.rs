@@ -11,7 +11,7 @@ use vodo_core::runtime::{ComponentInfo, RuntimeError, TrialBudget, TrialFailure,
 use vodo_core::{Consent, InstallationId};
 use wasmtime::component::Component;
 
-use crate::{CallError, Limits, LoadError, Sandbox, storage};
+use crate::{CallError, Limits, LoadError, Sandbox, Wasm, storage};
 
 impl From<LoadError> for RuntimeError {
     fn from(e: LoadError) -> Self {
@@ -68,7 +68,8 @@ impl vodo_core::runtime::Sandbox for Sandbox {
         // folder: two reviews of the same package running at once must not
         // share (and remove) each other's files.
         static TRIALS: AtomicU64 = AtomicU64::new(0);
-        let digest = crate::cache::hex(&crate::cache::sha256(wasm));
+        let hash = crate::cache::sha256(wasm);
+        let digest = crate::cache::hex(&hash);
         let installation = InstallationId::new(format!(
             "__trial__{}-{}",
             digest.get(..16).unwrap_or(&digest),
@@ -83,7 +84,7 @@ impl vodo_core::runtime::Sandbox for Sandbox {
         let plugin = self.install(
             &installation,
             manifest,
-            wasm,
+            Wasm::hashed(wasm, hash),
             &Consent::all(manifest, "vodo:review"),
             limits,
         )?;
