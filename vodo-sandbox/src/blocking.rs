@@ -25,12 +25,21 @@ pub(crate) trait Runner: Sync {
         waits: bool,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> impl Future<Output = wasmtime::Result<R>> + Send;
+
+    /// Whether work that `waits` leaves this thread (and so must own what
+    /// it uses); when it does not, the caller runs it in place on borrowed
+    /// data, with no reference counts taken.
+    fn offloads(&self, waits: bool) -> bool;
 }
 
 /// Runs the work where the call is: the synchronous call path.
 pub(crate) struct Inline;
 
 impl Runner for Inline {
+    fn offloads(&self, _waits: bool) -> bool {
+        false
+    }
+
     fn run<R: Send + 'static>(
         &self,
         _waits: bool,
@@ -45,6 +54,10 @@ impl Runner for Inline {
 pub(crate) struct Pool(pub(crate) Arc<Semaphore>);
 
 impl Runner for Pool {
+    fn offloads(&self, waits: bool) -> bool {
+        waits
+    }
+
     fn run<R: Send + 'static>(
         &self,
         waits: bool,

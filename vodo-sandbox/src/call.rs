@@ -767,6 +767,7 @@ impl Sandbox {
                 shared: Arc::clone(&self.shared),
                 limits: limits.clone(),
                 storage: plugin.storage.clone(),
+                rate_key: None,
                 deadline,
                 host_calls: 0,
                 denied: 0,

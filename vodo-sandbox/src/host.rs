@@ -112,6 +112,8 @@ pub(crate) struct CallCtx {
     pub shared: Arc<Shared>,
     pub limits: Limits,
     pub storage: Option<Arc<Storage>>,
+    /// The plugin's key in the rate limiter, once a host call needed it.
+    pub rate_key: Option<RateKey>,
     /// When the call's wall-clock limit runs out, on the monotonic clock:
     /// the epoch callback interrupts the guest past it, and host calls that
     /// block (HTTP) get no more than what is left.
@@ -236,8 +238,11 @@ impl CallCtx {
         if api == Api::Counted
             && let Some(limit) = self.grant.rate_limit
         {
-            let key = RateKey::Plugin(self.installation.clone(), self.plugin.clone());
-            if let Decision::Deny { reason } = self.shared.rate.check(&key, limit) {
+            // Made once a call, at its first counted host call.
+            let key = self.rate_key.get_or_insert_with(|| {
+                RateKey::Plugin(self.installation.clone(), self.plugin.clone())
+            });
+            if let Decision::Deny { reason } = self.shared.rate.check(key, limit) {
                 return Err(self.refuse(reason, scope()));
             }
         }
@@ -310,8 +315,12 @@ impl CallCtx {
         + Send
         + 'static,
     ) -> HostResult<T> {
+        let waits = self.shared.services.waits();
+        if !run.offloads(waits) {
+            let out = work(&self.shared.services, &self.installation, &self.plugin);
+            return Ok(self.service(out));
+        }
         let services = Arc::clone(&self.shared.services);
-        let waits = services.waits();
         let job = service_job(
             services,
             self.installation.clone(),
