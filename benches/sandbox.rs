@@ -123,31 +123,71 @@ fn cold_split(wasm: &[u8], n: usize) {
     cold_vodo(&config, &shop, wasm, 1);
     let manifest = Manifest::parse(MANIFEST).unwrap();
     let consent = Consent::all(&manifest, "bench");
-    let median = |f: &mut dyn FnMut()| {
-        let mut times: Vec<Duration> = (0..n)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect();
-        times.sort();
-        times[n / 2]
+    let digest = vodo_core::digest::sha256(wasm);
+    // The grant that `load` finds.
+    Sandbox::new(config.clone(), &host, Arc::new(Constant))
+        .unwrap()
+        .install(&shop, &manifest, wasm, &consent, Limits::default())
+        .unwrap();
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
     };
-    let engine = median(&mut || drop(black_box(vodo_sandbox::engine(&config).unwrap())));
-    let new = median(&mut || {
-        drop(black_box(
-            Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap(),
-        ))
-    });
-    let install = median(&mut || {
-        let s = Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap();
-        s.install(&shop, &manifest, wasm, &consent, Limits::default())
-            .unwrap();
-    });
-    let spawn = median(&mut || std::thread::spawn(|| ()).join().unwrap());
+    // Each round runs every variant once, in an order that rotates, so that
+    // drift on a noisy machine hits them alike; the ratios are per round.
+    let mut rows: Vec<[Duration; 6]> = Vec::with_capacity(n);
+    for round in 0..n {
+        let mut row = [Duration::ZERO; 6];
+        for k in 0..6 {
+            let k = (k + round) % 6;
+            row[k] = match k {
+                0 => time(&mut || {
+                    let s = Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap();
+                    s.load(&shop, &manifest, wasm, Limits::default()).unwrap();
+                }),
+                1 => time(&mut || {
+                    let s = Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap();
+                    s.install(&shop, &manifest, wasm, &consent, Limits::default())
+                        .unwrap();
+                }),
+                2 => time(&mut || {
+                    let s = Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap();
+                    s.install(
+                        &shop,
+                        &manifest,
+                        vodo_sandbox::Wasm::compiled(digest),
+                        &consent,
+                        Limits::default(),
+                    )
+                    .unwrap();
+                }),
+                3 => time(&mut || drop(black_box(vodo_sandbox::engine(&config).unwrap()))),
+                4 => time(&mut || {
+                    drop(black_box(
+                        Sandbox::new(config.clone(), &host, Arc::new(Constant)).unwrap(),
+                    ))
+                }),
+                _ => time(&mut || {
+                    black_box(vodo_core::digest::sha256(black_box(wasm)));
+                }),
+            };
+        }
+        rows.push(row);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let us = |k: usize| median(rows.iter().map(|r| r[k].as_secs_f64() * 1e6).collect());
     println!(
-        "cold split (medians of {n}): engine {engine:?}, Sandbox::new {new:?}, new + install {install:?}, thread spawn {spawn:?}"
+        "cold start (medians of {n} rounds, µs): Sandbox::new + load (grant exists) {:.0}; + install from bytes {:.0}; + install from the digest {:.0}; engine alone {:.0}; Sandbox::new alone {:.0}; SHA-256 of the component {:.1}",
+        us(0),
+        us(1),
+        us(2),
+        us(3),
+        us(4),
+        us(5)
     );
 }
 

@@ -18,12 +18,12 @@ use benches::{
     raw_reused_call, raw_reused_request, vodo_echo_request,
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use extism::{CompiledPlugin, PTR, Plugin, PluginBuilder, UserData, Wasm};
+use extism::{CompiledPlugin, PTR, Plugin, PluginBuilder, UserData};
 use parking_lot::Mutex;
 use vodo_core::audit::{AuditSink, FileAudit, FileAuditOptions, MemoryAudit};
 use vodo_core::keys::MemoryKeyStore;
 use vodo_core::{Consent, Host, InstallationId, Manifest, MemoryRegistry, SecretKey};
-use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig};
+use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig, Wasm};
 use wasmtime::component::Component;
 
 extism::host_fn!(get_entity(_kind: String, _id: String) -> String {
@@ -31,7 +31,7 @@ extism::host_fn!(get_entity(_kind: String, _id: String) -> String {
 });
 
 fn extism_compiled(wasm: &[u8]) -> CompiledPlugin {
-    PluginBuilder::new(extism::Manifest::new([Wasm::data(wasm.to_vec())]))
+    PluginBuilder::new(extism::Manifest::new([extism::Wasm::data(wasm.to_vec())]))
         .with_wasi(false)
         .with_function(
             "get_entity",
@@ -59,11 +59,11 @@ fn host_with(audit: Arc<dyn AuditSink>) -> Host {
     )
 }
 
-fn install(
+fn install<'a>(
     sandbox: &Sandbox,
     installation: &InstallationId,
     slug: &str,
-    wasm: &[u8],
+    wasm: impl Into<vodo_sandbox::Wasm<'a>>,
     reuse: Reuse,
 ) {
     let manifest = benches::manifest_for(reuse);
@@ -77,9 +77,137 @@ fn install(
         .unwrap();
 }
 
+/// Installs `wasm` once with `config` (whose cache folder it fills) and
+/// returns the compiled artifact's path.
+fn fill_cache(
+    config: &SandboxConfig,
+    host: &Host,
+    shop: &InstallationId,
+    wasm: &[u8],
+) -> std::path::PathBuf {
+    let sandbox = Sandbox::new(config.clone(), host, Arc::new(Constant)).unwrap();
+    install(&sandbox, shop, "bench", wasm, Reuse::Fresh);
+    let dir = config.cache_dir.as_deref().unwrap();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap()
+}
+
+/// Drift-free cold-start ratios on a noisy machine: each round loads from
+/// the disk cache with a fresh engine once each way, raw wasmtime and Vodo
+/// (from the bytes and from the digest, auditing to memory and to the
+/// chained file), in an order that rotates; prints the medians of the
+/// rounds' times and of their ratios to raw wasmtime's.
+fn cold_paired(wasm: &[u8], rounds: usize) {
+    let cache = tempfile::tempdir().unwrap();
+    let cached = SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    };
+    let shop = InstallationId::new("cold");
+    let memory_host = host_with(Arc::new(MemoryAudit::new()));
+    let audit_dir = tempfile::tempdir().unwrap();
+    let file = FileAudit::open(
+        audit_dir.path().join("audit.log"),
+        &SecretKey::from_bytes([6; 32]),
+        FileAuditOptions::default(),
+    )
+    .unwrap();
+    let file_host = host_with(Arc::new(file));
+    let artifact = fill_cache(&cached, &memory_host, &shop, wasm);
+    let digest = vodo_core::digest::sha256(wasm);
+    const NAMES: [&str; 4] = [
+        "raw wasmtime",
+        "Vodo from the bytes, memory audit",
+        "Vodo from the digest, memory audit",
+        "Vodo from the digest, file audit",
+    ];
+    let run = |k: usize| {
+        let t = std::time::Instant::now();
+        match k {
+            0 => {
+                let engine = vodo_sandbox::engine(&cached).unwrap();
+                // SAFETY: the artifact was compiled by this configuration's engine.
+                #[allow(unsafe_code)]
+                let component = unsafe { Component::deserialize_file(&engine, &artifact).unwrap() };
+                black_box(raw_pre(&engine, &component));
+            }
+            1 => {
+                let s = Sandbox::new(cached.clone(), &memory_host, Arc::new(Constant)).unwrap();
+                install(&s, &shop, "bench", wasm, Reuse::Fresh);
+            }
+            2 => {
+                let s = Sandbox::new(cached.clone(), &memory_host, Arc::new(Constant)).unwrap();
+                install(&s, &shop, "bench", Wasm::compiled(digest), Reuse::Fresh);
+            }
+            _ => {
+                let s = Sandbox::new(cached.clone(), &file_host, Arc::new(Constant)).unwrap();
+                install(&s, &shop, "bench", Wasm::compiled(digest), Reuse::Fresh);
+            }
+        }
+        t.elapsed().as_secs_f64()
+    };
+    // One variant only, for `perf stat`: VODO_COLD_ONLY=k.
+    if let Some(k) = std::env::var("VODO_COLD_ONLY")
+        .ok()
+        .and_then(|k| k.parse::<usize>().ok())
+    {
+        let total: f64 = (0..rounds).map(|_| run(k)).sum();
+        println!(
+            "{}: {:.0} µs on average",
+            NAMES[k.min(3)],
+            total / rounds as f64 * 1e6
+        );
+        return;
+    }
+    let mut rows = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut row = [0.0; 4];
+        for i in 0..4 {
+            let k = (i + round) % 4;
+            row[k] = run(k);
+        }
+        rows.push(row);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("cold start from the disk cache, fresh engine, medians of {rounds} rounds:");
+    for (k, name) in NAMES.iter().enumerate() {
+        let time = median(rows.iter().map(|r| r[k]).collect());
+        let ratio = median(rows.iter().map(|r| r[k] / r[0]).collect());
+        println!("  {name}: {:.0} µs, {ratio:.3}x raw", time * 1e6);
+    }
+    // The same, each variant `rounds` times back to back (as criterion
+    // runs them), twice over.
+    for pass in 0..2 {
+        let times: Vec<f64> = (0..4)
+            .map(|k| median((0..rounds).map(|_| run(k)).collect()))
+            .collect();
+        println!("back to back, pass {pass}:");
+        for (k, name) in NAMES.iter().enumerate() {
+            println!(
+                "  {name}: {:.0} µs, {:.3}x raw",
+                times[k] * 1e6,
+                times[k] / times[0]
+            );
+        }
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let dir = test_support::build_plugins("tests/plugins").unwrap();
     let wasm = std::fs::read(test_support::wasm_path(&dir, "bench")).unwrap();
+    if let Some(rounds) = std::env::var("VODO_COLD_PAIRED")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        cold_paired(&wasm, rounds);
+        std::process::exit(0);
+    }
     let extism_wasm = std::env::var("VODO_EXTISM_GUEST")
         .map_err(|_| "VODO_EXTISM_GUEST is not set: run this bench with benches/peer/run")
         .and_then(|p| std::fs::read(p).map_err(|_| "cannot read the Extism guest"))
@@ -256,19 +384,7 @@ fn benches(c: &mut Criterion) {
         ..SandboxConfig::default()
     };
     let shop = InstallationId::new("cold");
-    // Fills the cache.
-    install(
-        &Sandbox::new(cached.clone(), &quiet_host(), Arc::new(Constant)).unwrap(),
-        &shop,
-        "bench",
-        &wasm,
-        Reuse::Fresh,
-    );
-    let artifact = std::fs::read_dir(cache.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .unwrap();
+    let artifact = fill_cache(&cached, &quiet_host(), &shop, &wasm);
     let audit_dir = tempfile::tempdir().unwrap();
     let mut g = c.benchmark_group("cold_start");
     g.sample_size(10);
@@ -305,6 +421,16 @@ fn benches(c: &mut Criterion) {
             install(&s, &shop, "bench", &wasm, Reuse::Fresh);
         })
     });
+    // As a host that kept the digest of what it installed loads it after a
+    // restart: raw wasmtime above is given the artifact's path, Vodo its
+    // digest; neither reads nor hashes the component.
+    let digest = vodo_core::digest::sha256(&wasm);
+    g.bench_function("load_from_cache/vodo_digest_memory_audit", |b| {
+        b.iter(|| {
+            let s = Sandbox::new(cached.clone(), &memory_host, Arc::new(Constant)).unwrap();
+            install(&s, &shop, "bench", Wasm::compiled(digest), Reuse::Fresh);
+        })
+    });
     let file = FileAudit::open(
         audit_dir.path().join("audit.log"),
         &SecretKey::from_bytes([6; 32]),
@@ -312,15 +438,17 @@ fn benches(c: &mut Criterion) {
     )
     .unwrap();
     let file: Arc<dyn AuditSink> = Arc::new(file);
+    let file_host = host_with(Arc::clone(&file));
     g.bench_function("load_from_cache/vodo_file_audit", |b| {
         b.iter(|| {
-            let s = Sandbox::new(
-                cached.clone(),
-                &host_with(Arc::clone(&file)),
-                Arc::new(Constant),
-            )
-            .unwrap();
+            let s = Sandbox::new(cached.clone(), &file_host, Arc::new(Constant)).unwrap();
             install(&s, &shop, "bench", &wasm, Reuse::Fresh);
+        })
+    });
+    g.bench_function("load_from_cache/vodo_digest_file_audit", |b| {
+        b.iter(|| {
+            let s = Sandbox::new(cached.clone(), &file_host, Arc::new(Constant)).unwrap();
+            install(&s, &shop, "bench", Wasm::compiled(digest), Reuse::Fresh);
         })
     });
     g.finish();
