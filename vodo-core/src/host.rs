@@ -38,7 +38,9 @@ use crate::decision::{Decision, DenyReason};
 use crate::health::{HealthMonitor, HealthTracker};
 use crate::keys::{ApiKeyManager, ApiKeyStore, KeyError, MemoryKeyStore, VerifiedKey};
 use crate::manifest::Manifest;
-use crate::permissions::{Consent, Grant, MemoryRegistry, PermissionRegistry, Permissions};
+use crate::permissions::{
+    Consent, CurrentGrant, Grant, MemoryRegistry, PermissionRegistry, Permissions,
+};
 use crate::rate::{MemoryRateLimiter, RateKey, RateLimiter};
 use crate::{Error, InstallationId, Result, SecretKey, SqliteStore};
 
@@ -160,19 +162,39 @@ impl Host {
                 reason,
             });
         }
+        self.admit(&verified, &scope.to_string())?;
+        self.permit(&verified, Some(resource), scope)?;
+        Ok(verified)
+    }
+
+    /// The first half of [`authorize`](Self::authorize), for a key that
+    /// verified already (an HTTP layer's): the plugin's grant must exist and
+    /// be enabled, and neither the key's nor the plugin's rate limit (the
+    /// grant's, shared with the plugin's own host calls) may be exceeded.
+    /// `wanted` names what the request was for, in the audit record of a
+    /// denial. Returns the grant as it is now.
+    pub fn admit(
+        &self,
+        verified: &VerifiedKey,
+        wanted: &str,
+    ) -> Result<Arc<CurrentGrant>, AccessError> {
         let (installation, plugin) = (&verified.installation, &verified.plugin);
-        let deny = |reason: DenyReason, wanted: String| {
-            AccessError::Denied(self.permissions.deny(installation, plugin, reason, wanted))
+        let deny = |reason: DenyReason| {
+            AccessError::Denied(self.permissions.deny(
+                installation,
+                plugin,
+                reason,
+                wanted.to_owned(),
+            ))
         };
         let grant = match self.permissions.current(installation, plugin) {
             Err(e) => {
-                let reason = DenyReason::StoreUnavailable {
+                return Err(deny(DenyReason::StoreUnavailable {
                     error: e.to_string(),
-                };
-                return Err(deny(reason, scope.to_string()));
+                }));
             }
-            Ok(None) => return Err(deny(DenyReason::NotInstalled, scope.to_string())),
-            Ok(Some(g)) if !g.enabled => return Err(deny(DenyReason::Disabled, scope.to_string())),
+            Ok(None) => return Err(deny(DenyReason::NotInstalled)),
+            Ok(Some(g)) if !g.enabled => return Err(deny(DenyReason::Disabled)),
             Ok(Some(g)) => g,
         };
         if let Some(limit) = grant.rate_limit {
@@ -182,13 +204,28 @@ impl Host {
             ];
             for k in &checks {
                 if let Decision::Deny { reason } = self.rate_limits.check(k, limit) {
-                    return Err(deny(reason, scope.to_string()));
+                    return Err(deny(reason));
                 }
             }
         }
-        if let Decision::Deny { reason } =
-            self.permissions
-                .check_resource(installation, plugin, resource)
+        Ok(grant)
+    }
+
+    /// The second half of [`authorize`](Self::authorize): the plugin's
+    /// grant must cover the platform API `resource` (when the request is
+    /// for one) and `scope`, and so must the key's own scopes. Every denial
+    /// is audited.
+    pub fn permit(
+        &self,
+        verified: &VerifiedKey,
+        resource: Option<&str>,
+        scope: &PluginScope,
+    ) -> Result<(), AccessError> {
+        let (installation, plugin) = (&verified.installation, &verified.plugin);
+        if let Some(resource) = resource
+            && let Decision::Deny { reason } =
+                self.permissions
+                    .check_resource(installation, plugin, resource)
         {
             return Err(AccessError::Denied(reason));
         }
@@ -196,10 +233,15 @@ impl Host {
             let reason = DenyReason::KeyScope {
                 scope: scope.to_string(),
             };
-            return Err(deny(reason, scope.to_string()));
+            return Err(AccessError::Denied(self.permissions.deny(
+                installation,
+                plugin,
+                reason,
+                scope.to_string(),
+            )));
         }
         match self.permissions.check(installation, plugin, scope) {
-            Decision::Allow => Ok(verified),
+            Decision::Allow => Ok(()),
             Decision::Deny { reason } => Err(AccessError::Denied(reason)),
         }
     }

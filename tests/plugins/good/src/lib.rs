@@ -15,7 +15,20 @@ impl Plugin for Good {
     fn on_request(request: Request) -> Result<Response, String> {
         Ok(Response {
             status: 200,
-            headers: vec![("content-type".into(), "text/plain".into())],
+            headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                // What a host let through, and a cookie it must not.
+                (
+                    "x-seen-headers".into(),
+                    request
+                        .headers
+                        .iter()
+                        .map(|(name, _)| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                ("set-cookie".into(), "session=plugin".into()),
+            ],
             body: format!("{} {} ok", request.method, request.path).into_bytes(),
         })
     }

@@ -1,0 +1,131 @@
+//! The HTTP layers' cost: a plugin's own route through `ApiKeyAuthLayer`,
+//! `RateLimitLayer` and `PluginRoutes` (an axum router, in process), beside
+//! the same router without the two layers and the same request made
+//! straight to `Sandbox::call_request_async`, fresh and warm, in the same
+//! run.
+//!
+//! Run with `cargo bench -p benches --bench server`; figures go to
+//! BENCHMARKS.md.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use benches::{Constant, quiet_host};
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower::ServiceExt;
+use vodo_core::keys::IssueKey;
+use vodo_core::{Consent, Host, InstallationId, Manifest};
+use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig};
+use vodo_server::{ApiKeyAuthLayer, PluginRoutes, RateLimitLayer};
+
+const BODY: usize = 256;
+
+fn benches(c: &mut Criterion) {
+    let wasm = test_support::guest("bench");
+    let host = Arc::new(quiet_host());
+    let sandbox =
+        Arc::new(Sandbox::new(SandboxConfig::default(), &host, Arc::new(Constant)).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("plugin_request");
+    for (name, reuse) in [("fresh", Reuse::Fresh), ("warm", Reuse::warm())] {
+        let shop = InstallationId::new(name);
+        let m = Manifest::parse(&benches::manifest_for(reuse)).unwrap();
+        let plugin = sandbox
+            .install(
+                &shop,
+                &m,
+                &wasm,
+                &Consent::all(&m, "bench"),
+                Limits {
+                    reuse,
+                    ..Limits::default()
+                },
+            )
+            .unwrap();
+        let key = issue(&host, &shop, &m);
+        let app: Router = Router::new()
+            .nest_service("/plugins", PluginRoutes::new(&sandbox, shop.clone()))
+            .layer(RateLimitLayer::new(&host))
+            .layer(ApiKeyAuthLayer::new(&host));
+        // The same route with no layers: the HTTP plumbing alone.
+        let bare: Router =
+            Router::new().nest_service("/plugins", PluginRoutes::new(&sandbox, shop.clone()));
+        let auth = format!("Bearer {key}");
+        let body = vec![b'x'; BODY];
+        g.bench_function(format!("{name}/direct_call_request_async"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let request = vodo_sandbox::Request {
+                            method: "POST".into(),
+                            path: "/echo".into(),
+                            headers: vec![("content-type".into(), "text/plain".into())],
+                            body: body.clone(),
+                        };
+                        let call = sandbox.call_request_async(&plugin, &request).await;
+                        assert_eq!(black_box(call.result.unwrap()).body.len(), BODY);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        for (row, app) in [
+            ("router_without_layers", &bare),
+            ("through_the_layers", &app),
+        ] {
+            g.bench_function(format!("{name}/{row}"), |b| {
+                b.iter_custom(|iters| rt.block_on(http_requests(app, &auth, &body, iters)))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// `iters` requests to the bench plugin's echo route through `app`, timed.
+async fn http_requests(app: &Router, auth: &str, body: &[u8], iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let request = http::Request::post("/plugins/bench/echo")
+            .header("authorization", auth)
+            .header("content-type", "text/plain")
+            .body(Body::from(body.to_vec()))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(black_box(bytes).len(), BODY);
+    }
+    start.elapsed()
+}
+
+fn issue(host: &Host, installation: &InstallationId, manifest: &Manifest) -> String {
+    let (key, _) = host
+        .keys
+        .issue(IssueKey {
+            installation: installation.clone(),
+            plugin: manifest.slug.clone(),
+            name: "bench".into(),
+            scopes: manifest.scopes().clone(),
+            ttl: None,
+        })
+        .unwrap();
+    key.expose_secret().to_owned()
+}
+
+criterion_group! {
+    name = server;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(server);

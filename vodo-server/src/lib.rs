@@ -1,0 +1,92 @@
+//! The Vodo platform over HTTP.
+//!
+//! This first part is the middleware a host puts on its own routes, each a
+//! small tower [`Layer`](tower::Layer) over the host's
+//! [`Host`](vodo_core::Host) whose service is one [`Checking`] of its
+//! [`Check`], in this order (outermost first):
+//!
+//! 1. [`ApiKeyAuthLayer`] (the roadmap's `PluginAuthMiddleware`): the
+//!    request's `Authorization: Bearer vodo_...` key must verify; the
+//!    verified key goes into the request's extensions. A missing or refused
+//!    key is `401` with `WWW-Authenticate` (RFC 6750).
+//! 2. [`RateLimitLayer`] (`PluginRateLimitMiddleware`): the plugin's grant
+//!    must be enabled, and neither the key's nor the plugin installation's
+//!    rate limit (the manifest's `api.rate_limit`, shared with the plugin's
+//!    own host calls) exceeded. A limited request is `429` with
+//!    `Retry-After` and the `RateLimit` and `RateLimit-Policy` fields of
+//!    draft-ietf-httpapi-ratelimit-headers-10.
+//! 3. [`PermissionLayer`] (`PluginPermissionMiddleware`): the route's scope
+//!    (and platform API resource) must be in the plugin's grant and in the
+//!    key's scopes. A denial is `403` naming what is missing.
+//!
+//! And [`PluginRoutes`] (`PluginSandboxMiddleware`), the service that
+//! answers `/plugins/{slug}/...` with the plugin's own `on-request` through
+//! the sandbox's call pipeline, enforcing the manifest's declared `routes`.
+//!
+//! Every refusal is a JSON problem (RFC 9457, `application/problem+json`)
+//! whose `detail` says what to do and whose `code` a program can match;
+//! every denial after the key verified is in the audit trail.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use axum::{Router, routing::get};
+//! use vodo_core::{Host, SecretKey};
+//! use vodo_server::{ApiKeyAuthLayer, PermissionLayer, RateLimitLayer};
+//!
+//! let host = Arc::new(Host::in_memory(&SecretKey::generate().unwrap()));
+//! let orders: Router = Router::new()
+//!     .route("/api/orders", get(|| async { "[]" }))
+//!     // Layers run from the last added to the first.
+//!     .layer(PermissionLayer::new(&host, "entities:read:order".parse().unwrap()).resource("orders"))
+//!     .layer(RateLimitLayer::new(&host))
+//!     .layer(ApiKeyAuthLayer::new(&host));
+//! # drop(orders);
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+mod future;
+mod permission;
+mod plugins;
+mod problem;
+mod rate;
+
+pub use auth::ApiKeyAuthLayer;
+pub use future::{Check, Checked, Checking};
+pub use permission::PermissionLayer;
+pub use plugins::PluginRoutes;
+pub use problem::Problem;
+pub use rate::RateLimitLayer;
+
+/// The answer when a layer that needs the verified key runs without
+/// [`ApiKeyAuthLayer`] before it: the host's routes are wired wrongly.
+fn auth_missing(layer: &str) -> Problem {
+    tracing::error!(
+        layer,
+        "a layer that needs the verified API key runs before ApiKeyAuthLayer"
+    );
+    Problem::new(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "misconfigured",
+        format!(
+            "the server is misconfigured: {layer} needs ApiKeyAuthLayer before it (add ApiKeyAuthLayer after {layer} with `.layer`, so that it runs first)"
+        ),
+    )
+}
+
+/// What a request was for, in the audit record of its refusal: its method
+/// and path, shortened.
+fn wanted<B>(request: &http::Request<B>) -> String {
+    let mut s = format!("{} {}", request.method(), request.uri().path());
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
