@@ -267,3 +267,90 @@ fn failed(error: &CallError) -> Problem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn every_failure_has_its_status_and_code() {
+        let cases = [
+            (
+                CallError::Violation(SandboxViolation::Timeout {
+                    limit: Duration::from_secs(1),
+                }),
+                StatusCode::GATEWAY_TIMEOUT,
+                "plugin_timeout",
+            ),
+            (
+                CallError::Violation(SandboxViolation::Stack),
+                StatusCode::BAD_GATEWAY,
+                "plugin_violation",
+            ),
+            (
+                CallError::Plugin("boom".into()),
+                StatusCode::BAD_GATEWAY,
+                "plugin_error",
+            ),
+            (
+                CallError::Refused(DenyReason::CircuitOpen),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+            ),
+            (
+                CallError::Refused(DenyReason::RateLimited {
+                    retry_after_ms: 1500,
+                }),
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+            ),
+            (
+                CallError::Refused(DenyReason::Disabled),
+                StatusCode::FORBIDDEN,
+                "plugin_disabled",
+            ),
+            (
+                CallError::AtCapacity,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "at_capacity",
+            ),
+            (
+                CallError::Host("disk on fire".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "host_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = failed(&error);
+            assert_eq!((p.status, p.code), (status, code), "{error}");
+        }
+        // A retry is said where one helps, in whole seconds rounded up.
+        let limited = failed(&CallError::Refused(DenyReason::RateLimited {
+            retry_after_ms: 1500,
+        }));
+        assert!(
+            limited
+                .headers
+                .iter()
+                .any(|(n, v)| n == RETRY_AFTER && v == "2")
+        );
+        let open = failed(&CallError::Refused(DenyReason::CircuitOpen));
+        assert!(open.headers.iter().any(|(n, _)| n == RETRY_AFTER));
+        // The host's own error stays in its log.
+        assert!(
+            !failed(&CallError::Host("disk on fire".into()))
+                .detail
+                .contains("fire")
+        );
+    }
+
+    #[test]
+    fn the_slug_is_the_first_segment() {
+        assert_eq!(split("/good/status"), ("good", "/status"));
+        assert_eq!(split("/good"), ("good", "/"));
+        assert_eq!(split("/good/a/b"), ("good", "/a/b"));
+        assert_eq!(split("/"), ("", "/"));
+    }
+}

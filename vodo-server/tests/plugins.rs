@@ -9,9 +9,10 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use tower::ServiceExt;
+use vodo_core::keys::IssueKey;
 use vodo_core::{Consent, Host, InstallationId, Manifest, SecretKey};
 use vodo_sandbox::{Limits, MemoryServices, Sandbox, SandboxConfig};
-use vodo_server::PluginRoutes;
+use vodo_server::{ApiKeyAuthLayer, PluginRoutes};
 
 const GOOD: &str = r#"{
   "name": "Good", "slug": "good", "version": "0.1.0", "description": "behaves",
@@ -34,7 +35,12 @@ const HOSTILE: &str = r#"{
 }"#;
 
 fn app() -> (Router, Arc<Sandbox>) {
-    let host = Host::in_memory(&SecretKey::from_bytes([4; 32]));
+    let (app, sandbox, _) = app_and_host();
+    (app, sandbox)
+}
+
+fn app_and_host() -> (Router, Arc<Sandbox>, Arc<Host>) {
+    let host = Arc::new(Host::in_memory(&SecretKey::from_bytes([4; 32])));
     let sandbox = Arc::new(
         Sandbox::new(
             SandboxConfig::default(),
@@ -58,7 +64,7 @@ fn app() -> (Router, Arc<Sandbox>) {
     }
     let app =
         Router::new().nest_service("/plugins", PluginRoutes::new(&sandbox, shop).max_body(1024));
-    (app, sandbox)
+    (app, sandbox, host)
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
@@ -177,5 +183,56 @@ async fn a_disabled_plugin_is_403_at_once() {
     assert_eq!(
         (status, code(&body).as_str()),
         (StatusCode::FORBIDDEN, "plugin_disabled")
+    );
+}
+
+#[tokio::test]
+async fn behind_the_key_layer_a_key_reaches_its_own_installations_plugins_only() {
+    let (_, sandbox, host) = app_and_host();
+    let app: Router = Router::new()
+        .nest_service("/plugins", PluginRoutes::of_key_installation(&sandbox))
+        .layer(ApiKeyAuthLayer::new(&host));
+    let key = |installation: &str| {
+        let (key, _) = host
+            .keys
+            .issue(IssueKey {
+                installation: InstallationId::new(installation),
+                plugin: "good".into(),
+                name: "test".into(),
+                scopes: Default::default(),
+                ttl: None,
+            })
+            .unwrap();
+        format!("Bearer {}", key.expose_secret())
+    };
+    let with = |auth: &str| {
+        Request::get("/plugins/good/status")
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = send(&app, with(&key("shop"))).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, b"GET /status ok".as_slice())
+    );
+    // Another installation's key finds no such plugin in its installation.
+    let (status, _, body) = send(&app, with(&key("other-shop"))).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "plugin_not_found")
+    );
+    let (status, _, body) = send(&app, get("/plugins/good/status")).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::UNAUTHORIZED, "missing_key")
+    );
+    // Without the key layer the service says how to wire it.
+    let bare: Router =
+        Router::new().nest_service("/plugins", PluginRoutes::of_key_installation(&sandbox));
+    let (status, _, body) = send(&bare, get("/plugins/good/status")).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "misconfigured")
     );
 }
