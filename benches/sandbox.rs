@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use benches::{
-    Constant, MANIFEST, PluginPre, RawState, echo_request, quiet_host, raw_call, raw_instance,
-    raw_pre, raw_request, raw_reused_call, raw_reused_request, rss_bytes, tlb_shootdowns,
-    vodo_echo_request,
+    Constant, MANIFEST, PluginPre, RawState, echo_request, median, paired, quartiles, quiet_host,
+    raw_call, raw_instance, raw_pre, raw_request, raw_reused_call, raw_reused_request, rss_bytes,
+    tlb_shootdowns, vodo_echo_request,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use vodo_core::{Consent, InstallationId, Manifest};
@@ -175,10 +175,6 @@ fn cold_split(wasm: &[u8], n: usize) {
         }
         rows.push(row);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let us = |k: usize| median(rows.iter().map(|r| r[k].as_secs_f64() * 1e6).collect());
     println!(
         "cold start (medians of {n} rounds, µs): Sandbox::new + load (grant exists) {:.0}; + install from bytes {:.0}; + install from the digest {:.0}; engine alone {:.0}; Sandbox::new alone {:.0}; SHA-256 of the component {:.1}",
@@ -329,27 +325,23 @@ fn benches(c: &mut Criterion) {
         .and_then(|n| n.parse::<usize>().ok())
     {
         for event in ["empty", "one-call"] {
-            let mut ratios = Vec::with_capacity(rounds);
-            let (mut vodo_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
-            for _ in 0..rounds {
-                let t = Instant::now();
-                vodo_calls(&sandbox, &plugin, event, 200);
-                let v = t.elapsed();
-                let t = Instant::now();
-                raw_calls(&engine, &pre, event, 200);
-                let r = t.elapsed();
-                ratios.push(v.as_secs_f64() / r.as_secs_f64());
-                vodo_total += v;
-                raw_total += r;
-            }
-            ratios.sort_by(f64::total_cmp);
+            let rows = paired(
+                rounds,
+                || vodo_calls(&sandbox, &plugin, event, 200),
+                || raw_calls(&engine, &pre, event, 200),
+            );
+            let total = |k: fn(&(Duration, Duration)) -> Duration| {
+                rows.iter().map(k).sum::<Duration>().as_secs_f64()
+            };
+            let (median, q1, q3) = quartiles(
+                rows.iter()
+                    .map(|(v, r)| v.as_secs_f64() / r.as_secs_f64())
+                    .collect(),
+            );
             println!(
-                "paired {event}: vodo {:.2} us, raw {:.2} us per call; median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
-                vodo_total.as_secs_f64() * 1e6 / (200.0 * rounds as f64),
-                raw_total.as_secs_f64() * 1e6 / (200.0 * rounds as f64),
-                ratios[rounds / 2],
-                ratios[rounds / 4],
-                ratios[rounds * 3 / 4],
+                "paired {event}: vodo {:.2} us, raw {:.2} us per call; median ratio of {rounds} rounds {median:.3} (quartiles {q1:.3}..{q3:.3})",
+                total(|r| r.0) * 1e6 / (200.0 * rounds as f64),
+                total(|r| r.1) * 1e6 / (200.0 * rounds as f64),
             );
         }
         std::process::exit(0);
@@ -363,27 +355,23 @@ fn benches(c: &mut Criterion) {
     {
         let (mut store, instance) = raw_instance(&engine, &pre);
         for event in ["empty", "one-call"] {
-            let mut ratios = Vec::with_capacity(rounds);
-            let (mut vodo_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
-            for _ in 0..rounds {
-                let t = Instant::now();
-                vodo_calls(&sandbox, &warm, event, 2000);
-                let v = t.elapsed();
-                let t = Instant::now();
-                raw_reused_calls(&mut store, &instance, event, 2000);
-                let r = t.elapsed();
-                ratios.push(v.as_secs_f64() / r.as_secs_f64());
-                vodo_total += v;
-                raw_total += r;
-            }
-            ratios.sort_by(f64::total_cmp);
+            let rows = paired(
+                rounds,
+                || vodo_calls(&sandbox, &warm, event, 2000),
+                || raw_reused_calls(&mut store, &instance, event, 2000),
+            );
+            let total = |k: fn(&(Duration, Duration)) -> Duration| {
+                rows.iter().map(k).sum::<Duration>().as_secs_f64()
+            };
+            let (median, q1, q3) = quartiles(
+                rows.iter()
+                    .map(|(v, r)| v.as_secs_f64() / r.as_secs_f64())
+                    .collect(),
+            );
             println!(
-                "paired warm {event}: vodo {:.0} ns, raw reused {:.0} ns per call; median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
-                vodo_total.as_secs_f64() * 1e9 / (2000.0 * rounds as f64),
-                raw_total.as_secs_f64() * 1e9 / (2000.0 * rounds as f64),
-                ratios[rounds / 2],
-                ratios[rounds / 4],
-                ratios[rounds * 3 / 4],
+                "paired warm {event}: vodo {:.0} ns, raw reused {:.0} ns per call; median ratio of {rounds} rounds {median:.3} (quartiles {q1:.3}..{q3:.3})",
+                total(|r| r.0) * 1e9 / (2000.0 * rounds as f64),
+                total(|r| r.1) * 1e9 / (2000.0 * rounds as f64),
             );
         }
         std::process::exit(0);
@@ -400,26 +388,18 @@ fn benches(c: &mut Criterion) {
             .build()
             .unwrap();
         for event in ["empty", "one-call"] {
-            let mut ratios = Vec::with_capacity(rounds);
-            for _ in 0..rounds {
-                let t = Instant::now();
-                vodo_calls(&sandbox, &plugin, event, 200);
-                let sync = t.elapsed();
-                let t = Instant::now();
-                runtime.block_on(async {
-                    for _ in 0..200 {
-                        let call = sandbox.call_event_async(&plugin, event, "").await;
-                        assert!(call.result.is_ok());
-                    }
-                });
-                ratios.push(t.elapsed().as_secs_f64() / sync.as_secs_f64());
-            }
-            ratios.sort_by(f64::total_cmp);
+            let rows = paired(
+                rounds,
+                || vodo_calls(&sandbox, &plugin, event, 200),
+                || runtime.block_on(vodo_calls_async(&sandbox, &plugin, event, 200)),
+            );
+            let (median, q1, q3) = quartiles(
+                rows.iter()
+                    .map(|(sync, r#async)| r#async.as_secs_f64() / sync.as_secs_f64())
+                    .collect(),
+            );
             println!(
-                "paired async/sync {event}: median ratio of {rounds} rounds {:.3} (quartiles {:.3}..{:.3})",
-                ratios[rounds / 2],
-                ratios[rounds / 4],
-                ratios[rounds * 3 / 4],
+                "paired async/sync {event}: median ratio of {rounds} rounds {median:.3} (quartiles {q1:.3}..{q3:.3})",
             );
         }
         std::process::exit(0);

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use benches::{
-    Constant, RECORD, echo_request, quiet_host, raw_call, raw_instance, raw_pre, raw_request,
-    raw_reused_call, raw_reused_request, vodo_echo_request,
+    Constant, RECORD, echo_request, median, quiet_host, raw_call, raw_instance, raw_pre,
+    raw_request, raw_reused_call, raw_reused_request, vodo_echo_request,
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use extism::{CompiledPlugin, PTR, Plugin, PluginBuilder, UserData};
@@ -171,10 +171,6 @@ fn cold_paired(wasm: &[u8], rounds: usize) {
         }
         rows.push(row);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!("cold start from the disk cache, fresh engine, medians of {rounds} rounds:");
     for (k, name) in NAMES.iter().enumerate() {
         let time = median(rows.iter().map(|r| r[k]).collect());

@@ -243,6 +243,37 @@ impl HostServices for Constant {
     }
 }
 
+/// Drift-free comparison on a noisy machine: `rounds` rounds, each running
+/// `first` and then `second` once, timed; returns each round's two times.
+pub fn paired(
+    rounds: usize,
+    mut first: impl FnMut(),
+    mut second: impl FnMut(),
+) -> Vec<(std::time::Duration, std::time::Duration)> {
+    (0..rounds)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            first();
+            let a = t.elapsed();
+            let t = std::time::Instant::now();
+            second();
+            (a, t.elapsed())
+        })
+        .collect()
+}
+
+/// The median, first and third quartiles of `values` (not empty).
+pub fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[n / 2], values[n / 4], values[n * 3 / 4])
+}
+
+/// The median of `values` (not empty).
+pub fn median(values: Vec<f64>) -> f64 {
+    quartiles(values).0
+}
+
 /// Resident memory of this process, from `/proc/self/statm`.
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
