@@ -5,15 +5,18 @@
 //! of what the plugin requests. `vodo plugin:schema` prints the manifest's
 //! JSON Schema for editors. `vodo plugin:package [PATH]` makes the package
 //! the marketplace takes from a plugin folder, and `vodo plugin:review PKG`
-//! runs the marketplace's automated review on it locally.
+//! runs the marketplace's automated review on it locally. `vodo serve`
+//! runs the whole platform (API, console, plugins) on an embedded data folder.
 
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod build;
 mod package;
 mod review;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use vodo_core::Manifest;
@@ -74,11 +77,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the platform: the console under /admin, the API under /v1 and
+    /// /api, plugins under /plugins, on an embedded SQLite data folder seeded
+    /// on first start with a demo installation and the example plugin.
+    ///
+    /// Example: `vodo serve --port 8080 --data .vodo`
+    Serve {
+        /// The data folder (created on first start).
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// The port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { data, port } => {
+            init_tracing();
+            match serve::run(&data, std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Validate { path, json } => {
             validate(path.as_deref().unwrap_or(Path::new(".")), json)
         }
@@ -231,4 +257,17 @@ fn print_summary(m: &Manifest) {
         let r: Vec<String> = m.routes.iter().map(ToString::to_string).collect();
         println!("routes: {}", r.join(", "));
     }
+}
+
+/// Logs to stderr at `info` (or at `RUST_LOG`'s level when set to one of
+/// `error`, `warn`, `info`, `debug`, `trace`).
+fn init_tracing() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

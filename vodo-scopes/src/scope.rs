@@ -436,6 +436,43 @@ impl PluginScope {
     pub fn parse(s: &str) -> Result<Self, ScopeError> {
         s.parse()
     }
+
+    /// What the scope lets a plugin do, in plain language, for the person
+    /// asked to consent to it.
+    ///
+    /// ```
+    /// use vodo_scopes::PluginScope;
+    ///
+    /// let s: PluginScope = "entities:write:order".parse().unwrap();
+    /// assert_eq!(s.describe(), "Read and change your order records");
+    /// let s: PluginScope = "network:outbound:api.example.com".parse().unwrap();
+    /// assert_eq!(s.describe(), "Send data to api.example.com over the internet");
+    /// ```
+    pub fn describe(&self) -> String {
+        match self {
+            Self::EntitiesRead(None) => "Read all of your store's records".into(),
+            Self::EntitiesRead(Some(e)) => format!("Read your {} records", e.as_str()),
+            Self::EntitiesWrite(None) => "Read and change all of your store's records".into(),
+            Self::EntitiesWrite(Some(e)) => format!("Read and change your {} records", e.as_str()),
+            Self::HooksSubscribe(None) => {
+                "Be told about everything that happens in your store".into()
+            }
+            Self::HooksSubscribe(Some(p)) => format!("Be told when `{}` happens", p.as_str()),
+            Self::HooksTrigger(None) => "Announce any event in your store".into(),
+            Self::HooksTrigger(Some(n)) => format!("Announce `{}` events", n.as_str()),
+            Self::ApiAccess(None) => "Call every part of the platform API with its own keys".into(),
+            Self::ApiAccess(Some(r)) => {
+                format!("Call the platform API's {} with its own keys", r.as_str())
+            }
+            Self::UsersRead => "See your customers' and staff accounts".into(),
+            Self::UsersWrite => "See and change your customers' and staff accounts".into(),
+            Self::SettingsRead => "Read its own settings".into(),
+            Self::SettingsWrite => "Read and change its own settings".into(),
+            Self::StorageRead => "Read files in its own folder".into(),
+            Self::StorageWrite => "Keep files in its own folder".into(),
+            Self::NetworkOutbound(h) => format!("Send data to {h} over the internet"),
+        }
+    }
 }
 
 impl fmt::Display for PluginScope {

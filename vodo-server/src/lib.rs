@@ -47,19 +47,34 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod accounts;
+mod api;
 mod auth;
+mod console;
+mod error;
 mod future;
 mod permission;
+mod platform;
 mod plugins;
 mod problem;
 mod rate;
+mod router;
+mod store;
+mod web;
 
+pub use accounts::{Accounts, MIN_PASSWORD, Role, Session, SignInError};
+pub use api::MAX_PAGE;
 pub use auth::ApiKeyAuthLayer;
+pub use error::ServerError;
 pub use future::{Check, Checked, Checking};
 pub use permission::PermissionLayer;
+pub use platform::{Platform, PlatformConfig, PluginView, Resource};
 pub use plugins::PluginRoutes;
 pub use problem::Problem;
 pub use rate::RateLimitLayer;
+pub use router::{REQUEST_ID, serve};
+pub use store::{LOG_LINES, LogLine, PackageRow, ServerStore};
+pub use web::{ApiSession, COOKIE, CSRF_HEADER, ClientAddr, JsonBody, MAX_JSON};
 
 /// The answer when a layer that needs the verified key runs without
 /// [`ApiKeyAuthLayer`] before it: the host's routes are wired wrongly.

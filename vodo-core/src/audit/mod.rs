@@ -248,6 +248,23 @@ const KINDS: [(AuditKind, &str); 13] = [
 ];
 
 impl AuditKind {
+    /// Every kind, in the order of the enum.
+    pub const ALL: [AuditKind; 13] = [
+        AuditKind::PermissionChecked,
+        AuditKind::PermissionDenied,
+        AuditKind::SandboxViolation,
+        AuditKind::ResourceSpike,
+        AuditKind::NetworkRequest,
+        AuditKind::KeyUsed,
+        AuditKind::KeyRejected,
+        AuditKind::KeyIssued,
+        AuditKind::KeyRotated,
+        AuditKind::KeyRevoked,
+        AuditKind::Lifecycle,
+        AuditKind::HealthChanged,
+        AuditKind::CallRefused,
+    ];
+
     /// The kind as written in the `kind` field of a serialized event.
     pub fn as_str(self) -> &'static str {
         KINDS

@@ -1,0 +1,192 @@
+//! `vodo serve`: the whole platform on an embedded data folder.
+//!
+//! On first start the folder is seeded: a demo installation, the example
+//! plugin built from source and taken through the marketplace (automated
+//! review, a reviewer's approval, publication) and installed into it with
+//! the admin's consent, a sample order, and an admin account whose one-time
+//! password is printed. A second start reuses the folder as it was left.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use vodo_core::{Host, InstallationId, Manifest, SecretKey, Timestamp};
+use vodo_marketplace::package::Package;
+use vodo_marketplace::review::Policy;
+use vodo_marketplace::submissions::{Desk, MemorySubmissions};
+use vodo_marketplace::workflow::{Actor, Role as MarketRole, State};
+use vodo_sandbox::{HostServices, MemoryServices, Sandbox, SandboxConfig};
+use vodo_server::{Platform, PlatformConfig, Role};
+
+/// The seeded installation.
+pub const DEMO: &str = "demo";
+/// The seeded admin's email.
+pub const ADMIN: &str = "admin@vodo.local";
+
+/// Where the example plugin's source is: next to this crate in the repository.
+fn example_plugin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/order-notifier")
+}
+
+/// Runs the platform on `data` at `addr` until Ctrl-C.
+pub fn run(data: &Path, addr: SocketAddr) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(data, addr))
+}
+
+async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}: is another server there? Choose another port with --port")
+    })?;
+    let addr = listener.local_addr().context("the listener's address")?;
+    let config = PlatformConfig::new(data);
+    let first = !data.join("server.db").exists();
+    let platform = tokio::task::spawn_blocking(move || -> Result<Platform> {
+        let platform = Platform::open(config)?;
+        Ok(platform)
+    })
+    .await
+    .context("opening the data folder")??;
+    let platform = Arc::new(platform);
+    let password = if first || platform.store.accounts()? == 0 {
+        let p = Arc::clone(&platform);
+        Some(
+            tokio::task::spawn_blocking(move || seed(&p))
+                .await
+                .context("seeding the data folder")??,
+        )
+    } else {
+        None
+    };
+    let base = format!("http://{addr}");
+    println!("Vodo is serving {} on {base}", data.display());
+    println!("  console   {base}/admin");
+    println!("  API       {base}/v1   (records: {base}/api/{{resource}}/{{id}})");
+    println!("  health    {base}/healthz");
+    match password {
+        Some(p) => println!(
+            "  sign in as {ADMIN} with the one-time password {p}\n  (it is shown only now; it stays valid until you change it)"
+        ),
+        None => println!("  sign in with the accounts of {}", data.display()),
+    }
+    println!("Ctrl-C stops it; the next start reuses the data.");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!("\nstopping: finishing requests in flight ...");
+    };
+    vodo_server::serve(platform, listener, shutdown, Duration::from_secs(10))
+        .await
+        .context("serving")?;
+    println!("stopped.");
+    Ok(())
+}
+
+/// Seeds a new data folder; returns the admin's one-time password.
+pub fn seed(platform: &Platform) -> Result<String> {
+    let demo = InstallationId::new(DEMO);
+    platform.store.put_installation(&demo, "Demo store")?;
+    let password = platform.accounts.generate_password()?;
+    platform.accounts.put(ADMIN, &Role::Admin, &password)?;
+    platform
+        .store
+        .put_entity(
+            &demo,
+            "order",
+            "1001",
+            r#"{"total":"49.90","currency":"SAR","customer":"c-7"}"#,
+        )
+        .map_err(|e| anyhow!("seeding an order: {e}"))?;
+    let source = example_plugin();
+    if !source.join("Cargo.toml").is_file() {
+        println!(
+            "note: the example plugin's source is not at {}; the demo installation starts empty",
+            source.display()
+        );
+        return Ok(password);
+    }
+    println!("building the example plugin for wasm32-wasip2 (the first time takes a minute) ...");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
+    let wasm = crate::build::build(&source, &target)?;
+    let component = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let manifest = std::fs::read_to_string(source.join("plugin.json"))
+        .context("reading the example's plugin.json")?;
+    let package = through_the_marketplace(platform, &manifest, component)?;
+    let m = Manifest::parse(&package.manifest)?;
+    let sample = Some(("order.created".to_owned(), "1001".to_owned()));
+    platform.add_package(&package.manifest, &package.component, sample)?;
+    let (_, diff, _) = platform.consent_for(&demo, m.slug.as_str())?;
+    platform.install(&demo, m.slug.as_str(), &diff.added, ADMIN)?;
+    println!("installed {} {} in `{DEMO}`", m.slug, m.version);
+    Ok(password)
+}
+
+/// Submits the package to a marketplace desk, whose automated review runs
+/// it in a sandbox of its own, approves and publishes it as a reviewer and
+/// an admin would, and returns the exact package the reviewer saw.
+fn through_the_marketplace(
+    platform: &Platform,
+    manifest: &str,
+    component: Vec<u8>,
+) -> Result<Package> {
+    let now = Timestamp::now();
+    let market = Host::in_memory(&SecretKey::generate()?);
+    let data = &platform.config().data;
+    let sandbox = Arc::new(Sandbox::new(
+        SandboxConfig {
+            storage_root: Some(data.join("market-trials")),
+            cache_dir: Some(data.join("cache")),
+            ..SandboxConfig::default()
+        },
+        &market,
+        Arc::new(MemoryServices::new()),
+    )?);
+    let actor = |id: &str, role| Actor {
+        id: id.into(),
+        role,
+    };
+    let developer = actor("dev@acme.example", MarketRole::Developer);
+    let reviewer = actor("reviewer@vodo.local", MarketRole::Reviewer);
+    let bytes = Package {
+        manifest: manifest.into(),
+        readme: "# Order Notifier\n".into(),
+        samples: vec![("order.created".into(), "1001".into())],
+        component,
+    }
+    .to_bytes();
+    let desk = Desk::new(
+        Arc::new(MemorySubmissions::new()),
+        Policy::default(),
+        sandbox,
+    );
+    let s = desk.draft(&developer, &bytes, now)?;
+    let s = desk.submit(&s.id, &developer, now)?;
+    let errors = s.report.as_ref().map_or(0, |r| r.errors().count());
+    if errors > 0 {
+        return Err(anyhow!(
+            "the automated review found {errors} error(s) in the example plugin"
+        ));
+    }
+    for to in [State::InReview, State::Testing, State::Approved] {
+        desk.transition(&s.id, to, &reviewer, "", now)?;
+    }
+    desk.transition(
+        &s.id,
+        State::Published,
+        &actor(ADMIN, MarketRole::Admin),
+        "",
+        now,
+    )?;
+    println!(
+        "the marketplace reviewed and published {} {}",
+        s.plugin, s.version
+    );
+    Ok(Package::parse(
+        &desk.package(&s.id)?,
+        Policy::default().max_package_bytes,
+    )?)
+}

@@ -1,0 +1,93 @@
+//! The whole platform as one axum [`Router`]: the JSON API, the entity
+//! API, plugins' routes, the console, with request ids and request spans.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::{HeaderName, StatusCode};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::{ApiKeyAuthLayer, Platform, PluginRoutes, Problem, RateLimitLayer};
+
+/// The header that carries each request's id, set when the client sent none.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+impl Platform {
+    /// The platform's routes:
+    ///
+    /// - `/v1/...`: the JSON API for people signed in (`POST /v1/session`);
+    /// - `/api/{resource}/{id}`: records, for plugins' API keys;
+    /// - `/plugins/{slug}/...`: plugins' own routes, for their API keys, run in the sandbox;
+    /// - `/admin/...`: the console;
+    /// - `/healthz`: whether the server is up.
+    ///
+    /// Every response carries an `x-request-id`, and every request is a
+    /// `tracing` span with it.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let plugins = Router::new()
+            .nest_service("/plugins", PluginRoutes::of_key_installation(&self.sandbox))
+            .layer(RateLimitLayer::new(&self.host))
+            .layer(ApiKeyAuthLayer::new(&self.host));
+        crate::api::routes(self)
+            .merge(crate::console::routes())
+            .route("/healthz", get(|| async { "ok" }))
+            .fallback(|| async {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    "there is no such route: the API is under /v1 and /api, the console under /admin",
+                )
+            })
+            .with_state(Arc::clone(self))
+            .merge(plugins)
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                    .layer(TraceLayer::new_for_http().make_span_with(
+                        |r: &http::Request<axum::body::Body>| {
+                            let id = r
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!("request", method = %r.method(), uri = %r.uri(), id)
+                        },
+                    ))
+                    .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+            )
+    }
+}
+
+/// Serves `platform` on `listener` until `shutdown` completes, then lets
+/// requests in flight (plugin calls among them) finish for up to `grace`.
+pub async fn serve(
+    platform: Arc<Platform>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let app = platform
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    let _ = rx.await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(std::io::Error::other(e)),
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                "requests still running after the grace period were dropped"
+            );
+            Ok(())
+        }
+    }
+}

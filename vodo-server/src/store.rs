@@ -1,0 +1,556 @@
+//! [`ServerStore`]: the server's own data in one SQLite database: the
+//! people who sign in and their sessions, the installations it serves, the
+//! packages it can install, and the data plugins reach through the host
+//! interfaces (entities, users, settings), which it serves as
+//! [`HostServices`].
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use vodo_core::{InstallationId, PluginId, Timestamp};
+use vodo_sandbox::{HostServices, LogLevel, ServiceError, ServiceResult};
+
+use crate::error::ServerError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    email TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    installation TEXT,
+    password TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    email TEXT NOT NULL REFERENCES accounts(email) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS installations (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS packages (
+    slug TEXT NOT NULL,
+    version TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    sample_event TEXT,
+    sample_payload TEXT,
+    added INTEGER NOT NULL,
+    PRIMARY KEY (slug, version)
+);
+CREATE TABLE IF NOT EXISTS loaded (
+    installation TEXT NOT NULL,
+    slug TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (installation, slug)
+);
+CREATE TABLE IF NOT EXISTS entities (
+    installation TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (installation, kind, id)
+);
+CREATE TABLE IF NOT EXISTS users (
+    installation TEXT NOT NULL,
+    id TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (installation, id)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    installation TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (installation, plugin, key)
+);
+CREATE TABLE IF NOT EXISTS triggered (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    installation TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    name TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+";
+
+/// Plugins' log lines the store keeps in memory for the console, newest last.
+pub const LOG_LINES: usize = 1000;
+
+/// One account row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountRow {
+    pub email: String,
+    pub role: String,
+    pub installation: Option<String>,
+    pub password: String,
+}
+
+/// One session row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionRow {
+    pub email: String,
+    pub csrf: String,
+    pub expires: i64,
+}
+
+/// A package the server can install: its manifest and component digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRow {
+    /// The plugin's slug.
+    pub slug: String,
+    /// Its version.
+    pub version: String,
+    /// Its `plugin.json`.
+    pub manifest: String,
+    /// SHA-256 of its component, hex; the bytes are in the packages folder.
+    pub digest: String,
+    /// An event the console's "send a test event" sends, and its payload.
+    pub sample: Option<(String, String)>,
+}
+
+/// A plugin's log line, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the host received it.
+    pub at: Timestamp,
+    /// The plugin.
+    pub plugin: PluginId,
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The line.
+    pub message: String,
+}
+
+/// The server's SQLite database (WAL mode, shared by the server's threads
+/// behind one connection).
+#[derive(Debug)]
+pub struct ServerStore {
+    conn: Mutex<Connection>,
+    logs: Mutex<VecDeque<LogLine>>,
+}
+
+fn unavailable(e: rusqlite::Error) -> ServiceError {
+    ServiceError::Unavailable(format!("the server's database: {e}"))
+}
+
+impl ServerStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, ServerError> {
+        let conn = vodo_core::open_sqlite(Some(path)).map_err(|e| ServerError::Store {
+            detail: format!("cannot open `{}`: {e}", path.display()),
+        })?;
+        Self::with(conn)
+    }
+
+    /// A private database in memory, for tests.
+    pub fn in_memory() -> Result<Self, ServerError> {
+        let conn = vodo_core::open_sqlite(None).map_err(ServerError::store)?;
+        Self::with(conn)
+    }
+
+    fn with(conn: Connection) -> Result<Self, ServerError> {
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(ServerError::store)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            logs: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    pub(crate) fn put_account(&self, a: &AccountRow) -> Result<(), ServerError> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO accounts (email, role, installation, password, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(email) DO UPDATE SET role = ?2, installation = ?3, password = ?4",
+                params![
+                    a.email,
+                    a.role,
+                    a.installation,
+                    a.password,
+                    Timestamp::now().0
+                ],
+            )
+            .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    pub(crate) fn account(&self, email: &str) -> Result<Option<AccountRow>, ServerError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT email, role, installation, password FROM accounts WHERE email = ?1",
+                params![email],
+                |r| {
+                    Ok(AccountRow {
+                        email: r.get(0)?,
+                        role: r.get(1)?,
+                        installation: r.get(2)?,
+                        password: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(ServerError::store)
+    }
+
+    /// Number of accounts.
+    pub fn accounts(&self) -> Result<u64, ServerError> {
+        self.conn
+            .lock()
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+            .map_err(ServerError::store)
+    }
+
+    pub(crate) fn put_session(&self, token_hash: &[u8], s: &SessionRow) -> Result<(), ServerError> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "DELETE FROM sessions WHERE expires < ?1",
+            params![Timestamp::now().0],
+        )
+        .and_then(|_| {
+            conn.execute(
+                "INSERT INTO sessions (token_hash, email, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, s.email, s.csrf, s.expires],
+            )
+        })
+        .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    pub(crate) fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRow>, ServerError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT email, csrf, expires FROM sessions WHERE token_hash = ?1",
+                params![token_hash],
+                |r| {
+                    Ok(SessionRow {
+                        email: r.get(0)?,
+                        csrf: r.get(1)?,
+                        expires: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(ServerError::store)
+    }
+
+    pub(crate) fn delete_session(&self, token_hash: &[u8]) -> Result<(), ServerError> {
+        self.conn
+            .lock()
+            .execute(
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                params![token_hash],
+            )
+            .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    /// Records an installation the server serves (idempotent).
+    pub fn put_installation(&self, id: &InstallationId, name: &str) -> Result<(), ServerError> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO installations (id, name, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET name = ?2",
+                params![id.as_str(), name, Timestamp::now().0],
+            )
+            .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    /// The installations the server serves, with their names, by id.
+    pub fn installations(&self) -> Result<Vec<(InstallationId, String)>, ServerError> {
+        let conn = self.conn.lock();
+        let mut q = conn
+            .prepare("SELECT id, name FROM installations ORDER BY id")
+            .map_err(ServerError::store)?;
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(ServerError::store)?;
+        rows.map(|r| {
+            r.map(|(id, name)| (InstallationId::new(id), name))
+                .map_err(ServerError::store)
+        })
+        .collect()
+    }
+
+    pub(crate) fn put_package(&self, p: &PackageRow) -> Result<(), ServerError> {
+        let (event, payload) = p.sample.clone().unzip();
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO packages (slug, version, manifest, digest, sample_event, sample_payload, added)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(slug, version) DO UPDATE SET manifest = ?3, digest = ?4, sample_event = ?5, sample_payload = ?6",
+                params![p.slug, p.version, p.manifest, p.digest, event, payload, Timestamp::now().0],
+            )
+            .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    /// Every package, by slug then version as added.
+    pub fn packages(&self) -> Result<Vec<PackageRow>, ServerError> {
+        let conn = self.conn.lock();
+        let mut q = conn
+            .prepare(
+                "SELECT slug, version, manifest, digest, sample_event, sample_payload
+                 FROM packages ORDER BY slug, added",
+            )
+            .map_err(ServerError::store)?;
+        let rows = q
+            .query_map([], |r| {
+                let event: Option<String> = r.get(4)?;
+                let payload: Option<String> = r.get(5)?;
+                Ok(PackageRow {
+                    slug: r.get(0)?,
+                    version: r.get(1)?,
+                    manifest: r.get(2)?,
+                    digest: r.get(3)?,
+                    sample: event.zip(payload),
+                })
+            })
+            .map_err(ServerError::store)?;
+        rows.map(|r| r.map_err(ServerError::store)).collect()
+    }
+
+    pub(crate) fn set_loaded(
+        &self,
+        installation: &InstallationId,
+        slug: &str,
+        version: Option<&str>,
+    ) -> Result<(), ServerError> {
+        let conn = self.conn.lock();
+        match version {
+            Some(v) => conn.execute(
+                "INSERT INTO loaded (installation, slug, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(installation, slug) DO UPDATE SET version = ?3",
+                params![installation.as_str(), slug, v],
+            ),
+            None => conn.execute(
+                "DELETE FROM loaded WHERE installation = ?1 AND slug = ?2",
+                params![installation.as_str(), slug],
+            ),
+        }
+        .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    pub(crate) fn loaded(&self) -> Result<Vec<(InstallationId, String, String)>, ServerError> {
+        let conn = self.conn.lock();
+        let mut q = conn
+            .prepare("SELECT installation, slug, version FROM loaded ORDER BY installation, slug")
+            .map_err(ServerError::store)?;
+        let rows = q
+            .query_map([], |r| {
+                Ok((
+                    InstallationId::new(r.get::<_, String>(0)?),
+                    r.get(1)?,
+                    r.get(2)?,
+                ))
+            })
+            .map_err(ServerError::store)?;
+        rows.map(|r| r.map_err(ServerError::store)).collect()
+    }
+
+    /// The plugins' most recent log lines (at most [`LOG_LINES`]), oldest
+    /// first, of `plugin` or of all.
+    pub fn logs(&self, plugin: Option<&PluginId>) -> Vec<LogLine> {
+        self.logs
+            .lock()
+            .iter()
+            .filter(|l| plugin.is_none_or(|p| &l.plugin == p))
+            .cloned()
+            .collect()
+    }
+
+    /// Hook events plugins triggered in `installation`, newest first.
+    pub fn triggered(
+        &self,
+        installation: &InstallationId,
+        limit: usize,
+    ) -> Result<Vec<(PluginId, String, String)>, ServerError> {
+        let conn = self.conn.lock();
+        let mut q = conn
+            .prepare(
+                "SELECT plugin, name, payload FROM triggered WHERE installation = ?1
+                 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(ServerError::store)?;
+        let rows = q
+            .query_map(
+                params![
+                    installation.as_str(),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| Ok((PluginId::new(r.get::<_, String>(0)?), r.get(1)?, r.get(2)?)),
+            )
+            .map_err(ServerError::store)?;
+        rows.map(|r| r.map_err(ServerError::store)).collect()
+    }
+}
+
+impl HostServices for ServerStore {
+    fn get_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+    ) -> ServiceResult<Option<String>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT json FROM entities WHERE installation = ?1 AND kind = ?2 AND id = ?3",
+                params![installation.as_str(), kind, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn put_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+        json: &str,
+    ) -> ServiceResult<()> {
+        if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err() {
+            return Err(ServiceError::Invalid(format!(
+                "the {kind} `{id}` is not JSON"
+            )));
+        }
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO entities (installation, kind, id, json) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(installation, kind, id) DO UPDATE SET json = ?4",
+                params![installation.as_str(), kind, id, json],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn delete_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+    ) -> ServiceResult<bool> {
+        let n = self
+            .conn
+            .lock()
+            .execute(
+                "DELETE FROM entities WHERE installation = ?1 AND kind = ?2 AND id = ?3",
+                params![installation.as_str(), kind, id],
+            )
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    fn trigger_hook(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        name: &str,
+        payload: &str,
+    ) -> ServiceResult<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO triggered (installation, plugin, name, payload, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![installation.as_str(), plugin.as_str(), name, payload, Timestamp::now().0],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn get_user(&self, installation: &InstallationId, id: &str) -> ServiceResult<Option<String>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT json FROM users WHERE installation = ?1 AND id = ?2",
+                params![installation.as_str(), id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn put_user(&self, installation: &InstallationId, id: &str, json: &str) -> ServiceResult<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO users (installation, id, json) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(installation, id) DO UPDATE SET json = ?3",
+                params![installation.as_str(), id, json],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn get_setting(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        key: &str,
+    ) -> ServiceResult<Option<String>> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT value FROM settings WHERE installation = ?1 AND plugin = ?2 AND key = ?3",
+                params![installation.as_str(), plugin.as_str(), key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn set_setting(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        key: &str,
+        value: &str,
+    ) -> ServiceResult<()> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO settings (installation, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(installation, plugin, key) DO UPDATE SET value = ?4",
+                params![installation.as_str(), plugin.as_str(), key, value],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Kept in memory (the newest [`LOG_LINES`]) and sent to `tracing`.
+    fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        tracing::info!(target: "vodo::plugin", plugin = %plugin, level, "{message}");
+        let mut logs = self.logs.lock();
+        if logs.len() == LOG_LINES {
+            logs.pop_front();
+        }
+        logs.push_back(LogLine {
+            at: Timestamp::now(),
+            plugin: plugin.clone(),
+            level,
+            message: message.to_owned(),
+        });
+    }
+}

@@ -1,0 +1,1234 @@
+//! The platform over HTTP: sessions, installations with consent, health,
+//! keys, records, the audit trail and the console, each with its hostile
+//! cases, through the router `vodo serve` runs, over a real data folder and
+//! real plugins.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use vodo_core::InstallationId;
+use vodo_sandbox::HostServices;
+use vodo_server::{Platform, PlatformConfig, Role};
+
+const GOOD_1: &str = r#"{
+  "name": "Good", "slug": "good", "version": "1.0.0", "description": "behaves",
+  "author": "Alice", "license": "MIT", "entry": "good.wasm",
+  "routes": ["GET /status"],
+  "permissions": {
+    "entities": ["read:order", "write:order_note"],
+    "hooks": ["subscribe:order.*"],
+    "api": { "rate_limit": "1000/minute", "endpoints": ["orders"] }
+  }
+}"#;
+
+/// The next version asks for one more thing: reading customers.
+const GOOD_2: &str = r#"{
+  "name": "Good", "slug": "good", "version": "1.1.0", "description": "behaves",
+  "author": "Alice", "license": "MIT", "entry": "good.wasm",
+  "routes": ["GET /status"],
+  "permissions": {
+    "entities": ["read:order", "write:order_note", "read:customer"],
+    "hooks": ["subscribe:order.*"],
+    "api": { "rate_limit": "1000/minute", "endpoints": ["orders"] }
+  }
+}"#;
+
+const HOSTILE: &str = r#"{
+  "name": "Hostile", "slug": "hostile", "version": "0.1.0", "description": "tries everything",
+  "author": "Mallory", "license": "MIT", "entry": "hostile.wasm",
+  "permissions": {
+    "entities": ["read:order"],
+    "hooks": ["subscribe:*", "trigger:order.noted"],
+    "storage": { "max_size": 1000, "allowed_types": ["json"] },
+    "network": { "outbound": ["127.0.0.1"] },
+    "users": "read"
+  }
+}"#;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Fixture {
+    app: Router,
+    platform: Arc<Platform>,
+    _data: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+    let good = test_support::guest("good");
+    platform
+        .add_package(GOOD_1, &good, Some(("order.created".into(), "1001".into())))
+        .unwrap();
+    platform
+        .add_package(HOSTILE, &test_support::guest("hostile"), None)
+        .unwrap();
+    for (i, name) in [("shop-a", "Shop A"), ("shop-b", "Shop B")] {
+        platform
+            .store
+            .put_installation(&InstallationId::new(i), name)
+            .unwrap();
+    }
+    let a = &platform.accounts;
+    a.put("admin@x.test", &Role::Admin, PASSWORD).unwrap();
+    a.put(
+        "a@x.test",
+        &Role::Merchant(InstallationId::new("shop-a")),
+        PASSWORD,
+    )
+    .unwrap();
+    a.put(
+        "b@x.test",
+        &Role::Merchant(InstallationId::new("shop-b")),
+        PASSWORD,
+    )
+    .unwrap();
+    a.put("reviewer@x.test", &Role::Reviewer, PASSWORD).unwrap();
+    for (i, id, total) in [("shop-a", "1001", "10"), ("shop-b", "2002", "20")] {
+        platform
+            .store
+            .put_entity(
+                &InstallationId::new(i),
+                "order",
+                id,
+                &format!(r#"{{"total":"{total}"}}"#),
+            )
+            .unwrap();
+    }
+    Fixture {
+        app: platform.router(),
+        platform,
+        _data: data,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Answer {
+    let r = app.clone().oneshot(request).await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = axum::body::to_bytes(r.into_body(), 8 << 20).await.unwrap();
+    Answer {
+        status,
+        headers,
+        body: body.to_vec(),
+    }
+}
+
+/// A signed-in person: the session cookie and its CSRF token.
+#[derive(Clone, Default)]
+struct Who {
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Who {
+    fn request(&self, method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(c) = &self.cookie {
+            b = b.header(header::COOKIE, format!("vodo_session={c}"));
+        }
+        if let Some(t) = &self.csrf {
+            b = b.header("x-csrf-token", t);
+        }
+        match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        }
+    }
+}
+
+async fn sign_in(app: &Router, email: &str) -> Who {
+    let a = send(
+        app,
+        Who::default().request(
+            Method::POST,
+            "/v1/session",
+            Some(json!({ "email": email, "password": PASSWORD })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    let cookie = set
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("vodo_session=")
+        .unwrap()
+        .to_owned();
+    Who {
+        cookie: Some(cookie),
+        csrf: Some(a.json()["csrf"].as_str().unwrap().to_owned()),
+    }
+}
+
+fn key_request(key: &str, method: Method, path: &str, body: Option<&str>) -> Request<Body> {
+    let b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"));
+    match body {
+        Some(text) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(text.to_owned()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+/// Installs `slug` in `installation` as `who`, agreeing to what its consent screen shows.
+async fn install(app: &Router, who: &Who, installation: &str, slug: &str) -> Answer {
+    let consent = send(
+        app,
+        who.request(
+            Method::GET,
+            &format!("/v1/installations/{installation}/consent/{slug}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.text());
+    let agreed: Vec<Value> = consent.json()["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].clone())
+        .collect();
+    send(
+        app,
+        who.request(
+            Method::POST,
+            &format!("/v1/installations/{installation}/plugins"),
+            Some(json!({ "plugin": slug, "consent": agreed })),
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn signing_in_refuses_wrong_passwords_bad_bodies_and_too_many_attempts() {
+    let f = fixture();
+    let anon = Who::default();
+    let wrong = |email: &str| {
+        anon.request(
+            Method::POST,
+            "/v1/session",
+            Some(json!({ "email": email, "password": "not the password" })),
+        )
+    };
+    let a = send(&f.app, wrong("admin@x.test")).await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "wrong_credentials")
+    );
+    // An unknown email gets the same answer as a wrong password.
+    let b = send(&f.app, wrong("nobody@x.test")).await;
+    assert_eq!(
+        (b.status, b.json()["detail"].clone()),
+        (StatusCode::UNAUTHORIZED, a.json()["detail"].clone())
+    );
+
+    let not_json = Request::post("/v1/session")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("email=x"))
+        .unwrap();
+    let a = send(&f.app, not_json).await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json")
+    );
+    let malformed = Request::post("/v1/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"email": "admin@x.test""#))
+        .unwrap();
+    let a = send(&f.app, malformed).await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::BAD_REQUEST, "malformed_body")
+    );
+    let huge = Request::post("/v1/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(format!(
+            r#"{{"email":"{}","password":"x"}}"#,
+            "a".repeat(100_000)
+        )))
+        .unwrap();
+    let a = send(&f.app, huge).await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+
+    // Five attempts a minute per account: the admin has had one; three
+    // more wrong ones, then even the right password is refused for now.
+    for _ in 0..3 {
+        assert_eq!(
+            send(&f.app, wrong("admin@x.test")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let ok_but_late = anon.request(
+        Method::POST,
+        "/v1/session",
+        Some(json!({ "email": "admin@x.test", "password": PASSWORD })),
+    );
+    assert_eq!(
+        send(&f.app, ok_but_late).await.status,
+        StatusCode::OK,
+        "the fifth attempt still counts"
+    );
+    let a = send(&f.app, wrong("admin@x.test")).await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "sign_in_limited")
+    );
+    let retry: u64 = a.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another account is not limited by the admin's attempts.
+    sign_in(&f.app, "a@x.test").await;
+}
+
+#[tokio::test]
+async fn sessions_need_their_cookie_and_unsafe_requests_their_csrf_token() {
+    let f = fixture();
+    let a = send(
+        &f.app,
+        Who::default().request(Method::GET, "/v1/installations", None),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "not_signed_in")
+    );
+    let forged = Who {
+        cookie: Some("made-up".into()),
+        csrf: None,
+    };
+    assert_eq!(
+        send(
+            &f.app,
+            forged.request(Method::GET, "/v1/installations", None)
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    let a = send(
+        &f.app,
+        admin.request(Method::GET, "/v1/installations", None),
+    )
+    .await;
+    assert_eq!(a.json()["installations"], json!(["shop-a", "shop-b"]));
+
+    // No token, and a token of another session: both refused, nothing installed.
+    let no_token = Who {
+        csrf: None,
+        ..admin.clone()
+    };
+    let a = install(&f.app, &no_token, "shop-a", "good").await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::FORBIDDEN, "csrf")
+    );
+    let second = sign_in(&f.app, "admin@x.test").await;
+    let stale = Who {
+        csrf: second.csrf.clone(),
+        ..admin.clone()
+    };
+    let a = install(&f.app, &stale, "shop-a", "good").await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::FORBIDDEN, "csrf")
+    );
+    assert!(
+        f.platform
+            .plugins(&InstallationId::new("shop-a"))
+            .unwrap()
+            .is_empty()
+    );
+
+    // Signing out ends the session at once.
+    let a = send(&f.app, admin.request(Method::DELETE, "/v1/session", None)).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert!(
+        a.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        send(
+            &f.app,
+            admin.request(Method::GET, "/v1/installations", None)
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The other session lives on.
+    assert_eq!(
+        send(
+            &f.app,
+            second.request(Method::GET, "/v1/installations", None)
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn installing_takes_exactly_the_consent_shown_and_an_upgrade_asks_only_for_the_difference() {
+    let f = fixture();
+    let merchant = sign_in(&f.app, "a@x.test").await;
+    let consent = send(
+        &f.app,
+        merchant.request(Method::GET, "/v1/installations/shop-a/consent/good", None),
+    )
+    .await
+    .json();
+    assert_eq!(consent["installed"], false);
+    let shown: Vec<&str> = consent["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
+    assert!(shown.contains(&"entities:read:order"), "{shown:?}");
+    let described = consent["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["scope"] == "entities:read:order")
+        .unwrap();
+    assert_eq!(described["description"], "Read your order records");
+
+    // A consent that leaves out one scope is not a consent to this version.
+    let partial = send(
+        &f.app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins",
+            Some(json!({ "plugin": "good", "consent": &shown[1..] })),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (partial.status, partial.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let bad_scope = send(
+        &f.app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins",
+            Some(json!({ "plugin": "good", "consent": ["entities:reed:order"] })),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (bad_scope.status, bad_scope.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_scope")
+    );
+
+    let a = install(&f.app, &merchant, "shop-a", "good").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    assert_eq!(a.json()["version"], "1.0.0");
+
+    // The plugin runs: it reads the order and writes its note.
+    let ran = send(
+        &f.app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/events",
+            Some(json!({ "event": "order.created", "payload": "1001" })),
+        ),
+    )
+    .await;
+    assert_eq!(ran.json()["ok"], true, "{}", ran.text());
+    let note = f
+        .platform
+        .store
+        .get_entity(&InstallationId::new("shop-a"), "order_note", "1001")
+        .unwrap();
+    assert_eq!(note.as_deref(), Some(r#"{"order":"1001","seen":true}"#));
+
+    // Version 1.1.0 adds one scope: the screen shows that one only.
+    f.platform
+        .add_package(GOOD_2, &test_support::guest("good"), None)
+        .unwrap();
+    let consent = send(
+        &f.app,
+        merchant.request(Method::GET, "/v1/installations/shop-a/consent/good", None),
+    )
+    .await
+    .json();
+    assert_eq!(consent["installed"], true);
+    assert_eq!(consent["version"], "1.1.0");
+    assert_eq!(
+        consent["added"],
+        json!([{ "scope": "entities:read:customer", "description": "Read your customer records" }])
+    );
+    let a = install(&f.app, &merchant, "shop-a", "good").await;
+    assert_eq!(a.json()["version"], "1.1.0", "{}", a.text());
+
+    // Disable, enable, uninstall; a disabled plugin does not run.
+    let off = send(
+        &f.app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/disable",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(off.json()["enabled"], false);
+    let refused = send(
+        &f.app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/events",
+            Some(json!({ "event": "order.created", "payload": "1001" })),
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(refused["ok"], false);
+    assert!(
+        refused["error"].as_str().unwrap().contains("disabled"),
+        "{refused}"
+    );
+    let on = send(
+        &f.app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/enable",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(on.json()["enabled"], true);
+    let gone = send(
+        &f.app,
+        merchant.request(
+            Method::DELETE,
+            "/v1/installations/shop-a/plugins/good",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let again = send(
+        &f.app,
+        merchant.request(
+            Method::DELETE,
+            "/v1/installations/shop-a/plugins/good",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn a_merchant_reaches_only_their_own_installation_and_a_reviewer_none() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    assert_eq!(
+        install(&f.app, &admin, "shop-b", "good").await.status,
+        StatusCode::CREATED
+    );
+    let a = sign_in(&f.app, "a@x.test").await;
+    let listed = send(&f.app, a.request(Method::GET, "/v1/installations", None)).await;
+    assert_eq!(listed.json()["installations"], json!(["shop-a"]));
+    for (method, path, body) in [
+        (Method::GET, "/v1/installations/shop-b/plugins", None),
+        (
+            Method::GET,
+            "/v1/installations/shop-b/plugins/good/health",
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/installations/shop-b/plugins/good/keys",
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/installations/shop-b/plugins/good/disable",
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/v1/installations/shop-b/plugins/good",
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/installations/shop-b/plugins/good/keys",
+            Some(json!({ "name": "mine now", "scopes": [] })),
+        ),
+    ] {
+        let r = send(&f.app, a.request(method.clone(), path, body)).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::FORBIDDEN, "not_yours"),
+            "{method} {path}"
+        );
+    }
+    let audit = send(
+        &f.app,
+        a.request(Method::GET, "/v1/audit?installation=shop-b", None),
+    )
+    .await;
+    assert_eq!(
+        (audit.status, audit.code().as_str()),
+        (StatusCode::FORBIDDEN, "not_yours")
+    );
+    // Without a filter a merchant sees only their installation's records.
+    let audit = send(&f.app, a.request(Method::GET, "/v1/audit", None))
+        .await
+        .json();
+    assert!(
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["installation"] == "shop-a"),
+        "{audit}"
+    );
+    let verify = send(&f.app, a.request(Method::POST, "/v1/audit/verify", None)).await;
+    assert_eq!(
+        (verify.status, verify.code().as_str()),
+        (StatusCode::FORBIDDEN, "role")
+    );
+
+    let reviewer = sign_in(&f.app, "reviewer@x.test").await;
+    let r = send(
+        &f.app,
+        reviewer.request(Method::GET, "/v1/installations", None),
+    )
+    .await;
+    assert_eq!(r.json()["installations"], json!([]));
+    for (method, path, body) in [
+        (Method::GET, "/v1/installations/shop-a/consent/good", None),
+        (
+            Method::POST,
+            "/v1/installations/shop-a/plugins",
+            Some(json!({ "plugin": "good", "consent": [] })),
+        ),
+    ] {
+        let r = send(&f.app, reviewer.request(method, path, body)).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::FORBIDDEN, "not_yours"),
+            "{path}"
+        );
+    }
+    let r = send(&f.app, reviewer.request(Method::GET, "/v1/audit", None)).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "role")
+    );
+    // Path segments that are not ids are refused before anything is looked up.
+    let r = send(
+        &f.app,
+        admin.request(Method::GET, "/v1/installations/Shop%20A/plugins", None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "bad_id")
+    );
+}
+
+#[tokio::test]
+async fn health_shows_an_opened_circuit_with_its_last_failures() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "hostile").await.status,
+        StatusCode::CREATED
+    );
+    let health = || {
+        admin.request(
+            Method::GET,
+            "/v1/installations/shop-a/plugins/hostile/health",
+            None,
+        )
+    };
+    assert_eq!(send(&f.app, health()).await.json()["status"], "healthy");
+    let mut status = String::new();
+    for _ in 0..20 {
+        let ran = send(
+            &f.app,
+            admin.request(
+                Method::POST,
+                "/v1/installations/shop-a/plugins/hostile/events",
+                Some(json!({ "event": "trap" })),
+            ),
+        )
+        .await
+        .json();
+        assert_eq!(ran["ok"], false);
+        status = send(&f.app, health()).await.json()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if status == "unhealthy" {
+            break;
+        }
+    }
+    assert_eq!(status, "unhealthy");
+    let h = send(&f.app, health()).await.json();
+    assert!(h["open_until"].as_i64().is_some(), "{h}");
+    let failures = h["recent_failures"].as_array().unwrap();
+    assert!(!failures.is_empty() && failures.len() <= 5, "{h}");
+    assert!(h["usage"]["failures"].as_u64().unwrap() >= 1, "{h}");
+    // The open circuit refuses the next call without running the plugin.
+    let refused = send(
+        &f.app,
+        admin.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/hostile/events",
+            Some(json!({ "event": "trap" })),
+        ),
+    )
+    .await
+    .json();
+    assert!(
+        refused["error"].as_str().unwrap().contains("circuit"),
+        "{refused}"
+    );
+    let missing = send(
+        &f.app,
+        admin.request(
+            Method::GET,
+            "/v1/installations/shop-a/plugins/nothing/health",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn keys_reach_their_own_installations_records_within_their_scopes_until_revoked() {
+    let f = fixture();
+    let a = sign_in(&f.app, "a@x.test").await;
+    assert_eq!(
+        install(&f.app, &a, "shop-a", "good").await.status,
+        StatusCode::CREATED
+    );
+    let issued = send(
+        &f.app,
+        a.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/keys",
+            Some(json!({ "name": "order sync", "scopes": ["entities:read:order", "entities:write:order"] })),
+        ),
+    )
+    .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.text());
+    let issued = issued.json();
+    let key = issued["key"].as_str().unwrap().to_owned();
+    let id = issued["id"].as_str().unwrap().to_owned();
+    // Listed without its secret.
+    let listed = send(
+        &f.app,
+        a.request(
+            Method::GET,
+            "/v1/installations/shop-a/plugins/good/keys",
+            None,
+        ),
+    )
+    .await;
+    assert!(!listed.text().contains(&key));
+    assert_eq!(listed.json()["keys"][0]["id"], id.as_str());
+
+    let r = send(
+        &f.app,
+        key_request(&key, Method::GET, "/api/orders/1001", None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::OK, json!({ "total": "10" }))
+    );
+    // Another installation's order does not exist for this key.
+    let r = send(
+        &f.app,
+        key_request(&key, Method::GET, "/api/orders/2002", None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    // Customers are not among the grant's endpoints; writing orders is not in the grant.
+    let r = send(
+        &f.app,
+        key_request(&key, Method::GET, "/api/customers/c-1", None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = send(
+        &f.app,
+        key_request(
+            &key,
+            Method::PUT,
+            "/api/orders/1001",
+            Some(r#"{"total":"0"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "missing_scope"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.json()["scope"], "entities:write:order");
+    let r = send(
+        &f.app,
+        key_request("vodo_made_up", Method::GET, "/api/orders/1001", None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+
+    // Rotation: the new key works; with no grace the old one stops.
+    let rotated = send(
+        &f.app,
+        a.request(
+            Method::POST,
+            &format!("/v1/installations/shop-a/plugins/good/keys/{id}/rotate"),
+            Some(json!({ "grace_seconds": 0 })),
+        ),
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text());
+    let rotated = rotated.json();
+    let new_key = rotated["key"].as_str().unwrap();
+    let new_id = rotated["id"].as_str().unwrap();
+    assert_eq!(
+        send(
+            &f.app,
+            key_request(new_key, Method::GET, "/api/orders/1001", None)
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(
+            &f.app,
+            key_request(&key, Method::GET, "/api/orders/1001", None)
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Another merchant cannot revoke it, even naming it under their own installation.
+    let b = sign_in(&f.app, "b@x.test").await;
+    let r = send(
+        &f.app,
+        b.request(
+            Method::DELETE,
+            &format!("/v1/installations/shop-b/plugins/good/keys/{new_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send(
+        &f.app,
+        a.request(
+            Method::DELETE,
+            &format!("/v1/installations/shop-a/plugins/good/keys/{new_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = send(
+        &f.app,
+        key_request(new_key, Method::GET, "/api/orders/1001", None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_key")
+    );
+    // A name is required.
+    let r = send(
+        &f.app,
+        a.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/keys",
+            Some(json!({ "name": " ", "scopes": [] })),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn records_are_written_as_json_objects_and_hostile_bodies_get_a_clear_4xx() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    let writer = r#"{
+      "name": "Writer", "slug": "writer", "version": "1.0.0", "description": "writes",
+      "author": "Alice", "license": "MIT", "entry": "good.wasm",
+      "permissions": { "entities": ["write:order"], "api": { "rate_limit": "5/minute", "endpoints": ["orders"] } }
+    }"#;
+    f.platform
+        .add_package(writer, &test_support::guest("good"), None)
+        .unwrap();
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "writer").await.status,
+        StatusCode::CREATED
+    );
+    let key = send(
+        &f.app,
+        admin.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/writer/keys",
+            Some(json!({ "name": "w", "scopes": ["entities:write:order"] })),
+        ),
+    )
+    .await
+    .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = |id: &str, body: &str| {
+        key_request(&key, Method::PUT, &format!("/api/orders/{id}"), Some(body))
+    };
+    let r = send(&f.app, put("9", r#"{"total":"1"}"#)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = send(&f.app, put("9", "[1,2]")).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let r = send(&f.app, put("9", "{not json")).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "malformed_body")
+    );
+    let r = send(&f.app, put("..%2F..%2Fetc", r#"{}"#)).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "bad_id")
+    );
+    // Five requests a minute: this is the sixth.
+    let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(70 * 1024));
+    let r = send(&f.app, put("9", &big)).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+    let r = send(
+        &f.app,
+        key_request(&key, Method::DELETE, "/api/orders/9", None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    let stored = f
+        .platform
+        .store
+        .get_entity(&InstallationId::new("shop-a"), "order", "9")
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(r#"{"total":"1"}"#));
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_filtered_paged_and_verified_and_tampering_shows() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    for slug in ["good", "hostile"] {
+        assert_eq!(
+            install(&f.app, &admin, "shop-a", slug).await.status,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        install(&f.app, &admin, "shop-b", "good").await.status,
+        StatusCode::CREATED
+    );
+    let page = |q: &str| admin.request(Method::GET, &format!("/v1/audit?{q}"), None);
+    let all = send(&f.app, page("kind=lifecycle")).await.json();
+    assert_eq!(all["records"].as_array().unwrap().len(), 3, "{all}");
+    let only_b = send(&f.app, page("kind=lifecycle&installation=shop-b"))
+        .await
+        .json();
+    assert_eq!(only_b["records"].as_array().unwrap().len(), 1);
+    let only_hostile = send(&f.app, page("plugin=hostile")).await.json();
+    assert!(
+        only_hostile["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["plugin"] == "hostile")
+    );
+    // Pages of two: the first says where the next starts, the next has the rest.
+    let first = send(&f.app, page("kind=lifecycle&limit=2")).await.json();
+    assert_eq!(first["records"].as_array().unwrap().len(), 2);
+    let after = first["next_after"].as_u64().unwrap();
+    let second = send(
+        &f.app,
+        page(&format!("kind=lifecycle&limit=2&after={after}")),
+    )
+    .await
+    .json();
+    assert_eq!(second["records"].as_array().unwrap().len(), 1);
+    assert_eq!(second["next_after"], Value::Null);
+    let future = Timestamp::now().0 + 3_600_000;
+    let none = send(&f.app, page(&format!("from={future}"))).await.json();
+    assert_eq!(none["records"], json!([]));
+    let bad = send(&f.app, page("kind=everything")).await;
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (StatusCode::BAD_REQUEST, "bad_kind")
+    );
+    let bad = send(&f.app, page("limit=lots")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    let ok = send(
+        &f.app,
+        admin.request(Method::POST, "/v1/audit/verify", None),
+    )
+    .await
+    .json();
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert!(ok["records"].as_u64().unwrap() >= 3);
+    let path = f.platform.config().data.join("audit.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("shop-b", "shop-c", 1)).unwrap();
+    let broken = send(
+        &f.app,
+        admin.request(Method::POST, "/v1/audit/verify", None),
+    )
+    .await
+    .json();
+    assert_eq!(broken["ok"], false, "{broken}");
+    assert!(
+        broken["error"].as_str().unwrap().contains("line"),
+        "{broken}"
+    );
+}
+
+use vodo_core::Timestamp;
+
+#[tokio::test]
+async fn the_console_signs_in_with_a_form_token_and_refuses_forms_without_one() {
+    let f = fixture();
+    // The dashboard sends a stranger to sign in.
+    let r = send(&f.app, Request::get("/admin").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (r.status, r.headers[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/admin/login")
+    );
+    let page = send(
+        &f.app,
+        Request::get("/admin/login").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let login_cookie = page.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = login_cookie.strip_prefix("vodo_login=").unwrap().to_owned();
+    assert!(
+        page.text()
+            .contains(&format!(r#"name="csrf" value="{token}""#))
+    );
+    let form = |cookie: Option<&str>, csrf: &str| {
+        let mut b = Request::post("/admin/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::from(format!(
+            "email=a%40x.test&password=correct+horse+battery&csrf={csrf}"
+        )))
+        .unwrap()
+    };
+    // A form posted from elsewhere has no sign-in cookie.
+    let r = send(&f.app, form(None, &token)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(&f.app, form(Some(&login_cookie), "other")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(&f.app, form(Some(&login_cookie), &token)).await;
+    assert_eq!(
+        (r.status, r.headers[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/admin")
+    );
+    let session = r.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let dash = send(
+        &f.app,
+        Request::get("/admin")
+            .header(header::COOKIE, &session)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(dash.status, StatusCode::OK);
+    assert!(
+        dash.text().contains("shop-a") && !dash.text().contains("shop-b"),
+        "{}",
+        dash.text()
+    );
+    // Activation without the session's token is refused and installs nothing.
+    let r = send(
+        &f.app,
+        Request::post("/admin/installations/shop-a/activate/good")
+            .header(header::COOKIE, &session)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=wrong&agreed="))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        f.platform
+            .plugins(&InstallationId::new("shop-a"))
+            .unwrap()
+            .is_empty()
+    );
+    // Another merchant's pages are refused.
+    let r = send(
+        &f.app,
+        Request::get("/admin/installations/shop-b/activate/good")
+            .header(header::COOKIE, &session)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Text a plugin controls is escaped.
+    f.platform
+        .add_package(
+            &GOOD_1.replace("\"Good\"", "\"<script>alert(1)</script>\""),
+            &test_support::guest("good"),
+            None,
+        )
+        .unwrap();
+    let consent = send(
+        &f.app,
+        Request::get("/admin/installations/shop-a/activate/good")
+            .header(header::COOKIE, &session)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        consent.text().contains("&lt;script&gt;") && !consent.text().contains("<script>"),
+        "{}",
+        consent.text()
+    );
+}
+
+#[tokio::test]
+async fn a_restart_loads_what_was_installed_and_keeps_sessions_and_records() {
+    let data = tempfile::tempdir().unwrap();
+    let cookie;
+    {
+        let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+        platform
+            .add_package(GOOD_1, &test_support::guest("good"), None)
+            .unwrap();
+        platform
+            .store
+            .put_installation(&InstallationId::new("shop-a"), "A")
+            .unwrap();
+        platform
+            .accounts
+            .put("admin@x.test", &Role::Admin, PASSWORD)
+            .unwrap();
+        let app = platform.router();
+        let admin = sign_in(&app, "admin@x.test").await;
+        assert_eq!(
+            install(&app, &admin, "shop-a", "good").await.status,
+            StatusCode::CREATED
+        );
+        cookie = admin;
+    }
+    let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+    assert!(
+        platform
+            .sandbox
+            .get(
+                &InstallationId::new("shop-a"),
+                &vodo_core::PluginId::new("good")
+            )
+            .is_some()
+    );
+    let app = platform.router();
+    let ran = send(
+        &app,
+        cookie.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/events",
+            Some(json!({ "event": "order.created", "payload": "1" })),
+        ),
+    )
+    .await;
+    assert_eq!(ran.json()["ok"], true, "{}", ran.text());
+}
