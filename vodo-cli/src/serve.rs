@@ -70,7 +70,7 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
     println!("  health    {base}/healthz");
     match password {
         Some(p) => println!(
-            "  sign in as {ADMIN} with the one-time password {p}\n  (it is shown only now; it stays valid until you change it)"
+            "  sign in as {ADMIN} with the one-time password {p}\n  (shown only now: only its Argon2 hash is kept)"
         ),
         None => println!("  sign in with the accounts of {}", data.display()),
     }

@@ -81,6 +81,7 @@ button.danger{background:#c62828}button.plain{background:#5b6675}
 input,select{padding:.35rem;border:1px solid #c5ccd6;border-radius:3px;font-size:.9rem}
 label{display:block;margin:.5rem 0 .2rem;font-size:.9rem}
 ul.scopes li{margin:.3rem 0}code{font-size:.85rem;color:#4a5563}
+td code{word-break:break-all}
 .muted{color:#6b7685;font-size:.85rem}
 ";
 
@@ -342,6 +343,28 @@ fn badge(v: &PluginView) -> Markup {
     html! { span class={ "badge " (class) } { (label) } }
 }
 
+/// `2026-12-02 22:55:27`, in UTC (days to a civil date by Howard
+/// Hinnant's algorithm).
+fn utc(t: vodo_core::Timestamp) -> String {
+    let secs = t.as_millis().div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 fn kib(bytes: u64) -> String {
     format!("{:.0} KiB", bytes as f64 / 1024.0)
 }
@@ -489,7 +512,7 @@ fn render_plugin(
             div.card {
                 p { "Circuit: " (badge(&v)) " · calls " (v.usage.calls) " · errors " (v.usage.failures) " · memory peak " (kib(v.usage.peak_memory)) }
                 @if let Some(until) = v.health.open_until {
-                    p.muted { "Open until " (until.as_millis()) " ms since the epoch; calls are refused until then or until a health probe succeeds." }
+                    p.muted { "Open until " (utc(until)) " UTC; calls are refused until then or until a health probe succeeds." }
                 }
                 @if !v.health.recent_failures.is_empty() {
                     p { strong { "Recent failures" } }
@@ -860,11 +883,11 @@ fn render_audit(
                 }
             }
             table #records {
-                tr { th { "#" } th { "Time (ms)" } th { "Kind" } th { "Installation" } th { "Plugin" } th { "Detail" } }
+                tr { th { "#" } th { "Time (UTC)" } th { "Kind" } th { "Installation" } th { "Plugin" } th { "Detail" } }
                 @for r in &records {
                     tr.record {
                         td { (r.seq) }
-                        td { (r.event.at.as_millis()) }
+                        td { (utc(r.event.at)) }
                         td.kind { (r.event.kind().as_str()) }
                         td { (r.event.installation.as_ref().map(|i| i.as_str()).unwrap_or("")) }
                         td { (r.event.plugin.as_ref().map(|p| p.as_str()).unwrap_or("")) }
@@ -903,7 +926,7 @@ async fn verify(
     }
     let result = match p.verify_audit() {
         Ok(r) => Ok(format!(
-            "The chain verifies: {} records, none changed, none missing before record {}.",
+            "The chain verifies: {} records, each unchanged and in order; the last is #{}.",
             r.records, r.head.seq
         )),
         Err(crate::ServerError::Core(e @ vodo_core::Error::Tampered { .. })) => {
@@ -912,4 +935,23 @@ async fn verify(
         Err(e) => return error_page(Some(&s), &e.problem()),
     };
     render_audit(&p, &s, &AuditQuery::default(), Some(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use vodo_core::Timestamp;
+
+    #[test]
+    fn times_are_shown_as_utc_dates() {
+        assert_eq!(super::utc(Timestamp(0)), "1970-01-01 00:00:00");
+        assert_eq!(
+            super::utc(Timestamp(951_825_600_000)),
+            "2000-02-29 12:00:00"
+        );
+        assert_eq!(
+            super::utc(Timestamp(1_796_252_127_511)),
+            "2026-12-02 22:55:27"
+        );
+        assert_eq!(super::utc(Timestamp(-1000)), "1969-12-31 23:59:59");
+    }
 }

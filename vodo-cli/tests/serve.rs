@@ -1,0 +1,194 @@
+//! `vodo serve` as a newcomer runs it: the first start seeds the data
+//! folder and prints where to go and how to sign in; the platform answers
+//! there; Ctrl-C stops it cleanly; the second start reuses the data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A running `vodo serve` and the lines it printed so far.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    printed: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn reader(out: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Server {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vodo"))
+            .args(["serve", "--port", "0", "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = reader(child.stdout.take().unwrap());
+        Self {
+            child,
+            lines,
+            printed: Vec::new(),
+        }
+    }
+
+    /// Waits (up to 5 minutes: the first start builds the example plugin)
+    /// for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(300)) {
+                Ok(line) => {
+                    self.printed.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "`vodo serve` never printed `{needle}` ({e}); it printed:\n{}",
+                    self.printed.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.wait_for("stopped.");
+        self.child.wait().unwrap()
+    }
+}
+
+fn call(method: &str, url: &str, cookie: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = match (method, body) {
+        ("POST", Some(b)) => {
+            let mut req = agent.post(url);
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            req.send_json(b).unwrap()
+        }
+        _ => {
+            let mut req = agent.get(url);
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            req.call().unwrap()
+        }
+    };
+    let status = r.status().as_u16();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned());
+    let mut v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+    if let Some(c) = cookie {
+        v["__cookie"] = c.into();
+    }
+    (status, v)
+}
+
+#[test]
+fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    let console = server.wait_for("console");
+    let password_line = server.wait_for("one-time password");
+    let password = password_line.split_whitespace().last().unwrap().to_owned();
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{console}");
+    server.wait_for("Ctrl-C stops it");
+    assert!(
+        server
+            .printed
+            .iter()
+            .any(|l| l.contains("reviewed and published order-notifier")),
+        "{:?}",
+        server.printed
+    );
+
+    let (status, _) = call("GET", &format!("{base}/admin/login"), None, None);
+    assert_eq!(status, 200);
+    let (status, signed) = call(
+        "POST",
+        &format!("{base}/v1/session"),
+        None,
+        Some(json!({ "email": "admin@vodo.local", "password": password })),
+    );
+    assert_eq!(status, 200, "{signed}");
+    let cookie = signed["__cookie"].as_str().unwrap().to_owned();
+    let (_, plugins) = call(
+        "GET",
+        &format!("{base}/v1/installations/demo/plugins"),
+        Some(&cookie),
+        None,
+    );
+    assert_eq!(
+        plugins["plugins"][0]["plugin"], "order-notifier",
+        "{plugins}"
+    );
+    assert_eq!(plugins["plugins"][0]["enabled"], true);
+    assert!(server.interrupt().success());
+
+    // The second start prints no new password and serves the same data.
+    let mut again = Server::start(data.path());
+    let console = again.wait_for("console");
+    let line = again.wait_for("sign in");
+    assert!(line.contains("accounts of"), "{line}");
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    again.wait_for("Ctrl-C stops it");
+    let (status, plugins) = call(
+        "GET",
+        &format!("{base}/v1/installations/demo/plugins"),
+        Some(&cookie),
+        None,
+    );
+    assert_eq!(status, 200, "the session outlives a restart: {plugins}");
+    assert_eq!(plugins["plugins"][0]["plugin"], "order-notifier");
+    assert!(again.interrupt().success());
+}

@@ -1,0 +1,202 @@
+//! The console in a real browser: headless Chromium over WebDriver signs in,
+//! activates a plugin on its consent screen and runs it, sees an opened
+//! circuit on the dashboard, issues and revokes a key, filters the audit
+//! log and verifies it. Each page is saved as a screenshot under
+//! `target/screenshots/console-*.png` for people to look at.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (the README's test
+//! command `.ci/test` installs them); without them the test fails and says
+//! how to install them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use test_support::browser::{Driver, wait_until};
+use vodo_core::{InstallationId, PluginId};
+use vodo_sandbox::HostServices;
+use vodo_server::{Platform, PlatformConfig, Role};
+
+const GOOD: &str = r#"{
+  "name": "Order Notes", "slug": "good", "version": "1.0.0", "description": "notes every order",
+  "author": "Alice", "license": "MIT", "entry": "good.wasm",
+  "routes": ["GET /status"],
+  "permissions": {
+    "entities": ["read:order", "write:order_note"],
+    "hooks": ["subscribe:order.*"],
+    "api": { "rate_limit": "1000/minute", "endpoints": ["orders"] }
+  }
+}"#;
+
+const HOSTILE: &str = r#"{
+  "name": "Flaky Widget", "slug": "hostile", "version": "0.1.0", "description": "fails",
+  "author": "Mallory", "license": "MIT", "entry": "hostile.wasm",
+  "permissions": {
+    "entities": ["read:order"],
+    "hooks": ["subscribe:*", "trigger:order.noted"],
+    "storage": { "max_size": 1000, "allowed_types": ["json"] },
+    "network": { "outbound": ["127.0.0.1"] },
+    "users": "read"
+  }
+}"#;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The platform on a free port, served from its own runtime thread.
+fn serve(platform: Arc<Platform>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            vodo_server::serve(
+                platform,
+                listener,
+                std::future::pending(),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        });
+    });
+    base
+}
+
+fn api_status(base: &str, key: &str) -> u16 {
+    ureq::get(&format!("{base}/api/orders/1001"))
+        .header("authorization", &format!("Bearer {key}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_audit_log() {
+    let data = tempfile::tempdir().unwrap();
+    let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+    let shop = InstallationId::new("shop-a");
+    platform.store.put_installation(&shop, "Shop A").unwrap();
+    platform
+        .accounts
+        .put("admin@x.test", &Role::Admin, PASSWORD)
+        .unwrap();
+    platform
+        .store
+        .put_entity(&shop, "order", "1001", r#"{"total":"49.90"}"#)
+        .unwrap();
+    platform
+        .add_package(
+            GOOD,
+            &test_support::guest("good"),
+            Some(("order.created".into(), "1001".into())),
+        )
+        .unwrap();
+    platform
+        .add_package(HOSTILE, &test_support::guest("hostile"), None)
+        .unwrap();
+    // The flaky widget is installed and fails until its circuit opens.
+    let (_, diff, _) = platform.consent_for(&shop, "hostile").unwrap();
+    platform
+        .install(&shop, "hostile", &diff.added, "admin@x.test")
+        .unwrap();
+    let flaky = platform
+        .sandbox
+        .get(&shop, &PluginId::new("hostile"))
+        .unwrap();
+    for _ in 0..20 {
+        let _ = platform.sandbox.call_event(&flaky, "trap", "");
+    }
+    let base = serve(Arc::clone(&platform));
+
+    let browser = Driver::start();
+    browser.goto(&format!("{base}/admin"));
+    browser.wait_for_url(&format!("{base}/admin/login"));
+    browser.wait_for_text("Sign in");
+    browser.screenshot("console-sign-in.png");
+    browser.type_into("#email", "admin@x.test");
+    browser.type_into("#password", PASSWORD);
+    browser.click("#sign-in");
+    let dashboard = browser.wait_for_text("Installed plugins");
+    assert!(
+        dashboard.contains("Flaky Widget") && dashboard.contains("circuit open"),
+        "{dashboard}"
+    );
+    browser.screenshot("console-dashboard-circuit-open.png");
+
+    // Activation: the consent screen in plain language, then the plugin runs.
+    browser.click("a.activate");
+    let consent = browser.wait_for_text("will be able to");
+    assert!(
+        consent.contains("Read your order records")
+            && consent.contains("Be told when `order.*` happens"),
+        "{consent}"
+    );
+    browser.screenshot("console-consent.png");
+    browser.click("#approve");
+    browser.wait_for_text("good is active in shop-a");
+    browser.click("#send-event");
+    let ran = browser.wait_for_text("ran `order.created`");
+    assert!(
+        ran.contains("got order.created"),
+        "the log line shows: {ran}"
+    );
+    assert_eq!(
+        platform
+            .store
+            .get_entity(&shop, "order_note", "1001")
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"order":"1001","seen":true}"#)
+    );
+    browser.screenshot("console-plugin-ran.png");
+
+    // A key, shown once, works until it is revoked.
+    browser.type_into("#key-name", "order sync");
+    browser.click("#issue-key");
+    browser.wait_for_text("shown this once");
+    let key = browser.text_of("#new-key");
+    assert!(key.starts_with("vodo_"), "{key}");
+    browser.screenshot("console-key-issued.png");
+    assert_eq!(api_status(&base, &key), 200);
+    browser.click("button.revoke");
+    browser.wait_for_text("is revoked");
+    assert_eq!(api_status(&base, &key), 401);
+    browser.screenshot("console-key-revoked.png");
+
+    // The audit log, filtered to one plugin, then verified.
+    browser.goto(&format!("{base}/admin/audit"));
+    browser.wait_for_text("Verify the chain");
+    browser.type_into("#filter-plugin", "good");
+    browser.click("#filter-kind option[value=key_revoked]");
+    browser.click("#filter");
+    browser.wait_for_url(&format!("{base}/admin/audit?plugin=good"));
+    let filtered = wait_until(
+        || {
+            let t = browser.text();
+            t.contains("key_revoked").then_some(t)
+        },
+        || browser.text(),
+    );
+    // The table below the filters holds the one revocation of `good`.
+    let rows: Vec<&str> = filtered
+        .split_once("Detail")
+        .unwrap()
+        .1
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 1, "{filtered}");
+    assert!(rows[0].contains("key_revoked shop-a good"), "{filtered}");
+    browser.screenshot("console-audit-filtered.png");
+    browser.click("#verify");
+    let verified = browser.wait_for_text("The chain verifies");
+    assert!(verified.contains("each unchanged"), "{verified}");
+    browser.screenshot("console-audit-verified.png");
+}
