@@ -2,7 +2,8 @@
 //! `RateLimitLayer` and `PluginRoutes` (an axum router, in process), beside
 //! the same router without the two layers and the same request made
 //! straight to `Sandbox::call_request_async`, fresh and warm, in the same
-//! run.
+//! run. And a record read through the platform's router (request id, span,
+//! key, rate limit, permission) beside the same read from the store alone.
 //!
 //! Run with `cargo bench -p benches --bench server`; figures go to
 //! BENCHMARKS.md.
@@ -21,7 +22,8 @@ use tower::ServiceExt;
 use vodo_core::keys::IssueKey;
 use vodo_core::{Consent, Host, InstallationId, Manifest};
 use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig};
-use vodo_server::{ApiKeyAuthLayer, PluginRoutes, RateLimitLayer};
+use vodo_sandbox::HostServices;
+use vodo_server::{ApiKeyAuthLayer, Platform, PlatformConfig, PluginRoutes, RateLimitLayer};
 
 const BODY: usize = 256;
 
@@ -87,6 +89,58 @@ fn benches(c: &mut Criterion) {
             });
         }
     }
+    g.finish();
+    entity_read(c, &rt);
+}
+
+/// A record read through the whole platform router (request id, span, key,
+/// rate limit, permission) beside the same read from the store alone.
+fn entity_read(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let data = tempfile::tempdir().unwrap();
+    let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+    let shop = InstallationId::new("shop");
+    let m = Manifest::parse(
+        r#"{"name":"Reader","slug":"reader","version":"1.0.0","description":"reads",
+            "author":"A","license":"MIT",
+            "permissions":{"entities":["read:order"],
+            "api":{"rate_limit":"1000000/second","endpoints":["orders"]}}}"#,
+    )
+    .unwrap();
+    platform
+        .host
+        .install(&m, &shop, &Consent::all(&m, "bench"))
+        .unwrap();
+    let order = r#"{"total":"49.90","currency":"SAR","lines":[{"sku":"A-1","qty":2}]}"#;
+    platform.store.put_entity(&shop, "order", "1001", order).unwrap();
+    let auth = format!("Bearer {}", issue(&platform.host, &shop, &m));
+    let app = platform.router();
+    let mut g = c.benchmark_group("entity_read");
+    g.bench_function("store_alone", |b| {
+        b.iter(|| {
+            let json = platform.store.get_entity(&shop, "order", "1001").unwrap();
+            assert_eq!(black_box(json).map(|j| j.len()), Some(order.len()));
+        })
+    });
+    g.bench_function("through_the_layers", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let request = http::Request::get("/api/orders/1001")
+                        .header("authorization", &auth)
+                        .body(Body::empty())
+                        .unwrap();
+                    let response = app.clone().oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    assert_eq!(black_box(bytes).len(), order.len());
+                }
+                start.elapsed()
+            })
+        })
+    });
     g.finish();
 }
 
