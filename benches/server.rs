@@ -21,8 +21,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tower::ServiceExt;
 use vodo_core::keys::IssueKey;
 use vodo_core::{Consent, Host, InstallationId, Manifest};
-use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig};
 use vodo_sandbox::HostServices;
+use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig};
 use vodo_server::{ApiKeyAuthLayer, Platform, PlatformConfig, PluginRoutes, RateLimitLayer};
 
 const BODY: usize = 256;
@@ -111,7 +111,10 @@ fn entity_read(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .install(&m, &shop, &Consent::all(&m, "bench"))
         .unwrap();
     let order = r#"{"total":"49.90","currency":"SAR","lines":[{"sku":"A-1","qty":2}]}"#;
-    platform.store.put_entity(&shop, "order", "1001", order).unwrap();
+    platform
+        .store
+        .put_entity(&shop, "order", "1001", order)
+        .unwrap();
     let auth = format!("Bearer {}", issue(&platform.host, &shop, &m));
     let app = platform.router();
     let mut g = c.benchmark_group("entity_read");

@@ -67,6 +67,7 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
     println!("Vodo is serving {} on {base}", data.display());
     println!("  console   {base}/admin");
     println!("  API       {base}/v1   (records: {base}/api/{{resource}}/{{id}})");
+    println!("  explorer  {base}/api-docs   (OpenAPI 3.1: {base}/openapi.json)");
     println!("  health    {base}/healthz");
     match password {
         Some(p) => println!(

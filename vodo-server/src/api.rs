@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vodo_core::audit::{AuditFilter, AuditKind, AuditRecord};
 use vodo_core::keys::{ApiKeyRecord, VerifiedKey};
 use vodo_core::{InstallationId, PluginId, Timestamp};
@@ -31,62 +34,124 @@ type ApiResult = Result<Response, Problem>;
 /// The most audit records one page holds.
 pub const MAX_PAGE: usize = 500;
 
-pub(crate) fn routes(platform: &Shared) -> Router<Shared> {
-    let v1 = Router::new()
-        .route("/v1/session", post(sign_in).delete(sign_out).get(whoami))
-        .route("/v1/installations", get(installations))
-        .route("/v1/packages", get(packages))
-        .route(
-            "/v1/installations/{installation}/plugins",
-            get(plugins).post(install),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}",
-            get(plugin).delete(uninstall),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/health",
-            get(health),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/enable",
-            post(enable),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/disable",
-            post(disable),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/events",
-            post(send_event),
-        )
-        .route(
-            "/v1/installations/{installation}/consent/{plugin}",
-            get(consent),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/keys",
-            get(keys).post(issue_key),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/keys/{key}",
-            axum::routing::delete(revoke_key),
-        )
-        .route(
-            "/v1/installations/{installation}/plugins/{plugin}/keys/{key}/rotate",
-            post(rotate_key),
-        )
-        .route("/v1/audit", get(audit))
-        .route("/v1/audit/verify", post(verify));
-    v1.merge(entities(platform))
+/// A refusal, as every route answers one (RFC 9457).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProblemDoc {
+    /// The status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for programs: `not_signed_in`, `csrf`, `not_yours`, ...
+    code: String,
+    /// What went wrong and what to do, for people.
+    detail: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Vodo platform API",
+        description = "People sign in with `POST /v1/session` (a session cookie, and a CSRF token for the `x-csrf-token` header of every unsafe request). Plugins' back ends call `/api/{resource}/{id}` with their API keys (`Authorization: Bearer vodo_...`). Every refusal is an RFC 9457 problem with a stable `code`."
+    ),
+    tags(
+        (name = "session", description = "Signing in and out"),
+        (name = "installations", description = "Plugins of an installation: consent, install, upgrade, enable, disable, uninstall, health, test events"),
+        (name = "keys", description = "Plugins' API keys"),
+        (name = "audit", description = "The tamper-evident audit trail"),
+        (name = "records", description = "Records, for plugins' API keys"),
+    ),
+    components(schemas(ProblemDoc))
+)]
+struct ApiDoc;
+
+/// The JSON API's routes and the OpenAPI document generated from the same
+/// route definitions.
+pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sign_in, sign_out, whoami))
+        .routes(routes!(installations))
+        .routes(routes!(packages))
+        .routes(routes!(plugins, install))
+        .routes(routes!(plugin, uninstall))
+        .routes(routes!(health))
+        .routes(routes!(enable))
+        .routes(routes!(disable))
+        .routes(routes!(send_event))
+        .routes(routes!(consent))
+        .routes(routes!(keys, issue_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(rotate_key))
+        .routes(routes!(audit))
+        .routes(routes!(verify))
+        .split_for_parts();
+    let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
+    let (entities, paths) = entities(platform);
+    if let Some(all) = doc["paths"].as_object_mut() {
+        all.extend(paths);
+    }
+    doc["components"]["securitySchemes"]["api_key"] = json!({
+        "type": "http", "scheme": "bearer",
+        "description": "A plugin's API key, `vodo_...`, issued by `POST /v1/installations/{installation}/plugins/{plugin}/keys`",
+    });
+    (router.merge(entities), doc)
+}
+
+/// The document's entries for `/api/{name}/{id}`, generated from the same
+/// resource list that makes the routes.
+fn entity_doc(r: &crate::Resource) -> Value {
+    let problem = |d: &str| json!({ "description": d, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/ProblemDoc" } } } });
+    let common = json!({
+        "401": problem("No key, or a key that does not verify; see `WWW-Authenticate`"),
+        "403": problem("The plugin's grant or the key lacks the scope (named in `scope`), or the plugin is disabled"),
+        "404": problem("No such record in the key's installation"),
+        "429": problem("Over the key's or the installation's rate limit; see `Retry-After`, `RateLimit` and `RateLimit-Policy`"),
+    });
+    let with = |extra: Value| {
+        let mut r = common.clone();
+        if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+            r.extend(extra.clone());
+        }
+        r
+    };
+    let id = json!([{ "name": "id", "in": "path", "required": true, "description": "The record's id: 1 to 128 letters, digits, `-`, `_` or `.`", "schema": { "type": "string" } }]);
+    let security = json!([{ "api_key": [] }]);
+    let kind = &r.kind;
+    json!({
+        "get": {
+            "tags": ["records"], "operationId": format!("get_{kind}"),
+            "summary": format!("Read a record of `{kind}` (needs `entities:read:{kind}` and the `{}` endpoint)", r.name),
+            "parameters": id, "security": security,
+            "responses": with(json!({ "200": { "description": format!("The {kind}, as stored"), "content": { "application/json": { "schema": { "type": "object" } } } } })),
+        },
+        "put": {
+            "tags": ["records"], "operationId": format!("put_{kind}"),
+            "summary": format!("Create or replace a record of `{kind}` (needs `entities:write:{kind}`)"),
+            "parameters": id, "security": security,
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+            "responses": with(json!({
+                "200": { "description": format!("The {kind}, as stored"), "content": { "application/json": { "schema": { "type": "object" } } } },
+                "400": problem("A body that is not JSON, or an id that is not one"),
+                "413": problem("A body over 64 KiB"),
+                "422": problem("JSON that is not an object"),
+            })),
+        },
+        "delete": {
+            "tags": ["records"], "operationId": format!("delete_{kind}"),
+            "summary": format!("Delete a record of `{kind}` (needs `entities:write:{kind}`)"),
+            "parameters": id, "security": security,
+            "responses": with(json!({ "204": { "description": "Deleted" } })),
+        },
+    })
 }
 
 /// `/api/{resource}/{id}` for every resource of the platform: `GET` needs
 /// `entities:read:{kind}`, `PUT` and `DELETE` need `entities:write:{kind}`,
 /// and both need the grant's `api.endpoints` to list the resource.
-fn entities(platform: &Shared) -> Router<Shared> {
+fn entities(platform: &Shared) -> (Router<Shared>, serde_json::Map<String, Value>) {
     let host = &platform.host;
     let mut router = Router::new();
+    let mut paths = serde_json::Map::new();
     for r in &platform.config.resources {
         let (Ok(read), Ok(write)) = (
             format!("entities:read:{}", r.kind).parse::<PluginScope>(),
@@ -110,6 +175,7 @@ fn entities(platform: &Shared) -> Router<Shared> {
             .layer::<_, std::convert::Infallible>(
                 PermissionLayer::new(host, write).resource(&r.name),
             );
+        paths.insert(format!("/api/{}/{{id}}", r.name), entity_doc(r));
         router = router.route(
             &format!("/api/{}/{{id}}", r.name),
             reads
@@ -118,7 +184,7 @@ fn entities(platform: &Shared) -> Router<Shared> {
                 .layer::<_, std::convert::Infallible>(ApiKeyAuthLayer::new(host)),
         );
     }
-    router
+    (router, paths)
 }
 
 fn entity_id(id: &str) -> Result<(), Problem> {
@@ -218,9 +284,11 @@ async fn delete_entity(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignIn {
+    /// The account's email.
     email: String,
+    /// Its password.
     password: String,
 }
 
@@ -244,6 +312,13 @@ pub(crate) fn sign_in_problem(e: SignInError) -> Problem {
     }
 }
 
+/// Sign in with an email and a password.
+#[utoipa::path(post, path = "/v1/session", tag = "session", request_body = SignIn,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set; `csrf` goes in the `x-csrf-token` header of every unsafe request", body = Object),
+        (status = 401, description = "The email or the password is wrong", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts for this account or client; see `Retry-After`", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
 async fn sign_in(
     State(p): State<Shared>,
     client: crate::web::ClientAddr,
@@ -264,6 +339,10 @@ async fn sign_in(
     Ok(r)
 }
 
+/// Sign out: the session ends at once.
+#[utoipa::path(delete, path = "/v1/session", tag = "session",
+    responses((status = 204, description = "Signed out; the cookie is cleared"), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn sign_out(State(p): State<Shared>, _: ApiSession, headers: HeaderMap) -> ApiResult {
     if let Some(token) = crate::web::cookie(&headers) {
         p.accounts.sign_out(token).map_err(|e| e.problem())?;
@@ -274,10 +353,18 @@ async fn sign_out(State(p): State<Shared>, _: ApiSession, headers: HeaderMap) ->
     Ok(r)
 }
 
+/// The signed-in account.
+#[utoipa::path(get, path = "/v1/session", tag = "session",
+    responses((status = 200, description = "The signed-in account, its role and its CSRF token", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn whoami(ApiSession(s): ApiSession) -> Json<Value> {
     Json(json!({ "email": s.email, "role": s.role.to_string(), "csrf": s.csrf }))
 }
 
+/// The installations this account manages.
+#[utoipa::path(get, path = "/v1/installations", tag = "installations",
+    responses((status = 200, description = "The installations this account manages", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn installations(State(p): State<Shared>, ApiSession(s): ApiSession) -> ApiResult {
     let list = p.installations(&s.role).map_err(|e| e.problem())?;
     Ok(
@@ -286,6 +373,10 @@ async fn installations(State(p): State<Shared>, ApiSession(s): ApiSession) -> Ap
     )
 }
 
+/// The packages the platform can install.
+#[utoipa::path(get, path = "/v1/packages", tag = "installations",
+    responses((status = 200, description = "The packages the platform can install", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn packages(State(p): State<Shared>, _: ApiSession) -> ApiResult {
     let list = p.store.packages().map_err(|e| e.problem())?;
     Ok(Json(json!({ "packages": list.iter().map(|p| json!({
@@ -352,6 +443,10 @@ fn installation_id(installation: String) -> Result<InstallationId, Problem> {
     ids(installation, "x".into()).map(|(i, _)| i)
 }
 
+/// An installation's plugins, with health and usage.
+#[utoipa::path(get, path = "/v1/installations/{installation}/plugins", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`")),
+    responses((status = 200, description = "The installation's plugins with health and usage", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn plugins(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -363,6 +458,10 @@ async fn plugins(
     Ok(Json(json!({ "plugins": list.iter().map(view_json).collect::<Vec<_>>() })).into_response())
 }
 
+/// One plugin of an installation.
+#[utoipa::path(get, path = "/v1/installations/{installation}/plugins/{plugin}", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 200, description = "One plugin with its health and usage", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Not installed there", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn plugin(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -374,6 +473,10 @@ async fn plugin(
     Ok(Json(view_json(&v)).into_response())
 }
 
+/// A plugin's health: circuit state, last failures, usage.
+#[utoipa::path(get, path = "/v1/installations/{installation}/plugins/{plugin}/health", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 200, description = "The breaker's state, its last failures, and usage", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Not installed there", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn health(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -394,6 +497,10 @@ pub(crate) fn scope_list(scopes: &[PluginScope]) -> Value {
         .collect()
 }
 
+/// What activating or upgrading a plugin asks the merchant to consent to.
+#[utoipa::path(get, path = "/v1/installations/{installation}/consent/{plugin}", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 200, description = "What installing or upgrading to the newest version asks for beyond the current grant, in plain language", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such package", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn consent(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -413,9 +520,11 @@ async fn consent(
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Install {
+    /// The package's slug.
     plugin: String,
+    /// Exactly the scopes its consent screen (`GET .../consent/{plugin}`) listed as `added`.
     consent: Vec<String>,
 }
 
@@ -429,6 +538,10 @@ pub(crate) fn parse_scopes(list: &[String]) -> Result<Vec<PluginScope>, Problem>
         .collect()
 }
 
+/// Install or upgrade a plugin with the merchant's consent.
+#[utoipa::path(post, path = "/v1/installations/{installation}/plugins", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`")), request_body = Install,
+    responses((status = 201, description = "Installed (or upgraded) and loaded", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "The consent is not what the plugin asks for now, or the plugin was refused", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn install(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -454,6 +567,10 @@ async fn set_enabled(p: Shared, s: ApiSession, path: (String, String), on: bool)
     Ok(Json(view_json(&v)).into_response())
 }
 
+/// Enable a plugin.
+#[utoipa::path(post, path = "/v1/installations/{installation}/plugins/{plugin}/enable", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 200, description = "Enabled; its breaker starts afresh", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn enable(
     State(p): State<Shared>,
     s: ApiSession,
@@ -462,6 +579,10 @@ async fn enable(
     set_enabled(p, s, path, true).await
 }
 
+/// Disable a plugin: its calls stop at once.
+#[utoipa::path(post, path = "/v1/installations/{installation}/plugins/{plugin}/disable", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 200, description = "Disabled: its calls are refused from now on", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn disable(
     State(p): State<Shared>,
     s: ApiSession,
@@ -470,6 +591,10 @@ async fn disable(
     set_enabled(p, s, path, false).await
 }
 
+/// Uninstall a plugin.
+#[utoipa::path(delete, path = "/v1/installations/{installation}/plugins/{plugin}", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 204, description = "Uninstalled: grant, component and storage removed"), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Not installed there", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn uninstall(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -481,9 +606,11 @@ async fn uninstall(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SendEvent {
+    /// The event, such as `order.created`.
     event: String,
+    /// Its payload.
     #[serde(default)]
     payload: String,
 }
@@ -501,6 +628,10 @@ pub(crate) fn call_json(call: &vodo_sandbox::Call<()>) -> Value {
     })
 }
 
+/// Send an event to one plugin and see what it did.
+#[utoipa::path(post, path = "/v1/installations/{installation}/plugins/{plugin}/events", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")), request_body = SendEvent,
+    responses((status = 200, description = "What the call did: `ok`, the error if any, and usage", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn send_event(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -537,6 +668,10 @@ pub(crate) fn key_json(k: &ApiKeyRecord) -> Value {
     })
 }
 
+/// A plugin's API keys.
+#[utoipa::path(get, path = "/v1/installations/{installation}/plugins/{plugin}/keys", tag = "keys", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")),
+    responses((status = 200, description = "The plugin's keys with usage, never their secrets", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn keys(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -548,14 +683,21 @@ async fn keys(
     Ok(Json(json!({ "keys": list.iter().map(key_json).collect::<Vec<_>>() })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct IssueBody {
+    /// What uses the key, for people.
     name: String,
+    /// Its scopes, within the plugin's grant.
     scopes: Vec<String>,
+    /// Days until it expires (never, without).
     #[serde(default)]
     ttl_days: Option<u32>,
 }
 
+/// Issue an API key, shown once.
+#[utoipa::path(post, path = "/v1/installations/{installation}/plugins/{plugin}/keys", tag = "keys", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`")), request_body = IssueBody,
+    responses((status = 201, description = "Issued; `key` is shown this once", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "No name, or a scope that is not one", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn issue_key(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -576,6 +718,10 @@ async fn issue_key(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
+/// Revoke an API key.
+#[utoipa::path(delete, path = "/v1/installations/{installation}/plugins/{plugin}/keys/{key}", tag = "keys", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`"), ("key" = String, Path, description = "The key's id (the part after `vodo_` and before the secret)")),
+    responses((status = 204, description = "Revoked: it stops working now"), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such key of this plugin", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn revoke_key(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -587,12 +733,17 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RotateBody {
+    /// How long the old key keeps working, in seconds (at most 30 days).
     #[serde(default)]
     grace_seconds: u64,
 }
 
+/// Rotate an API key.
+#[utoipa::path(post, path = "/v1/installations/{installation}/plugins/{plugin}/keys/{key}/rotate", tag = "keys", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`"), ("key" = String, Path, description = "The key's id (the part after `vodo_` and before the secret)")), request_body = RotateBody,
+    responses((status = 201, description = "A new key, shown this once; the old one works for the grace period", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such key of this plugin", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn rotate_key(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -617,15 +768,22 @@ async fn rotate_key(
 }
 
 /// The audit trail's query parameters, shared with the console's viewer.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// Only this plugin's records.
     pub plugin: Option<String>,
+    /// Only this installation's records (a merchant sees only their own).
     pub installation: Option<String>,
+    /// Only records of this kind, such as `lifecycle` or `key_revoked`.
     pub kind: Option<String>,
-    /// Milliseconds since the epoch.
+    /// Only records at or after this time, in milliseconds since the epoch.
     pub from: Option<i64>,
+    /// Only records before this time, in milliseconds since the epoch.
     pub until: Option<i64>,
+    /// Only records after this sequence number: the `next_after` of the previous page.
     pub after: Option<u64>,
+    /// At most this many records (default 50, at most 500).
     pub limit: Option<usize>,
 }
 
@@ -693,6 +851,11 @@ pub(crate) fn record_json(r: &AuditRecord) -> Value {
     v
 }
 
+/// Query the audit trail, with filters and paging.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "One page of records, oldest first, and `next_after` for the next page", body = Object),
+        (status = 400, description = "A filter that is not one", body = ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn audit(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -709,6 +872,10 @@ async fn audit(
     .into_response())
 }
 
+/// Verify the audit trail's chain.
+#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "Whether the chain verifies, and if not the first broken line", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn verify(State(p): State<Shared>, ApiSession(s): ApiSession) -> ApiResult {
     if s.role != crate::Role::Admin {
         return Err(Problem::new(

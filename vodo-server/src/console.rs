@@ -104,6 +104,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
                             @if matches!(s.role, Role::Admin | Role::Merchant(_)) {
                                 a href="/admin/audit" { "Audit log" }
                             }
+                            a href="/api-docs" { "API" }
                             span.who { (s.email) " · " (s.role) }
                             form.inline method="post" action="/admin/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);

@@ -52,6 +52,7 @@ mod api;
 mod auth;
 mod console;
 mod error;
+mod explorer;
 mod future;
 mod permission;
 mod platform;

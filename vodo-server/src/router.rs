@@ -22,6 +22,8 @@ impl Platform {
     /// - `/api/{resource}/{id}`: records, for plugins' API keys;
     /// - `/plugins/{slug}/...`: plugins' own routes, for their API keys, run in the sandbox;
     /// - `/admin/...`: the console;
+    /// - `/openapi.json`: the OpenAPI 3.1 document of `/v1` and `/api`, generated from
+    ///   the same route definitions, and `/api-docs`, its explorer;
     /// - `/healthz`: whether the server is up.
     ///
     /// Every response carries an `x-request-id`, and every request is a
@@ -31,9 +33,18 @@ impl Platform {
             .nest_service("/plugins", PluginRoutes::of_key_installation(&self.sandbox))
             .layer(RateLimitLayer::new(&self.host))
             .layer(ApiKeyAuthLayer::new(&self.host));
-        crate::api::routes(self)
-            .merge(crate::console::routes())
+        let (api, doc) = crate::api::routes(self);
+        let docs = crate::explorer::Docs::new(&doc);
+        let (json, explorer) = (docs.clone(), docs);
+        let doc = Arc::new(doc);
+        api.merge(crate::console::routes())
             .route("/healthz", get(|| async { "ok" }))
+            .route("/openapi.json", get(move || async move { json.json_response() }))
+            .route("/api-docs", get(move || async move { explorer.page_response() }))
+            .route(
+                "/api-docs/try",
+                get(move |q| async move { crate::explorer::try_it(&doc, q) }),
+            )
             .fallback(|| async {
                 Problem::new(
                     StatusCode::NOT_FOUND,

@@ -199,4 +199,13 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
     let verified = browser.wait_for_text("The chain verifies");
     assert!(verified.contains("each unchanged"), "{verified}");
     browser.screenshot("console-audit-verified.png");
+
+    // The API explorer, from the console's header.
+    browser.click("header a[href='/api-docs']");
+    let explorer = browser.wait_for_text("Vodo platform API");
+    assert!(
+        explorer.contains("/v1/audit/verify") && explorer.contains("/api/orders/{id}"),
+        "{explorer}"
+    );
+    browser.screenshot("console-api-explorer.png");
 }

@@ -36,10 +36,17 @@ fn main() {
         .add_package(&manifest, &test_support::guest("bench"), None)
         .unwrap();
     let (_, diff, _) = platform.consent_for(&shop, m.slug.as_str()).unwrap();
-    platform.install(&shop, m.slug.as_str(), &diff.added, "load").unwrap();
+    platform
+        .install(&shop, m.slug.as_str(), &diff.added, "load")
+        .unwrap();
     platform
         .store
-        .put_entity(&shop, "order", "1001", r#"{"total":"49.90","currency":"SAR"}"#)
+        .put_entity(
+            &shop,
+            "order",
+            "1001",
+            r#"{"total":"49.90","currency":"SAR"}"#,
+        )
         .unwrap();
     let (key, _) = platform
         .host
@@ -57,9 +64,14 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("KEY {}", key.expose_secret());
         println!("URL http://{}", listener.local_addr().unwrap());
-        vodo_server::serve(platform, listener, std::future::pending(), Duration::from_secs(1))
-            .await
-            .unwrap();
+        vodo_server::serve(
+            platform,
+            listener,
+            std::future::pending(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
     });
     drop(data);
 }

@@ -1,0 +1,208 @@
+//! The OpenAPI document: it parses as OpenAPI 3.1, and every operation in it
+//! is sent a request here and answers with one of the statuses the document
+//! lists for it (so no documented route is missing, and none answers
+//! something undocumented). The explorer lists every operation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::body::Body;
+use common::*;
+use http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use vodo_sandbox::HostServices;
+
+/// A body each operation that takes one accepts.
+fn body_for(method: &str, path: &str) -> Option<Value> {
+    Some(match (method, path) {
+        ("post", "/v1/session") => json!({ "email": "admin@x.test", "password": PASSWORD }),
+        ("post", "/v1/installations/{installation}/plugins") => {
+            return None; // sent by the fixture's consent-aware helper
+        }
+        ("post", p) if p.ends_with("/events") => {
+            json!({ "event": "order.created", "payload": "1001" })
+        }
+        ("post", p) if p.ends_with("/keys") => {
+            json!({ "name": "doc", "scopes": ["entities:read:order"] })
+        }
+        ("post", p) if p.ends_with("/rotate") => json!({ "grace_seconds": 60 }),
+        ("put", _) => json!({ "total": "1" }),
+        _ => return None,
+    })
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_documented() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    let doc = send(
+        &f.app,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let spec = oas3::from_json(doc.text()).unwrap_or_else(|e| panic!("not OpenAPI 3.1: {e}"));
+    assert!(spec.openapi.starts_with("3.1"), "{}", spec.openapi);
+    let doc = doc.json();
+
+    // What the requests need: an installed plugin and one of its keys.
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "good").await.status,
+        StatusCode::CREATED
+    );
+    // A back end with every resource of the platform, and a record of each.
+    let records = r#"{
+      "name": "Records", "slug": "records", "version": "1.0.0", "description": "reads and writes",
+      "author": "Alice", "license": "MIT", "entry": "good.wasm",
+      "permissions": {
+        "entities": ["write:order", "write:product", "write:customer", "write:order_note"],
+        "hooks": ["subscribe:order.*"],
+        "api": { "rate_limit": "1000/minute", "endpoints": ["orders", "products", "customers"] }
+      }
+    }"#;
+    f.platform
+        .add_package(records, &test_support::guest("good"), None)
+        .unwrap();
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "records").await.status,
+        StatusCode::CREATED
+    );
+    for kind in ["order", "product", "customer"] {
+        f.platform
+            .store
+            .put_entity(
+                &vodo_core::InstallationId::new("shop-a"),
+                kind,
+                "1001",
+                "{}",
+            )
+            .unwrap();
+    }
+    let issued = send(
+        &f.app,
+        admin.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/records/keys",
+            Some(json!({ "name": "records", "scopes": ["entities:write"] })),
+        ),
+    )
+    .await
+    .json();
+    let secret = issued["key"].as_str().unwrap().to_owned();
+
+    // Reads first, then writes, then deletes (the session's last).
+    let mut ops: Vec<(String, String, Value)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push((path.clone(), method.clone(), op.clone()));
+        }
+    }
+    let rank = |path: &str, method: &str| match method {
+        "get" => 0,
+        "post" | "put" => 1,
+        _ if path == "/v1/session" => 4,
+        _ if path.ends_with("/plugins/{plugin}") => 3,
+        _ => 2,
+    };
+    ops.sort_by_key(|(path, method, _)| (rank(path, method), path.clone()));
+    assert!(ops.len() >= 24, "{} operations", ops.len());
+
+    let mut key_id = issued["id"].as_str().unwrap().to_owned();
+    for (path, method, op) in &ops {
+        assert!(
+            op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{method} {path} has no summary"
+        );
+        let url = path
+            .replace("{installation}", "shop-a")
+            .replace("{plugin}", "records")
+            .replace("{key}", &key_id)
+            .replace("{id}", "1001");
+        let http_method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let answer = if path.starts_with("/api/") {
+            let body = body_for(method, path).map(|b| b.to_string());
+            send(
+                &f.app,
+                key_request(&secret, http_method, &url, body.as_deref()),
+            )
+            .await
+        } else if method == "post" && path == "/v1/installations/{installation}/plugins" {
+            install(&f.app, &admin, "shop-a", "good").await
+        } else if method == "post" && path == "/v1/session" {
+            // A sign-in of its own, so that the admin's session stays.
+            send(
+                &f.app,
+                Who::default().request(http_method, &url, body_for(method, path)),
+            )
+            .await
+        } else {
+            send(
+                &f.app,
+                admin.request(http_method, &url, body_for(method, path)),
+            )
+            .await
+        };
+        let documented: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+        assert!(
+            documented.contains(&&answer.status.as_u16().to_string()),
+            "{} {url} answered {} (documented: {documented:?}): {}",
+            method.to_uppercase(),
+            answer.status,
+            answer.text()
+        );
+        assert!(
+            answer.status.is_success(),
+            "{method} {url}: {}",
+            answer.text()
+        );
+        if path.ends_with("/rotate") {
+            key_id = answer.json()["id"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_explorer_lists_every_operation_and_fills_in_reads() {
+    let f = fixture();
+    let doc = send(
+        &f.app,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await
+    .json();
+    let page = send(
+        &f.app,
+        Request::get("/api-docs").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    for path in doc["paths"].as_object().unwrap().keys() {
+        assert!(
+            html.contains(&format!("<code>{path}</code>")),
+            "{path} is not on the page"
+        );
+    }
+    let r = send(
+        &f.app,
+        Request::get("/api-docs/try?path=%2Fv1%2Finstallations%2F%7Binstallation%7D%2Fplugins&installation=shop%20a")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        "/v1/installations/shop%20a/plugins"
+    );
+    for bad in [
+        "/api-docs/try?path=%2Fetc%2Fpasswd",
+        "/api-docs/try?path=%2Fv1%2Faudit%2Fverify",
+        "/api-docs/try?path=%2Fv1%2Finstallations%2F%7Binstallation%7D%2Fplugins",
+        "/api-docs/try",
+    ] {
+        let r = send(&f.app, Request::get(bad).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
