@@ -12,13 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use vodo_core::{Host, InstallationId, Manifest, SecretKey, Timestamp};
+use vodo_core::{InstallationId, Manifest};
 use vodo_marketplace::package::Package;
-use vodo_marketplace::review::Policy;
-use vodo_marketplace::submissions::{Desk, MemorySubmissions};
-use vodo_marketplace::workflow::{Actor, Role as MarketRole, State};
-use vodo_sandbox::{HostServices, MemoryServices, Sandbox, SandboxConfig};
-use vodo_server::{Platform, PlatformConfig, Role};
+use vodo_sandbox::HostServices;
+use vodo_server::{Platform, PlatformConfig, Role, Session};
 
 /// The seeded installation.
 pub const DEMO: &str = "demo";
@@ -116,78 +113,40 @@ pub fn seed(platform: &Platform) -> Result<String> {
     let component = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let manifest = std::fs::read_to_string(source.join("plugin.json"))
         .context("reading the example's plugin.json")?;
-    let package = through_the_marketplace(platform, &manifest, component)?;
-    let m = Manifest::parse(&package.manifest)?;
-    let sample = Some(("order.created".to_owned(), "1001".to_owned()));
-    platform.add_package(&package.manifest, &package.component, sample)?;
-    let (_, diff, _) = platform.consent_for(&demo, m.slug.as_str())?;
-    platform.install(&demo, m.slug.as_str(), &diff.added, ADMIN)?;
-    println!("installed {} {} in `{DEMO}`", m.slug, m.version);
-    Ok(password)
-}
-
-/// Submits the package to a marketplace desk, whose automated review runs
-/// it in a sandbox of its own, approves and publishes it as a reviewer and
-/// an admin would, and returns the exact package the reviewer saw.
-fn through_the_marketplace(
-    platform: &Platform,
-    manifest: &str,
-    component: Vec<u8>,
-) -> Result<Package> {
-    let now = Timestamp::now();
-    let market = Host::in_memory(&SecretKey::generate()?);
-    let data = &platform.config().data;
-    let sandbox = Arc::new(Sandbox::new(
-        SandboxConfig {
-            storage_root: Some(data.join("market-trials")),
-            cache_dir: Some(data.join("cache")),
-            ..SandboxConfig::default()
-        },
-        &market,
-        Arc::new(MemoryServices::new()),
-    )?);
-    let actor = |id: &str, role| Actor {
-        id: id.into(),
-        role,
-    };
-    let developer = actor("dev@acme.example", MarketRole::Developer);
-    let reviewer = actor("reviewer@vodo.local", MarketRole::Reviewer);
-    let bytes = Package {
-        manifest: manifest.into(),
+    let m = Manifest::parse(&manifest)?;
+    let package = Package {
+        manifest,
         readme: "# Order Notifier\n".into(),
         samples: vec![("order.created".into(), "1001".into())],
         component,
     }
     .to_bytes();
-    let desk = Desk::new(
-        Arc::new(MemorySubmissions::new()),
-        Policy::default(),
-        sandbox,
-    );
-    let s = desk.draft(&developer, &bytes, now)?;
-    let s = desk.submit(&s.id, &developer, now)?;
-    let errors = s.report.as_ref().map_or(0, |r| r.errors().count());
+    // Through the platform's own marketplace: a partner submits, the
+    // automated review runs, a reviewer approves, and it is published.
+    let partner = Session {
+        email: "dev@acme.example".into(),
+        role: Role::Partner,
+        csrf: String::new(),
+    };
+    let submitted = platform.submit(&partner, &package)?;
+    let errors = submitted.report.as_ref().map_or(0, |r| r.errors().count());
     if errors > 0 {
         return Err(anyhow!(
             "the automated review found {errors} error(s) in the example plugin"
         ));
     }
-    for to in [State::InReview, State::Testing, State::Approved] {
-        desk.transition(&s.id, to, &reviewer, "", now)?;
-    }
-    desk.transition(
-        &s.id,
-        State::Published,
-        &actor(ADMIN, MarketRole::Admin),
-        "",
-        now,
-    )?;
+    let reviewer = Session {
+        email: "reviewer@vodo.local".into(),
+        role: Role::Reviewer,
+        csrf: String::new(),
+    };
+    platform.decide(&reviewer, &submitted.id, true, "")?;
     println!(
         "the marketplace reviewed and published {} {}",
-        s.plugin, s.version
+        m.slug, m.version
     );
-    Ok(Package::parse(
-        &desk.package(&s.id)?,
-        Policy::default().max_package_bytes,
-    )?)
+    let (_, diff, _) = platform.consent_for(&demo, m.slug.as_str())?;
+    platform.install(&demo, m.slug.as_str(), &diff.added, ADMIN)?;
+    println!("installed {} {} in `{DEMO}`", m.slug, m.version);
+    Ok(password)
 }

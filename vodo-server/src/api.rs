@@ -60,6 +60,7 @@ pub(crate) struct ProblemDoc {
         (name = "keys", description = "Plugins' API keys"),
         (name = "audit", description = "The tamper-evident audit trail"),
         (name = "records", description = "Records, for plugins' API keys"),
+        (name = "marketplace", description = "Submissions, the review queue and the catalog"),
     ),
     components(schemas(ProblemDoc))
 )]
@@ -84,6 +85,10 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(rotate_key))
         .routes(routes!(audit))
         .routes(routes!(verify))
+        .routes(routes!(submissions, submit))
+        .routes(routes!(submission))
+        .routes(routes!(decide))
+        .routes(routes!(catalog))
         .split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     let (entities, paths) = entities(platform);
@@ -325,8 +330,8 @@ async fn sign_in(
     JsonBody(body): JsonBody<SignIn>,
 ) -> ApiResult {
     let (session, token) = p
-        .accounts
         .sign_in(&body.email, &body.password, &client.0)
+        .await
         .map_err(sign_in_problem)?;
     let mut r = Json(json!({
         "email": session.email,
@@ -551,7 +556,8 @@ async fn install(
     let (i, pl) = ids(installation, body.plugin)?;
     manages(&s, &i)?;
     let agreed = parse_scopes(&body.consent)?;
-    p.install(&i, pl.as_str(), &agreed, &s.email)
+    p.install_async(&i, pl.as_str(), agreed, &s.email)
+        .await
         .map_err(|e| e.problem())?;
     let v = p.plugin(&i, &pl).map_err(|e| e.problem())?;
     Ok((StatusCode::CREATED, Json(view_json(&v))).into_response())
@@ -887,7 +893,7 @@ async fn verify(State(p): State<Shared>, ApiSession(s): ApiSession) -> ApiResult
             ),
         ));
     }
-    match p.verify_audit() {
+    match p.verify_audit_async().await {
         Ok(r) => Ok(
             Json(json!({ "ok": true, "records": r.records, "head_seq": r.head.seq }))
                 .into_response(),
@@ -899,4 +905,153 @@ async fn verify(State(p): State<Shared>, ApiSession(s): ApiSession) -> ApiResult
             .into_response()),
         Err(e) => Err(e.problem()),
     }
+}
+
+pub(crate) fn submission_json(s: &vodo_marketplace::workflow::Submission) -> Value {
+    json!({
+        "id": s.id,
+        "owner": s.owner,
+        "plugin": s.plugin,
+        "version": s.version,
+        "package_sha256": s.package_sha256,
+        "state": s.state,
+        "feedback": s.feedback(),
+        "report": s.report.as_ref().map(|r| r.findings.iter().map(|f| json!({
+            "check": f.check, "severity": f.severity, "location": f.location, "message": f.message,
+        })).collect::<Vec<_>>()),
+        "history": s.history.iter().map(|t| json!({
+            "from": t.from, "to": t.to, "by": t.by, "reason": t.reason, "at": t.at.as_millis(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Which submissions to list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SubmissionQuery {
+    /// Only in this state: `submitted` is the review queue (`draft`, `in_review`,
+    /// `testing`, `approved`, `published`, `rejected`).
+    #[param(value_type = Option<String>)]
+    pub state: Option<vodo_marketplace::workflow::State>,
+}
+
+/// The submissions this account may see: all for reviewers, their own for partners.
+#[utoipa::path(get, path = "/v1/submissions", tag = "marketplace", params(SubmissionQuery),
+    responses((status = 200, description = "Submissions, oldest first, with their automated review reports", body = Object),
+        (status = 400, description = "A state that is not one", body = ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn submissions(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    q: Result<Query<SubmissionQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) =
+        q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let list = p.submissions(&s, q.state).map_err(|e| e.problem())?;
+    Ok(
+        Json(json!({ "submissions": list.iter().map(submission_json).collect::<Vec<_>>() }))
+            .into_response(),
+    )
+}
+
+/// Submit a package (`vodo plugin:package` makes it): the automated review runs at once.
+#[utoipa::path(post, path = "/v1/submissions", tag = "marketplace",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The package file"),
+    responses((status = 201, description = "Submitted, with the automated review's report; a package with errors is rejected at once", body = Object),
+        (status = 413, description = "A package over the marketplace's limit (20 MiB)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Not a package, or a version already published", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a partner's account, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn submit(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    body: axum::body::Body,
+) -> ApiResult {
+    let max = usize::try_from(p.max_package()).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("a package is at most {max} bytes"),
+        )
+    })?;
+    let submitted = p
+        .blocking(move |p| p.submit(&s, &bytes))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| e.problem())?;
+    Ok((StatusCode::CREATED, Json(submission_json(&submitted))).into_response())
+}
+
+/// One submission with its report and history.
+#[utoipa::path(get, path = "/v1/submissions/{id}", tag = "marketplace",
+    params(("id" = String, Path, description = "The submission's id")),
+    responses((status = 200, description = "The submission", body = Object),
+        (status = 404, description = "No such submission that this account may see", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's role", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn submission(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let sub = p.submission(&s, &id).map_err(|e| e.problem())?;
+    Ok(Json(submission_json(&sub)).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct Decision {
+    /// Approve (publish to the catalog) or reject.
+    approve: bool,
+    /// For the partner; required to reject.
+    #[serde(default)]
+    feedback: String,
+}
+
+/// A reviewer approves (publishes) or rejects a submitted package.
+#[utoipa::path(post, path = "/v1/submissions/{id}/decision", tag = "marketplace",
+    params(("id" = String, Path, description = "The submission's id")), request_body = Decision,
+    responses((status = 200, description = "Published to the catalog, or rejected with the feedback", body = Object),
+        (status = 404, description = "No such submission", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Not waiting for review, or a rejection without feedback", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a reviewer, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn decide(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Decision>,
+) -> ApiResult {
+    let decided = p
+        .blocking(move |p| p.decide(&s, &id, body.approve, &body.feedback))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| e.problem())?;
+    Ok(Json(submission_json(&decided)).into_response())
+}
+
+/// What to search the catalog for.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CatalogQuery {
+    /// Words in the name, slug or description (any case).
+    #[serde(default)]
+    pub q: String,
+}
+
+/// The catalog: the newest version of every published plugin.
+#[utoipa::path(get, path = "/v1/catalog", tag = "marketplace", params(CatalogQuery),
+    responses((status = 200, description = "Matching plugins, by slug, with what each asks for", body = Object),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn catalog(
+    State(p): State<Shared>,
+    _: ApiSession,
+    Query(q): Query<CatalogQuery>,
+) -> ApiResult {
+    let list = p.catalog(&q.q).map_err(|e| e.problem())?;
+    Ok(Json(json!({ "plugins": list.iter().map(|(row, m)| json!({
+        "slug": row.slug, "version": row.version, "name": m.name, "description": m.description,
+        "scopes": scope_list(&m.scopes().iter().cloned().collect::<Vec<_>>()),
+    })).collect::<Vec<_>>() }))
+    .into_response())
 }

@@ -55,6 +55,12 @@ pub(crate) fn routes() -> Router<Shared> {
             get(consent_page).post(activate),
         )
         .route("/admin/audit", get(audit_page))
+        .route("/admin/reviews", get(reviews_page))
+        .route(
+            "/admin/reviews/{id}",
+            get(review_page).post(review_decision),
+        )
+        .route("/admin/catalog", get(catalog_page))
         .route("/admin/audit/verify", post(verify))
 }
 
@@ -104,6 +110,10 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
                             @if matches!(s.role, Role::Admin | Role::Merchant(_)) {
                                 a href="/admin/audit" { "Audit log" }
                             }
+                            @if matches!(s.role, Role::Admin | Role::Reviewer) {
+                                a href="/admin/reviews" { "Review queue" }
+                            }
+                            a href="/admin/catalog" { "Catalog" }
                             a href="/api-docs" { "API" }
                             span.who { (s.email) " · " (s.role) }
                             form.inline method="post" action="/admin/logout" {
@@ -287,7 +297,7 @@ async fn login(
             )),
         );
     }
-    match p.accounts.sign_in(&f.email, &f.password, &client.0) {
+    match p.sign_in(&f.email, &f.password, &client.0).await {
         Ok((_, token)) => {
             let mut r = Redirect::to("/admin").into_response();
             r.headers_mut()
@@ -801,7 +811,7 @@ async fn activate(
         Ok(a) => a,
         Err(problem) => return error_page(Some(&s), &problem),
     };
-    match p.install(&i, pl.as_str(), &agreed, &s.email) {
+    match p.install_async(&i, pl.as_str(), agreed, &s.email).await {
         Ok(_) => {
             let mut url = format!("/admin/installations/{i}/plugins/{pl}?flash=");
             url.extend(form_urlencoded(&format!("{pl} is active in {i}.")));
@@ -925,7 +935,7 @@ async fn verify(
             ),
         );
     }
-    let result = match p.verify_audit() {
+    let result = match p.verify_audit_async().await {
         Ok(r) => Ok(format!(
             "The chain verifies: {} records, each unchanged and in order; the last is #{}.",
             r.records, r.head.seq
@@ -936,6 +946,167 @@ async fn verify(
         Err(e) => return error_page(Some(&s), &e.problem()),
     };
     render_audit(&p, &s, &AuditQuery::default(), Some(result))
+}
+
+async fn reviews_page(State(p): State<Shared>, ConsoleSession(s): ConsoleSession) -> Response {
+    let queue = match p.submissions(&s, Some(vodo_marketplace::workflow::State::Submitted)) {
+        Ok(q) => q,
+        Err(e) => return error_page(Some(&s), &e.problem()),
+    };
+    page(
+        "Review queue",
+        Some(&s),
+        html! {
+            h1 { "Review queue" }
+            table #queue {
+                tr { th { "Plugin" } th { "Version" } th { "Partner" } th { "Automated review" } }
+                @for sub in &queue {
+                    @let report = sub.report.as_ref();
+                    @let errors = report.map_or(0, |r| r.errors().count());
+                    @let warnings = report.map_or(0, |r| r.findings.len()) - errors;
+                    tr.submission {
+                        td { a href={ "/admin/reviews/" (sub.id) } { (sub.plugin) } }
+                        td { (sub.version) }
+                        td { (sub.owner) }
+                        td { (errors) " error(s), " (warnings) " warning(s)" }
+                    }
+                }
+                @if queue.is_empty() { tr { td colspan="4" .muted { "Nothing waits for review." } } }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn review_page(
+    State(p): State<Shared>,
+    ConsoleSession(s): ConsoleSession,
+    Path(id): Path<String>,
+) -> Response {
+    render_review(&p, &s, &id, None)
+}
+
+fn render_review(p: &Platform, s: &Session, id: &str, flash: Option<&str>) -> Response {
+    let sub = match p.submission(s, id) {
+        Ok(x) => x,
+        Err(e) => return error_page(Some(s), &e.problem()),
+    };
+    let waiting = sub.state == vodo_marketplace::workflow::State::Submitted;
+    page(
+        "Review",
+        Some(s),
+        html! {
+            h1 { (sub.plugin) " " span.muted { (sub.version) " by " (sub.owner) } }
+            @if let Some(f) = flash { div.error { (f) } }
+            p { "State: " strong #state { (format!("{:?}", sub.state).to_lowercase()) } " · package " code { (sub.package_sha256.get(..16).unwrap_or("")) "…" } }
+            @if let Some(f) = sub.feedback() { div.card { strong { "Feedback: " } (f) } }
+            h2 { "Automated review" }
+            table #report {
+                tr { th { "Check" } th { "Severity" } th { "Where" } th { "Finding" } }
+                @if let Some(r) = &sub.report {
+                    @for f in &r.findings {
+                        tr { td { (f.check) } td { (format!("{:?}", f.severity).to_lowercase()) } td { code { (f.location) } } td { (f.message) } }
+                    }
+                    @if r.findings.is_empty() { tr { td colspan="4" .muted { "No findings: every check passed." } } }
+                }
+            }
+            @if waiting && matches!(s.role, Role::Admin | Role::Reviewer) {
+                h2 { "Decision" }
+                form.card method="post" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    label for="feedback" { "Feedback for the partner (required to reject)" }
+                    input #feedback name="feedback" style="width:90%";
+                    p {
+                        button #approve name="decision" value="approve" type="submit" { "Approve and publish" }
+                        " "
+                        button.danger #reject name="decision" value="reject" type="submit" { "Reject" }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    csrf: String,
+    decision: String,
+    #[serde(default)]
+    feedback: String,
+}
+
+async fn review_decision(
+    State(p): State<Shared>,
+    ConsoleSession(s): ConsoleSession,
+    Path(id): Path<String>,
+    f: Result<Form<DecisionForm>, FormRejection>,
+) -> Response {
+    let f = match form(Some(&s), f) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    let approve = f.decision == "approve";
+    let (who, sub_id, feedback) = (s.clone(), id.clone(), f.feedback.clone());
+    let decided = p
+        .blocking(move |p| p.decide(&who, &sub_id, approve, &feedback))
+        .await
+        .and_then(|r| r);
+    match decided {
+        Ok(sub) if sub.state == vodo_marketplace::workflow::State::Published => {
+            let mut url = "/admin/catalog?q=".to_owned();
+            url.extend(form_urlencoded(&sub.plugin));
+            Redirect::to(&url).into_response()
+        }
+        Ok(_) => Redirect::to(&format!("/admin/reviews/{id}")).into_response(),
+        Err(e) => {
+            let problem = e.problem();
+            let mut r = render_review(&p, &s, &id, Some(&problem.detail));
+            *r.status_mut() = problem.status;
+            r
+        }
+    }
+}
+
+async fn catalog_page(
+    State(p): State<Shared>,
+    ConsoleSession(s): ConsoleSession,
+    Query(q): Query<crate::api::CatalogQuery>,
+) -> Response {
+    let list = match p.catalog(&q.q) {
+        Ok(l) => l,
+        Err(e) => return error_page(Some(&s), &e.problem()),
+    };
+    let own = match &s.role {
+        Role::Merchant(i) => Some(i.clone()),
+        _ => None,
+    };
+    page(
+        "Catalog",
+        Some(&s),
+        html! {
+            h1 { "Catalog" }
+            form.card method="get" {
+                input #search name="q" value=(q.q) placeholder="order, chat, invoice ..." size="30";
+                " " button #find type="submit" { "Search" }
+            }
+            @for (row, m) in &list {
+                div.card.listing data-plugin=(row.slug) {
+                    h2 { (m.name) " " span.muted { (row.version) } }
+                    p { (m.description.as_deref().unwrap_or("")) }
+                    p.muted { "Asks to: " (m.scopes().iter().map(|sc| sc.describe()).collect::<Vec<_>>().join("; ")) }
+                    @if let Some(i) = &own {
+                        a href={ "/admin/installations/" (i) "/activate/" (row.slug) } { "Activate in " (i) }
+                    }
+                }
+            }
+            @if list.is_empty() { p.muted { "No plugin matches." } }
+        },
+    )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -35,6 +35,19 @@ pub enum ServerError {
         /// What is wrong and what to do.
         detail: String,
     },
+    /// The account's role may not do this.
+    #[error("{detail}")]
+    Forbidden {
+        /// Who tried what, and who may.
+        detail: String,
+    },
+    /// A task on the blocking pool did not finish (it panicked, or the
+    /// runtime is shutting down).
+    #[error("a background task did not finish: {detail}")]
+    Interrupted {
+        /// What happened.
+        detail: String,
+    },
     /// A file of the data folder could not be read or written.
     #[error("`{path}`: {source}")]
     Io {
@@ -66,6 +79,7 @@ impl ServerError {
     /// logged and answered without their details.
     pub fn problem(&self) -> Problem {
         match self {
+            Self::Forbidden { .. } => Problem::new(StatusCode::FORBIDDEN, "role", self.to_string()),
             Self::NotFound { .. } => {
                 Problem::new(StatusCode::NOT_FOUND, "not_found", self.to_string())
             }

@@ -54,6 +54,7 @@ mod console;
 mod error;
 mod explorer;
 mod future;
+mod market;
 mod permission;
 mod platform;
 mod plugins;

@@ -111,6 +111,7 @@ pub struct Platform {
     /// Accounts and sessions.
     pub accounts: Accounts,
     pub(crate) config: PlatformConfig,
+    pub(crate) desk: vodo_marketplace::submissions::Desk,
     audit_log: Arc<FileAudit>,
     secret: SecretKey,
 }
@@ -179,7 +180,9 @@ impl Platform {
             Arc::clone(&store) as Arc<dyn vodo_sandbox::HostServices>,
         )?);
         let accounts = Accounts::new(Arc::clone(&store), config.session_ttl)?;
+        let desk = crate::market::open_desk(&config)?;
         let platform = Self {
+            desk,
             host,
             sandbox,
             store,
@@ -522,6 +525,53 @@ impl Platform {
             &self.secret,
             None,
         )?)
+    }
+}
+
+/// The operations that wait on the CPU or the disk for long (Argon2,
+/// compiling a component, reading the whole audit file), run on tokio's
+/// blocking pool so that they never hold up a worker that serves requests.
+impl Platform {
+    pub(crate) async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Platform) -> T + Send + 'static,
+    ) -> Result<T, ServerError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| ServerError::Interrupted {
+                detail: e.to_string(),
+            })
+    }
+
+    /// [`Accounts::sign_in`] on the blocking pool.
+    pub async fn sign_in(
+        self: &Arc<Self>,
+        email: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<(crate::Session, String), crate::SignInError> {
+        let (email, password, client) = (email.to_owned(), password.to_owned(), client.to_owned());
+        self.blocking(move |p| p.accounts.sign_in(&email, &password, &client))
+            .await?
+    }
+
+    /// [`install`](Self::install) on the blocking pool.
+    pub async fn install_async(
+        self: &Arc<Self>,
+        installation: &InstallationId,
+        slug: &str,
+        agreed: Vec<PluginScope>,
+        by: &str,
+    ) -> Result<Arc<Installed>, ServerError> {
+        let (i, slug, by) = (installation.clone(), slug.to_owned(), by.to_owned());
+        self.blocking(move |p| p.install(&i, &slug, &agreed, &by))
+            .await?
+    }
+
+    /// [`verify_audit`](Self::verify_audit) on the blocking pool.
+    pub async fn verify_audit_async(self: &Arc<Self>) -> Result<VerifyReport, ServerError> {
+        self.blocking(|p| p.verify_audit()).await?
     }
 }
 

@@ -200,6 +200,39 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
     assert!(verified.contains("each unchanged"), "{verified}");
     browser.screenshot("console-audit-verified.png");
 
+    // A partner's submission, approved from the review queue, in the catalog.
+    let partner = vodo_server::Session {
+        email: "partner@x.test".into(),
+        role: Role::Partner,
+        csrf: String::new(),
+    };
+    let package = vodo_marketplace::package::Package {
+        manifest: GOOD
+            .replace("\"good\"", "\"notes-pro\"")
+            .replace("Order Notes", "Order Notes Pro"),
+        readme: "# Order Notes Pro\n".into(),
+        samples: vec![("order.created".into(), "1001".into())],
+        component: test_support::guest("good"),
+    }
+    .to_bytes();
+    platform.submit(&partner, &package).unwrap();
+    browser.click("header a[href='/admin/reviews']");
+    browser.wait_for_text("Review queue");
+    browser.screenshot("console-review-queue.png");
+    browser.click("tr.submission a");
+    let review = browser.wait_for_text("Automated review");
+    assert!(
+        review.contains("notes-pro") && review.contains("submitted"),
+        "{review}"
+    );
+    browser.screenshot("console-review.png");
+    browser.type_into("#feedback", "clean, thank you");
+    browser.click("#approve");
+    browser.wait_for_url(&format!("{base}/admin/catalog?q=notes-pro"));
+    let catalog = browser.wait_for_text("Order Notes Pro");
+    assert!(catalog.contains("Read your order records"), "{catalog}");
+    browser.screenshot("console-catalog.png");
+
     // The API explorer, from the console's header.
     browser.click("header a[href='/api-docs']");
     let explorer = browser.wait_for_text("Vodo platform API");

@@ -27,6 +27,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             json!({ "name": "doc", "scopes": ["entities:read:order"] })
         }
         ("post", p) if p.ends_with("/rotate") => json!({ "grace_seconds": 60 }),
+        ("post", p) if p.ends_with("/decision") => json!({ "approve": true }),
         ("put", _) => json!({ "total": "1" }),
         _ => return None,
     })
@@ -109,6 +110,21 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
     assert!(ops.len() >= 24, "{} operations", ops.len());
 
     let mut key_id = issued["id"].as_str().unwrap().to_owned();
+    // A submission waiting for review, for the marketplace's operations.
+    let notes = |version: &str| {
+        format!(
+            r#"{{"name":"Notes","slug":"notes","version":"{version}","description":"notes","author":"A","license":"MIT","entry":"good.wasm","permissions":{{"entities":["read:order","write:order_note"],"hooks":["subscribe:order.*"]}}}}"#
+        )
+    };
+    let admin_session = vodo_server::Session {
+        email: "admin@x.test".into(),
+        role: vodo_server::Role::Admin,
+        csrf: String::new(),
+    };
+    let waiting = f
+        .platform
+        .submit(&admin_session, &package_of(&notes("1.0.0")))
+        .unwrap();
     for (path, method, op) in &ops {
         assert!(
             op["summary"].as_str().is_some_and(|s| !s.is_empty()),
@@ -118,7 +134,14 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .replace("{installation}", "shop-a")
             .replace("{plugin}", "records")
             .replace("{key}", &key_id)
-            .replace("{id}", "1001");
+            .replace(
+                "{id}",
+                if path.starts_with("/v1/submissions") {
+                    &waiting.id
+                } else {
+                    "1001"
+                },
+            );
         let http_method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let answer = if path.starts_with("/api/") {
             let body = body_for(method, path).map(|b| b.to_string());
@@ -129,6 +152,8 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .await
         } else if method == "post" && path == "/v1/installations/{installation}/plugins" {
             install(&f.app, &admin, "shop-a", "good").await
+        } else if method == "post" && path == "/v1/submissions" {
+            send(&f.app, upload(&admin, &url, package_of(&notes("2.0.0")))).await
         } else if method == "post" && path == "/v1/session" {
             // A sign-in of its own, so that the admin's session stays.
             send(

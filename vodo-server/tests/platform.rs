@@ -1012,3 +1012,205 @@ async fn a_restart_loads_what_was_installed_and_keeps_sessions_and_records() {
     .await;
     assert_eq!(ran.json()["ok"], true, "{}", ran.text());
 }
+
+const NOTES: &str = r#"{
+  "name": "Order Notes Pro", "slug": "notes-pro", "version": "1.0.0", "description": "Notes on every order",
+  "author": "Partner", "license": "MIT", "entry": "good.wasm",
+  "routes": ["GET /status"],
+  "permissions": { "entities": ["read:order", "write:order_note"], "hooks": ["subscribe:order.*"] }
+}"#;
+
+#[tokio::test]
+async fn partners_submit_reviewers_decide_and_approved_plugins_reach_the_catalog() {
+    let f = fixture();
+    let partner = sign_in(&f.app, "partner@x.test").await;
+    let reviewer = sign_in(&f.app, "reviewer@x.test").await;
+    let merchant = sign_in(&f.app, "a@x.test").await;
+    let rival = sign_in(&f.app, "rival@x.test").await;
+
+    // Not a package, and a package over the limit: refused before review.
+    let r = send(
+        &f.app,
+        upload(&partner, "/v1/submissions", b"not a package".to_vec()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        "{}",
+        r.text()
+    );
+    let r = send(
+        &f.app,
+        upload(&partner, "/v1/submissions", vec![0; 21 << 20]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+    // A reviewer, or a merchant, acting as a developer.
+    for who in [&reviewer, &merchant] {
+        let r = send(&f.app, upload(who, "/v1/submissions", package_of(NOTES))).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::FORBIDDEN, "role")
+        );
+    }
+    let no_csrf = Who {
+        csrf: None,
+        ..partner.clone()
+    };
+    let r = send(
+        &f.app,
+        upload(&no_csrf, "/v1/submissions", package_of(NOTES)),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "csrf")
+    );
+
+    let r = send(
+        &f.app,
+        upload(&partner, "/v1/submissions", package_of(NOTES)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let submitted = r.json();
+    assert_eq!(submitted["state"], "submitted");
+    assert!(submitted["report"].as_array().is_some(), "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_owned();
+
+    // The queue: the reviewer sees it, a rival partner does not, a merchant may not look.
+    let queue = send(
+        &f.app,
+        reviewer.request(Method::GET, "/v1/submissions?state=submitted", None),
+    )
+    .await
+    .json();
+    assert_eq!(queue["submissions"][0]["id"], id.as_str());
+    let theirs = send(&f.app, rival.request(Method::GET, "/v1/submissions", None))
+        .await
+        .json();
+    assert_eq!(theirs["submissions"], json!([]));
+    let r = send(
+        &f.app,
+        rival.request(Method::GET, &format!("/v1/submissions/{id}"), None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send(
+        &f.app,
+        merchant.request(Method::GET, "/v1/submissions", None),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "role")
+    );
+    let r = send(
+        &f.app,
+        reviewer.request(Method::GET, "/v1/submissions?state=shipped", None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // The partner cannot approve their own plugin; a rejection needs feedback.
+    let decide = |who: &Who, body: Value| {
+        who.request(
+            Method::POST,
+            &format!("/v1/submissions/{id}/decision"),
+            Some(body),
+        )
+    };
+    let r = send(&f.app, decide(&partner, json!({ "approve": true }))).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "role")
+    );
+    let r = send(
+        &f.app,
+        decide(&reviewer, json!({ "approve": false, "feedback": "  " })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        send(
+            &f.app,
+            merchant.request(Method::GET, "/v1/catalog?q=notes", None)
+        )
+        .await
+        .json()["plugins"]
+            == json!([])
+    );
+
+    let r = send(
+        &f.app,
+        decide(&reviewer, json!({ "approve": true, "feedback": "clean" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["state"], "published");
+    let again = send(&f.app, decide(&reviewer, json!({ "approve": true }))).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // In the catalog, found by a word of its description, and activated by a merchant.
+    let found = send(
+        &f.app,
+        merchant.request(Method::GET, "/v1/catalog?q=EVERY%20ORDER", None),
+    )
+    .await
+    .json();
+    assert_eq!(found["plugins"][0]["slug"], "notes-pro", "{found}");
+    let none = send(
+        &f.app,
+        merchant.request(Method::GET, "/v1/catalog?q=invoices", None),
+    )
+    .await
+    .json();
+    assert_eq!(none["plugins"], json!([]));
+    assert_eq!(
+        install(&f.app, &merchant, "shop-a", "notes-pro")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    // The same version cannot be submitted again; a rejection reaches the partner with its feedback.
+    let r = send(
+        &f.app,
+        upload(&partner, "/v1/submissions", package_of(NOTES)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let next = send(
+        &f.app,
+        upload(
+            &partner,
+            "/v1/submissions",
+            package_of(&NOTES.replace("1.0.0", "1.1.0")),
+        ),
+    )
+    .await
+    .json();
+    let next_id = next["id"].as_str().unwrap();
+    let r = send(
+        &f.app,
+        reviewer.request(
+            Method::POST,
+            &format!("/v1/submissions/{next_id}/decision"),
+            Some(json!({ "approve": false, "feedback": "say what the notes contain" })),
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(r["state"], "rejected");
+    let seen = send(
+        &f.app,
+        partner.request(Method::GET, &format!("/v1/submissions/{next_id}"), None),
+    )
+    .await
+    .json();
+    assert_eq!(seen["feedback"], "say what the notes contain");
+}

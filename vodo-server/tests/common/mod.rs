@@ -89,6 +89,8 @@ pub fn fixture() -> Fixture {
     )
     .unwrap();
     a.put("reviewer@x.test", &Role::Reviewer, PASSWORD).unwrap();
+    a.put("partner@x.test", &Role::Partner, PASSWORD).unwrap();
+    a.put("rival@x.test", &Role::Partner, PASSWORD).unwrap();
     for (i, id, total) in [("shop-a", "1001", "10"), ("shop-b", "2002", "20")] {
         platform
             .store
@@ -234,4 +236,27 @@ pub async fn install(app: &Router, who: &Who, installation: &str, slug: &str) ->
         ),
     )
     .await
+}
+
+/// A marketplace package of the `good` component under `manifest`.
+pub fn package_of(manifest: &str) -> Vec<u8> {
+    vodo_marketplace::package::Package {
+        manifest: manifest.into(),
+        readme: "# A plugin\n".into(),
+        samples: vec![("order.created".into(), "1001".into())],
+        component: test_support::guest("good"),
+    }
+    .to_bytes()
+}
+
+/// A raw (non-JSON) body request as `who`.
+pub fn upload(who: &Who, path: &str, bytes: Vec<u8>) -> Request<Body> {
+    let mut b = Request::post(path).header(header::CONTENT_TYPE, "application/octet-stream");
+    if let Some(c) = &who.cookie {
+        b = b.header(header::COOKIE, format!("vodo_session={c}"));
+    }
+    if let Some(t) = &who.csrf {
+        b = b.header("x-csrf-token", t);
+    }
+    b.body(Body::from(bytes)).unwrap()
 }

@@ -1,0 +1,231 @@
+//! The marketplace as the platform runs it: partners submit packages, the
+//! automated review runs each in a sandbox of its own (a throwaway host, so
+//! that trials never touch the platform's grants or audit trail), reviewers
+//! approve or reject with feedback, and an approved package is published to
+//! the platform's catalog, where merchants activate it.
+
+use std::sync::Arc;
+
+use vodo_core::{Host, Manifest, SecretKey, Timestamp};
+use vodo_marketplace::package::Package;
+use vodo_marketplace::review::Policy;
+use vodo_marketplace::submissions::{Desk, SqliteSubmissions, SubmissionFilter};
+use vodo_marketplace::workflow::{Actor, Role as MarketRole, State, Submission};
+use vodo_sandbox::{MemoryServices, Sandbox, SandboxConfig};
+
+use crate::accounts::{Role, Session};
+use crate::error::ServerError;
+use crate::platform::Platform;
+use crate::store::PackageRow;
+
+/// The actor that publishes approved packages on the reviewers' behalf.
+pub const PUBLISHER: &str = "platform";
+
+impl From<vodo_marketplace::Error> for ServerError {
+    fn from(e: vodo_marketplace::Error) -> Self {
+        use vodo_marketplace::Error as E;
+        match e {
+            E::NotFound(what) => ServerError::NotFound { what },
+            E::Invalid(detail) | E::Conflict(detail) => ServerError::Invalid { detail },
+            E::Workflow(w) => ServerError::Invalid {
+                detail: w.to_string(),
+            },
+            other => ServerError::Store {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<vodo_marketplace::package::PackageError> for ServerError {
+    fn from(e: vodo_marketplace::package::PackageError) -> Self {
+        ServerError::Invalid {
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The desk, with the sandbox its trials run in.
+pub(crate) fn open_desk(config: &crate::PlatformConfig) -> Result<Desk, ServerError> {
+    let trials = Host::in_memory(&SecretKey::generate()?);
+    let sandbox = Arc::new(Sandbox::new(
+        SandboxConfig {
+            storage_root: Some(config.data.join("market-trials")),
+            cache_dir: config.sandbox.cache_dir.clone(),
+            max_concurrent: 8,
+            ..SandboxConfig::default()
+        },
+        &trials,
+        Arc::new(MemoryServices::new()),
+    )?);
+    let store = SqliteSubmissions::open(Some(&config.data.join("market.db")))?;
+    Ok(Desk::new(Arc::new(store), Policy::default(), sandbox))
+}
+
+fn developer(s: &Session) -> Result<Actor, ServerError> {
+    match s.role {
+        Role::Partner | Role::Admin => Ok(Actor {
+            id: s.email.clone(),
+            role: MarketRole::Developer,
+        }),
+        _ => Err(ServerError::Forbidden {
+            detail: format!(
+                "submitting plugins is for partners; {} is a {}",
+                s.email, s.role
+            ),
+        }),
+    }
+}
+
+fn reviewer(s: &Session) -> Result<Actor, ServerError> {
+    match s.role {
+        Role::Reviewer | Role::Admin => Ok(Actor {
+            id: s.email.clone(),
+            role: MarketRole::Reviewer,
+        }),
+        _ => Err(ServerError::Forbidden {
+            detail: format!(
+                "reviewing submissions is for reviewers; {} is a {}",
+                s.email, s.role
+            ),
+        }),
+    }
+}
+
+impl Platform {
+    /// The largest package a partner may upload.
+    pub fn max_package(&self) -> u64 {
+        Policy::default().max_package_bytes
+    }
+
+    /// A partner submits `package`: a draft, then the automated review,
+    /// whose report comes back with the submission (one with errors is
+    /// rejected at once, its errors as the feedback).
+    pub fn submit(&self, who: &Session, package: &[u8]) -> Result<Submission, ServerError> {
+        let dev = developer(who)?;
+        let now = Timestamp::now();
+        let draft = self.desk.draft(&dev, package, now)?;
+        Ok(self.desk.submit(&draft.id, &dev, now)?)
+    }
+
+    /// Submissions `who` may see: a reviewer's or an admin's, all of them
+    /// (in `state` if given); a partner's, their own.
+    pub fn submissions(
+        &self,
+        who: &Session,
+        state: Option<State>,
+    ) -> Result<Vec<Submission>, ServerError> {
+        let owner = match who.role {
+            Role::Reviewer | Role::Admin => None,
+            Role::Partner => Some(who.email.clone()),
+            Role::Merchant(_) => {
+                return Err(ServerError::Forbidden {
+                    detail: format!(
+                        "submissions are for partners and reviewers; {} is a {}",
+                        who.email, who.role
+                    ),
+                });
+            }
+        };
+        Ok(self.desk.list(&SubmissionFilter {
+            state,
+            plugin: None,
+            owner,
+        })?)
+    }
+
+    /// One submission, if `who` may see it.
+    pub fn submission(&self, who: &Session, id: &str) -> Result<Submission, ServerError> {
+        let s = self.desk.get(id)?;
+        match who.role {
+            Role::Reviewer | Role::Admin => Ok(s),
+            Role::Partner if s.owner == who.email => Ok(s),
+            _ => Err(ServerError::not_found(format!("the submission `{id}`"))),
+        }
+    }
+
+    /// A reviewer's decision on a submitted package. Approval takes it
+    /// through review and testing, publishes it, and adds it to the catalog;
+    /// rejection sends it back with `feedback`, which is then required.
+    pub fn decide(
+        &self,
+        who: &Session,
+        id: &str,
+        approve: bool,
+        feedback: &str,
+    ) -> Result<Submission, ServerError> {
+        let reviewer = reviewer(who)?;
+        let feedback = feedback.trim();
+        if !approve && feedback.is_empty() {
+            return Err(ServerError::invalid(
+                "a rejection needs feedback that tells the partner what to change",
+            ));
+        }
+        let now = Timestamp::now();
+        let s = self.desk.get(id)?;
+        if s.state != State::Submitted {
+            return Err(ServerError::invalid(format!(
+                "the submission `{id}` is {:?}, not waiting for review",
+                s.state
+            )));
+        }
+        self.desk
+            .transition(id, State::InReview, &reviewer, feedback, now)?;
+        if !approve {
+            return Ok(self
+                .desk
+                .transition(id, State::Rejected, &reviewer, feedback, now)?);
+        }
+        self.desk
+            .transition(id, State::Testing, &reviewer, feedback, now)?;
+        self.desk
+            .transition(id, State::Approved, &reviewer, feedback, now)?;
+        let package = Package::parse(&self.desk.package(id)?, self.max_package())?;
+        Manifest::parse(&package.manifest)?;
+        let published = self.desk.transition(
+            id,
+            State::Published,
+            &Actor {
+                id: PUBLISHER.into(),
+                role: MarketRole::Admin,
+            },
+            "",
+            now,
+        )?;
+        self.add_package(
+            &package.manifest,
+            &package.component,
+            package.samples.first().cloned(),
+        )?;
+        Ok(published)
+    }
+
+    /// The catalog: the newest version of every package, whose name, slug
+    /// or description contains `query` (any case), by slug.
+    pub fn catalog(&self, query: &str) -> Result<Vec<(PackageRow, Manifest)>, ServerError> {
+        let query = query.trim().to_lowercase();
+        let mut newest: Vec<(PackageRow, Manifest)> = Vec::new();
+        for row in self.store.packages()? {
+            let Ok(m) = Manifest::parse(&row.manifest) else {
+                continue;
+            };
+            match newest.iter_mut().find(|(r, _)| r.slug == row.slug) {
+                Some(entry) if entry.1.version < m.version => *entry = (row, m),
+                Some(_) => {}
+                None => newest.push((row, m)),
+            }
+        }
+        newest.retain(|(_, m)| {
+            query.is_empty()
+                || [
+                    m.name.as_str(),
+                    m.slug.as_str(),
+                    m.description.as_deref().unwrap_or_default(),
+                ]
+                .iter()
+                .any(|t| t.to_lowercase().contains(&query))
+        });
+        newest.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
+        Ok(newest)
+    }
+}
