@@ -41,7 +41,9 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
         format!("cannot listen on {addr}: is another server there? Choose another port with --port")
     })?;
     let addr = listener.local_addr().context("the listener's address")?;
-    let config = PlatformConfig::new(data);
+    let base = format!("http://{addr}");
+    let mut config = PlatformConfig::new(data);
+    config.issuer = base.clone();
     let first = !data.join("server.db").exists();
     let platform = tokio::task::spawn_blocking(move || -> Result<Platform> {
         let platform = Platform::open(config)?;
@@ -60,11 +62,11 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
     } else {
         None
     };
-    let base = format!("http://{addr}");
     println!("Vodo is serving {} on {base}", data.display());
     println!("  console   {base}/admin");
     println!("  API       {base}/v1   (records: {base}/api/{{resource}}/{{id}})");
     println!("  explorer  {base}/api-docs   (OpenAPI 3.1: {base}/openapi.json)");
+    println!("  OAuth     {base}/.well-known/oauth-authorization-server");
     println!("  health    {base}/healthz");
     match password {
         Some(p) => println!(

@@ -149,6 +149,23 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
 
     let (status, _) = call("GET", &format!("{base}/admin/login"), None, None);
     assert_eq!(status, 200);
+    // The OAuth metadata it printed, with the issuer it is served at.
+    let oauth = server
+        .printed
+        .iter()
+        .find(|l| l.contains("OAuth"))
+        .expect("the OAuth metadata URL is printed")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let (status, metadata) = call("GET", &oauth, None, None);
+    assert_eq!(status, 200, "{metadata}");
+    assert_eq!(metadata["issuer"], base.as_str(), "{metadata}");
+    assert_eq!(
+        metadata["token_endpoint"],
+        format!("{base}/oauth/token").as_str()
+    );
     let (status, signed) = call(
         "POST",
         &format!("{base}/v1/session"),

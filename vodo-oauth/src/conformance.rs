@@ -285,6 +285,20 @@ pub fn webhook_outbox(outbox: &dyn crate::webhooks::Outbox) {
         "ids have no `.`"
     );
     assert_eq!(outbox.pending().unwrap(), 3);
+    let ids = |ms: Vec<Message>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(outbox.messages(0, 10).unwrap()),
+        ["m2", "m1"],
+        "newest first"
+    );
+    assert_eq!(ids(outbox.messages(1, 10).unwrap()), ["m1"], "paged");
+    assert!(outbox.messages(2, 10).unwrap().is_empty());
+    assert_eq!(
+        outbox.message("m1").unwrap(),
+        Some(message("m1", 100)),
+        "a message reads back as written"
+    );
+    assert_eq!(outbox.message("nope").unwrap(), None);
 
     assert!(
         outbox

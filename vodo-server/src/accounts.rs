@@ -118,6 +118,15 @@ impl std::fmt::Debug for Accounts {
 }
 
 /// SHA-256 of a session token: the database never holds the token itself.
+/// `bytes` random bytes from the system's source, in hex (for ids).
+pub(crate) fn random_hex(bytes: usize) -> Result<String, ServerError> {
+    let mut b = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| ServerError::invalid("the system's random source failed"))?;
+    Ok(b.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn token_hash(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
         .as_ref()

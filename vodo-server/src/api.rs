@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,14 +18,14 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vodo_core::audit::{AuditFilter, AuditKind, AuditRecord};
-use vodo_core::keys::{ApiKeyRecord, VerifiedKey};
+use vodo_core::keys::ApiKeyRecord;
 use vodo_core::{InstallationId, PluginId, Timestamp};
 use vodo_sandbox::HostServices;
 use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::accounts::SignInError;
 use crate::platform::PluginView;
-use crate::web::{ApiSession, JsonBody, manages, set_cookie};
+use crate::web::{Acting, ApiSession, JsonBody, manages, set_cookie};
 use crate::{ApiKeyAuthLayer, PermissionLayer, Platform, Problem, RateLimitLayer, ServerError};
 
 type Shared = Arc<Platform>;
@@ -61,6 +61,8 @@ pub(crate) struct ProblemDoc {
         (name = "audit", description = "The tamper-evident audit trail"),
         (name = "records", description = "Records, for plugins' API keys"),
         (name = "marketplace", description = "Submissions, the review queue and the catalog"),
+        (name = "apps", description = "Partner apps registered with the OAuth provider"),
+        (name = "webhooks", description = "Partner apps' webhook endpoints, the delivery log, redelivery and the test tool"),
     ),
     components(schemas(ProblemDoc))
 )]
@@ -69,7 +71,7 @@ struct ApiDoc;
 /// The JSON API's routes and the OpenAPI document generated from the same
 /// route definitions.
 pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sign_in, sign_out, whoami))
         .routes(routes!(installations))
         .routes(routes!(packages))
@@ -88,8 +90,8 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(submissions, submit))
         .routes(routes!(submission))
         .routes(routes!(decide))
-        .routes(routes!(catalog))
-        .split_for_parts();
+        .routes(routes!(catalog));
+    let (router, doc) = crate::apps_api::add(router).split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     let (entities, paths) = entities(platform);
     if let Some(all) = doc["paths"].as_object_mut() {
@@ -99,6 +101,19 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         "type": "http", "scheme": "bearer",
         "description": "A plugin's API key, `vodo_...`, issued by `POST /v1/installations/{installation}/plugins/{plugin}/keys`",
     });
+    doc["components"]["securitySchemes"]["oauth"] = json!({
+        "type": "oauth2",
+        "description": "A partner app's access token, `vodo_at_...`, that a merchant authorized (authorization code with PKCE)",
+        "flows": { "authorizationCode": {
+            "authorizationUrl": format!("{}/oauth/authorize", platform.config.issuer),
+            "tokenUrl": format!("{}/oauth/token", platform.config.issuer),
+            "refreshUrl": format!("{}/oauth/token", platform.config.issuer),
+            "scopes": platform.config.resources.iter().flat_map(|r| [
+                (format!("entities:read:{}", r.kind), Value::from(format!("Read {}", r.name))),
+                (format!("entities:write:{}", r.kind), Value::from(format!("Write {}", r.name))),
+            ]).collect::<serde_json::Map<String, Value>>(),
+        } },
+    });
     (router.merge(entities), doc)
 }
 
@@ -107,8 +122,8 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
 fn entity_doc(r: &crate::Resource) -> Value {
     let problem = |d: &str| json!({ "description": d, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/ProblemDoc" } } } });
     let common = json!({
-        "401": problem("No key, or a key that does not verify; see `WWW-Authenticate`"),
-        "403": problem("The plugin's grant or the key lacks the scope (named in `scope`), or the plugin is disabled"),
+        "401": problem("No key or token, or one that does not verify; see `WWW-Authenticate`"),
+        "403": problem("The plugin's grant, the key or the app's token lacks the scope (named in `scope`), or the plugin is disabled"),
         "404": problem("No such record in the key's installation"),
         "429": problem("Over the key's or the installation's rate limit; see `Retry-After`, `RateLimit` and `RateLimit-Policy`"),
     });
@@ -120,7 +135,7 @@ fn entity_doc(r: &crate::Resource) -> Value {
         r
     };
     let id = json!([{ "name": "id", "in": "path", "required": true, "description": "The record's id: 1 to 128 letters, digits, `-`, `_` or `.`", "schema": { "type": "string" } }]);
-    let security = json!([{ "api_key": [] }]);
+    let security = json!([{ "api_key": [] }, { "oauth": [] }]);
     let kind = &r.kind;
     json!({
         "get": {
@@ -135,7 +150,8 @@ fn entity_doc(r: &crate::Resource) -> Value {
             "parameters": id, "security": security,
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
             "responses": with(json!({
-                "200": { "description": format!("The {kind}, as stored"), "content": { "application/json": { "schema": { "type": "object" } } } },
+                "200": { "description": format!("Replaced: the {kind}, as stored; `{kind}.updated` is sent to webhooks"), "content": { "application/json": { "schema": { "type": "object" } } } },
+                "201": { "description": format!("Created: the {kind}, as stored; `{kind}.created` is sent to webhooks"), "content": { "application/json": { "schema": { "type": "object" } } } },
                 "400": problem("A body that is not JSON, or an id that is not one"),
                 "413": problem("A body over 64 KiB"),
                 "422": problem("JSON that is not an object"),
@@ -145,7 +161,7 @@ fn entity_doc(r: &crate::Resource) -> Value {
             "tags": ["records"], "operationId": format!("delete_{kind}"),
             "summary": format!("Delete a record of `{kind}` (needs `entities:write:{kind}`)"),
             "parameters": id, "security": security,
-            "responses": with(json!({ "204": { "description": "Deleted" } })),
+            "responses": with(json!({ "204": { "description": format!("Deleted; `{kind}.deleted` is sent to webhooks") } })),
         },
     })
 }
@@ -185,8 +201,12 @@ fn entities(platform: &Shared) -> (Router<Shared>, serde_json::Map<String, Value
             &format!("/api/{}/{{id}}", r.name),
             reads
                 .merge(writes)
-                .layer::<_, std::convert::Infallible>(RateLimitLayer::new(host))
-                .layer::<_, std::convert::Infallible>(ApiKeyAuthLayer::new(host)),
+                .layer::<_, std::convert::Infallible>(
+                    RateLimitLayer::new(host).partner_limit(platform.config.partner_rate_limit),
+                )
+                .layer::<_, std::convert::Infallible>(
+                    ApiKeyAuthLayer::new(host).with_oauth(&platform.oauth),
+                ),
         );
     }
     (router, paths)
@@ -233,12 +253,12 @@ fn json_response(status: StatusCode, text: String) -> Response {
 
 async fn get_entity(
     State(p): State<Shared>,
-    Extension(key): Extension<VerifiedKey>,
+    Acting(installation): Acting,
     Path(id): Path<String>,
     kind: Arc<str>,
 ) -> ApiResult {
     entity_id(&id)?;
-    match p.store.get_entity(&key.installation, &kind, &id) {
+    match p.store.get_entity(&installation, &kind, &id) {
         Ok(Some(json)) => Ok(json_response(StatusCode::OK, json)),
         Ok(None) => Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -251,7 +271,7 @@ async fn get_entity(
 
 async fn put_entity(
     State(p): State<Shared>,
-    Extension(key): Extension<VerifiedKey>,
+    Acting(installation): Acting,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Value>,
     kind: Arc<str>,
@@ -265,21 +285,40 @@ async fn put_entity(
         ));
     }
     let text = body.to_string();
-    p.store
-        .put_entity(&key.installation, &kind, &id, &text)
+    let created = p
+        .store
+        .write_entity(&installation, &kind, &id, &text)
         .map_err(service_problem)?;
-    Ok(json_response(StatusCode::OK, text))
+    let event = if created { "created" } else { "updated" };
+    p.publish(
+        &format!("{kind}.{event}"),
+        &installation,
+        json!({ "id": id, kind.as_ref(): body }),
+    );
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(status, text))
 }
 
 async fn delete_entity(
     State(p): State<Shared>,
-    Extension(key): Extension<VerifiedKey>,
+    Acting(installation): Acting,
     Path(id): Path<String>,
     kind: Arc<str>,
 ) -> ApiResult {
     entity_id(&id)?;
-    match p.store.delete_entity(&key.installation, &kind, &id) {
-        Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
+    match p.store.delete_entity(&installation, &kind, &id) {
+        Ok(true) => {
+            p.publish(
+                &format!("{kind}.deleted"),
+                &installation,
+                json!({ "id": id }),
+            );
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         Ok(false) => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -444,7 +483,7 @@ fn ids(installation: String, plugin: String) -> Result<(InstallationId, PluginId
     Ok((InstallationId::new(installation), PluginId::new(plugin)))
 }
 
-fn installation_id(installation: String) -> Result<InstallationId, Problem> {
+pub(crate) fn installation_id(installation: String) -> Result<InstallationId, Problem> {
     ids(installation, "x".into()).map(|(i, _)| i)
 }
 

@@ -7,6 +7,7 @@ use http::{Request, StatusCode};
 use tower::Layer;
 use vodo_core::Host;
 use vodo_core::keys::KeyError;
+use vodo_oauth::{ACCESS_PREFIX, AuthServer};
 
 use crate::problem::header_text;
 use crate::{Check, Checking, Problem};
@@ -24,9 +25,16 @@ use crate::{Check, Checking, Problem};
 /// Verification reads the manager's cache; a key it has not seen, or one
 /// read longer ago than its staleness bound, is read from the key store in
 /// place (a short SQLite read for the embedded store).
+///
+/// With [`with_oauth`](Self::with_oauth), partner apps' OAuth access tokens
+/// (`vodo_at_...`) are taken too: a valid one goes into the extensions as
+/// an [`AccessInfo`](vodo_oauth::AccessInfo), for [`RateLimitLayer`](crate::RateLimitLayer) and
+/// [`PermissionLayer`](crate::PermissionLayer) to check against the scopes
+/// the installation consented to.
 #[derive(Debug, Clone)]
 pub struct ApiKeyAuthLayer {
     host: Arc<Host>,
+    oauth: Option<Arc<AuthServer>>,
 }
 
 impl ApiKeyAuthLayer {
@@ -34,7 +42,14 @@ impl ApiKeyAuthLayer {
     pub fn new(host: &Arc<Host>) -> Self {
         Self {
             host: Arc::clone(host),
+            oauth: None,
         }
+    }
+
+    /// Also takes access tokens issued by `oauth` to partner apps.
+    pub fn with_oauth(mut self, oauth: &Arc<AuthServer>) -> Self {
+        self.oauth = Some(Arc::clone(oauth));
+        self
     }
 }
 
@@ -52,6 +67,23 @@ impl Check for ApiKeyAuthLayer {
         request: &mut Request<B>,
     ) -> Result<Option<(HeaderName, HeaderValue)>, Problem> {
         let presented = bearer(request.headers().get(AUTHORIZATION))?;
+        if let Some(oauth) = &self.oauth
+            && presented.starts_with(ACCESS_PREFIX)
+        {
+            let header = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let info = oauth.authenticate(header).map_err(|e| {
+                let challenge = HeaderValue::from_str(&oauth.challenge(&e)).unwrap_or_else(|_| {
+                    HeaderValue::from_static(r#"Bearer realm="vodo", error="invalid_token""#)
+                });
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
+                    .header(WWW_AUTHENTICATE, challenge)
+            })?;
+            request.extensions_mut().insert(info);
+            return Ok(None);
+        }
         let verified = self.host.keys.verify(presented).map_err(|e| refused(&e))?;
         request.extensions_mut().insert(verified);
         Ok(None)

@@ -62,6 +62,7 @@ pub(crate) fn routes() -> Router<Shared> {
         )
         .route("/admin/catalog", get(catalog_page))
         .route("/admin/audit/verify", post(verify))
+        .merge(crate::console_hooks::routes())
 }
 
 const STYLE: &str = "
@@ -91,7 +92,7 @@ td code{word-break:break-all}
 .muted{color:#6b7685;font-size:.85rem}
 ";
 
-fn page(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
+pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -113,6 +114,9 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
                             @if matches!(s.role, Role::Admin | Role::Reviewer) {
                                 a href="/admin/reviews" { "Review queue" }
                             }
+                            @if matches!(s.role, Role::Admin | Role::Partner) {
+                                a href="/admin/webhooks" { "Webhooks" }
+                            }
                             a href="/admin/catalog" { "Catalog" }
                             a href="/api-docs" { "API" }
                             span.who { (s.email) " · " (s.role) }
@@ -130,7 +134,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
     )
 }
 
-fn error_page(session: Option<&Session>, p: &Problem) -> Response {
+pub(crate) fn error_page(session: Option<&Session>, p: &Problem) -> Response {
     let mut r = page(
         "Error",
         session,
@@ -146,7 +150,7 @@ fn error_page(session: Option<&Session>, p: &Problem) -> Response {
 }
 
 /// The console's session: without one, the browser is sent to sign in.
-struct ConsoleSession(Session);
+pub(crate) struct ConsoleSession(pub(crate) Session);
 
 impl FromRequestParts<Shared> for ConsoleSession {
     type Rejection = Response;
@@ -163,7 +167,7 @@ impl FromRequestParts<Shared> for ConsoleSession {
 }
 
 /// `403` unless the form's token is the session's.
-fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
+pub(crate) fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
     if csrf_matches(s, given) {
         Ok(())
     } else {
@@ -178,7 +182,10 @@ fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
     }
 }
 
-fn form<T>(s: Option<&Session>, f: Result<Form<T>, FormRejection>) -> Result<T, Response> {
+pub(crate) fn form<T>(
+    s: Option<&Session>,
+    f: Result<Form<T>, FormRejection>,
+) -> Result<T, Response> {
     f.map(|Form(t)| t).map_err(|e| {
         error_page(
             s,
@@ -356,7 +363,7 @@ fn badge(v: &PluginView) -> Markup {
 
 /// `2026-12-02 22:55:27`, in UTC (days to a civil date by Howard
 /// Hinnant's algorithm).
-fn utc(t: vodo_core::Timestamp) -> String {
+pub(crate) fn utc(t: vodo_core::Timestamp) -> String {
     let secs = t.as_millis().div_euclid(1000);
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

@@ -20,6 +20,9 @@ pub enum ServerError {
     /// A manifest did not validate.
     #[error(transparent)]
     Manifest(#[from] vodo_core::ManifestError),
+    /// The OAuth provider or the webhook outbox refused or failed.
+    #[error(transparent)]
+    OAuth(#[from] vodo_oauth::Error),
     /// The sandbox refused or failed to load a plugin.
     #[error(transparent)]
     Load(#[from] vodo_sandbox::LoadError),
@@ -98,6 +101,12 @@ impl ServerError {
                 "plugin_refused",
                 e.to_string(),
             ),
+            Self::OAuth(vodo_oauth::Error::NotFound(what)) => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", what.clone())
+            }
+            Self::OAuth(vodo_oauth::Error::Invalid(why)) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why.clone())
+            }
             Self::Core(vodo_core::Error::NotFound(what)) => Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -49,8 +49,11 @@
 
 mod accounts;
 mod api;
+mod apps;
+mod apps_api;
 mod auth;
 mod console;
+mod console_hooks;
 mod error;
 mod explorer;
 mod future;
@@ -66,6 +69,8 @@ mod web;
 
 pub use accounts::{Accounts, MIN_PASSWORD, Role, Session, SignInError};
 pub use api::MAX_PAGE;
+pub use apps::{DeliveryView, MAX_ENDPOINTS_PER_APP, MessageView, NewApp, NewEndpoint};
+pub use apps_api::MAX_DELIVERIES_PAGE;
 pub use auth::ApiKeyAuthLayer;
 pub use error::ServerError;
 pub use future::{Check, Checked, Checking};

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 use tower::Layer;
+use vodo_core::audit::{AuditAction, AuditEvent, AuditSinkExt as _};
 use vodo_core::keys::VerifiedKey;
 use vodo_core::{AccessError, DenyReason, Host};
+use vodo_oauth::AccessInfo;
 use vodo_scopes::PluginScope;
 
 use crate::{Check, Checking, Problem};
@@ -46,6 +48,41 @@ impl PermissionLayer {
     }
 }
 
+impl PermissionLayer {
+    /// A partner app's token must carry the scope (the installation
+    /// consented to it); a denial is audited against the installation.
+    fn check_app<B>(&self, info: &AccessInfo, request: &Request<B>) -> Result<(), Problem> {
+        let Some(installation) = &info.installation else {
+            return Err(crate::rate::no_installation());
+        };
+        if info.scopes.allows(&self.scope) {
+            return Ok(());
+        }
+        let reason = DenyReason::missing(&self.scope);
+        self.host.audit.record_or_log(
+            &AuditEvent::now(AuditAction::PermissionDenied {
+                scope: format!(
+                    "{} by app {}: {}",
+                    self.scope,
+                    info.client_id,
+                    crate::wanted(request)
+                ),
+                reason,
+            })
+            .installation(installation),
+        );
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "missing_scope",
+            format!(
+                "the app's token does not carry `{}`: ask the merchant to authorize the app with it",
+                self.scope
+            ),
+        )
+        .with("scope", self.scope.to_string()))
+    }
+}
+
 impl<S> Layer<S> for PermissionLayer {
     type Service = Checking<S, Self>;
 
@@ -60,6 +97,9 @@ impl Check for PermissionLayer {
         request: &mut Request<B>,
     ) -> Result<Option<(HeaderName, HeaderValue)>, Problem> {
         let Some(key) = request.extensions().get::<VerifiedKey>() else {
+            if let Some(info) = request.extensions().get::<AccessInfo>() {
+                return self.check_app(info, request).map(|()| None);
+            }
             return Err(crate::auth_missing("PermissionLayer"));
         };
         match self.host.permit(key, self.resource.as_deref(), &self.scope) {

@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::num::NonZeroU32;
 use vodo_core::audit::{
     AuditFilter, AuditLog, AuditRecord, FileAudit, FileAuditOptions, VerifyReport, verify_file,
 };
 use vodo_core::health::HealthReport;
 use vodo_core::keys::{ApiKey, ApiKeyRecord, IssueKey};
+
+use vodo_core::rate::{Period, RateLimit};
 use vodo_core::{Consent, Host, InstallationId, Manifest, PluginId, SecretKey};
+use vodo_oauth::webhooks::{Deliverer, DeliveryConfig, SqliteOutbox};
+use vodo_oauth::{AuthServer, AuthServerConfig};
 use vodo_sandbox::{Installed, Limits, Sandbox, SandboxConfig, UsageSummary, Wasm};
 use vodo_scopes::{ConsentDiff, PluginScope, ScopeSet};
 
@@ -58,6 +63,15 @@ pub struct PlatformConfig {
     pub sandbox: SandboxConfig,
     /// Limits of every plugin call. Default [`Limits::default`].
     pub limits: Limits,
+    /// The OAuth provider's issuer: the URL this server is reached at,
+    /// `https` (or `http` on loopback). Default `http://127.0.0.1:8080`.
+    pub issuer: String,
+    /// How webhooks are delivered. Default [`DeliveryConfig::default`]
+    /// (endpoints on private addresses refused, and `http` URLs with them).
+    pub webhooks: DeliveryConfig,
+    /// How many platform API requests one partner app may make for one
+    /// installation. Default 120 a minute.
+    pub partner_rate_limit: Option<RateLimit>,
 }
 
 impl PlatformConfig {
@@ -74,6 +88,10 @@ impl PlatformConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             sandbox: SandboxConfig::default(),
             limits: Limits::default(),
+            issuer: "http://127.0.0.1:8080".into(),
+            webhooks: DeliveryConfig::default(),
+            partner_rate_limit: NonZeroU32::new(120)
+                .and_then(|n| RateLimit::new(n, Period::Minute).ok()),
         }
     }
 }
@@ -110,6 +128,10 @@ pub struct Platform {
     pub store: Arc<ServerStore>,
     /// Accounts and sessions.
     pub accounts: Accounts,
+    /// The OAuth 2.1 provider of partner apps.
+    pub oauth: Arc<AuthServer>,
+    /// Partner apps' webhooks: the outbox and its deliverer.
+    pub webhooks: Arc<Deliverer>,
     pub(crate) config: PlatformConfig,
     pub(crate) desk: vodo_marketplace::submissions::Desk,
     audit_log: Arc<FileAudit>,
@@ -181,8 +203,17 @@ impl Platform {
         )?);
         let accounts = Accounts::new(Arc::clone(&store), config.session_ttl)?;
         let desk = crate::market::open_desk(&config)?;
+        let oauth = Arc::new(AuthServer::new(
+            AuthServerConfig::new(config.issuer.clone()),
+            Arc::new(vodo_oauth::SqliteStore::open(data.join("oauth.db"))?),
+            &secret,
+        )?);
+        let outbox = Arc::new(SqliteOutbox::open(data.join("webhooks.db"), &secret)?);
+        let webhooks = Arc::new(Deliverer::new(outbox, config.webhooks.clone()));
         let platform = Self {
             desk,
+            oauth,
+            webhooks,
             host,
             sandbox,
             store,

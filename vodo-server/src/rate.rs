@@ -6,7 +6,9 @@ use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, StatusCode};
 use tower::Layer;
 use vodo_core::keys::VerifiedKey;
-use vodo_core::{AccessError, DenyReason, Host};
+use vodo_core::rate::{RateKey, RateLimit};
+use vodo_core::{AccessError, Decision, DenyReason, Host};
+use vodo_oauth::AccessInfo;
 
 use crate::{Check, Checking, Problem};
 
@@ -29,9 +31,15 @@ pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// Every response of a limited plugin carries `RateLimit-Policy`. A plugin
 /// that is disabled or not installed is `403`; the limiter refusing a new
 /// key because it is full is `503`. Every refusal is audited.
+///
+/// A partner app's access token ([`ApiKeyAuthLayer::with_oauth`](crate::ApiKeyAuthLayer::with_oauth))
+/// is counted per app and installation against [`partner_limit`](Self::partner_limit)
+/// (`RateLimit-Policy: "app";...`); a token that acts for no installation
+/// (client credentials) is `403 no_installation`.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     host: Arc<Host>,
+    partner: Option<RateLimit>,
 }
 
 impl RateLimitLayer {
@@ -39,8 +47,45 @@ impl RateLimitLayer {
     pub fn new(host: &Arc<Host>) -> Self {
         Self {
             host: Arc::clone(host),
+            partner: None,
         }
     }
+
+    /// Partner apps' requests for one installation are limited to `limit`
+    /// (`None`: not limited).
+    pub fn partner_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.partner = limit;
+        self
+    }
+
+    fn check_app(&self, info: &AccessInfo) -> Result<Option<(HeaderName, HeaderValue)>, Problem> {
+        let Some(installation) = &info.installation else {
+            return Err(no_installation());
+        };
+        let Some(limit) = self.partner else {
+            return Ok(None);
+        };
+        let key = RateKey::ApiKey(format!("app:{}:{installation}", info.client_id).into());
+        match self.host.rate_limits.check(&key, limit) {
+            Decision::Allow => Ok(Some((RATELIMIT_POLICY.clone(), policy_of("app", limit)))),
+            Decision::Deny { reason } => {
+                let mut p = denied(&reason, None);
+                if matches!(reason, DenyReason::RateLimited { .. }) {
+                    p = p.header(RATELIMIT_POLICY.clone(), policy_of("app", limit));
+                }
+                Err(p)
+            }
+        }
+    }
+}
+
+/// A partner app's token that acts for no installation.
+pub(crate) fn no_installation() -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "no_installation",
+        "this token acts for no installation (a client-credentials token): records are read with a token a merchant authorized",
+    )
 }
 
 impl<S> Layer<S> for RateLimitLayer {
@@ -57,6 +102,9 @@ impl Check for RateLimitLayer {
         request: &mut Request<B>,
     ) -> Result<Option<(HeaderName, HeaderValue)>, Problem> {
         let Some(key) = request.extensions().get::<VerifiedKey>() else {
+            if let Some(info) = request.extensions().get::<AccessInfo>() {
+                return self.check_app(info);
+            }
             return Err(crate::auth_missing("RateLimitLayer"));
         };
         match self.host.admit(key, &crate::wanted(request)) {
@@ -83,9 +131,14 @@ impl Check for RateLimitLayer {
 }
 
 /// `"plugin";q={count};w={seconds}`.
-fn policy(limit: vodo_core::rate::RateLimit) -> HeaderValue {
+fn policy(limit: RateLimit) -> HeaderValue {
+    policy_of("plugin", limit)
+}
+
+/// `"{name}";q={count};w={seconds}`.
+fn policy_of(name: &str, limit: RateLimit) -> HeaderValue {
     let window = limit.period().duration().as_secs();
-    HeaderValue::from_str(&format!("\"plugin\";q={};w={window}", limit.count()))
+    HeaderValue::from_str(&format!("\"{name}\";q={};w={window}", limit.count()))
         .unwrap_or_else(|_| HeaderValue::from_static("\"plugin\""))
 }
 

@@ -25,6 +25,9 @@ impl Platform {
     /// - `/openapi.json`: the OpenAPI 3.1 document of `/v1` and `/api`, generated from
     ///   the same route definitions, and `/api-docs`, its explorer;
     /// - `/healthz`: whether the server is up.
+    /// - `/oauth/...` and `/.well-known/oauth-authorization-server`: the OAuth
+    ///   2.1 provider of partner apps; a merchant signed in to the console
+    ///   consents for their installation;
     ///
     /// Every response carries an `x-request-id`, and every request is a
     /// `tracing` span with it.
@@ -37,8 +40,22 @@ impl Platform {
         let docs = crate::explorer::Docs::new(&doc);
         let (json, explorer) = (docs.clone(), docs);
         let doc = Arc::new(doc);
+        let me = Arc::clone(self);
+        let session: vodo_oauth::axum::SessionFn = Arc::new(move |headers| {
+            let session = me.accounts.session(crate::web::cookie(headers)?).ok()??;
+            match session.role {
+                crate::Role::Merchant(installation) => Some(vodo_oauth::Session {
+                    installation,
+                    user: session.email,
+                }),
+                _ => None,
+            }
+        });
+        let oauth = vodo_oauth::axum::router(Arc::clone(&self.oauth), session);
         api.merge(crate::console::routes())
             .route("/healthz", get(|| async { "ok" }))
+            .route_service("/.well-known/oauth-authorization-server", oauth.clone())
+            .route_service("/oauth/{*rest}", oauth)
             .route("/openapi.json", get(move || async move { json.json_response() }))
             .route("/api-docs", get(move || async move { explorer.page_response() }))
             .route(
@@ -74,8 +91,27 @@ impl Platform {
 
 /// Serves `platform` on `listener` until `shutdown` completes, then lets
 /// requests in flight (plugin calls among them) finish for up to `grace`.
+///
+/// While it serves, a worker delivers webhooks from the outbox every
+/// second; at shutdown the attempt in flight finishes (what is still
+/// pending stays in the outbox for the next start).
 pub async fn serve(
     platform: Arc<Platform>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let worker = platform
+        .webhooks
+        .spawn(Duration::from_secs(1))
+        .map_err(std::io::Error::other)?;
+    let served = serve_only(&platform, listener, shutdown, grace).await;
+    let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
+    served
+}
+
+async fn serve_only(
+    platform: &Arc<Platform>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,

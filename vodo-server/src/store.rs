@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL,
     PRIMARY KEY (installation, plugin, key)
 );
+CREATE TABLE IF NOT EXISTS partner_accounts (
+    email TEXT PRIMARY KEY,
+    partner_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS triggered (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     installation TEXT NOT NULL,
@@ -140,6 +144,77 @@ fn unavailable(e: rusqlite::Error) -> ServiceError {
 }
 
 impl ServerStore {
+    /// Writes a record, and says whether it is new (`true`) or replaced
+    /// one (`false`): both in one statement, so two writers of the same new
+    /// record cannot both see it as new.
+    pub fn write_entity(
+        &self,
+        installation: &InstallationId,
+        kind: &str,
+        id: &str,
+        json: &str,
+    ) -> ServiceResult<bool> {
+        if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err() {
+            return Err(ServiceError::Invalid(format!(
+                "the {kind} `{id}` is not JSON"
+            )));
+        }
+        let conn = self.conn.lock();
+        let replaced = conn
+            .execute(
+                "UPDATE entities SET json = ?4 WHERE installation = ?1 AND kind = ?2 AND id = ?3",
+                params![installation.as_str(), kind, id, json],
+            )
+            .map_err(unavailable)?;
+        if replaced == 0 {
+            conn.execute(
+                "INSERT INTO entities (installation, kind, id, json) VALUES (?1, ?2, ?3, ?4)",
+                params![installation.as_str(), kind, id, json],
+            )
+            .map_err(unavailable)?;
+        }
+        Ok(replaced == 0)
+    }
+
+    /// The OAuth partner a partner account acts as, if it has one yet.
+    pub fn partner_of(&self, email: &str) -> Result<Option<String>, ServerError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT partner_id FROM partner_accounts WHERE email = ?1",
+                params![email],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(ServerError::store)
+    }
+
+    /// Every OAuth partner a partner account acts as.
+    pub fn partner_ids(&self) -> Result<Vec<String>, ServerError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT partner_id FROM partner_accounts ORDER BY email")
+            .map_err(ServerError::store)?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(ServerError::store)?;
+        Ok(rows)
+    }
+
+    /// Links a partner account to its OAuth partner.
+    pub fn set_partner_of(&self, email: &str, partner_id: &str) -> Result<(), ServerError> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO partner_accounts (email, partner_id) VALUES (?1, ?2)
+                 ON CONFLICT(email) DO UPDATE SET partner_id = ?2",
+                params![email, partner_id],
+            )
+            .map(|_| ())
+            .map_err(ServerError::store)
+    }
+
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, ServerError> {
         let conn = vodo_core::open_sqlite(Some(path)).map_err(|e| ServerError::Store {
@@ -424,20 +499,7 @@ impl HostServices for ServerStore {
         id: &str,
         json: &str,
     ) -> ServiceResult<()> {
-        if serde_json::from_str::<serde::de::IgnoredAny>(json).is_err() {
-            return Err(ServiceError::Invalid(format!(
-                "the {kind} `{id}` is not JSON"
-            )));
-        }
-        self.conn
-            .lock()
-            .execute(
-                "INSERT INTO entities (installation, kind, id, json) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(installation, kind, id) DO UPDATE SET json = ?4",
-                params![installation.as_str(), kind, id, json],
-            )
-            .map_err(unavailable)?;
-        Ok(())
+        self.write_entity(installation, kind, id, json).map(|_| ())
     }
 
     fn delete_entity(

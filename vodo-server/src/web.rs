@@ -109,6 +109,30 @@ impl FromRequestParts<Arc<Platform>> for ApiSession {
     }
 }
 
+/// The installation a platform API request acts for: its API key's, or
+/// the one whose merchant authorized the partner app's token. Needs
+/// [`ApiKeyAuthLayer`](crate::ApiKeyAuthLayer) before the handler.
+#[derive(Debug, Clone)]
+pub(crate) struct Acting(pub InstallationId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Acting {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        if let Some(key) = parts.extensions.get::<vodo_core::keys::VerifiedKey>() {
+            return Ok(Self(key.installation.clone()));
+        }
+        match parts.extensions.get::<vodo_oauth::AccessInfo>() {
+            Some(vodo_oauth::AccessInfo {
+                installation: Some(i),
+                ..
+            }) => Ok(Self(i.clone())),
+            Some(_) => Err(crate::rate::no_installation()),
+            None => Err(crate::auth_missing("the platform API")),
+        }
+    }
+}
+
 /// A JSON body of at most [`MAX_JSON`] bytes: `415` without a JSON content
 /// type, `413` over the limit, `400` when it does not parse, each a problem
 /// that says what to fix.

@@ -1,7 +1,9 @@
 //! The console in a real browser: headless Chromium over WebDriver signs in,
 //! activates a plugin on its consent screen and runs it, sees an opened
 //! circuit on the dashboard, issues and revokes a key, filters the audit
-//! log and verifies it. Each page is saved as a screenshot under
+//! log and verifies it, approves a submission from the review queue and
+//! finds it in the catalog, watches a webhook delivered, tests its endpoint
+//! and redelivers it. Each page is saved as a screenshot under
 //! `target/screenshots/console-*.png` for people to look at.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (the README's test
@@ -65,6 +67,24 @@ fn serve(platform: Arc<Platform>) -> String {
     base
 }
 
+/// A webhook receiver on loopback that takes every request with `200`.
+fn receiver() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\nthank you",
+            );
+        }
+    });
+    url
+}
+
 fn api_status(base: &str, key: &str) -> u16 {
     ureq::get(&format!("{base}/api/orders/1001"))
         .header("authorization", &format!("Bearer {key}"))
@@ -80,7 +100,9 @@ fn api_status(base: &str, key: &str) -> u16 {
 #[test]
 fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_audit_log() {
     let data = tempfile::tempdir().unwrap();
-    let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+    let mut config = PlatformConfig::new(data.path());
+    config.webhooks.allow_private = true;
+    let platform = Arc::new(Platform::open(config).unwrap());
     let shop = InstallationId::new("shop-a");
     platform.store.put_installation(&shop, "Shop A").unwrap();
     platform
@@ -232,6 +254,78 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
     let catalog = browser.wait_for_text("Order Notes Pro");
     assert!(catalog.contains("Read your order records"), "{catalog}");
     browser.screenshot("console-catalog.png");
+
+    // Webhooks: an app's endpoint (a receiver on loopback), an event the
+    // delivery worker sends, the test tool and a redelivery.
+    let admin = vodo_server::Session {
+        email: "admin@x.test".into(),
+        role: Role::Admin,
+        csrf: String::new(),
+    };
+    let (app, _) = platform
+        .register_app(
+            &admin,
+            &vodo_server::NewApp {
+                name: "Order sync".into(),
+                kind: vodo_oauth::model::ClientKind::Confidential,
+                redirect_uris: vec!["https://sync.example/cb".into()],
+                scopes: vodo_scopes::ScopeSet::new(),
+            },
+        )
+        .unwrap();
+    let hook = platform
+        .add_endpoint(
+            &admin,
+            &vodo_server::NewEndpoint {
+                client_id: app.id,
+                url: receiver(),
+                event_types: vec!["order.*".into()],
+                installation: None,
+            },
+        )
+        .unwrap();
+    platform
+        .publish("order.created", &shop, serde_json::json!({ "id": "1001" }))
+        .unwrap();
+    browser.click("header a[href='/admin/webhooks']");
+    browser.wait_for_text("Deliveries");
+    let delivered = wait_until(
+        || {
+            browser.goto(&format!("{base}/admin/webhooks"));
+            let text = browser.text_of("#deliveries");
+            text.contains("delivered").then_some(text)
+        },
+        || "the delivery worker never delivered the event".into(),
+    );
+    assert!(
+        delivered.contains("order.created") && delivered.contains(&hook.id),
+        "{delivered}"
+    );
+    browser.screenshot("console-webhooks.png");
+    browser.click("tr.endpoint button");
+    let tested = browser.wait_for_text("What came back");
+    assert!(
+        browser.text_of("#result").contains("answered 200"),
+        "{tested}"
+    );
+    browser.screenshot("console-webhook-test.png");
+    browser.goto(&format!("{base}/admin/webhooks"));
+    browser.click("tr.message a");
+    browser.wait_for_text("Attempts");
+    let attempts = browser.text_of("#attempts");
+    assert!(attempts.contains("thank you"), "{attempts}");
+    browser.click("#message-deliveries button");
+    browser.wait_for_text("Attempts");
+    let redelivered = wait_until(
+        || {
+            browser.goto(&browser.current_url());
+            let rows = browser.text_of("#attempts");
+            (rows.matches("thank you").count() >= 2).then_some(rows)
+        },
+        || "the redelivery was never attempted".into(),
+    );
+    assert!(redelivered.contains(&hook.id), "{redelivered}");
+    browser.screenshot("console-webhook-message.png");
 
     // The API explorer, from the console's header.
     browser.click("header a[href='/api-docs']");

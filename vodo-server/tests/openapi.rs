@@ -28,6 +28,10 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         ("post", p) if p.ends_with("/rotate") => json!({ "grace_seconds": 60 }),
         ("post", p) if p.ends_with("/decision") => json!({ "approve": true }),
+        ("post", "/v1/apps") => {
+            json!({ "name": "Doc app", "redirect_uris": ["https://app.example/cb"], "scopes": ["entities:read:order"] })
+        }
+        ("post", "/v1/webhooks/endpoints/{id}/test") => json!({ "event_type": "order.created" }),
         ("put", _) => json!({ "total": "1" }),
         _ => return None,
     })
@@ -125,6 +129,51 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
         .platform
         .submit(&admin_session, &package_of(&notes("1.0.0")))
         .unwrap();
+    // An app with an endpoint (a receiver on loopback) and a message sent to it.
+    let (client, _) = f
+        .platform
+        .register_app(
+            &admin_session,
+            &vodo_server::NewApp {
+                name: "Doc hooks".into(),
+                kind: vodo_oauth::model::ClientKind::Confidential,
+                redirect_uris: vec!["https://app.example/cb".into()],
+                scopes: vodo_scopes::ScopeSet::new(),
+            },
+        )
+        .unwrap();
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/hook", receiver.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in receiver.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    let hook = f
+        .platform
+        .add_endpoint(
+            &admin_session,
+            &vodo_server::NewEndpoint {
+                client_id: client.id.clone(),
+                url: hook_url,
+                event_types: vec!["order.*".into()],
+                installation: None,
+            },
+        )
+        .unwrap();
+    let message = f
+        .platform
+        .publish(
+            "order.created",
+            &vodo_core::InstallationId::new("shop-a"),
+            json!({ "id": "1001" }),
+        )
+        .unwrap();
     for (path, method, op) in &ops {
         assert!(
             op["summary"].as_str().is_some_and(|s| !s.is_empty()),
@@ -138,10 +187,23 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
                 "{id}",
                 if path.starts_with("/v1/submissions") {
                     &waiting.id
+                } else if path.starts_with("/v1/webhooks/endpoints") {
+                    &hook.id
+                } else if path.starts_with("/v1/webhooks/messages") {
+                    &message
                 } else {
                     "1001"
                 },
             );
+        let body = match (method.as_str(), path.as_str()) {
+            ("post", "/v1/webhooks/endpoints") => Some(json!({
+                "client_id": client.id, "url": "https://hooks.example/in", "event_types": ["order.*"],
+            })),
+            ("post", "/v1/webhooks/messages/{id}/redeliver") => {
+                Some(json!({ "endpoint_id": hook.id }))
+            }
+            _ => body_for(method, path),
+        };
         let http_method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let answer = if path.starts_with("/api/") {
             let body = body_for(method, path).map(|b| b.to_string());
@@ -162,11 +224,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             )
             .await
         } else {
-            send(
-                &f.app,
-                admin.request(http_method, &url, body_for(method, path)),
-            )
-            .await
+            send(&f.app, admin.request(http_method, &url, body)).await
         };
         let documented: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
         assert!(

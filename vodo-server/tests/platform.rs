@@ -702,7 +702,7 @@ async fn records_are_written_as_json_objects_and_hostile_bodies_get_a_clear_4xx(
     let writer = r#"{
       "name": "Writer", "slug": "writer", "version": "1.0.0", "description": "writes",
       "author": "Alice", "license": "MIT", "entry": "good.wasm",
-      "permissions": { "entities": ["write:order"], "api": { "rate_limit": "5/minute", "endpoints": ["orders"] } }
+      "permissions": { "entities": ["write:order"], "api": { "rate_limit": "6/minute", "endpoints": ["orders"] } }
     }"#;
     f.platform
         .add_package(writer, &test_support::guest("good"), None)
@@ -728,7 +728,9 @@ async fn records_are_written_as_json_objects_and_hostile_bodies_get_a_clear_4xx(
         key_request(&key, Method::PUT, &format!("/api/orders/{id}"), Some(body))
     };
     let r = send(&f.app, put("9", r#"{"total":"1"}"#)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.status, StatusCode::CREATED, "a new record: {}", r.text());
+    let r = send(&f.app, put("9", r#"{"total":"2"}"#)).await;
+    assert_eq!(r.status, StatusCode::OK, "a replaced record: {}", r.text());
     let r = send(&f.app, put("9", "[1,2]")).await;
     assert_eq!(
         (r.status, r.code().as_str()),
@@ -744,7 +746,7 @@ async fn records_are_written_as_json_objects_and_hostile_bodies_get_a_clear_4xx(
         (r.status, r.code().as_str()),
         (StatusCode::BAD_REQUEST, "bad_id")
     );
-    // Five requests a minute: this is the sixth.
+    // Six requests a minute: this is the seventh.
     let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(70 * 1024));
     let r = send(&f.app, put("9", &big)).await;
     assert_eq!(
@@ -766,7 +768,7 @@ async fn records_are_written_as_json_objects_and_hostile_bodies_get_a_clear_4xx(
         .store
         .get_entity(&InstallationId::new("shop-a"), "order", "9")
         .unwrap();
-    assert_eq!(stored.as_deref(), Some(r#"{"total":"1"}"#));
+    assert_eq!(stored.as_deref(), Some(r#"{"total":"2"}"#));
 }
 
 #[tokio::test]

@@ -208,6 +208,16 @@ impl Outbox for MemoryOutbox {
             .collect())
     }
 
+    fn message(&self, id: &str) -> Result<Option<Message>> {
+        Ok(self.inner.lock().messages.get(id).cloned())
+    }
+
+    fn messages(&self, offset: usize, limit: usize) -> Result<Vec<Message>> {
+        let mut all: Vec<Message> = self.inner.lock().messages.values().cloned().collect();
+        all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(all.into_iter().skip(offset).take(limit).collect())
+    }
+
     fn pending(&self) -> Result<usize> {
         Ok(self
             .inner

@@ -230,6 +230,11 @@ pub trait Outbox: std::fmt::Debug + Send + Sync {
     fn deliveries(&self, message_id: &str) -> Result<Vec<(String, DeliveryStatus, u32)>>;
     /// The number of deliveries still pending.
     fn pending(&self) -> Result<usize>;
+    /// A message by id.
+    fn message(&self, id: &str) -> Result<Option<Message>>;
+    /// Messages newest first (by creation time, then id): `limit` of them
+    /// after skipping `offset`, for a delivery log's pages.
+    fn messages(&self, offset: usize, limit: usize) -> Result<Vec<Message>>;
 
     /// The ids of an app's endpoints.
     fn endpoints_of(&self, client_id: &str) -> Result<Vec<String>> {
@@ -647,6 +652,27 @@ impl Outbox for SqliteOutbox {
         Ok(rows)
     }
 
+    fn message(&self, id: &str) -> Result<Option<Message>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event_type, installation, body, created_at FROM webhook_messages WHERE id = ?1",
+        )?;
+        Ok(stmt.query_row(params![id], message_row).optional()?)
+    }
+
+    fn messages(&self, offset: usize, limit: usize) -> Result<Vec<Message>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event_type, installation, body, created_at FROM webhook_messages
+             ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2",
+        )?;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![count(limit), count(offset)], message_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     fn pending(&self) -> Result<usize> {
         let n: i64 = self.conn.lock().query_row(
             "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
@@ -655,4 +681,15 @@ impl Outbox for SqliteOutbox {
         )?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let installation: Option<String> = r.get(2)?;
+    Ok(Message {
+        id: r.get(0)?,
+        event_type: r.get(1)?,
+        installation: installation.map(InstallationId::new),
+        body: r.get(3)?,
+        created_at: ts(r.get(4)?),
+    })
 }

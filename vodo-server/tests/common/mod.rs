@@ -60,7 +60,13 @@ pub struct Fixture {
 
 pub fn fixture() -> Fixture {
     let data = tempfile::tempdir().unwrap();
-    let platform = Arc::new(Platform::open(PlatformConfig::new(data.path())).unwrap());
+    let mut config = PlatformConfig::new(data.path());
+    // The tests' webhook receivers listen on loopback.
+    config.webhooks.allow_private = true;
+    // A failed delivery is retried only when a test asks (redeliver), not
+    // by the clock while a slow machine runs the test.
+    config.webhooks.schedule = vec![std::time::Duration::from_secs(3600)];
+    let platform = Arc::new(Platform::open(config).unwrap());
     let good = test_support::guest("good");
     platform
         .add_package(GOOD_1, &good, Some(("order.created".into(), "1001".into())))

@@ -1,0 +1,841 @@
+//! Partner apps over HTTP: registered by partners, authorized by merchants
+//! through the mounted OAuth provider, reading and writing records with
+//! their tokens within the consented scopes; and their webhooks: endpoints,
+//! signed deliveries, the delivery log, redelivery and the test tool.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use common::{Who, fixture, send, sign_in};
+use http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use vodo_core::audit::{AuditFilter, AuditKind};
+use vodo_oauth::pkce_challenge;
+use vodo_oauth::webhooks::{WebhookSecret, verify};
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn form(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The hidden inputs of the consent page's form.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=hidden ")
+        .skip(1)
+        .map(|chunk| {
+            let attr = |name: &str| {
+                let start = chunk.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let end = chunk[start..].find('"').unwrap() + start;
+                chunk[start..end]
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&#39;", "'")
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
+}
+
+fn cookie_request(who: &Who, method: Method, uri: &str, body: String) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(c) = &who.cookie {
+        b = b.header(header::COOKIE, format!("vodo_session={c}"));
+    }
+    if !body.is_empty() {
+        b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+/// A partner's confidential app, registered over HTTP: (client id, secret).
+async fn register(app: &Router, partner: &Who, scopes: &[&str]) -> (String, String) {
+    let a = send(
+        app,
+        partner.request(
+            Method::POST,
+            "/v1/apps",
+            Some(json!({
+                "name": "Acme Sync",
+                "redirect_uris": ["http://127.0.0.1/callback"],
+                "scopes": scopes,
+            })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let v = a.json();
+    (
+        v["client_id"].as_str().unwrap().to_owned(),
+        v["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The merchant `merchant` authorizes the app for `scope` on the consent
+/// page; the app exchanges the code for an access token.
+async fn authorize(app: &Router, merchant: &Who, client: &(String, String), scope: &str) -> String {
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let query = format!(
+        "response_type=code&client_id={}&redirect_uri={}&scope={}&state=s1&code_challenge={}&code_challenge_method=S256",
+        client.0,
+        enc("http://127.0.0.1/callback"),
+        enc(scope),
+        pkce_challenge(verifier)
+    );
+    let page = send(
+        app,
+        cookie_request(
+            merchant,
+            Method::GET,
+            &format!("/oauth/authorize?{query}"),
+            String::new(),
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("Acme Sync"), "{}", page.text());
+    let mut fields = hidden_fields(&page.text());
+    fields.push(("decision".into(), "allow".into()));
+    let consented = send(
+        app,
+        cookie_request(merchant, Method::POST, "/oauth/authorize", form(&fields)),
+    )
+    .await;
+    assert_eq!(consented.status, StatusCode::FOUND, "{}", consented.text());
+    let location = consented.headers[header::LOCATION].to_str().unwrap();
+    let back: HashMap<String, String> = url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let exchanged = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/token",
+            form(&[
+                ("grant_type".into(), "authorization_code".into()),
+                ("code".into(), back["code"].clone()),
+                ("redirect_uri".into(), "http://127.0.0.1/callback".into()),
+                ("code_verifier".into(), verifier.into()),
+                ("client_id".into(), client.0.clone()),
+                ("client_secret".into(), client.1.clone()),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text());
+    exchanged.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn bearer(token: &str, method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+    let b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn partner_apps_read_and_write_records_within_what_the_merchant_consented_to() {
+    let f = fixture();
+    let app = &f.app;
+    let partner = sign_in(app, "partner@x.test").await;
+    let rival = sign_in(app, "rival@x.test").await;
+    let merchant = sign_in(app, "a@x.test").await;
+    let reviewer = sign_in(app, "reviewer@x.test").await;
+
+    // Registering apps: partners only, with their CSRF token, valid bodies.
+    let a = send(
+        app,
+        merchant.request(
+            Method::POST,
+            "/v1/apps",
+            Some(json!({ "name": "x", "redirect_uris": [], "scopes": [] })),
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (StatusCode::FORBIDDEN, "role".into()));
+    let a = send(app, reviewer.request(Method::GET, "/v1/apps", None)).await;
+    assert_eq!((a.status, a.code()), (StatusCode::FORBIDDEN, "role".into()));
+    let no_csrf = Who {
+        csrf: None,
+        ..partner.clone()
+    };
+    let a = send(
+        app,
+        no_csrf.request(
+            Method::POST,
+            "/v1/apps",
+            Some(json!({ "name": "x", "redirect_uris": [], "scopes": [] })),
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (StatusCode::FORBIDDEN, "csrf".into()));
+    for (body, code) in [
+        (
+            json!({ "name": "x", "redirect_uris": ["ftp://a"], "scopes": [] }),
+            "invalid",
+        ),
+        (
+            json!({ "name": "x", "redirect_uris": [], "scopes": ["root:everything"] }),
+            "bad_scope",
+        ),
+        (
+            json!({ "name": "x", "redirect_uris": [], "scopes": [], "kind": "secretive" }),
+            "invalid",
+        ),
+    ] {
+        let a = send(
+            app,
+            partner.request(Method::POST, "/v1/apps", Some(body.clone())),
+        )
+        .await;
+        assert!(a.status.is_client_error(), "{body}: {}", a.text());
+        assert_eq!(a.code(), code, "{body}: {}", a.text());
+    }
+
+    let client = register(
+        app,
+        &partner,
+        &["entities:read:order", "entities:write:order"],
+    )
+    .await;
+    let listed = send(app, partner.request(Method::GET, "/v1/apps", None))
+        .await
+        .json();
+    assert_eq!(
+        listed["apps"][0]["client_id"],
+        client.0.as_str(),
+        "{listed}"
+    );
+    assert!(
+        listed["apps"][0].get("client_secret").is_none(),
+        "secrets are shown once"
+    );
+    let theirs = send(app, rival.request(Method::GET, "/v1/apps", None))
+        .await
+        .json();
+    assert_eq!(
+        theirs["apps"],
+        json!([]),
+        "another partner's apps are not listed"
+    );
+
+    // The merchant of shop-a authorizes reading orders only.
+    let token = authorize(app, &merchant, &client, "entities:read:order").await;
+    assert!(token.starts_with("vodo_at_"));
+
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json()["total"], "10");
+    let policy = a.headers["ratelimit-policy"].to_str().unwrap();
+    assert_eq!(policy, "\"app\";q=120;w=60");
+
+    // Another installation's record does not exist for this token.
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/2002", None)).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+
+    // Writing needs a scope the merchant did not grant: 403 naming it, audited.
+    let a = send(
+        app,
+        bearer(
+            &token,
+            Method::PUT,
+            "/api/orders/1001",
+            Some(json!({ "total": "0" })),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::FORBIDDEN, "missing_scope".into()),
+        "{}",
+        a.text()
+    );
+    assert_eq!(a.json()["scope"], "entities:write:order");
+    let denied = f
+        .platform
+        .audit(&AuditFilter {
+            kinds: vec![AuditKind::PermissionDenied],
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert!(
+        denied.iter().any(|r| {
+            let text = serde_json::to_string(&r.event).unwrap();
+            text.contains(&client.0) && text.contains("shop-a")
+        }),
+        "the denial is in the audit trail: {denied:?}"
+    );
+
+    // Forged, malformed and missing credentials.
+    let a = send(
+        app,
+        bearer("vodo_at_forged", Method::GET, "/api/orders/1001", None),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+    assert!(
+        a.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let a = send(
+        app,
+        Request::get("/api/orders/1001")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "missing_key".into())
+    );
+
+    // A client-credentials token acts for no installation.
+    let cc = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/token",
+            form(&[
+                ("grant_type".into(), "client_credentials".into()),
+                ("scope".into(), "entities:read:order".into()),
+                ("client_id".into(), client.0.clone()),
+                ("client_secret".into(), client.1.clone()),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(cc.status, StatusCode::OK, "{}", cc.text());
+    let cc = cc.json()["access_token"].as_str().unwrap().to_owned();
+    let a = send(app, bearer(&cc, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::FORBIDDEN, "no_installation".into())
+    );
+
+    // A revoked token stops working at once.
+    let revoked = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/revoke",
+            form(&[
+                ("token".into(), token.clone()),
+                ("client_id".into(), client.0.clone()),
+                ("client_secret".into(), client.1.clone()),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text());
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+
+    // Only a merchant's session can consent; an admin's cannot.
+    let admin = sign_in(app, "admin@x.test").await;
+    let query = format!(
+        "response_type=code&client_id={}&redirect_uri={}&scope=entities:read:order&code_challenge={}&code_challenge_method=S256",
+        client.0,
+        enc("http://127.0.0.1/callback"),
+        pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+    );
+    let a = send(
+        app,
+        cookie_request(
+            &admin,
+            Method::GET,
+            &format!("/oauth/authorize?{query}"),
+            String::new(),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+}
+
+/// What a receiver got: headers (lower-case names) and body.
+struct Received {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A webhook receiver on loopback answering each request with the next
+/// status of `answers` (the last one repeated).
+fn receiver(answers: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .map_or(0, |v| v.parse().unwrap());
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = answers[n.min(answers.len() - 1)];
+            n += 1;
+            let reply = format!("received {n}");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+            if tx
+                .send(Received {
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
+async fn run_due(f: &common::Fixture) -> usize {
+    let p = f.platform.clone();
+    tokio::task::spawn_blocking(move || p.webhooks.run_due().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_are_delivered_signed_logged_redelivered_and_tested() {
+    let f = fixture();
+    let app = &f.app;
+    let partner = sign_in(app, "partner@x.test").await;
+    let rival = sign_in(app, "rival@x.test").await;
+    let merchant = sign_in(app, "a@x.test").await;
+    let client = register(
+        app,
+        &partner,
+        &["entities:read:order", "entities:write:order"],
+    )
+    .await;
+    let rival_client = register(app, &rival, &["entities:read:order"]).await;
+
+    // The receiver fails the first delivery, then takes everything.
+    let (url, received) = receiver(vec![500, 200]);
+    let endpoint = |client_id: &str, url: &str, types: Value| json!({ "client_id": client_id, "url": url, "event_types": types });
+    for (body, status, code) in [
+        (
+            endpoint(&client.0, "ftp://127.0.0.1/x", json!(["order.*"])),
+            422,
+            "invalid",
+        ),
+        (
+            endpoint(&client.0, "not a url", json!(["order.*"])),
+            422,
+            "invalid",
+        ),
+        (
+            endpoint(&client.0, &url, json!(["order created!"])),
+            422,
+            "invalid",
+        ),
+        (endpoint(&client.0, &url, json!([])), 422, "invalid"),
+        (
+            endpoint(&rival_client.0, &url, json!(["order.*"])),
+            404,
+            "not_found",
+        ),
+        (
+            json!({ "client_id": client.0, "url": url }),
+            400,
+            "malformed_body",
+        ),
+        (
+            json!({ "client_id": client.0, "url": url, "event_types": ["a"], "extra": 1 }),
+            400,
+            "malformed_body",
+        ),
+    ] {
+        let a = send(
+            app,
+            partner.request(Method::POST, "/v1/webhooks/endpoints", Some(body.clone())),
+        )
+        .await;
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (status, code.into()),
+            "{body}: {}",
+            a.text()
+        );
+    }
+    let huge = "x".repeat(70 * 1024);
+    let a = send(
+        app,
+        partner.request(
+            Method::POST,
+            "/v1/webhooks/endpoints",
+            Some(endpoint(&client.0, &huge, json!(["order.*"]))),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text());
+    let a = send(
+        app,
+        merchant.request(
+            Method::POST,
+            "/v1/webhooks/endpoints",
+            Some(endpoint(&client.0, &url, json!(["order.*"]))),
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.code()), (StatusCode::FORBIDDEN, "role".into()));
+
+    let added = send(
+        app,
+        partner.request(
+            Method::POST,
+            "/v1/webhooks/endpoints",
+            Some(endpoint(&client.0, &url, json!(["order.*"]))),
+        ),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
+    let added = added.json();
+    let endpoint_id = added["id"].as_str().unwrap().to_owned();
+    let secret = WebhookSecret::parse(added["secret"].as_str().unwrap()).unwrap();
+    let shown = send(
+        app,
+        partner.request(
+            Method::GET,
+            &format!("/v1/webhooks/endpoints/{endpoint_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(
+        shown.json().get("secret").is_none(),
+        "the secret is shown once"
+    );
+    let a = send(
+        app,
+        rival.request(
+            Method::GET,
+            &format!("/v1/webhooks/endpoints/{endpoint_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "another partner's endpoint is not found"
+    );
+    let list = send(
+        app,
+        rival.request(Method::GET, "/v1/webhooks/endpoints", None),
+    )
+    .await
+    .json();
+    assert_eq!(list["endpoints"], json!([]));
+
+    // A record written through the API is an `order.created` event.
+    let token = authorize(
+        app,
+        &merchant,
+        &client,
+        "entities:read:order entities:write:order",
+    )
+    .await;
+    let a = send(
+        app,
+        bearer(
+            &token,
+            Method::PUT,
+            "/api/orders/3003",
+            Some(json!({ "total": "33" })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let a = send(
+        app,
+        bearer(
+            &token,
+            Method::PUT,
+            "/api/orders/3003",
+            Some(json!({ "total": "34" })),
+        ),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "a second write replaces: {}",
+        a.text()
+    );
+
+    assert_eq!(
+        run_due(&f).await,
+        2,
+        "order.created and order.updated are due"
+    );
+    let first = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    let second = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    for r in [&first, &second] {
+        verify(
+            &secret,
+            &r.headers["webhook-id"],
+            &r.headers["webhook-timestamp"],
+            &r.headers["webhook-signature"],
+            r.body.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("the delivery is signed with the endpoint's secret: {e:?}"));
+    }
+    let bodies: Vec<Value> = [&first, &second]
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    let created = bodies
+        .iter()
+        .find(|b| b["type"] == "order.created")
+        .unwrap();
+    assert_eq!(created["data"]["id"], "3003");
+    assert_eq!(created["data"]["order"]["total"], "33");
+
+    // The delivery log: one failed (500) and pending a retry, one delivered.
+    let log = send(
+        app,
+        partner.request(Method::GET, "/v1/webhooks/messages", None),
+    )
+    .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.text());
+    let messages = log.json()["messages"].as_array().unwrap().clone();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    // The first request the receiver took is the one it answered 500.
+    let failed_id = first.headers["webhook-id"].clone();
+    let failed = messages
+        .iter()
+        .find(|m| m["id"] == failed_id.as_str())
+        .unwrap();
+    assert_eq!(failed["deliveries"][0]["status"], "pending", "{failed}");
+    assert_eq!(failed["deliveries"][0]["attempts"], 1);
+    let detail = send(
+        app,
+        partner.request(
+            Method::GET,
+            &format!("/v1/webhooks/messages/{failed_id}"),
+            None,
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(detail["attempts"][0]["status"], 500, "{detail}");
+    assert_eq!(detail["attempts"][0]["response"], "received 1");
+    assert_eq!(detail["attempts"][0]["endpoint_id"], endpoint_id.as_str());
+
+    // Another partner sees none of it.
+    let theirs = send(
+        app,
+        rival.request(Method::GET, "/v1/webhooks/messages", None),
+    )
+    .await
+    .json();
+    assert_eq!(theirs["messages"], json!([]));
+    let a = send(
+        app,
+        rival.request(
+            Method::GET,
+            &format!("/v1/webhooks/messages/{failed_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = send(
+        app,
+        rival.request(
+            Method::POST,
+            &format!("/v1/webhooks/messages/{failed_id}/redeliver"),
+            Some(json!({ "endpoint_id": endpoint_id })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text());
+
+    // Redelivered with the same id, now.
+    let a = send(
+        app,
+        partner.request(
+            Method::POST,
+            &format!("/v1/webhooks/messages/{failed_id}/redeliver"),
+            Some(json!({ "endpoint_id": endpoint_id })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    assert_eq!(run_due(&f).await, 1);
+    let again = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        again.headers["webhook-id"], failed_id,
+        "a redelivery keeps the id"
+    );
+    let detail = send(
+        app,
+        partner.request(
+            Method::GET,
+            &format!("/v1/webhooks/messages/{failed_id}"),
+            None,
+        ),
+    )
+    .await
+    .json();
+    let statuses: Vec<&str> = detail["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"delivered"), "{detail}");
+
+    // The test tool: a signed sample, the answer shown.
+    let tested = send(
+        app,
+        partner.request(
+            Method::POST,
+            &format!("/v1/webhooks/endpoints/{endpoint_id}/test"),
+            Some(json!({ "event_type": "order.created" })),
+        ),
+    )
+    .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.text());
+    let tested = tested.json();
+    assert_eq!(
+        (tested["ok"].clone(), tested["status"].clone()),
+        (json!(true), json!(200)),
+        "{tested}"
+    );
+    let sample = received.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(sample.body.contains("order.created"));
+    verify(
+        &secret,
+        &sample.headers["webhook-id"],
+        &sample.headers["webhook-timestamp"],
+        &sample.headers["webhook-signature"],
+        sample.body.as_bytes(),
+    )
+    .unwrap();
+
+    // Paging is bounded.
+    let a = send(
+        app,
+        partner.request(Method::GET, "/v1/webhooks/messages?per_page=1000", None),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "bad_page".into())
+    );
+    let a = send(
+        app,
+        partner.request(Method::GET, "/v1/webhooks/messages?per_page=1&page=1", None),
+    )
+    .await
+    .json();
+    assert_eq!(a["messages"].as_array().unwrap().len(), 1);
+
+    // Disabled: nothing more is sent, and redelivery says why not.
+    let a = send(
+        app,
+        partner.request(
+            Method::DELETE,
+            &format!("/v1/webhooks/endpoints/{endpoint_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let a = send(
+        app,
+        bearer(&token, Method::DELETE, "/api/orders/3003", None),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(run_due(&f).await, 0, "no delivery to a disabled endpoint");
+    let a = send(
+        app,
+        partner.request(
+            Method::POST,
+            &format!("/v1/webhooks/messages/{failed_id}/redeliver"),
+            Some(json!({ "endpoint_id": endpoint_id })),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid".into()),
+        "{}",
+        a.text()
+    );
+    assert!(a.text().contains("disabled"), "{}", a.text());
+
+    // The admin sees every message.
+    let admin = sign_in(app, "admin@x.test").await;
+    let all = send(
+        app,
+        admin.request(Method::GET, "/v1/webhooks/messages", None),
+    )
+    .await
+    .json();
+    assert_eq!(all["messages"].as_array().unwrap().len(), 3, "{all}");
+}
