@@ -48,6 +48,12 @@ impl Installed {
         self.totals.summary()
     }
 
+    /// Calls and failures of each of the last
+    /// [`SERIES_MINUTES`](crate::SERIES_MINUTES) minutes, oldest first.
+    pub fn usage_series(&self) -> Vec<crate::MinuteUsage> {
+        self.totals.series()
+    }
+
     /// Warm instances idle in this plugin's pool now (always 0 with
     /// [`Reuse::Fresh`](crate::Reuse::Fresh)).
     pub fn warm_instances(&self) -> usize {

@@ -98,4 +98,4 @@ pub use net::{Resolver, SystemResolver, is_private};
 pub use sandbox::Sandbox;
 pub use services::{HostServices, LogLevel, MemoryServices, ServiceError, ServiceResult};
 pub use storage::MAX_FILES;
-pub use usage::{Usage, UsageSummary, UsageTotals};
+pub use usage::{MinuteUsage, SERIES_MINUTES, Usage, UsageSummary, UsageTotals};

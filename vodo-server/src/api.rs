@@ -453,9 +453,14 @@ fn view_json(v: &PluginView) -> Value {
             "calls": v.usage.calls,
             "failures": v.usage.failures,
             "wall_ms": v.usage.wall.as_secs_f64() * 1e3,
+            "p50_ms": v.usage.p50.as_secs_f64() * 1e3,
+            "p99_ms": v.usage.p99.as_secs_f64() * 1e3,
             "host_calls": v.usage.host_calls,
             "denied_host_calls": v.usage.denied_host_calls,
             "peak_memory": v.usage.peak_memory,
+            "per_minute": v.series.iter().filter(|m| m.calls > 0).map(|m| json!({
+                "minute": m.minute * 60_000, "calls": m.calls, "failures": m.failures,
+            })).collect::<Vec<_>>(),
         },
     })
 }

@@ -383,6 +383,15 @@ pub(crate) fn utc(t: vodo_core::Timestamp) -> String {
     )
 }
 
+/// `12.5 ms`, `840 µs`.
+fn ms(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
 fn kib(bytes: u64) -> String {
     format!("{:.0} KiB", bytes as f64 / 1024.0)
 }
@@ -419,7 +428,7 @@ async fn dashboard(State(p): State<Shared>, ConsoleSession(s): ConsoleSession) -
             @for (i, list) in &sections {
                 h2 { "Installation " code { (i) } }
                 table {
-                    tr { th { "Plugin" } th { "Version" } th { "Circuit" } th { "Calls" } th { "Errors" } th { "Average time" } th { "Memory peak" } }
+                    tr { th { "Plugin" } th { "Version" } th { "Circuit" } th { "Calls" } th { "Errors" } th { "p99 time" } th { "Memory peak" } }
                     @for v in list {
                         tr.plugin data-plugin=(v.plugin) {
                             td { a href=(plugin_url(v)) { (v.name) } br; code { (v.plugin) } }
@@ -427,7 +436,7 @@ async fn dashboard(State(p): State<Shared>, ConsoleSession(s): ConsoleSession) -
                             td { (badge(v)) @if v.health.trips > 0 { " " span.muted { (v.health.trips) " trip(s)" } } }
                             td { (v.usage.calls) }
                             td { (v.usage.failures) }
-                            td { @if v.usage.calls > 0 { (format!("{:.2} ms", v.usage.wall.as_secs_f64() * 1e3 / v.usage.calls as f64)) } @else { "–" } }
+                            td.p99 { @if v.usage.calls > 0 { (ms(v.usage.p99)) } @else { "–" } }
                             td { (kib(v.usage.peak_memory)) }
                         }
                     }
@@ -528,7 +537,8 @@ fn render_plugin(
                 }
             }
             div.card {
-                p { "Circuit: " (badge(&v)) " · calls " (v.usage.calls) " · errors " (v.usage.failures) " · memory peak " (kib(v.usage.peak_memory)) }
+                p { "Circuit: " (badge(&v)) " · calls " (v.usage.calls) " · errors " (v.usage.failures)
+                    " · p50 " (ms(v.usage.p50)) " · p99 " (ms(v.usage.p99)) " · memory peak " (kib(v.usage.peak_memory)) }
                 @if let Some(until) = v.health.open_until {
                     p.muted { "Open until " (utc(until)) " UTC; calls are refused until then or until a health probe succeeds." }
                 }
@@ -540,6 +550,13 @@ fn render_plugin(
                     input type="hidden" name="csrf" value=(s.csrf);
                     @if v.enabled { button.plain #disable type="submit" { "Disable" } }
                     @else { button #enable type="submit" { "Enable" } }
+                }
+            }
+            h2 { "Calls and errors, the last hour" }
+            @if let Some(svg) = crate::charts::calls_chart(&v.series, 720, 220) {
+                div.card #usage-chart role="img" aria-label="Calls and errors per minute over the last hour" {
+                    // Drawn by plotters from numbers and fixed labels only.
+                    (maud::PreEscaped(svg))
                 }
             }
             @if let Some((event, payload)) = &sample {

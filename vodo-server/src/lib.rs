@@ -52,6 +52,7 @@ mod api;
 mod apps;
 mod apps_api;
 mod auth;
+mod charts;
 mod console;
 mod console_hooks;
 mod error;

@@ -115,6 +115,8 @@ pub struct PluginView {
     pub health: HealthReport,
     /// What its calls used since it was loaded.
     pub usage: UsageSummary,
+    /// Its calls and failures minute by minute, the last hour, oldest first.
+    pub series: Vec<vodo_sandbox::MinuteUsage>,
 }
 
 /// The platform over one data folder. Cheap to share behind an `Arc`.
@@ -434,7 +436,8 @@ impl Platform {
                     version: g.plugin_version.clone(),
                     enabled: g.enabled,
                     health: self.host.health.report(installation, &g.plugin),
-                    usage: loaded.map(|p| p.usage()).unwrap_or_default(),
+                    usage: loaded.as_ref().map(|p| p.usage()).unwrap_or_default(),
+                    series: loaded.map(|p| p.usage_series()).unwrap_or_default(),
                     scopes: g.scopes,
                     installation: g.installation,
                     plugin: g.plugin,

@@ -150,6 +150,11 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
         dashboard.contains("Flaky Widget") && dashboard.contains("circuit open"),
         "{dashboard}"
     );
+    let p99 = browser.text_of("tr.plugin[data-plugin='hostile'] td.p99");
+    assert!(
+        p99.ends_with("ms") || p99.ends_with("µs"),
+        "the p99 time: {p99}"
+    );
     browser.screenshot("console-dashboard-circuit-open.png");
 
     // Activation: the consent screen in plain language, then the plugin runs.
@@ -177,6 +182,9 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
             .as_deref(),
         Some(r#"{"order":"1001","seen":true}"#)
     );
+    // The chart of the last hour is drawn on the page.
+    let chart = browser.find("#usage-chart svg polyline[stroke='#2F6FDF']");
+    assert!(!chart.is_empty(), "the calls line is drawn");
     browser.screenshot("console-plugin-ran.png");
 
     // A key, shown once, works until it is revoked.

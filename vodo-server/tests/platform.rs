@@ -506,6 +506,16 @@ async fn health_shows_an_opened_circuit_with_its_last_failures() {
     let failures = h["recent_failures"].as_array().unwrap();
     assert!(!failures.is_empty() && failures.len() <= 5, "{h}");
     assert!(h["usage"]["failures"].as_u64().unwrap() >= 1, "{h}");
+    assert!(h["usage"]["p99_ms"].as_f64().unwrap() > 0.0, "{h}");
+    let per_minute = h["usage"]["per_minute"].as_array().unwrap();
+    let (calls, failed): (u64, u64) = per_minute.iter().fold((0, 0), |(c, f), m| {
+        (
+            c + m["calls"].as_u64().unwrap(),
+            f + m["failures"].as_u64().unwrap(),
+        )
+    });
+    assert_eq!(calls, h["usage"]["calls"].as_u64().unwrap(), "{h}");
+    assert_eq!(failed, h["usage"]["failures"].as_u64().unwrap(), "{h}");
     // The open circuit refuses the next call without running the plugin.
     let refused = send(
         &f.app,
