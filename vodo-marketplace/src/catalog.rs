@@ -447,6 +447,53 @@ pub struct Cursor {
     plugin: String,
 }
 
+impl Cursor {
+    /// The cursor as text, for a `next` link: `{exact}.{score bits in
+    /// hex}.{plugin}`. [`parse`](Self::parse) reads it back.
+    pub fn token(&self) -> String {
+        format!(
+            "{}.{:016x}.{}",
+            u8::from(self.exact),
+            self.score.to_bits(),
+            self.plugin
+        )
+    }
+
+    /// Reads a [`token`](Self::token) back; anything else is
+    /// [`Error::Invalid`].
+    pub fn parse(token: &str) -> Result<Self> {
+        let bad = || {
+            Error::Invalid(
+                "`after` is not a cursor from a previous page: leave it out to start again".into(),
+            )
+        };
+        let mut parts = token.splitn(3, '.');
+        let exact = match parts.next() {
+            Some("0") => false,
+            Some("1") => true,
+            _ => return Err(bad()),
+        };
+        let bits = parts
+            .next()
+            .filter(|b| b.len() == 16)
+            .and_then(|b| u64::from_str_radix(b, 16).ok())
+            .ok_or_else(bad)?;
+        let score = f64::from_bits(bits);
+        let plugin = parts
+            .next()
+            .filter(|p| !p.is_empty() && p.len() <= 128)
+            .ok_or_else(bad)?;
+        if !score.is_finite() {
+            return Err(bad());
+        }
+        Ok(Self {
+            exact,
+            score,
+            plugin: plugin.to_owned(),
+        })
+    }
+}
+
 /// A listing with its ranking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
@@ -873,6 +920,34 @@ impl Catalog {
 /// An `f64` score as a totally ordered integer key (scores are finite, 0 to 5).
 fn ordered(score: f64) -> i64 {
     (score * 1e9).round() as i64
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    #[test]
+    fn cursors_read_back_from_their_tokens_and_nothing_else_parses() {
+        let c = Cursor {
+            exact: true,
+            score: 4.125,
+            plugin: "order.notes-pro".into(),
+        };
+        assert_eq!(Cursor::parse(&c.token()).ok(), Some(c));
+        for bad in [
+            "",
+            "2.0000000000000000.x",
+            "1.zz.x",
+            "1.0000000000000000.",
+            "1.7ff8000000000000.x",
+            "1.3ff0000000000000",
+        ] {
+            assert!(
+                matches!(Cursor::parse(bad), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -90,7 +90,9 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(submissions, submit))
         .routes(routes!(submission))
         .routes(routes!(decide))
-        .routes(routes!(catalog));
+        .routes(routes!(catalog))
+        .routes(routes!(listing))
+        .routes(routes!(rate));
     let (router, doc) = crate::apps_api::add(router).split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     let (entities, paths) = entities(platform);
@@ -1078,24 +1080,141 @@ async fn decide(
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct CatalogQuery {
-    /// Words in the name, slug or description (any case).
+    /// Words that must all appear in the name, summary, category or tags.
     #[serde(default)]
     pub q: String,
+    /// Only this category (and its sub-categories).
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Only free plugins.
+    #[serde(default)]
+    pub free_only: bool,
+    /// Only plugins rated at least this (0 to 5, by the ranking score).
+    #[serde(default)]
+    pub min_rating: Option<f64>,
+    /// Plugins per page: 1 to 100, default 20.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
-/// The catalog: the newest version of every published plugin.
+impl CatalogQuery {
+    /// The catalog's query, or `400` for a cursor that is not one.
+    pub(crate) fn query(&self) -> Result<vodo_marketplace::catalog::Query, Problem> {
+        let after =
+            match self.after.as_deref().filter(|a| !a.is_empty()) {
+                Some(a) => Some(vodo_marketplace::catalog::Cursor::parse(a).map_err(|e| {
+                    Problem::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string())
+                })?),
+                None => None,
+            };
+        if self.min_rating.is_some_and(|r| !(0.0..=5.0).contains(&r)) {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_rating",
+                "`min_rating` is 0 to 5",
+            ));
+        }
+        Ok(vodo_marketplace::catalog::Query {
+            text: self.q.clone(),
+            category: self.category.clone().filter(|c| !c.is_empty()),
+            free_only: self.free_only,
+            min_rating: self.min_rating,
+            limit: self.limit.unwrap_or(20),
+            after,
+            ..Default::default()
+        })
+    }
+}
+
+pub(crate) fn hit_json(h: &vodo_marketplace::catalog::Hit) -> Value {
+    let l = &h.listing;
+    let scopes: Vec<PluginScope> = l.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+    json!({
+        "slug": l.plugin, "version": l.version, "name": l.name, "description": l.summary,
+        "category": l.category, "tags": l.tags,
+        "scopes": scope_list(&scopes),
+        "rating": { "mean": h.mean, "votes": h.votes, "score": h.score },
+    })
+}
+
+/// The catalog: published plugins, searched, filtered and paged.
 #[utoipa::path(get, path = "/v1/catalog", tag = "marketplace", params(CatalogQuery),
-    responses((status = 200, description = "Matching plugins, by slug, with what each asks for", body = Object),
-        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of plugins, exact name matches first, then by rating; `next` for the next page", body = Object),
+        (status = 400, description = "A cursor that is not one, or a rating outside 0 to 5", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A page size outside 1 to 100", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn catalog(
     State(p): State<Shared>,
     _: ApiSession,
     Query(q): Query<CatalogQuery>,
 ) -> ApiResult {
-    let list = p.catalog(&q.q).map_err(|e| e.problem())?;
-    Ok(Json(json!({ "plugins": list.iter().map(|(row, m)| json!({
-        "slug": row.slug, "version": row.version, "name": m.name, "description": m.description,
-        "scopes": scope_list(&m.scopes().iter().cloned().collect::<Vec<_>>()),
-    })).collect::<Vec<_>>() }))
+    let page = p.catalog(&q.query()?).map_err(|e| e.problem())?;
+    Ok(Json(json!({
+        "plugins": page.hits.iter().map(hit_json).collect::<Vec<_>>(),
+        "next": page.next.as_ref().map(vodo_marketplace::catalog::Cursor::token),
+    }))
     .into_response())
+}
+
+/// One plugin of the catalog with its ratings and reviews, newest first.
+#[utoipa::path(get, path = "/v1/catalog/{slug}", tag = "marketplace",
+    params(("slug" = String, Path, description = "The plugin's slug")),
+    responses((status = 200, description = "The listing and its reviews", body = Object),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin in the catalog", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn listing(State(p): State<Shared>, _: ApiSession, Path(slug): Path<String>) -> ApiResult {
+    let (listing, ratings) = p.listing(&slug).map_err(|e| e.problem())?;
+    let votes = ratings.len();
+    let mean = if votes == 0 {
+        0.0
+    } else {
+        ratings.iter().map(|r| f64::from(r.stars)).sum::<f64>() / votes as f64
+    };
+    let mut v = json!({
+        "slug": listing.plugin, "version": listing.version, "name": listing.name,
+        "description": listing.summary, "category": listing.category,
+        "rating": { "mean": mean, "votes": votes },
+    });
+    v["reviews"] = ratings
+        .iter()
+        .map(|r| json!({ "installation": r.installation.as_str(), "stars": r.stars, "text": r.text, "at": r.at.as_millis() }))
+        .collect::<Vec<_>>()
+        .into();
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RateBody {
+    /// One to five.
+    stars: u8,
+    /// The review, if any (at most 4000 bytes).
+    #[serde(default)]
+    text: String,
+}
+
+/// Rate and review a plugin your installation has used; rating again replaces it.
+#[utoipa::path(post, path = "/v1/catalog/{slug}/ratings", tag = "marketplace",
+    params(("slug" = String, Path, description = "The plugin's slug")), request_body = RateBody,
+    responses((status = 201, description = "Recorded", body = Object),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a merchant, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin in the catalog", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Stars outside 1 to 5, a review too long, or a plugin the installation has not used", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn rate(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    Path(slug): Path<String>,
+    JsonBody(body): JsonBody<RateBody>,
+) -> ApiResult {
+    p.rate(&s, &slug, body.stars, &body.text)
+        .map_err(|e| e.problem())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "slug": slug, "stars": body.stars })),
+    )
+        .into_response())
 }

@@ -61,6 +61,7 @@ pub(crate) fn routes() -> Router<Shared> {
             get(review_page).post(review_decision),
         )
         .route("/admin/catalog", get(catalog_page))
+        .route("/admin/catalog/{slug}/rate", post(rate))
         .route("/admin/audit/verify", post(verify))
         .merge(crate::console_hooks::routes())
 }
@@ -1100,14 +1101,19 @@ async fn catalog_page(
     ConsoleSession(s): ConsoleSession,
     Query(q): Query<crate::api::CatalogQuery>,
 ) -> Response {
-    let list = match p.catalog(&q.q) {
-        Ok(l) => l,
-        Err(e) => return error_page(Some(&s), &e.problem()),
+    let list = match q.query() {
+        Ok(query) => match p.catalog(&query) {
+            Ok(l) => l,
+            Err(e) => return error_page(Some(&s), &e.problem()),
+        },
+        Err(problem) => return error_page(Some(&s), &problem),
     };
     let own = match &s.role {
         Role::Merchant(i) => Some(i.clone()),
         _ => None,
     };
+    let mut next = String::from("/admin/catalog?q=");
+    next.extend(form_urlencoded(&q.q));
     page(
         "Catalog",
         Some(&s),
@@ -1117,20 +1123,71 @@ async fn catalog_page(
                 input #search name="q" value=(q.q) placeholder="order, chat, invoice ..." size="30";
                 " " button #find type="submit" { "Search" }
             }
-            @for (row, m) in &list {
-                div.card.listing data-plugin=(row.slug) {
-                    h2 { (m.name) " " span.muted { (row.version) } }
-                    p { (m.description.as_deref().unwrap_or("")) }
-                    p.muted { "Asks to: " (m.scopes().iter().map(|sc| sc.describe()).collect::<Vec<_>>().join("; ")) }
+            @for hit in &list.hits {
+                @let l = &hit.listing;
+                @let scopes: Vec<vodo_scopes::PluginScope> = l.scopes.iter().filter_map(|sc| sc.parse().ok()).collect();
+                div.card.listing data-plugin=(l.plugin) {
+                    h2 { (l.name) " " span.muted { (l.version) } }
+                    p { (l.summary) }
+                    p.rating {
+                        @if hit.votes == 0 { span.muted { "Not rated yet" } }
+                        @else { (format!("★ {:.1}", hit.mean)) " " span.muted { "(" (hit.votes) " rating(s))" } }
+                    }
+                    p.muted { "Asks to: " (scopes.iter().map(|sc| sc.describe()).collect::<Vec<_>>().join("; ")) }
                     @if let Some(i) = &own {
-                        a href={ "/admin/installations/" (i) "/activate/" (row.slug) } { "Activate in " (i) }
+                        a href={ "/admin/installations/" (i) "/activate/" (l.plugin) } { "Activate in " (i) }
+                        form.inline.rate method="post" action={ "/admin/catalog/" (l.plugin) "/rate" } {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            " · "
+                            select name="stars" aria-label="Stars" {
+                                @for n in (1..=5).rev() { option value=(n) { (n) " ★" } }
+                            }
+                            " "
+                            input name="text" placeholder="Your review (optional)" size="30" aria-label="Review";
+                            " "
+                            button.plain type="submit" { "Rate" }
+                        }
                     }
                 }
             }
-            @if list.is_empty() { p.muted { "No plugin matches." } }
+            @if list.hits.is_empty() { p.muted { "No plugin matches." } }
+            @if let Some(cursor) = &list.next {
+                p { a #next href={ (next) "&after=" (cursor.token()) } { "More →" } }
+            }
         },
     )
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct RateForm {
+    csrf: String,
+    stars: u8,
+    #[serde(default)]
+    text: String,
+}
+
+async fn rate(
+    State(p): State<Shared>,
+    ConsoleSession(s): ConsoleSession,
+    Path(slug): Path<String>,
+    f: Result<Form<RateForm>, FormRejection>,
+) -> Response {
+    let f = match form(Some(&s), f) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    match p.rate(&s, &slug, f.stars, &f.text) {
+        Ok(()) => {
+            let mut url = "/admin/catalog?q=".to_owned();
+            url.extend(form_urlencoded(&slug));
+            Redirect::to(&url).into_response()
+        }
+        Err(e) => error_page(Some(&s), &e.problem()),
+    }
 }
 
 #[cfg(test)]

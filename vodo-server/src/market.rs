@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use vodo_core::{Host, Manifest, SecretKey, Timestamp};
+use vodo_core::{Host, InstallationId, Manifest, SecretKey, Timestamp};
+use vodo_marketplace::catalog::{InstallEvent, Listing, Page, Query, Rating};
 use vodo_marketplace::package::Package;
+use vodo_marketplace::pricing::Pricing;
 use vodo_marketplace::review::Policy;
 use vodo_marketplace::submissions::{Desk, SqliteSubmissions, SubmissionFilter};
 use vodo_marketplace::workflow::{Actor, Role as MarketRole, State, Submission};
@@ -16,7 +18,12 @@ use vodo_sandbox::{MemoryServices, Sandbox, SandboxConfig};
 use crate::accounts::{Role, Session};
 use crate::error::ServerError;
 use crate::platform::Platform;
-use crate::store::PackageRow;
+
+/// The most plugins one page of the catalog holds.
+pub const MAX_CATALOG_PAGE: usize = 100;
+
+/// The longest review, in bytes.
+pub const MAX_REVIEW: usize = 4000;
 
 /// The actor that publishes approved packages on the reviewers' behalf.
 pub const PUBLISHER: &str = "platform";
@@ -200,32 +207,107 @@ impl Platform {
         Ok(published)
     }
 
-    /// The catalog: the newest version of every package, whose name, slug
-    /// or description contains `query` (any case), by slug.
-    pub fn catalog(&self, query: &str) -> Result<Vec<(PackageRow, Manifest)>, ServerError> {
-        let query = query.trim().to_lowercase();
-        let mut newest: Vec<(PackageRow, Manifest)> = Vec::new();
-        for row in self.store.packages()? {
-            let Ok(m) = Manifest::parse(&row.manifest) else {
-                continue;
-            };
-            match newest.iter_mut().find(|(r, _)| r.slug == row.slug) {
-                Some(entry) if entry.1.version < m.version => *entry = (row, m),
-                Some(_) => {}
-                None => newest.push((row, m)),
-            }
+    /// Lists `m` in the catalog, unless a newer version is listed already.
+    pub(crate) fn list(&self, m: &Manifest) -> Result<(), ServerError> {
+        if let Some(current) = self.catalog.store().listing(m.slug.as_str())?
+            && semver::Version::parse(&current.version).is_ok_and(|v| v > m.version)
+        {
+            return Ok(());
         }
-        newest.retain(|(_, m)| {
-            query.is_empty()
-                || [
-                    m.name.as_str(),
-                    m.slug.as_str(),
-                    m.description.as_deref().unwrap_or_default(),
-                ]
-                .iter()
-                .any(|t| t.to_lowercase().contains(&query))
-        });
-        newest.sort_by(|a, b| a.0.slug.cmp(&b.0.slug));
-        Ok(newest)
+        let listing = Listing {
+            plugin: m.slug.to_string(),
+            name: m.name.clone(),
+            summary: m.description.clone().unwrap_or_default(),
+            category: "general".into(),
+            tags: Vec::new(),
+            pricing: Pricing::Free,
+            scopes: m.scopes().iter().map(ToString::to_string).collect(),
+            version: m.version.to_string(),
+        };
+        Ok(self.catalog.publish(&listing)?)
+    }
+
+    /// Records an installation event in the catalog's analytics; a failure
+    /// is logged (the install itself has happened).
+    pub(crate) fn catalog_event(
+        &self,
+        slug: &str,
+        version: &str,
+        installation: &InstallationId,
+        event: InstallEvent,
+    ) {
+        if let Err(e) =
+            self.catalog
+                .store()
+                .record(slug, version, installation, event, Timestamp::now())
+        {
+            tracing::error!(slug, %installation, error = %e, "the catalog did not record an install event");
+        }
+    }
+
+    /// A page of the catalog: listings matching `query`'s words and
+    /// filters, exact name or slug matches first, then by rating.
+    pub fn catalog(&self, query: &Query) -> Result<Page, ServerError> {
+        if !(1..=MAX_CATALOG_PAGE).contains(&query.limit) {
+            return Err(ServerError::invalid(format!(
+                "a page holds 1 to {MAX_CATALOG_PAGE} plugins"
+            )));
+        }
+        Ok(self.catalog.search(query))
+    }
+
+    /// A plugin's listing and its ratings, newest first.
+    pub fn listing(&self, slug: &str) -> Result<(Listing, Vec<Rating>), ServerError> {
+        let listing =
+            self.catalog.store().listing(slug)?.ok_or_else(|| {
+                ServerError::not_found(format!("the plugin `{slug}` in the catalog"))
+            })?;
+        let mut ratings = self.catalog.store().ratings(slug)?;
+        ratings.reverse();
+        Ok((listing, ratings))
+    }
+
+    /// A merchant rates (and reviews) a plugin their installation has
+    /// used; rating again replaces the earlier rating.
+    pub fn rate(
+        &self,
+        who: &Session,
+        slug: &str,
+        stars: u8,
+        text: &str,
+    ) -> Result<(), ServerError> {
+        let Role::Merchant(installation) = &who.role else {
+            return Err(ServerError::Forbidden {
+                detail: format!(
+                    "ratings are written by merchants for their installation; {} is a {}",
+                    who.email, who.role
+                ),
+            });
+        };
+        if text.len() > MAX_REVIEW {
+            return Err(ServerError::invalid(format!(
+                "a review is at most {MAX_REVIEW} bytes"
+            )));
+        }
+        // A plugin that has run in the installation has been used: the
+        // first rating records it, so calls need not write to the catalog.
+        let store = self.catalog.store();
+        if !store.used(slug, installation)?
+            && let Some(loaded) = self
+                .sandbox
+                .get(installation, &vodo_core::PluginId::new(slug))
+            && loaded.usage().calls > 0
+        {
+            store.record(
+                slug,
+                &loaded.manifest.version.to_string(),
+                installation,
+                InstallEvent::Used,
+                Timestamp::now(),
+            )?;
+        }
+        Ok(self
+            .catalog
+            .rate(slug, installation, stars, text, Timestamp::now())?)
     }
 }

@@ -15,6 +15,7 @@ use vodo_core::keys::{ApiKey, ApiKeyRecord, IssueKey};
 
 use vodo_core::rate::{Period, RateLimit};
 use vodo_core::{Consent, Host, InstallationId, Manifest, PluginId, SecretKey};
+use vodo_marketplace::catalog::InstallEvent;
 use vodo_oauth::webhooks::{Deliverer, DeliveryConfig, SqliteOutbox};
 use vodo_oauth::{AuthServer, AuthServerConfig};
 use vodo_sandbox::{Installed, Limits, Sandbox, SandboxConfig, UsageSummary, Wasm};
@@ -134,6 +135,9 @@ pub struct Platform {
     pub oauth: Arc<AuthServer>,
     /// Partner apps' webhooks: the outbox and its deliverer.
     pub webhooks: Arc<Deliverer>,
+    /// The catalog merchants browse: listings, ratings and reviews,
+    /// installs and uses.
+    pub catalog: vodo_marketplace::catalog::Catalog,
     pub(crate) config: PlatformConfig,
     pub(crate) desk: vodo_marketplace::submissions::Desk,
     audit_log: Arc<FileAudit>,
@@ -212,8 +216,12 @@ impl Platform {
         )?);
         let outbox = Arc::new(SqliteOutbox::open(data.join("webhooks.db"), &secret)?);
         let webhooks = Arc::new(Deliverer::new(outbox, config.webhooks.clone()));
+        let catalog = vodo_marketplace::catalog::Catalog::new(Arc::new(
+            vodo_marketplace::catalog::SqliteCatalog::open(Some(&data.join("catalog.db")))?,
+        ))?;
         let platform = Self {
             desk,
+            catalog,
             oauth,
             webhooks,
             host,
@@ -231,6 +239,18 @@ impl Platform {
     /// Loads the plugins recorded as installed, each under its current
     /// grant. One that no longer loads is logged and left out; the rest run.
     fn restore(&self) -> Result<(), ServerError> {
+        // A data folder from before the catalog: list what it can install.
+        for row in self.store.packages()? {
+            let Ok(m) = Manifest::parse(&row.manifest) else {
+                continue;
+            };
+            let listed = self.catalog.store().listing(m.slug.as_str())?;
+            if listed
+                .is_none_or(|l| semver::Version::parse(&l.version).is_ok_and(|v| v < m.version))
+            {
+                self.list(&m)?;
+            }
+        }
         for (installation, slug, version) in self.store.loaded()? {
             let Some(package) = self.package(&slug, Some(&version))? else {
                 tracing::warn!(%installation, slug, version, "an installed package is missing");
@@ -286,6 +306,7 @@ impl Platform {
             sample,
         };
         self.store.put_package(&row)?;
+        self.list(&m)?;
         Ok(row)
     }
 
@@ -380,6 +401,12 @@ impl Platform {
         )?;
         self.store
             .set_loaded(installation, slug, Some(&package.version))?;
+        self.catalog_event(
+            slug,
+            &package.version,
+            installation,
+            InstallEvent::Installed,
+        );
         Ok(plugin)
     }
 
@@ -403,12 +430,27 @@ impl Platform {
         installation: &InstallationId,
         plugin: &PluginId,
     ) -> Result<(), ServerError> {
+        let version = self
+            .host
+            .permissions
+            .registry()
+            .get(installation, plugin)
+            .ok()
+            .flatten()
+            .map(|g| g.plugin_version);
         if !self.sandbox.uninstall(installation, plugin)? {
             return Err(ServerError::not_found(format!(
                 "the plugin `{plugin}` in `{installation}`"
             )));
         }
-        self.store.set_loaded(installation, plugin.as_str(), None)
+        self.store.set_loaded(installation, plugin.as_str(), None)?;
+        self.catalog_event(
+            plugin.as_str(),
+            version.as_deref().unwrap_or(""),
+            installation,
+            InstallEvent::Uninstalled,
+        );
+        Ok(())
     }
 
     /// Every installation the server serves that `role` manages.

@@ -174,6 +174,19 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             json!({ "id": "1001" }),
         )
         .unwrap();
+    // A merchant whose installation has run `records`, for rating it.
+    let merchant = sign_in(&f.app, "a@x.test").await;
+    let ran = f
+        .platform
+        .send_event(
+            &vodo_core::InstallationId::new("shop-a"),
+            &vodo_core::PluginId::new("records"),
+            "order.created",
+            "1001",
+        )
+        .await
+        .unwrap();
+    assert!(ran.result.is_ok(), "{:?}", ran.result);
     for (path, method, op) in &ops {
         assert!(
             op["summary"].as_str().is_some_and(|s| !s.is_empty()),
@@ -183,6 +196,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .replace("{installation}", "shop-a")
             .replace("{plugin}", "records")
             .replace("{key}", &key_id)
+            .replace("{slug}", "records")
             .replace(
                 "{id}",
                 if path.starts_with("/v1/submissions") {
@@ -199,6 +213,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             ("post", "/v1/webhooks/endpoints") => Some(json!({
                 "client_id": client.id, "url": "https://hooks.example/in", "event_types": ["order.*"],
             })),
+            ("post", "/v1/catalog/{slug}/ratings") => Some(json!({ "stars": 5, "text": "works" })),
             ("post", "/v1/webhooks/messages/{id}/redeliver") => {
                 Some(json!({ "endpoint_id": hook.id }))
             }
@@ -214,6 +229,8 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .await
         } else if method == "post" && path == "/v1/installations/{installation}/plugins" {
             install(&f.app, &admin, "shop-a", "good").await
+        } else if method == "post" && path == "/v1/catalog/{slug}/ratings" {
+            send(&f.app, merchant.request(http_method, &url, body)).await
         } else if method == "post" && path == "/v1/submissions" {
             send(&f.app, upload(&admin, &url, package_of(&notes("2.0.0")))).await
         } else if method == "post" && path == "/v1/session" {

@@ -1226,3 +1226,152 @@ async fn partners_submit_reviewers_decide_and_approved_plugins_reach_the_catalog
     .json();
     assert_eq!(seen["feedback"], "say what the notes contain");
 }
+
+#[tokio::test]
+async fn merchants_rate_what_they_used_and_the_catalog_ranks_filters_and_pages() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "good").await.status,
+        StatusCode::CREATED
+    );
+    let a = sign_in(&f.app, "a@x.test").await;
+    let b = sign_in(&f.app, "b@x.test").await;
+    let reviewer = sign_in(&f.app, "reviewer@x.test").await;
+    let rate = |who: &Who, slug: &str, body: Value| {
+        who.request(
+            Method::POST,
+            &format!("/v1/catalog/{slug}/ratings"),
+            Some(body),
+        )
+    };
+
+    // Installed but never run: not used yet.
+    let r = send(&f.app, rate(&a, "good", json!({ "stars": 5 }))).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    assert!(r.text().contains("has not used"), "{}", r.text());
+    let ran = f
+        .platform
+        .send_event(
+            &InstallationId::new("shop-a"),
+            &vodo_core::PluginId::new("good"),
+            "order.created",
+            "1001",
+        )
+        .await
+        .unwrap();
+    assert!(ran.result.is_ok(), "{:?}", ran.result);
+
+    let long = "x".repeat(5000);
+    let no_csrf = Who {
+        csrf: None,
+        ..a.clone()
+    };
+    for (who, slug, body, status, code) in [
+        (&a, "good", json!({ "stars": 0 }), 422, "invalid"),
+        (&a, "good", json!({ "stars": 6 }), 422, "invalid"),
+        (&a, "good", json!({ "stars": 300 }), 400, "malformed_body"),
+        (
+            &a,
+            "good",
+            json!({ "stars": 4, "text": long }),
+            422,
+            "invalid",
+        ),
+        (
+            &a,
+            "good",
+            json!({ "stars": 4, "extra": true }),
+            400,
+            "malformed_body",
+        ),
+        (&no_csrf, "good", json!({ "stars": 4 }), 403, "csrf"),
+        (&reviewer, "good", json!({ "stars": 4 }), 403, "role"),
+        (&a, "nope", json!({ "stars": 4 }), 404, "not_found"),
+        // shop-b never installed it.
+        (&b, "good", json!({ "stars": 1 }), 422, "invalid"),
+    ] {
+        let r = send(&f.app, rate(who, slug, body.clone())).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code().as_str()),
+            (status, code),
+            "{body}: {}",
+            r.text()
+        );
+    }
+    let r = send(
+        &f.app,
+        rate(&a, "good", json!({ "stars": 3, "text": "ok" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // Rating again replaces the earlier rating.
+    let r = send(
+        &f.app,
+        rate(
+            &a,
+            "good",
+            json!({ "stars": 5, "text": "notes every order" }),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let listing = send(&f.app, a.request(Method::GET, "/v1/catalog/good", None))
+        .await
+        .json();
+    assert_eq!(
+        listing["rating"],
+        json!({ "mean": 5.0, "votes": 1 }),
+        "{listing}"
+    );
+    assert_eq!(listing["reviews"][0]["text"], "notes every order");
+    assert_eq!(listing["reviews"][0]["installation"], "shop-a");
+
+    // The rated plugin ranks first; pages follow their cursor to the end.
+    let page = send(&f.app, a.request(Method::GET, "/v1/catalog?limit=1", None))
+        .await
+        .json();
+    assert_eq!(page["plugins"][0]["slug"], "good", "{page}");
+    assert_eq!(page["plugins"][0]["rating"]["votes"], 1);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let after: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let page = send(
+        &f.app,
+        a.request(
+            Method::GET,
+            &format!("/v1/catalog?limit=1&after={after}"),
+            None,
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(page["plugins"][0]["slug"], "hostile", "{page}");
+    assert_eq!(page["next"], Value::Null, "{page}");
+    let page = send(
+        &f.app,
+        a.request(Method::GET, "/v1/catalog?q=hostile", None),
+    )
+    .await
+    .json();
+    assert_eq!(page["plugins"].as_array().unwrap().len(), 1, "{page}");
+    for (query, status, code) in [
+        ("after=garbage", 400, "bad_cursor"),
+        ("min_rating=9", 400, "bad_rating"),
+        ("limit=0", 422, "invalid"),
+        ("limit=1000", 422, "invalid"),
+        ("limit=x", 400, ""),
+    ] {
+        let r = send(
+            &f.app,
+            a.request(Method::GET, &format!("/v1/catalog?{query}"), None),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "{query}: {}", r.text());
+        if !code.is_empty() {
+            assert_eq!(r.code(), code, "{query}");
+        }
+    }
+}
