@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 /// A running `vodo serve` and the lines it printed so far.
 struct Server {
     child: Child,
+    stderr: std::path::PathBuf,
     lines: mpsc::Receiver<String>,
     printed: Vec<String>,
 }
@@ -23,6 +24,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 
@@ -41,16 +43,19 @@ fn reader(out: ChildStdout) -> mpsc::Receiver<String> {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        // Its log goes beside the data folder, to show when it fails.
+        let stderr = data.with_extension("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vodo"))
             .args(["serve", "--port", "0", "--data"])
             .arg(data)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
         let lines = reader(child.stdout.take().unwrap());
         Self {
             child,
+            stderr,
             lines,
             printed: Vec::new(),
         }
@@ -68,8 +73,9 @@ impl Server {
                     }
                 }
                 Err(e) => panic!(
-                    "`vodo serve` never printed `{needle}` ({e}); it printed:\n{}",
-                    self.printed.join("\n")
+                    "`vodo serve` never printed `{needle}` ({e}); it printed:\n{}\nand logged:\n{}",
+                    self.printed.join("\n"),
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
                 ),
             }
         }
