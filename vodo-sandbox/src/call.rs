@@ -644,7 +644,7 @@ impl Sandbox {
         }
         if !matches!(result, Err(CallError::AtCapacity)) {
             let failed = matches!(result, Err(CallError::Violation(_) | CallError::Plugin(_)));
-            plugin.totals.add(&usage, failed);
+            plugin.totals.add(&usage, failed, ticket.start + usage.wall);
         }
         let message;
         let health = match &result {

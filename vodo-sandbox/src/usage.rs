@@ -1,7 +1,7 @@
 //! What calls use: [`Usage`] per call, [`UsageTotals`] per installed plugin,
 //! and the spike check that audits usage close to a limit.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vodo_core::audit::AuditAction;
 
@@ -52,15 +52,32 @@ struct Totals {
     summary: UsageSummary,
     histogram: [u64; BUCKETS],
     minutes: [MinuteUsage; SERIES_MINUTES],
+    /// An instant and the wall clock then (ms since the epoch): a call's
+    /// minute comes from the instant it ended, which the call has already
+    /// read, so counting it reads no clock.
+    base: (Instant, i64),
 }
 
 impl Default for Totals {
     fn default() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
         Self {
             summary: UsageSummary::default(),
             histogram: [0; BUCKETS],
             minutes: [MinuteUsage::default(); SERIES_MINUTES],
+            base: (Instant::now(), unix_ms),
         }
+    }
+}
+
+impl Totals {
+    /// The minute (since the epoch) of `at`.
+    fn minute_of(&self, at: Instant) -> i64 {
+        let since =
+            i64::try_from(at.saturating_duration_since(self.base.0).as_millis()).unwrap_or(0);
+        (self.base.1 + since).div_euclid(60_000)
     }
 }
 
@@ -94,12 +111,6 @@ fn bucket_top(i: usize) -> u64 {
     (5 + sub) << (octave - 2)
 }
 
-fn minute_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs() / 60).unwrap_or(0))
-}
-
 /// A snapshot of [`UsageTotals`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageSummary {
@@ -129,10 +140,11 @@ pub struct UsageSummary {
 }
 
 impl UsageTotals {
-    pub(crate) fn add(&self, u: &Usage, failed: bool) {
-        let minute = minute_now();
+    /// Counts a call that ended at `ended`.
+    pub(crate) fn add(&self, u: &Usage, failed: bool, ended: Instant) {
         let micros = u64::try_from(u.wall.as_micros()).unwrap_or(u64::MAX);
         let mut all = self.0.lock();
+        let minute = all.minute_of(ended);
         all.histogram[bucket(micros)] += 1;
         let slot = &mut all.minutes
             [usize::try_from(minute.rem_euclid(SERIES_MINUTES as i64)).unwrap_or(0)];
@@ -169,8 +181,8 @@ impl UsageTotals {
     /// Calls and failures of each of the last [`SERIES_MINUTES`] minutes,
     /// oldest first, the current minute last (minutes without calls as zeros).
     pub fn series(&self) -> Vec<MinuteUsage> {
-        let now = minute_now();
         let all = self.0.lock();
+        let now = all.minute_of(Instant::now());
         (0..SERIES_MINUTES as i64)
             .rev()
             .map(|ago| {
@@ -258,10 +270,10 @@ mod tests {
             ..Usage::default()
         };
         for _ in 0..98 {
-            totals.add(&call(10), false);
+            totals.add(&call(10), false, Instant::now());
         }
-        totals.add(&call(500), true);
-        totals.add(&call(500), true);
+        totals.add(&call(500), true, Instant::now());
+        totals.add(&call(500), true, Instant::now());
         let s = totals.summary();
         assert_eq!((s.calls, s.failures), (100, 2));
         let within = |d: Duration, ms: u64| {

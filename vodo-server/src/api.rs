@@ -98,6 +98,10 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
     let (entities, paths) = entities(platform);
     if let Some(all) = doc["paths"].as_object_mut() {
         all.extend(paths);
+        all.extend(oauth_doc());
+    }
+    if let Some(tags) = doc["tags"].as_array_mut() {
+        tags.push(json!({ "name": "oauth", "description": "The OAuth 2.1 provider of partner apps (authorization code with PKCE S256, refresh rotation, client credentials, RFC 7009 revocation, RFC 7662 introspection, RFC 8414 metadata)" }));
     }
     doc["components"]["securitySchemes"]["api_key"] = json!({
         "type": "http", "scheme": "bearer",
@@ -117,6 +121,109 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         } },
     });
     (router.merge(entities), doc)
+}
+
+/// The document's entries for the OAuth provider's endpoints, which
+/// `vodo-oauth` serves (its own router, not utoipa's): what they take and
+/// answer, from its protocol profile.
+fn oauth_doc() -> serde_json::Map<String, Value> {
+    let form = |fields: &[(&str, &str)], required: &[&str]| {
+        let props: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(k, d)| {
+                (
+                    (*k).to_owned(),
+                    json!({ "type": "string", "description": d }),
+                )
+            })
+            .collect();
+        json!({ "required": true, "content": { "application/x-www-form-urlencoded": { "schema": {
+            "type": "object", "properties": props, "required": required,
+        } } } })
+    };
+    let error = |d: &str| {
+        json!({ "description": d, "content": { "application/json": { "schema": { "type": "object", "properties": {
+        "error": { "type": "string" }, "error_description": { "type": "string" } } } } } })
+    };
+    let page = |d: &str| json!({ "description": d, "content": { "text/html": { "schema": { "type": "string" } } } });
+    let redirect = || json!({ "description": "Back to the app's redirect URI with `code`, `state` and `iss`, or with `error`" });
+    let client = [
+        ("client_id", "The app's id, when not sent with HTTP Basic"),
+        (
+            "client_secret",
+            "A confidential app's secret, when not sent with HTTP Basic",
+        ),
+    ];
+    let authorize_params = json!([
+        { "name": "response_type", "in": "query", "required": true, "schema": { "type": "string", "enum": ["code"] } },
+        { "name": "client_id", "in": "query", "required": true, "schema": { "type": "string" } },
+        { "name": "redirect_uri", "in": "query", "required": true, "schema": { "type": "string" }, "description": "One of the app's registered redirect URIs, exactly (loopback: any port)" },
+        { "name": "scope", "in": "query", "required": false, "schema": { "type": "string" }, "description": "Space-separated scopes, such as `entities:read:order offline_access`" },
+        { "name": "state", "in": "query", "required": false, "schema": { "type": "string" } },
+        { "name": "code_challenge", "in": "query", "required": true, "schema": { "type": "string" }, "description": "base64url SHA-256 of the PKCE verifier" },
+        { "name": "code_challenge_method", "in": "query", "required": true, "schema": { "type": "string", "enum": ["S256"] } },
+    ]);
+    let mut token_fields = vec![
+        (
+            "grant_type",
+            "`authorization_code`, `refresh_token` or `client_credentials`",
+        ),
+        ("code", "The authorization code (authorization_code)"),
+        (
+            "redirect_uri",
+            "The redirect URI the code was sent to (authorization_code)",
+        ),
+        ("code_verifier", "The PKCE verifier (authorization_code)"),
+        ("refresh_token", "The refresh token (refresh_token)"),
+        (
+            "scope",
+            "Scopes, for client_credentials or a narrower refresh",
+        ),
+    ];
+    token_fields.extend(client);
+    let mut token_param = vec![
+        ("token", "The token"),
+        ("token_type_hint", "`access_token` or `refresh_token`"),
+    ];
+    token_param.extend(client);
+    let op = |summary: &str, extra: Value| {
+        let mut v = json!({ "tags": ["oauth"], "summary": summary });
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v
+    };
+    let mut paths = serde_json::Map::new();
+    paths.insert("/.well-known/oauth-authorization-server".into(), json!({ "get": op(
+        "The provider's metadata (RFC 8414)",
+        json!({ "operationId": "oauth_metadata", "responses": { "200": { "description": "The issuer and its endpoints", "content": { "application/json": { "schema": { "type": "object" } } } } } }),
+    ) }));
+    paths.insert("/oauth/authorize".into(), json!({
+        "get": op("The consent page a signed-in merchant sees for an app's authorization request", json!({
+            "operationId": "oauth_authorize", "parameters": authorize_params,
+            "responses": { "200": page("The consent page"), "302": redirect(), "400": page("A request that cannot go back to the app (unknown app or redirect URI)"), "401": page("Not signed in as a merchant") },
+        })),
+        "post": op("The merchant's decision on the consent page", json!({
+            "operationId": "oauth_decide",
+            "requestBody": form(&[("decision", "`allow` or `deny`"), ("csrf", "The consent page's anti-forgery token")], &["decision", "csrf"]),
+            "responses": { "302": redirect(), "400": page("A forged or expired consent form"), "401": page("Not signed in as a merchant") },
+        })),
+    }));
+    paths.insert("/oauth/token".into(), json!({ "post": op("Exchange a code, a refresh token or client credentials for tokens", json!({
+        "operationId": "oauth_token", "requestBody": form(&token_fields, &["grant_type"]),
+        "responses": { "200": { "description": "`access_token` (`vodo_at_...`), `token_type`, `expires_in`, `scope`, and `refresh_token` with `offline_access`", "content": { "application/json": { "schema": { "type": "object" } } } },
+            "400": error("An invalid, used or expired grant, or a bad request"), "401": error("The client did not authenticate") },
+    })) }));
+    paths.insert("/oauth/revoke".into(), json!({ "post": op("Revoke a token (RFC 7009)", json!({
+        "operationId": "oauth_revoke", "requestBody": form(&token_param, &["token"]),
+        "responses": { "200": { "description": "Revoked, or it was not a valid token (RFC 7009 answers the same)" }, "400": error("A bad request"), "401": error("The client did not authenticate") },
+    })) }));
+    paths.insert("/oauth/introspect".into(), json!({ "post": op("Whether a token is active and what it allows (RFC 7662)", json!({
+        "operationId": "oauth_introspect", "requestBody": form(&token_param, &["token"]),
+        "responses": { "200": { "description": "`active`, and for an active token its `scope`, `client_id`, `sub`, `exp`", "content": { "application/json": { "schema": { "type": "object" } } } },
+            "400": error("A bad request"), "401": error("The client did not authenticate (confidential clients only)") },
+    })) }));
+    paths
 }
 
 /// The document's entries for `/api/{name}/{id}`, generated from the same

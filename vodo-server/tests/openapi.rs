@@ -130,7 +130,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
         .submit(&admin_session, &package_of(&notes("1.0.0")))
         .unwrap();
     // An app with an endpoint (a receiver on loopback) and a message sent to it.
-    let (client, _) = f
+    let (client, app_secret) = f
         .platform
         .register_app(
             &admin_session,
@@ -138,10 +138,14 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
                 name: "Doc hooks".into(),
                 kind: vodo_oauth::model::ClientKind::Confidential,
                 redirect_uris: vec!["https://app.example/cb".into()],
-                scopes: vodo_scopes::ScopeSet::new(),
+                scopes: ["entities:read:order".parse().unwrap()]
+                    .into_iter()
+                    .collect(),
             },
         )
         .unwrap();
+    let client_secret = app_secret.unwrap().expose_secret().to_owned();
+    let mut consent_fields: Vec<(String, String)> = Vec::new();
     let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_url = format!("http://{}/hook", receiver.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -220,7 +224,66 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             _ => body_for(method, path),
         };
         let http_method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let answer = if path.starts_with("/api/") {
+        let answer = if path.starts_with("/oauth/") || path.starts_with("/.well-known/") {
+            let credentials = [
+                ("client_id".to_owned(), client.id.clone()),
+                ("client_secret".to_owned(), client_secret.clone()),
+            ];
+            let token = [("token".to_owned(), "vodo_at_unknown".to_owned())];
+            match (method.as_str(), path.as_str()) {
+                ("get", "/oauth/authorize") => {
+                    let query = format!(
+                        "response_type=code&client_id={}&redirect_uri={}&scope=entities%3Aread%3Aorder&state=s&code_challenge={}&code_challenge_method=S256",
+                        client.id,
+                        enc("https://app.example/cb"),
+                        vodo_oauth::pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+                    );
+                    let page = send(
+                        &f.app,
+                        cookie_request(
+                            &merchant,
+                            Method::GET,
+                            &format!("{url}?{query}"),
+                            String::new(),
+                        ),
+                    )
+                    .await;
+                    consent_fields = hidden_fields(&page.text());
+                    page
+                }
+                ("post", "/oauth/authorize") => {
+                    let mut fields = consent_fields.clone();
+                    fields.push(("decision".into(), "allow".into()));
+                    send(
+                        &f.app,
+                        cookie_request(&merchant, Method::POST, &url, form(&fields)),
+                    )
+                    .await
+                }
+                ("post", "/oauth/token") => {
+                    let mut fields = vec![
+                        ("grant_type".to_owned(), "client_credentials".to_owned()),
+                        ("scope".to_owned(), "entities:read:order".to_owned()),
+                    ];
+                    fields.extend(credentials);
+                    send(
+                        &f.app,
+                        cookie_request(&Who::default(), Method::POST, &url, form(&fields)),
+                    )
+                    .await
+                }
+                ("post", _) => {
+                    let mut fields = token.to_vec();
+                    fields.extend(credentials);
+                    send(
+                        &f.app,
+                        cookie_request(&Who::default(), Method::POST, &url, form(&fields)),
+                    )
+                    .await
+                }
+                _ => send(&f.app, Who::default().request(http_method, &url, None)).await,
+            }
+        } else if path.starts_with("/api/") {
             let body = body_for(method, path).map(|b| b.to_string());
             send(
                 &f.app,
@@ -251,8 +314,10 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             answer.status,
             answer.text()
         );
+        // The consent form's answer is the redirect back to the app.
+        let redirected = path == "/oauth/authorize" && method == "post";
         assert!(
-            answer.status.is_success(),
+            answer.status.is_success() || (redirected && answer.status == StatusCode::FOUND),
             "{method} {url}: {}",
             answer.text()
         );

@@ -15,53 +15,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use common::{Who, fixture, send, sign_in};
+use common::{Who, cookie_request, enc, fixture, form, hidden_fields, send, sign_in};
 use http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use vodo_core::audit::{AuditFilter, AuditKind};
 use vodo_oauth::pkce_challenge;
 use vodo_oauth::webhooks::{WebhookSecret, verify};
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn form(pairs: &[(String, String)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-/// The hidden inputs of the consent page's form.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    html.split("<input type=hidden ")
-        .skip(1)
-        .map(|chunk| {
-            let attr = |name: &str| {
-                let start = chunk.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-                let end = chunk[start..].find('"').unwrap() + start;
-                chunk[start..end]
-                    .replace("&amp;", "&")
-                    .replace("&quot;", "\"")
-                    .replace("&lt;", "<")
-                    .replace("&gt;", ">")
-                    .replace("&#39;", "'")
-            };
-            (attr("name"), attr("value"))
-        })
-        .collect()
-}
-
-fn cookie_request(who: &Who, method: Method, uri: &str, body: String) -> Request<Body> {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(c) = &who.cookie {
-        b = b.header(header::COOKIE, format!("vodo_session={c}"));
-    }
-    if !body.is_empty() {
-        b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    }
-    b.body(Body::from(body)).unwrap()
-}
 
 /// A partner's confidential app, registered over HTTP: (client id, secret).
 async fn register(app: &Router, partner: &Who, scopes: &[&str]) -> (String, String) {

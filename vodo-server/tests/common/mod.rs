@@ -266,3 +266,44 @@ pub fn upload(who: &Who, path: &str, bytes: Vec<u8>) -> Request<Body> {
     }
     b.body(Body::from(bytes)).unwrap()
 }
+
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn form(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The hidden inputs of the consent page's form.
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.split("<input type=hidden ")
+        .skip(1)
+        .map(|chunk| {
+            let attr = |name: &str| {
+                let start = chunk.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let end = chunk[start..].find('"').unwrap() + start;
+                chunk[start..end]
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&#39;", "'")
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
+}
+
+pub fn cookie_request(who: &Who, method: Method, uri: &str, body: String) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(c) = &who.cookie {
+        b = b.header(header::COOKIE, format!("vodo_session={c}"));
+    }
+    if !body.is_empty() {
+        b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    b.body(Body::from(body)).unwrap()
+}
