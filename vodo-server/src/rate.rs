@@ -5,6 +5,7 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, StatusCode};
 use tower::Layer;
+use vodo_core::audit::{AuditAction, AuditEvent, AuditSinkExt as _};
 use vodo_core::keys::VerifiedKey;
 use vodo_core::rate::{RateKey, RateLimit};
 use vodo_core::{AccessError, Decision, DenyReason, Host};
@@ -34,8 +35,9 @@ pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 ///
 /// A partner app's access token ([`ApiKeyAuthLayer::with_oauth`](crate::ApiKeyAuthLayer::with_oauth))
 /// is counted per app and installation against [`partner_limit`](Self::partner_limit)
-/// (`RateLimit-Policy: "app";...`); a token that acts for no installation
-/// (client credentials) is `403 no_installation`.
+/// (`RateLimit-Policy: "app";...`; over it, `429` with `RateLimit: "app";r=0;t=...`,
+/// audited against the installation); a token that acts for no
+/// installation (client credentials) is `403 no_installation`.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     host: Arc<Host>,
@@ -66,16 +68,42 @@ impl RateLimitLayer {
             return Ok(None);
         };
         let key = RateKey::ApiKey(format!("app:{}:{installation}", info.client_id).into());
-        match self.host.rate_limits.check(&key, limit) {
-            Decision::Allow => Ok(Some((RATELIMIT_POLICY.clone(), policy_of("app", limit)))),
-            Decision::Deny { reason } => {
-                let mut p = denied(&reason, None);
-                if matches!(reason, DenyReason::RateLimited { .. }) {
-                    p = p.header(RATELIMIT_POLICY.clone(), policy_of("app", limit));
-                }
-                Err(p)
+        let reason = match self.host.rate_limits.check(&key, limit) {
+            Decision::Allow => {
+                return Ok(Some((RATELIMIT_POLICY.clone(), policy_of("app", limit))));
             }
-        }
+            Decision::Deny { reason } => reason,
+        };
+        self.host.audit.record_or_log(
+            &AuditEvent::now(AuditAction::PermissionDenied {
+                scope: format!("app {}", info.client_id),
+                reason: reason.clone(),
+            })
+            .installation(installation),
+        );
+        Err(match reason {
+            DenyReason::RateLimited { retry_after_ms } => {
+                let seconds = retry_after_ms.div_ceil(1000).max(1);
+                Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "the app may make {} requests per {} s for this installation: wait {seconds} s",
+                        limit.count(),
+                        limit.period().duration().as_secs()
+                    ),
+                )
+                .with("retry_after", seconds)
+                .header(RETRY_AFTER, HeaderValue::from(seconds))
+                .header(
+                    RATELIMIT.clone(),
+                    HeaderValue::from_str(&format!("\"app\";r=0;t={seconds}"))
+                        .unwrap_or_else(|_| HeaderValue::from_static("\"app\";r=0")),
+                )
+                .header(RATELIMIT_POLICY.clone(), policy_of("app", limit))
+            }
+            other => denied(&other, None),
+        })
     }
 }
 

@@ -282,3 +282,108 @@ async fn a_layer_without_the_key_layer_before_it_says_how_to_wire_it() {
         "{body}"
     );
 }
+
+/// A partner app's token as `ApiKeyAuthLayer::with_oauth` leaves it.
+fn app_token(installation: Option<&str>, scopes: &[&str]) -> vodo_oauth::AccessInfo {
+    vodo_oauth::AccessInfo {
+        client_id: "app_acme".into(),
+        installation: installation.map(InstallationId::new),
+        subject: "owner@shop".into(),
+        scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
+        expires_at: None,
+    }
+}
+
+#[tokio::test]
+async fn an_app_token_is_limited_per_installation_and_checked_against_its_scopes() {
+    let f = fixture();
+    let limit = vodo_core::rate::RateLimit::new(
+        std::num::NonZeroU32::new(2).unwrap(),
+        vodo_core::rate::Period::Minute,
+    )
+    .unwrap();
+    let app = |info: vodo_oauth::AccessInfo| {
+        Router::new()
+            .route("/api/orders", get(|| async { "orders" }))
+            .layer(
+                PermissionLayer::new(&f.host, "entities:read:order".parse().unwrap())
+                    .resource("orders"),
+            )
+            .layer(RateLimitLayer::new(&f.host).partner_limit(Some(limit)))
+            .layer(axum::middleware::map_request(
+                move |mut r: Request<Body>| {
+                    let info = info.clone();
+                    async move {
+                        r.extensions_mut().insert(info);
+                        r
+                    }
+                },
+            ))
+    };
+    let get = |router: &Router| {
+        router
+            .clone()
+            .oneshot(Request::get("/api/orders").body(Body::empty()).unwrap())
+    };
+    let problem = |r: axum::response::Response| async move {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        (status, headers, v)
+    };
+
+    let reader = app(app_token(Some("shop"), &["entities:read:order"]));
+    for _ in 0..2 {
+        let r = get(&reader).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["ratelimit-policy"], "\"app\";q=2;w=60");
+    }
+    let (status, headers, v) = problem(get(&reader).await.unwrap()).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert!(
+        headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"app\";r=0;t=")
+    );
+    // The same app for another installation has its own budget.
+    let other = app(app_token(Some("shop-2"), &["entities:read:order"]));
+    assert_eq!(get(&other).await.unwrap().status(), StatusCode::OK);
+
+    // A scope the merchant did not consent to, and a token of no installation.
+    let narrow = app(app_token(Some("shop-3"), &["entities:read:customer"]));
+    let (status, _, v) = problem(get(&narrow).await.unwrap()).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_scope"))
+    );
+    assert_eq!(v["scope"], "entities:read:order");
+    let machine = app(app_token(None, &["entities:read:order"]));
+    let (status, _, v) = problem(get(&machine).await.unwrap()).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("no_installation"))
+    );
+
+    let denied = f
+        .audit
+        .query(&AuditFilter {
+            kinds: vec![AuditKind::PermissionDenied],
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    let about_app: Vec<_> = denied
+        .iter()
+        .filter(|r| matches!(&r.event.action, AuditAction::PermissionDenied { scope, .. } if scope.contains("app_acme")))
+        .collect();
+    assert_eq!(
+        about_app.len(),
+        2,
+        "the 429 and the 403 are audited: {denied:?}"
+    );
+}
