@@ -168,7 +168,7 @@ impl FromRequestParts<Shared> for ConsoleSession {
 }
 
 /// `403` unless the form's token is the session's.
-pub(crate) fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
+fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
     if csrf_matches(s, given) {
         Ok(())
     } else {
@@ -183,10 +183,19 @@ pub(crate) fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
     }
 }
 
-pub(crate) fn form<T>(
-    s: Option<&Session>,
+/// A console form posted with a session: parsed (a `400` page otherwise)
+/// and carrying the session's CSRF token, read by `csrf` (a `403` page otherwise).
+pub(crate) fn submitted<T>(
+    s: &Session,
     f: Result<Form<T>, FormRejection>,
+    csrf: impl FnOnce(&T) -> &str,
 ) -> Result<T, Response> {
+    let f = form(Some(s), f)?;
+    check_csrf(s, csrf(&f))?;
+    Ok(f)
+}
+
+fn form<T>(s: Option<&Session>, f: Result<Form<T>, FormRejection>) -> Result<T, Response> {
     f.map(|Form(t)| t).map_err(|e| {
         error_page(
             s,
@@ -330,11 +339,7 @@ async fn logout(
     headers: HeaderMap,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
+    if let Err(r) = submitted(&s, f, |f| &f.csrf) {
         return r;
     }
     if let Some(token) = cookie(&headers)
@@ -631,13 +636,10 @@ async fn plugin_action(
     Path((installation, plugin, action)): Path<(String, String, String)>,
     f: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
+    let f = match submitted(&s, f, |f| &f.csrf) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
     let (i, pl) = match ids(&s, &installation, &plugin) {
         Ok(x) => x,
         Err(r) => return r,
@@ -730,11 +732,7 @@ async fn revoke_key(
     Path((installation, plugin, key)): Path<(String, String, String)>,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
+    if let Err(r) = submitted(&s, f, |f| &f.csrf) {
         return r;
     }
     let (i, pl) = match ids(&s, &installation, &plugin) {
@@ -820,13 +818,10 @@ async fn activate(
     Path((installation, plugin)): Path<(String, String)>,
     f: Result<Form<ActivateForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
+    let f = match submitted(&s, f, |f| &f.csrf) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
     let (i, pl) = match ids(&s, &installation, &plugin) {
         Ok(x) => x,
         Err(r) => return r,
@@ -943,11 +938,7 @@ async fn verify(
     ConsoleSession(s): ConsoleSession,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
+    if let Err(r) = submitted(&s, f, |f| &f.csrf) {
         return r;
     }
     if s.role != Role::Admin {
@@ -1067,13 +1058,10 @@ async fn review_decision(
     Path(id): Path<String>,
     f: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
+    let f = match submitted(&s, f, |f| &f.csrf) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
     let approve = f.decision == "approve";
     let (who, sub_id, feedback) = (s.clone(), id.clone(), f.feedback.clone());
     let decided = p
@@ -1173,13 +1161,10 @@ async fn rate(
     Path(slug): Path<String>,
     f: Result<Form<RateForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
+    let f = match submitted(&s, f, |f| &f.csrf) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
     match p.rate(&s, &slug, f.stars, &f.text) {
         Ok(()) => {
             let mut url = "/admin/catalog?q=".to_owned();

@@ -18,7 +18,7 @@ use vodo_oauth::webhooks::DeliveryStatus;
 
 use crate::Platform;
 use crate::apps_api::status_str;
-use crate::console::{ConsoleSession, check_csrf, error_page, form, page, utc};
+use crate::console::{ConsoleSession, error_page, page, submitted, utc};
 
 type Shared = Arc<Platform>;
 
@@ -151,13 +151,10 @@ async fn test(
     Path(id): Path<String>,
     f: Result<Form<TestForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
+    let f = match submitted(&s, f, |f| &f.csrf) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
     let event = if f.event_type.trim().is_empty() {
         "webhook.test".to_owned()
     } else {
@@ -281,13 +278,10 @@ async fn redeliver(
     Path(id): Path<String>,
     f: Result<Form<RedeliverForm>, FormRejection>,
 ) -> Response {
-    let f = match form(Some(&s), f) {
+    let f = match submitted(&s, f, |f| &f.csrf) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
     let (who, message) = (s.clone(), id.clone());
     let done = p
         .blocking(move |p| p.redeliver(&who, &message, &f.endpoint_id))
