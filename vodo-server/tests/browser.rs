@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,24 +67,6 @@ fn serve(platform: Arc<Platform>) -> String {
         });
     });
     base
-}
-
-/// A webhook receiver on loopback that takes every request with `200`.
-fn receiver() -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let mut buf = [0u8; 65536];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\nthank you",
-            );
-        }
-    });
-    url
 }
 
 fn api_status(base: &str, key: &str) -> u16 {
@@ -286,7 +270,7 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
             &admin,
             &vodo_server::NewEndpoint {
                 client_id: app.id,
-                url: receiver(),
+                url: common::receiver(vec![200]).0,
                 event_types: vec!["order.*".into()],
                 installation: None,
             },
@@ -321,14 +305,14 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
     browser.click("tr.message a");
     browser.wait_for_text("Attempts");
     let attempts = browser.text_of("#attempts");
-    assert!(attempts.contains("thank you"), "{attempts}");
+    assert!(attempts.contains("received 1"), "{attempts}");
     browser.click("#message-deliveries button");
     browser.wait_for_text("Attempts");
     let redelivered = wait_until(
         || {
             browser.goto(&browser.current_url());
             let rows = browser.text_of("#attempts");
-            (rows.matches("thank you").count() >= 2).then_some(rows)
+            (rows.matches("received ").count() >= 2).then_some(rows)
         },
         || "the redelivery was never attempted".into(),
     );

@@ -146,18 +146,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
         .unwrap();
     let client_secret = app_secret.unwrap().expose_secret().to_owned();
     let mut consent_fields: Vec<(String, String)> = Vec::new();
-    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hook_url = format!("http://{}/hook", receiver.local_addr().unwrap());
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for s in receiver.incoming() {
-            let Ok(mut s) = s else { break };
-            let mut buf = [0u8; 65536];
-            let _ = s.read(&mut buf);
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
+    let (hook_url, _deliveries) = receiver(vec![200]);
     let hook = f
         .platform
         .add_endpoint(

@@ -8,14 +8,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use common::{Who, cookie_request, enc, fixture, form, hidden_fields, send, sign_in};
+use common::{Who, cookie_request, enc, fixture, form, hidden_fields, receiver, send, sign_in};
 use http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use vodo_core::audit::{AuditFilter, AuditKind};
@@ -349,62 +346,6 @@ async fn partner_apps_read_and_write_records_within_what_the_merchant_consented_
     )
     .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
-}
-
-/// What a receiver got: headers (lower-case names) and body.
-struct Received {
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// A webhook receiver on loopback answering each request with the next
-/// status of `answers` (the last one repeated).
-fn receiver(answers: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut n = 0;
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = HashMap::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.trim_end().split_once(':') {
-                    headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
-                }
-            }
-            let len: usize = headers
-                .get("content-length")
-                .map_or(0, |v| v.parse().unwrap());
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let status = answers[n.min(answers.len() - 1)];
-            n += 1;
-            let reply = format!("received {n}");
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
-            if tx
-                .send(Received {
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                })
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    (url, rx)
 }
 
 async fn run_due(f: &common::Fixture) -> usize {

@@ -307,3 +307,57 @@ pub fn cookie_request(who: &Who, method: Method, uri: &str, body: String) -> Req
     }
     b.body(Body::from(body)).unwrap()
 }
+
+/// What a receiver got: headers (lower-case names) and body.
+pub struct Received {
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// A webhook receiver on loopback answering each request with the next
+/// status of `answers` (the last one repeated) and the body `received {n}`
+/// for its `n`th request; what each request carried comes out of the channel.
+pub fn receiver(answers: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Received>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = std::collections::HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.insert(k.to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .map_or(0, |v| v.parse().unwrap());
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = answers[n.min(answers.len() - 1)];
+            n += 1;
+            let reply = format!("received {n}");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+            // A test that does not read what came keeps the receiver serving.
+            let _ = tx.send(Received {
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+    });
+    (url, rx)
+}
