@@ -121,7 +121,7 @@ impl Driver {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=900,700",
+            "--window-size=1000,1400",
         ]
         .iter()
         .map(|a| a.to_string())
@@ -223,6 +223,19 @@ impl Driver {
     /// Saves a screenshot under `target/screenshots/`.
     pub fn screenshot(&self, name: &str) {
         let png = get(&self.url("/screenshot"));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = crate::root().join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    /// Saves a screenshot of the element `css` alone (scrolled into view)
+    /// under `target/screenshots/`.
+    pub fn screenshot_of(&self, css: &str, name: &str) {
+        let e = self.find(css);
+        let png = get(&self.url(&format!("/element/{e}/screenshot")));
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap())
             .unwrap();

@@ -67,6 +67,7 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
     println!("  API       {base}/v1   (records: {base}/api/{{resource}}/{{id}})");
     println!("  explorer  {base}/api-docs   (OpenAPI 3.1: {base}/openapi.json)");
     println!("  OAuth     {base}/.well-known/oauth-authorization-server");
+    println!("  index     {base}/index/timestamp.json   (signed packages for hosts and CDNs)");
     println!("  health    {base}/healthz");
     match password {
         Some(p) => println!(

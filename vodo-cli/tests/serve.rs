@@ -172,6 +172,40 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
         metadata["token_endpoint"],
         format!("{base}/oauth/token").as_str()
     );
+    // The signed index it printed lists the seeded plugin.
+    let index = server
+        .printed
+        .iter()
+        .find(|l| l.contains("index "))
+        .expect("the signed index's URL is printed")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let (status, timestamp) = call("GET", &index, None, None);
+    assert_eq!(status, 200, "{timestamp}");
+    let snapshot = timestamp["signed"]["snapshot_version"].as_u64().unwrap();
+    let (_, snapshot) = call(
+        "GET",
+        &format!("{base}/index/{snapshot}.snapshot.json"),
+        None,
+        None,
+    );
+    let targets = snapshot["signed"]["targets_version"].as_u64().unwrap();
+    let (_, targets) = call(
+        "GET",
+        &format!("{base}/index/{targets}.targets.json"),
+        None,
+        None,
+    );
+    assert!(
+        targets["signed"]["targets"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("order-notifier/")),
+        "{targets}"
+    );
     let (status, signed) = call(
         "POST",
         &format!("{base}/v1/session"),

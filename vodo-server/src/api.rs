@@ -63,6 +63,7 @@ pub(crate) struct ProblemDoc {
         (name = "marketplace", description = "Submissions, the review queue and the catalog"),
         (name = "apps", description = "Partner apps registered with the OAuth provider"),
         (name = "webhooks", description = "Partner apps' webhook endpoints, the delivery log, redelivery and the test tool"),
+        (name = "updates", description = "Channels, update policies, upgrades and rollbacks through the signed index, the updater, and the index's files for hosts and CDNs"),
     ),
     components(schemas(ProblemDoc))
 )]
@@ -93,7 +94,7 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(catalog))
         .routes(routes!(listing))
         .routes(routes!(rate));
-    let (router, doc) = crate::apps_api::add(router).split_for_parts();
+    let (router, doc) = crate::updates_api::add(crate::apps_api::add(router)).split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     let (entities, paths) = entities(platform);
     if let Some(all) = doc["paths"].as_object_mut() {
@@ -549,7 +550,7 @@ pub(crate) fn health_json(v: &PluginView) -> Value {
     })
 }
 
-fn view_json(v: &PluginView) -> Value {
+pub(crate) fn view_json(v: &PluginView) -> Value {
     json!({
         "installation": v.installation.as_str(),
         "plugin": v.plugin.as_str(),
@@ -574,7 +575,10 @@ fn view_json(v: &PluginView) -> Value {
     })
 }
 
-fn ids(installation: String, plugin: String) -> Result<(InstallationId, PluginId), Problem> {
+pub(crate) fn ids(
+    installation: String,
+    plugin: String,
+) -> Result<(InstallationId, PluginId), Problem> {
     let bad = |what: &str, v: &str| {
         Problem::new(
             StatusCode::BAD_REQUEST,

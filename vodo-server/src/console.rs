@@ -64,6 +64,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/admin/catalog/{slug}/rate", post(rate))
         .route("/admin/audit/verify", post(verify))
         .merge(crate::console_hooks::routes())
+        .merge(crate::console_updates::routes())
 }
 
 const STYLE: &str = "
@@ -87,7 +88,7 @@ form.inline{display:inline}
 button{background:#2f6fdf;color:#fff;border:0;padding:.4rem .9rem;border-radius:3px;cursor:pointer;font-size:.9rem}
 button.danger{background:#c62828}button.plain{background:#5b6675}
 input,select{padding:.35rem;border:1px solid #c5ccd6;border-radius:3px;font-size:.9rem}
-label{display:block;margin:.5rem 0 .2rem;font-size:.9rem}
+label{display:block;margin:.5rem 0 .2rem;font-size:.9rem}form.row label{display:inline-block;margin:.5rem .3rem .5rem 0}form.row select{margin-right:1rem}
 ul.scopes li{margin:.3rem 0}code{font-size:.85rem;color:#4a5563}
 td code{word-break:break-all}
 .muted{color:#6b7685;font-size:.85rem}
@@ -208,7 +209,7 @@ fn form<T>(s: Option<&Session>, f: Result<Form<T>, FormRejection>) -> Result<T, 
     })
 }
 
-fn ids(
+pub(crate) fn ids(
     s: &Session,
     installation: &str,
     plugin: &str,
@@ -508,7 +509,7 @@ async fn plugin_page(
     )
 }
 
-fn render_plugin(
+pub(crate) fn render_plugin(
     p: &Platform,
     s: &Session,
     i: &InstallationId,
@@ -558,6 +559,7 @@ fn render_plugin(
                     @else { button #enable type="submit" { "Enable" } }
                 }
             }
+            (crate::console_updates::section(p, s, i, pl))
             h2 { "Calls and errors, the last hour" }
             @if let Some(svg) = crate::charts::calls_chart(&v.series, 720, 220) {
                 div.card #usage-chart role="img" aria-label="Calls and errors per minute over the last hour" {
@@ -714,7 +716,7 @@ async fn plugin_action(
     }
 }
 
-fn form_urlencoded(s: &str) -> impl Iterator<Item = char> + '_ {
+pub(crate) fn form_urlencoded(s: &str) -> impl Iterator<Item = char> + '_ {
     s.bytes().flat_map(|b| {
         let keep = b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
         let text = if keep {

@@ -51,6 +51,10 @@ pub enum ServerError {
         /// What happened.
         detail: String,
     },
+    /// The signed index refused a file: metadata or a package that does
+    /// not verify (changed on disk, expired, rolled back).
+    #[error("the signed index refused it: {0}")]
+    Index(vodo_marketplace::index::IndexError),
     /// A file of the data folder could not be read or written.
     #[error("`{path}`: {source}")]
     Io {
@@ -101,6 +105,19 @@ impl ServerError {
                 "plugin_refused",
                 e.to_string(),
             ),
+            Self::Index(vodo_marketplace::index::IndexError::UnknownTarget(what)) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("`{what}` is not in the signed index"),
+            ),
+            Self::Index(e) => {
+                tracing::error!(error = %e, "the signed index refused a file");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "index_refused",
+                    format!("the signed index refused it, so nothing was installed: {e}"),
+                )
+            }
             Self::OAuth(vodo_oauth::Error::NotFound(what)) => {
                 Problem::new(StatusCode::NOT_FOUND, "not_found", what.clone())
             }

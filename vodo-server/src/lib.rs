@@ -55,6 +55,8 @@ mod auth;
 mod charts;
 mod console;
 mod console_hooks;
+mod console_updates;
+mod distribution;
 mod error;
 mod explorer;
 mod future;
@@ -66,6 +68,8 @@ mod problem;
 mod rate;
 mod router;
 mod store;
+mod updates;
+mod updates_api;
 mod web;
 
 pub use accounts::{Accounts, MIN_PASSWORD, Role, Session, SignInError};
@@ -73,6 +77,7 @@ pub use api::MAX_PAGE;
 pub use apps::{DeliveryView, MAX_ENDPOINTS_PER_APP, MessageView, NewApp, NewEndpoint};
 pub use apps_api::MAX_DELIVERIES_PAGE;
 pub use auth::ApiKeyAuthLayer;
+pub use distribution::{IMMUTABLE, SHORT, TARGETS_TTL, TIMESTAMP_TTL, channel_of};
 pub use error::ServerError;
 pub use future::{Check, Checked, Checking};
 pub use permission::PermissionLayer;
@@ -82,6 +87,9 @@ pub use problem::Problem;
 pub use rate::RateLimitLayer;
 pub use router::{REQUEST_ID, serve};
 pub use store::{LOG_LINES, LogLine, PackageRow, ServerStore};
+pub use updates::{
+    Held, Release, UpdateOutcome, UpdateReport, UpdateSettings, UpdaterConfig, UpdatesView, Watch,
+};
 pub use web::{ApiSession, COOKIE, CSRF_HEADER, ClientAddr, JsonBody, MAX_JSON};
 
 /// The answer when a layer that needs the verified key runs without

@@ -37,6 +37,7 @@ impl From<vodo_marketplace::Error> for ServerError {
             E::Workflow(w) => ServerError::Invalid {
                 detail: w.to_string(),
             },
+            E::Index(e) => ServerError::Index(e),
             other => ServerError::Store {
                 detail: other.to_string(),
             },
@@ -187,7 +188,8 @@ impl Platform {
             .transition(id, State::Testing, &reviewer, feedback, now)?;
         self.desk
             .transition(id, State::Approved, &reviewer, feedback, now)?;
-        let package = Package::parse(&self.desk.package(id)?, self.max_package())?;
+        let bytes = self.desk.package(id)?;
+        let package = Package::parse(&bytes, self.max_package())?;
         Manifest::parse(&package.manifest)?;
         let published = self.desk.transition(
             id,
@@ -199,11 +201,7 @@ impl Platform {
             "",
             now,
         )?;
-        self.add_package(
-            &package.manifest,
-            &package.component,
-            package.samples.first().cloned(),
-        )?;
+        self.publish_package(&bytes)?;
         Ok(published)
     }
 

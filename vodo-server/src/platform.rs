@@ -16,6 +16,7 @@ use vodo_core::keys::{ApiKey, ApiKeyRecord, IssueKey};
 use vodo_core::rate::{Period, RateLimit};
 use vodo_core::{Consent, Host, InstallationId, Manifest, PluginId, SecretKey};
 use vodo_marketplace::catalog::InstallEvent;
+use vodo_marketplace::package::Package;
 use vodo_oauth::webhooks::{Deliverer, DeliveryConfig, SqliteOutbox};
 use vodo_oauth::{AuthServer, AuthServerConfig};
 use vodo_sandbox::{Installed, Limits, Sandbox, SandboxConfig, UsageSummary, Wasm};
@@ -73,6 +74,8 @@ pub struct PlatformConfig {
     /// How many platform API requests one partner app may make for one
     /// installation. Default 120 a minute.
     pub partner_rate_limit: Option<RateLimit>,
+    /// How the background updater runs. Default [`UpdaterConfig::default`].
+    pub updates: crate::UpdaterConfig,
 }
 
 impl PlatformConfig {
@@ -93,6 +96,7 @@ impl PlatformConfig {
             webhooks: DeliveryConfig::default(),
             partner_rate_limit: NonZeroU32::new(120)
                 .and_then(|n| RateLimit::new(n, Period::Minute).ok()),
+            updates: crate::UpdaterConfig::default(),
         }
     }
 }
@@ -140,6 +144,10 @@ pub struct Platform {
     pub catalog: vodo_marketplace::catalog::Catalog,
     pub(crate) config: PlatformConfig,
     pub(crate) desk: vodo_marketplace::submissions::Desk,
+    /// The signed index every install takes its packages from.
+    pub(crate) index: crate::distribution::Distribution,
+    /// Held while a plugin's version changes (install, upgrade, rollback, the updater).
+    pub(crate) lifecycle: parking_lot::Mutex<()>,
     audit_log: Arc<FileAudit>,
     secret: SecretKey,
 }
@@ -219,7 +227,10 @@ impl Platform {
         let catalog = vodo_marketplace::catalog::Catalog::new(Arc::new(
             vodo_marketplace::catalog::SqliteCatalog::open(Some(&data.join("catalog.db")))?,
         ))?;
+        let index = crate::distribution::Distribution::open(&data)?;
         let platform = Self {
+            index,
+            lifecycle: parking_lot::Mutex::new(()),
             desk,
             catalog,
             oauth,
@@ -239,11 +250,29 @@ impl Platform {
     /// Loads the plugins recorded as installed, each under its current
     /// grant. One that no longer loads is logged and left out; the rest run.
     fn restore(&self) -> Result<(), ServerError> {
-        // A data folder from before the catalog: list what it can install.
+        // A data folder from before the catalog or the signed index: list
+        // what it can install.
         for row in self.store.packages()? {
             let Ok(m) = Manifest::parse(&row.manifest) else {
                 continue;
             };
+            if !self.index.lists(m.slug.as_str(), &m.version) {
+                let path = self.package_path(&row.digest);
+                match std::fs::read(&path) {
+                    Ok(component) => {
+                        let package = Package {
+                            manifest: row.manifest.clone(),
+                            readme: String::new(),
+                            samples: row.sample.iter().cloned().collect(),
+                            component,
+                        };
+                        self.index.publish(&package.to_bytes(), &m.version)?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(slug = row.slug, version = row.version, error = %e, "a package from before the signed index is missing");
+                    }
+                }
+            }
             let listed = self.catalog.store().listing(m.slug.as_str())?;
             if listed
                 .is_none_or(|l| semver::Version::parse(&l.version).is_ok_and(|v| v < m.version))
@@ -252,17 +281,17 @@ impl Platform {
             }
         }
         for (installation, slug, version) in self.store.loaded()? {
-            let Some(package) = self.package(&slug, Some(&version))? else {
-                tracing::warn!(%installation, slug, version, "an installed package is missing");
-                continue;
-            };
-            let loaded = Manifest::parse(&package.manifest)
-                .map_err(ServerError::from)
-                .and_then(|m| {
-                    let wasm = self.component(&package)?;
-                    Ok(self
-                        .sandbox
-                        .load(&installation, &m, &wasm, self.config.limits.clone())?)
+            let loaded = semver::Version::parse(&version)
+                .map_err(|e| ServerError::invalid(e.to_string()))
+                .and_then(|v| self.index.fetch(&slug, &v))
+                .and_then(|package| {
+                    let m = Manifest::parse(&package.manifest)?;
+                    Ok(self.sandbox.load(
+                        &installation,
+                        &m,
+                        &package.component,
+                        self.config.limits.clone(),
+                    )?)
                 });
             if let Err(e) = loaded {
                 tracing::error!(%installation, slug, error = %e, "an installed plugin did not load");
@@ -281,29 +310,39 @@ impl Platform {
         self.config.resources.iter().find(|r| r.name == name)
     }
 
-    /// Adds a package the platform can install: its manifest (validated)
-    /// and component, kept in the packages folder by digest, and a sample
-    /// event for the console's test button.
+    /// Adds a package the platform can install, made of its manifest
+    /// (validated), component and a sample event for the console's test
+    /// button: see [`publish_package`](Self::publish_package).
     pub fn add_package(
         &self,
         manifest: &str,
         component: &[u8],
         sample: Option<(String, String)>,
     ) -> Result<PackageRow, ServerError> {
-        let m = Manifest::parse(manifest)?;
-        let digest = hex(ring::digest::digest(&ring::digest::SHA256, component).as_ref());
-        let path = self.package_path(&digest);
-        if !path.exists() {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, component).map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        }
+        let package = Package {
+            manifest: manifest.to_owned(),
+            readme: String::new(),
+            samples: sample.into_iter().collect(),
+            component: component.to_vec(),
+        };
+        self.publish_package(&package.to_bytes())
+    }
+
+    /// Publishes a package file: listed in the signed index on its
+    /// version's channel (`beta` for a pre-release such as `1.2.0-beta.1`,
+    /// `stable` otherwise), in the packages the console shows (its first
+    /// sample is the test button's event), and in the catalog. A listed
+    /// version never changes: other bytes under it are refused.
+    pub fn publish_package(&self, bytes: &[u8]) -> Result<PackageRow, ServerError> {
+        let package = Package::parse(bytes, self.max_package())?;
+        let m = Manifest::parse(&package.manifest)?;
+        self.index.publish(bytes, &m.version)?;
         let row = PackageRow {
             slug: m.slug.to_string(),
             version: m.version.to_string(),
-            manifest: manifest.to_owned(),
-            digest,
-            sample,
+            manifest: package.manifest.clone(),
+            digest: hex(ring::digest::digest(&ring::digest::SHA256, &package.component).as_ref()),
+            sample: package.samples.first().cloned(),
         };
         self.store.put_package(&row)?;
         self.list(&m)?;
@@ -315,11 +354,6 @@ impl Platform {
             .data
             .join("packages")
             .join(format!("{digest}.wasm"))
-    }
-
-    fn component(&self, package: &PackageRow) -> Result<Vec<u8>, ServerError> {
-        let path = self.package_path(&package.digest);
-        std::fs::read(&path).map_err(io(&path))
     }
 
     /// The package `slug` at `version`, or its newest when `version` is `None`.
@@ -339,18 +373,21 @@ impl Platform {
             }))
     }
 
-    /// What installing (or upgrading to) the newest `slug` in
-    /// `installation` asks the merchant to consent to: its manifest and the
-    /// scopes it asks for beyond the current grant.
+    /// What installing (or upgrading to) the newest release of `slug` on
+    /// the installation's channel asks the merchant to consent to: its
+    /// manifest (from the verified package) and the scopes it asks for
+    /// beyond the current grant.
     pub fn consent_for(
         &self,
         installation: &InstallationId,
         slug: &str,
     ) -> Result<(Manifest, ConsentDiff, bool), ServerError> {
-        let package = self
-            .package(slug, None)?
-            .ok_or_else(|| ServerError::not_found(format!("the package `{slug}`")))?;
-        let m = Manifest::parse(&package.manifest)?;
+        let plugin = PluginId::new(slug);
+        let channel = self.update_settings(installation, &plugin)?.channel;
+        let version = self
+            .newest_release(slug, channel)
+            .map_err(|_| ServerError::not_found(format!("the package `{slug}`")))?;
+        let m = self.release_manifest(slug, &version)?;
         let installed = self
             .host
             .permissions
@@ -376,6 +413,7 @@ impl Platform {
         agreed: &[PluginScope],
         by: &str,
     ) -> Result<Arc<Installed>, ServerError> {
+        let _one = self.lifecycle.lock();
         let (m, diff, _) = self.consent_for(installation, slug)?;
         let mut shown = agreed.to_vec();
         shown.sort();
@@ -386,27 +424,19 @@ impl Platform {
                 list(&diff.added)
             )));
         }
-        let package = self
-            .package(slug, Some(&m.version.to_string()))?
-            .ok_or_else(|| ServerError::not_found(format!("the package `{slug}`")))?;
-        let wasm = self.component(&package)?;
+        let package = self.index.fetch(slug, &m.version)?;
         self.store
             .put_installation(installation, installation.as_str())?;
         let plugin = self.sandbox.install(
             installation,
             &m,
-            Wasm::bytes(&wasm),
+            Wasm::bytes(&package.component),
             &Consent::all(&m, by),
             self.config.limits.clone(),
         )?;
-        self.store
-            .set_loaded(installation, slug, Some(&package.version))?;
-        self.catalog_event(
-            slug,
-            &package.version,
-            installation,
-            InstallEvent::Installed,
-        );
+        let version = m.version.to_string();
+        self.store.set_loaded(installation, slug, Some(&version))?;
+        self.catalog_event(slug, &version, installation, InstallEvent::Installed);
         Ok(plugin)
     }
 
@@ -444,6 +474,7 @@ impl Platform {
             )));
         }
         self.store.set_loaded(installation, plugin.as_str(), None)?;
+        self.forget_updates(installation, plugin)?;
         self.catalog_event(
             plugin.as_str(),
             version.as_deref().unwrap_or(""),
@@ -651,7 +682,7 @@ impl Platform {
     }
 }
 
-fn list(scopes: &[PluginScope]) -> String {
+pub(crate) fn list(scopes: &[PluginScope]) -> String {
     if scopes.is_empty() {
         return "nothing new".into();
     }

@@ -24,6 +24,8 @@ impl Platform {
     /// - `/admin/...`: the console;
     /// - `/openapi.json`: the OpenAPI 3.1 document of `/v1` and `/api`, generated from
     ///   the same route definitions, and `/api-docs`, its explorer;
+    /// - `/index/...`: the signed index of the platform's packages, for
+    ///   hosts and CDNs (no sign-in);
     /// - `/healthz`: whether the server is up.
     /// - `/oauth/...` and `/.well-known/oauth-authorization-server`: the OAuth
     ///   2.1 provider of partner apps; a merchant signed in to the console
@@ -93,7 +95,9 @@ impl Platform {
 /// requests in flight (plugin calls among them) finish for up to `grace`.
 ///
 /// While it serves, a worker delivers webhooks from the outbox every
-/// second; at shutdown the attempt in flight finishes (what is still
+/// second, and the updater runs every
+/// [`UpdaterConfig::interval`](crate::UpdaterConfig::interval); at shutdown
+/// the delivery attempt and the updater run in flight finish (what is still
 /// pending stays in the outbox for the next start).
 pub async fn serve(
     platform: Arc<Platform>,
@@ -105,9 +109,32 @@ pub async fn serve(
         .webhooks
         .spawn(Duration::from_secs(1))
         .map_err(std::io::Error::other)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let updater = tokio::spawn(updater(Arc::clone(&platform), stopped));
     let served = serve_only(&platform, listener, shutdown, grace).await;
+    let _ = stop.send(true);
+    let _ = updater.await;
     let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
     served
+}
+
+/// Runs the updater every [`UpdaterConfig::interval`](crate::UpdaterConfig::interval)
+/// until `stop` turns true; a run in progress finishes first.
+async fn updater(platform: Arc<Platform>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = platform.config.updates.interval;
+    loop {
+        if tokio::time::timeout(every, stop.changed()).await.is_ok() {
+            return;
+        }
+        match platform.blocking(|p| p.run_updates()).await {
+            Ok(Ok(report)) => {
+                for r in report {
+                    tracing::info!(installation = %r.installation, plugin = %r.plugin, outcome = ?r.outcome, "updater");
+                }
+            }
+            Ok(Err(e)) | Err(e) => tracing::error!(error = %e, "the updater's run failed"),
+        }
+    }
 }
 
 async fn serve_only(

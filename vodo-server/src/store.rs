@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS partner_accounts (
     email TEXT PRIMARY KEY,
     partner_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS updates (
+    installation TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    PRIMARY KEY (installation, plugin)
+);
 CREATE TABLE IF NOT EXISTS triggered (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     installation TEXT NOT NULL,
@@ -435,6 +441,46 @@ impl ServerStore {
             })
             .map_err(ServerError::store)?;
         rows.map(|r| r.map_err(ServerError::store)).collect()
+    }
+
+    /// The update settings of `plugin` in `installation` (JSON), if set.
+    pub(crate) fn update_settings(
+        &self,
+        installation: &InstallationId,
+        plugin: &str,
+    ) -> Result<Option<String>, ServerError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT settings FROM updates WHERE installation = ?1 AND plugin = ?2",
+                params![installation.as_str(), plugin],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(ServerError::store)
+    }
+
+    /// Sets (or, with `None`, forgets) the update settings of `plugin` in `installation`.
+    pub(crate) fn put_update_settings(
+        &self,
+        installation: &InstallationId,
+        plugin: &str,
+        settings: Option<&str>,
+    ) -> Result<(), ServerError> {
+        let conn = self.conn.lock();
+        match settings {
+            Some(json) => conn.execute(
+                "INSERT INTO updates (installation, plugin, settings) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(installation, plugin) DO UPDATE SET settings = ?3",
+                params![installation.as_str(), plugin, json],
+            ),
+            None => conn.execute(
+                "DELETE FROM updates WHERE installation = ?1 AND plugin = ?2",
+                params![installation.as_str(), plugin],
+            ),
+        }
+        .map_err(ServerError::store)?;
+        Ok(())
     }
 
     /// The plugins' most recent log lines (at most [`LOG_LINES`]), oldest

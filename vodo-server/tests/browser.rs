@@ -184,6 +184,35 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
     assert_eq!(api_status(&base, &key), 401);
     browser.screenshot("console-key-revoked.png");
 
+    // A new release through the signed index: upgraded from the plugin's
+    // page, then rolled back and pinned, each step in the page's list.
+    platform
+        .add_package(
+            &GOOD.replace("\"1.0.0\"", "\"1.0.1\""),
+            &test_support::guest("good"),
+            Some(("order.created".into(), "1001".into())),
+        )
+        .unwrap();
+    browser.goto(&format!("{base}/admin/installations/shop-a/plugins/good"));
+    let available = browser.wait_for_text("Update available");
+    assert!(available.contains("Upgrade to 1.0.1"), "{available}");
+    browser.screenshot_of("#updates", "console-plugin-update-available.png");
+    browser.click("#upgrade");
+    browser.wait_for_text("good now runs 1.0.1");
+    assert_eq!(browser.text_of("#running-version"), "1.0.1");
+    browser.click("button.rollback");
+    let rolled = browser.wait_for_text("rolled back to 1.0.0");
+    assert!(rolled.contains("pinned"), "{rolled}");
+    assert_eq!(browser.text_of("#running-version"), "1.0.0");
+    let steps = browser.text_of("#update-steps");
+    assert!(
+        steps.contains("rolled back 1.0.1 -> 1.0.0 by admin@x.test")
+            && steps.contains("upgraded version 1.0.0 -> 1.0.1"),
+        "{steps}"
+    );
+    browser.screenshot("console-plugin-rolled-back.png");
+    browser.screenshot_of("#updates", "console-plugin-updates.png");
+
     // The audit log, filtered to one plugin, then verified.
     browser.goto(&format!("{base}/admin/audit"));
     browser.wait_for_text("Verify the chain");

@@ -32,6 +32,11 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             json!({ "name": "Doc app", "redirect_uris": ["https://app.example/cb"], "scopes": ["entities:read:order"] })
         }
         ("post", "/v1/webhooks/endpoints/{id}/test") => json!({ "event_type": "order.created" }),
+        ("put", p) if p.ends_with("/updates") => {
+            json!({ "channel": "stable", "policy": "minor", "pinned": false })
+        }
+        ("post", p) if p.ends_with("/rollback") => json!({ "version": "1.0.0" }),
+        ("post", p) if p.ends_with("/upgrade") => json!({ "version": "1.0.2" }),
         ("put", _) => json!({ "total": "1" }),
         _ => return None,
     })
@@ -73,6 +78,34 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
         install(&f.app, &admin, "shop-a", "records").await.status,
         StatusCode::CREATED
     );
+    // Later releases of `records`, running the first of them, to roll back
+    // from and upgrade to (and one to yank).
+    for version in ["1.0.1", "1.0.2"] {
+        f.platform
+            .add_package(
+                &records.replace("1.0.0", version),
+                &test_support::guest("good"),
+                None,
+            )
+            .unwrap();
+    }
+    f.platform
+        .upgrade_to(
+            &vodo_core::InstallationId::new("shop-a"),
+            &vodo_core::PluginId::new("records"),
+            &semver::Version::new(1, 0, 1),
+            &[],
+            "admin@x.test",
+        )
+        .unwrap();
+    let a_package = std::fs::read_dir(f.platform.config().data.join("index/targets"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
     for kind in ["order", "product", "customer"] {
         f.platform
             .store
@@ -190,6 +223,9 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .replace("{plugin}", "records")
             .replace("{key}", &key_id)
             .replace("{slug}", "records")
+            .replace("{version}", "1.0.1")
+            .replace("{file}", "timestamp.json")
+            .replace("{package}", &a_package)
             .replace(
                 "{id}",
                 if path.starts_with("/v1/submissions") {

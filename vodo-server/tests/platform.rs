@@ -954,10 +954,12 @@ async fn the_console_signs_in_with_a_form_token_and_refuses_forms_without_one() 
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    // Text a plugin controls is escaped.
+    // Text a plugin controls is escaped (a new release: a listed one never changes).
     f.platform
         .add_package(
-            &GOOD_1.replace("\"Good\"", "\"<script>alert(1)</script>\""),
+            &GOOD_1
+                .replace("\"Good\"", "\"<script>alert(1)</script>\"")
+                .replace("1.0.0", "1.0.1"),
             &test_support::guest("good"),
             None,
         )

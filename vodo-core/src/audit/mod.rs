@@ -197,6 +197,12 @@ pub enum LifecycleChange {
     UpgradeRefused,
     /// Uninstalled; its grant and data removed.
     Uninstalled,
+    /// An update was found but not applied: it asks for new consent, its
+    /// health probe failed, or it would not load. The detail says which.
+    UpdateHeld,
+    /// Went back to an earlier version: a person's rollback, or the
+    /// updater's after a new version failed in service.
+    RolledBack,
 }
 
 /// The kind of an [`AuditAction`], for queries.

@@ -161,4 +161,61 @@ mod tests {
             Err(IndexError::Rollback { role, trusted: 3, got: 1 }) if role == "targets:acme"
         ));
     }
+
+    /// A repository opened again goes on numbering after the files on disk,
+    /// keeps what was listed, and a client that followed it before follows
+    /// on; a folder without an index, or with a mangled file, is refused.
+    #[test]
+    fn an_opened_repository_goes_on_where_it_left_off() {
+        let keys: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate().unwrap()).collect();
+        let signers = RoleSigners {
+            root: vec![&keys[0]],
+            targets: vec![&keys[1]],
+            snapshot: vec![&keys[2]],
+            timestamp: vec![&keys[3]],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let source = DirSource(dir.path().to_path_buf());
+        assert!(matches!(
+            Repository::open(dir.path()),
+            Err(Error::NotFound(_))
+        ));
+        let mut repo = Repository::create(dir.path(), &signers, T0.plus(365 * DAY)).unwrap();
+        // Opened before anything was published: nothing listed yet.
+        let fresh = Repository::open(dir.path()).unwrap();
+        assert!(fresh.targets().targets.is_empty());
+        repo.add_package(&plugin_package("app", "1.0.0"), "stable")
+            .unwrap();
+        repo.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        let mut client = Client::new(&repo.pinned_root().unwrap()).unwrap();
+        client.update(&source, T0).unwrap();
+        drop(repo);
+
+        let mut again = Repository::open(dir.path()).unwrap();
+        assert!(again.targets().targets.contains_key("app/1.0.0.vpkg"));
+        again
+            .add_package(&plugin_package("app", "1.1.0"), "beta")
+            .unwrap();
+        again.publish(&signers, T0, 30 * DAY, DAY).unwrap();
+        client.update(&source, T0).unwrap();
+        let state = client.state();
+        assert_eq!(state.targets.as_ref().unwrap().signed.version, 2);
+        assert_eq!(state.snapshot.as_ref().unwrap().signed.version, 2);
+        assert_eq!(state.timestamp.as_ref().unwrap().signed.version, 2);
+        assert_eq!(client.targets().count(), 2);
+        // A listed version still cannot change after a reopen.
+        let mut changed =
+            crate::package::Package::parse(&plugin_package("app", "1.0.0"), u64::MAX).unwrap();
+        changed.component = b"other bytes".to_vec();
+        assert!(matches!(
+            again.add_package(&changed.to_bytes(), "stable"),
+            Err(Error::Conflict(_))
+        ));
+
+        std::fs::write(dir.path().join("2.snapshot.json"), b"{not json").unwrap();
+        assert!(matches!(
+            Repository::open(dir.path()),
+            Err(Error::Tampered(_))
+        ));
+    }
 }

@@ -236,6 +236,96 @@ impl Repository {
         })
     }
 
+    /// Opens an index that [`create`](Self::create) made in `dir` and
+    /// earlier [`publish`](Self::publish)es wrote, to go on from where they
+    /// left off: the newest root, the newest targets (with their
+    /// delegations), the delegated publishers' targets the newest snapshot
+    /// pins, and the snapshot's and timestamp's versions, so that the next
+    /// files are numbered after them. Files that do not parse, or a snapshot
+    /// whose targets are missing, are [`Error::Tampered`]: the folder was
+    /// changed behind the repository's back.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let newest = |suffix: &str| -> Result<u64> {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| Error::storage(format!("cannot list `{}`", dir.display()), e))?;
+            let mut max = 0;
+            for entry in entries {
+                let entry = entry
+                    .map_err(|e| Error::storage(format!("cannot list `{}`", dir.display()), e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if let Some(n) = name
+                    .strip_suffix(suffix)
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    max = max.max(n);
+                }
+            }
+            Ok(max)
+        };
+        fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+            let bytes = std::fs::read(path)
+                .map_err(|e| Error::storage(format!("cannot read `{}`", path.display()), e))?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Tampered(format!("`{}` is not index metadata: {e}", path.display()))
+            })
+        }
+        let root_version = newest(".root.json")?;
+        if root_version == 0 {
+            return Err(Error::NotFound(format!(
+                "`{}` holds no index (no `1.root.json`): create one with Repository::create",
+                dir.display()
+            )));
+        }
+        let root: Signed<Root> = read(&dir.join(format!("{root_version}.root.json")))?;
+        let snapshot_version = newest(".snapshot.json")?;
+        let timestamp_version = match std::fs::metadata(dir.join("timestamp.json")) {
+            Ok(_) => {
+                read::<Signed<TimestampMeta>>(&dir.join("timestamp.json"))?
+                    .signed
+                    .version
+            }
+            Err(_) => 0,
+        };
+        let (targets, delegated) = if snapshot_version == 0 {
+            (
+                Targets {
+                    version: 0,
+                    expires: Timestamp(0),
+                    targets: BTreeMap::new(),
+                    delegations: BTreeMap::new(),
+                },
+                BTreeMap::new(),
+            )
+        } else {
+            let snapshot: Signed<Snapshot> =
+                read(&dir.join(format!("{snapshot_version}.snapshot.json")))?;
+            let version = snapshot.signed.targets_version;
+            let targets: Signed<Targets> = read(&dir.join(format!("{version}.targets.json")))?;
+            if targets.signed.version != version {
+                return Err(Error::Tampered(format!(
+                    "`{version}.targets.json` holds version {}",
+                    targets.signed.version
+                )));
+            }
+            let mut delegated = BTreeMap::new();
+            for (name, pin) in &snapshot.signed.delegated {
+                let signed: Signed<Targets> =
+                    read(&dir.join(format!("{}.{name}.targets.json", pin.version)))?;
+                delegated.insert(name.clone(), signed);
+            }
+            (targets.signed, delegated)
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            root,
+            targets,
+            delegated,
+            snapshot_version,
+            timestamp_version,
+        })
+    }
+
     /// The current root, to pin in clients.
     pub fn root(&self) -> &Signed<Root> {
         &self.root
