@@ -101,7 +101,18 @@ pub fn oauth_store(store: &dyn OAuthStore) {
         granted_at: Timestamp(7),
     };
     store.put_consent(&consent).unwrap();
-    assert_eq!(store.get_consent(&shop, "conf-app").unwrap(), Some(consent));
+    assert_eq!(
+        store.get_consent(&shop, "conf-app").unwrap(),
+        Some(consent.clone())
+    );
+    assert_eq!(store.list_consents(&shop).unwrap(), vec![consent.clone()]);
+    assert!(
+        store
+            .list_consents(&InstallationId::new("other"))
+            .unwrap()
+            .is_empty(),
+        "an installation lists only its own consents"
+    );
     assert_eq!(
         store
             .get_consent(&InstallationId::new("other"), "conf-app")
@@ -204,6 +215,7 @@ pub fn oauth_store(store: &dyn OAuthStore) {
     assert!(store.get_token(&[14; 32]).unwrap().unwrap().revoked);
     assert!(store.delete_consent(&shop, "conf-app").unwrap());
     assert!(!store.delete_consent(&shop, "conf-app").unwrap());
+    assert!(store.list_consents(&shop).unwrap().is_empty());
     assert!(store.delete_client("conf-app").unwrap());
     assert_eq!(store.get_client("conf-app").unwrap(), None);
     assert_eq!(

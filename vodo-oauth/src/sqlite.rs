@@ -341,6 +341,25 @@ impl OAuthStore for SqliteStore {
         Ok(n > 0)
     }
 
+    fn list_consents(&self, installation: &InstallationId) -> Result<Vec<Consent>> {
+        let conn = self.conn.lock();
+        let mut q = conn.prepare(
+            "SELECT installation, client_id, scopes, offline, granted_by, granted_at FROM oauth_consents
+             WHERE installation = ?1 ORDER BY client_id",
+        )?;
+        let rows = q.query_map(params![installation.as_str()], |r| {
+            Ok(Consent {
+                installation: InstallationId::new(r.get::<_, String>(0)?),
+                client_id: r.get(1)?,
+                scopes: scopes_parse(&r.get::<_, String>(2)?)?,
+                offline_access: r.get(3)?,
+                granted_by: r.get(4)?,
+                granted_at: Timestamp(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     fn put_code(&self, c: &AuthCode) -> Result<()> {
         self.conn.lock().execute(
             &format!("INSERT INTO oauth_codes ({CODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),

@@ -53,6 +53,8 @@ pub trait OAuthStore: fmt::Debug + Send + Sync {
     ) -> Result<Option<Consent>>;
     /// Removes a consent; whether it existed.
     fn delete_consent(&self, installation: &InstallationId, client_id: &str) -> Result<bool>;
+    /// Every consent `installation` has given, by app id.
+    fn list_consents(&self, installation: &InstallationId) -> Result<Vec<Consent>>;
     /// Stores a new code.
     fn put_code(&self, code: &AuthCode) -> Result<()>;
     /// Marks a code used, atomically, and says whether it was fresh.
@@ -83,6 +85,7 @@ macro_rules! forward {
             fn put_consent(&self, c: &Consent) -> Result<()> { (**self).put_consent(c) }
             fn get_consent(&self, i: &InstallationId, c: &str) -> Result<Option<Consent>> { (**self).get_consent(i, c) }
             fn delete_consent(&self, i: &InstallationId, c: &str) -> Result<bool> { (**self).delete_consent(i, c) }
+            fn list_consents(&self, i: &InstallationId) -> Result<Vec<Consent>> { (**self).list_consents(i) }
             fn put_code(&self, c: &AuthCode) -> Result<()> { (**self).put_code(c) }
             fn redeem_code(&self, h: &[u8; 32]) -> Result<Redemption<AuthCode>> { (**self).redeem_code(h) }
             fn put_token(&self, t: &Token) -> Result<()> { (**self).put_token(t) }
@@ -187,6 +190,19 @@ impl OAuthStore for MemoryStore {
             .consents
             .remove(&(installation.clone(), client_id.to_owned()))
             .is_some())
+    }
+
+    fn list_consents(&self, installation: &InstallationId) -> Result<Vec<Consent>> {
+        let mut out: Vec<Consent> = self
+            .inner
+            .lock()
+            .consents
+            .values()
+            .filter(|c| &c.installation == installation)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(out)
     }
 
     fn put_code(&self, code: &AuthCode) -> Result<()> {

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
+use vodo_core::audit::AuditSinkExt as _;
 use vodo_core::{InstallationId, Timestamp};
 use vodo_oauth::ClientSecret;
 use vodo_oauth::model::{Client, ClientKind};
@@ -409,5 +410,76 @@ impl Platform {
                 None
             }
         }
+    }
+}
+
+/// An app an installation is connected to: what the merchant consented to.
+#[derive(Debug, Clone)]
+pub struct ConnectedApp {
+    /// The consent.
+    pub consent: vodo_oauth::model::Consent,
+    /// The app's name, if it is still registered.
+    pub name: Option<String>,
+}
+
+impl Platform {
+    fn manage(who: &Session, installation: &InstallationId) -> Result<(), ServerError> {
+        if who.role.manages(installation) {
+            Ok(())
+        } else {
+            Err(ServerError::Forbidden {
+                detail: format!(
+                    "{} ({}) does not manage the installation `{installation}`",
+                    who.email, who.role
+                ),
+            })
+        }
+    }
+
+    /// The apps `installation` is connected to, for its merchant or the admin.
+    pub fn connected_apps(
+        &self,
+        who: &Session,
+        installation: &InstallationId,
+    ) -> Result<Vec<ConnectedApp>, ServerError> {
+        Self::manage(who, installation)?;
+        self.oauth
+            .consents(installation)?
+            .into_iter()
+            .map(|consent| {
+                let name = self
+                    .oauth
+                    .store()
+                    .get_client(&consent.client_id)?
+                    .map(|c| c.name);
+                Ok(ConnectedApp { consent, name })
+            })
+            .collect()
+    }
+
+    /// Disconnects an app from `installation`: its consent and every token
+    /// issued under it are revoked at once (the next `/api` request with
+    /// one is `401`). Audited.
+    pub fn disconnect_app(
+        &self,
+        who: &Session,
+        installation: &InstallationId,
+        client_id: &str,
+    ) -> Result<(), ServerError> {
+        Self::manage(who, installation)?;
+        if !self.oauth.revoke_consent(installation, client_id)? {
+            return Err(ServerError::not_found(format!(
+                "a connection of `{installation}` to the app `{client_id}`"
+            )));
+        }
+        self.host.audit.record_or_log(
+            &vodo_core::audit::AuditEvent::now(vodo_core::audit::AuditAction::AppAccess {
+                client_id: client_id.to_owned(),
+                change: "revoked".into(),
+                by: who.email.clone(),
+            })
+            .installation(installation),
+        );
+        Ok(())
     }
 }

@@ -38,6 +38,8 @@ pub(crate) fn add(router: OpenApiRouter<Shared>) -> OpenApiRouter<Shared> {
         .routes(routes!(deliveries))
         .routes(routes!(delivery))
         .routes(routes!(redeliver))
+        .routes(routes!(connected_apps))
+        .routes(routes!(disconnect_app))
 }
 
 pub(crate) fn app_json(c: &Client) -> Value {
@@ -382,4 +384,50 @@ async fn redeliver(
         Json(json!({ "message": id, "endpoint_id": body.endpoint_id, "status": "pending" })),
     )
         .into_response())
+}
+
+/// The partner apps an installation is connected to: what its merchant
+/// consented to, by whom and when.
+#[utoipa::path(get, path = "/v1/installations/{installation}/apps", tag = "apps",
+    params(("installation" = String, Path, description = "The installation, such as `shop-42`")),
+    responses((status = 200, description = "The connected apps with their granted scopes", body = Object),
+        (status = 400, description = "Not an installation id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn connected_apps(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    Path(installation): Path<String>,
+) -> ApiResult {
+    let i = crate::api::installation_id(installation)?;
+    let apps = p.connected_apps(&s, &i).map_err(|e| e.problem())?;
+    Ok(Json(json!({ "apps": apps.iter().map(|a| json!({
+        "client_id": a.consent.client_id,
+        "name": a.name,
+        "scopes": a.consent.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "offline_access": a.consent.offline_access,
+        "granted_by": a.consent.granted_by,
+        "granted_at": a.consent.granted_at.as_millis(),
+    })).collect::<Vec<_>>() }))
+    .into_response())
+}
+
+/// Disconnect an app: its consent and every token issued under it are
+/// revoked at once. Audited.
+#[utoipa::path(delete, path = "/v1/installations/{installation}/apps/{client_id}", tag = "apps",
+    params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("client_id" = String, Path, description = "The app's client id")),
+    responses((status = 204, description = "Disconnected: its tokens no longer work"),
+        (status = 400, description = "Not an installation id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The installation is not connected to this app", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn disconnect_app(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    Path((installation, client_id)): Path<(String, String)>,
+) -> ApiResult {
+    let i = crate::api::installation_id(installation)?;
+    p.disconnect_app(&s, &i, &client_id)
+        .map_err(|e| e.problem())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

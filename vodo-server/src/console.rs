@@ -119,6 +119,9 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Html
                             @if matches!(s.role, Role::Admin | Role::Partner) {
                                 a href="/admin/webhooks" { "Webhooks" }
                             }
+                            @if matches!(s.role, Role::Admin | Role::Merchant(_)) {
+                                a href="/admin/apps" { "Apps" }
+                            }
                             a href="/admin/catalog" { "Catalog" }
                             a href="/api-docs" { "API" }
                             span.who { (s.email) " · " (s.role) }

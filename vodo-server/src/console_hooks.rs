@@ -31,6 +31,92 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/admin/webhooks/endpoints/{id}/test", post(test))
         .route("/admin/webhooks/messages/{id}", get(message_page))
         .route("/admin/webhooks/messages/{id}/redeliver", post(redeliver))
+        .route("/admin/apps", get(apps_page))
+        .route(
+            "/admin/installations/{installation}/apps/{client_id}/disconnect",
+            post(disconnect),
+        )
+}
+
+#[derive(Deserialize)]
+struct FlashQuery {
+    #[serde(default)]
+    flash: Option<String>,
+}
+
+/// The partner apps each installation the viewer manages is connected to,
+/// with what they may do and a button that disconnects one at once.
+async fn apps_page(
+    State(p): State<Shared>,
+    ConsoleSession(s): ConsoleSession,
+    Query(q): Query<FlashQuery>,
+) -> Response {
+    let installations = match p.installations(&s.role) {
+        Ok(i) => i,
+        Err(e) => return error_page(Some(&s), &e.problem()),
+    };
+    let mut rows = Vec::new();
+    for i in installations {
+        match p.connected_apps(&s, &i) {
+            Ok(apps) => rows.extend(apps.into_iter().map(|a| (i.clone(), a))),
+            Err(e) => return error_page(Some(&s), &e.problem()),
+        }
+    }
+    page(
+        "Connected apps",
+        Some(&s),
+        html! {
+            h1 { "Connected apps" }
+            @if let Some(f) = &q.flash { div.flash #flash { (f) } }
+            p.muted { "Partner apps a merchant allowed to act for their store. Disconnecting one revokes its access at once." }
+            table #apps {
+                tr { th { "Installation" } th { "App" } th { "May" } th { "Allowed by" } th {} }
+                @for (i, a) in &rows {
+                    tr.app data-client=(a.consent.client_id) {
+                        td { (i) }
+                        td { (a.name.as_deref().unwrap_or("(removed app)")) br; code { (a.consent.client_id) } }
+                        td { ul.scopes { @for sc in a.consent.scopes.iter() { li { (sc.describe()) } } } }
+                        td { (a.consent.granted_by) br; span.muted { (utc(a.consent.granted_at)) " UTC" } }
+                        td {
+                            form.inline method="post" action={ "/admin/installations/" (i) "/apps/" (a.consent.client_id) "/disconnect" } {
+                                input type="hidden" name="csrf" value=(s.csrf);
+                                button.danger.disconnect type="submit" { "Disconnect" }
+                            }
+                        }
+                    }
+                }
+                @if rows.is_empty() { tr { td colspan="5" .muted { "No app is connected." } } }
+            }
+        },
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+async fn disconnect(
+    State(p): State<Shared>,
+    ConsoleSession(s): ConsoleSession,
+    Path((installation, client_id)): Path<(String, String)>,
+    f: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    if let Err(r) = submitted(&s, f, |f| &f.csrf) {
+        return r;
+    }
+    let i = vodo_core::InstallationId::new(installation);
+    match p.disconnect_app(&s, &i, &client_id) {
+        Ok(()) => {
+            let mut url = String::from("/admin/apps?flash=");
+            url.extend(crate::console::form_urlencoded(&format!(
+                "The app {client_id} was disconnected from {i}: its tokens no longer work."
+            )));
+            Redirect::to(&url).into_response()
+        }
+        Err(e) => error_page(Some(&s), &e.problem()),
+    }
 }
 
 fn status_class(s: DeliveryStatus) -> &'static str {

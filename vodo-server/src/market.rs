@@ -206,9 +206,16 @@ impl Platform {
     }
 
     /// Lists `m` in the catalog, unless a newer version is listed already.
+    /// A pre-release (a beta) is listed only while no stable release is.
     pub(crate) fn list(&self, m: &Manifest) -> Result<(), ServerError> {
         if let Some(current) = self.catalog.store().listing(m.slug.as_str())?
-            && semver::Version::parse(&current.version).is_ok_and(|v| v > m.version)
+            && semver::Version::parse(&current.version).is_ok_and(|v| {
+                match (v.pre.is_empty(), m.version.pre.is_empty()) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => v > m.version,
+                }
+            })
         {
             return Ok(());
         }

@@ -224,6 +224,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .replace("{key}", &key_id)
             .replace("{slug}", "records")
             .replace("{version}", "1.0.1")
+            .replace("{client_id}", &client.id)
             .replace("{file}", "timestamp.json")
             .replace("{package}", &a_package)
             .replace(

@@ -739,3 +739,122 @@ async fn webhooks_are_delivered_signed_logged_redelivered_and_tested() {
     .json();
     assert_eq!(all["messages"].as_array().unwrap().len(), 3, "{all}");
 }
+
+/// A merchant sees the apps their store is connected to and disconnects
+/// one: every token issued under that consent stops working at once, the
+/// revocation is audited, and nobody else can list or disconnect them.
+#[tokio::test]
+async fn a_merchant_disconnects_an_app_and_its_tokens_stop_at_once() {
+    let f = fixture();
+    let app = &f.app;
+    let partner = sign_in(app, "partner@x.test").await;
+    let merchant = sign_in(app, "a@x.test").await;
+    let client = register(app, &partner, &["entities:read:order"]).await;
+    let token = authorize(app, &merchant, &client, "entities:read:order").await;
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+
+    let listed = send(
+        app,
+        merchant.request(Method::GET, "/v1/installations/shop-a/apps", None),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    let apps = listed.json()["apps"].as_array().unwrap().clone();
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0]["client_id"], client.0.as_str());
+    assert_eq!(apps[0]["scopes"], json!(["entities:read:order"]));
+    assert_eq!(apps[0]["granted_by"], "a@x.test");
+
+    // Nobody but the store's merchant (or the admin) lists or disconnects.
+    let other = sign_in(app, "b@x.test").await;
+    let path = format!("/v1/installations/shop-a/apps/{}", client.0);
+    for who in [&other, &partner, &sign_in(app, "reviewer@x.test").await] {
+        let a = send(
+            app,
+            who.request(Method::GET, "/v1/installations/shop-a/apps", None),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+        let a = send(app, who.request(Method::DELETE, &path, None)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    }
+    let stale = Who {
+        csrf: Some("stale".into()),
+        ..merchant.clone()
+    };
+    let a = send(app, stale.request(Method::DELETE, &path, None)).await;
+    assert_eq!((a.status, a.code()), (StatusCode::FORBIDDEN, "csrf".into()));
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(a.status, StatusCode::OK, "refused attempts changed nothing");
+
+    // The console lists it with a Disconnect button; the form needs its token.
+    let page = send(
+        app,
+        cookie_request(&merchant, Method::GET, "/admin/apps", String::new()),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains(&client.0) && html.contains("Read your order records"),
+        "{html}"
+    );
+    let action = format!("/admin/installations/shop-a/apps/{}/disconnect", client.0);
+    let a = send(
+        app,
+        cookie_request(
+            &merchant,
+            Method::POST,
+            &action,
+            form(&[("csrf".into(), "stale".into())]),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = send(
+        app,
+        cookie_request(
+            &merchant,
+            Method::POST,
+            &action,
+            form(&[("csrf".into(), merchant.csrf.clone().unwrap())]),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text());
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+    let a = send(app, merchant.request(Method::DELETE, &path, None)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text());
+    let listed = send(
+        app,
+        merchant.request(Method::GET, "/v1/installations/shop-a/apps", None),
+    )
+    .await;
+    assert_eq!(listed.json()["apps"], json!([]));
+    let audited = f
+        .platform
+        .audit(&vodo_core::audit::AuditFilter {
+            installation: Some(vodo_core::InstallationId::new("shop-a")),
+            kinds: vec![vodo_core::audit::AuditKind::AppAccess],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert!(matches!(
+        &audited[0].event.action,
+        vodo_core::audit::AuditAction::AppAccess { client_id, change, by }
+            if *client_id == client.0 && change == "revoked" && by == "a@x.test"
+    ));
+
+    // Authorized again, then disconnected through the API.
+    let token = authorize(app, &merchant, &client, "entities:read:order").await;
+    let a = send(app, merchant.request(Method::DELETE, &path, None)).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.text());
+    let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}

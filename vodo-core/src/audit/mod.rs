@@ -167,6 +167,17 @@ pub enum AuditAction {
         /// Why it was refused.
         reason: DenyReason,
     },
+    /// A partner app's access to an installation changed: the merchant
+    /// consented, or revoked the consent (and with it every token issued
+    /// under it).
+    AppAccess {
+        /// The app's client id.
+        client_id: String,
+        /// `granted` or `revoked`.
+        change: String,
+        /// Who did it.
+        by: String,
+    },
     /// A plugin's health status changed.
     HealthChanged {
         /// The status before.
@@ -235,9 +246,11 @@ pub enum AuditKind {
     HealthChanged,
     /// [`AuditAction::CallRefused`].
     CallRefused,
+    /// [`AuditAction::AppAccess`].
+    AppAccess,
 }
 
-const KINDS: [(AuditKind, &str); 13] = [
+const KINDS: [(AuditKind, &str); 14] = [
     (AuditKind::PermissionChecked, "permission_checked"),
     (AuditKind::PermissionDenied, "permission_denied"),
     (AuditKind::SandboxViolation, "sandbox_violation"),
@@ -251,11 +264,12 @@ const KINDS: [(AuditKind, &str); 13] = [
     (AuditKind::Lifecycle, "lifecycle"),
     (AuditKind::HealthChanged, "health_changed"),
     (AuditKind::CallRefused, "call_refused"),
+    (AuditKind::AppAccess, "app_access"),
 ];
 
 impl AuditKind {
     /// Every kind, in the order of the enum.
-    pub const ALL: [AuditKind; 13] = [
+    pub const ALL: [AuditKind; 14] = [
         AuditKind::PermissionChecked,
         AuditKind::PermissionDenied,
         AuditKind::SandboxViolation,
@@ -269,6 +283,7 @@ impl AuditKind {
         AuditKind::Lifecycle,
         AuditKind::HealthChanged,
         AuditKind::CallRefused,
+        AuditKind::AppAccess,
     ];
 
     /// The kind as written in the `kind` field of a serialized event.
@@ -324,6 +339,7 @@ impl AuditAction {
             Self::Lifecycle { .. } => AuditKind::Lifecycle,
             Self::HealthChanged { .. } => AuditKind::HealthChanged,
             Self::CallRefused { .. } => AuditKind::CallRefused,
+            Self::AppAccess { .. } => AuditKind::AppAccess,
         }
     }
 }

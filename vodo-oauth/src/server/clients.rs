@@ -119,6 +119,11 @@ impl AuthServer {
         Ok(secret)
     }
 
+    /// Every app `installation` has consented to, with what it granted.
+    pub fn consents(&self, installation: &InstallationId) -> Result<Vec<Consent>> {
+        self.store.list_consents(installation)
+    }
+
     /// Revokes an installation's consent to an app and every token issued under it.
     pub fn revoke_consent(&self, installation: &InstallationId, client_id: &str) -> Result<bool> {
         let existed = self.store.delete_consent(installation, client_id)?;
