@@ -393,23 +393,29 @@ impl Platform {
             .send_test(&endpoint.url, secret, event_type, data)?)
     }
 
-    /// Publishes an event of `installation` to every endpoint that
-    /// subscribes to it; returns the message id, or `None` (logged) if the
-    /// outbox could not take it. Called after the change it reports is
-    /// stored, so a failure here loses no data, only the notification.
+    /// Publishes a record event of `installation` (`{kind}.created`,
+    /// `.updated`, `.deleted`) to every endpoint that subscribes to it and
+    /// whose app the installation's merchant let read records of `kind`;
+    /// returns the message id, or `None` (logged) if the outbox could not
+    /// take it. Called after the change it reports is stored, so a failure
+    /// here loses no data, only the notification.
     pub fn publish(
         &self,
         event_type: &str,
         installation: &InstallationId,
         data: Value,
     ) -> Option<String> {
-        match self.webhooks.publish(event_type, Some(installation), data) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::error!(event_type, %installation, error = %e, "a webhook event was not written to the outbox");
-                None
-            }
-        }
+        let kind = event_type
+            .rsplit_once('.')
+            .map_or(event_type, |(kind, _)| kind);
+        crate::services::publish_record(
+            &self.webhooks,
+            &self.oauth,
+            installation,
+            kind,
+            event_type,
+            data,
+        )
     }
 }
 

@@ -67,6 +67,7 @@ mod plugins;
 mod problem;
 mod rate;
 mod router;
+mod services;
 mod store;
 mod updates;
 mod updates_api;

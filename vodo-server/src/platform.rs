@@ -210,20 +210,25 @@ impl Platform {
         if config.sandbox.cache_dir.is_none() {
             config.sandbox.cache_dir = Some(data.join("cache"));
         }
-        let sandbox = Arc::new(Sandbox::new(
-            config.sandbox.clone(),
-            &host,
-            Arc::clone(&store) as Arc<dyn vodo_sandbox::HostServices>,
-        )?);
-        let accounts = Accounts::new(Arc::clone(&store), config.session_ttl)?;
-        let desk = crate::market::open_desk(&config)?;
+        let outbox = Arc::new(SqliteOutbox::open(data.join("webhooks.db"), &secret)?);
+        let webhooks = Arc::new(Deliverer::new(outbox, config.webhooks.clone()));
         let oauth = Arc::new(AuthServer::new(
             AuthServerConfig::new(config.issuer.clone()),
             Arc::new(vodo_oauth::SqliteStore::open(data.join("oauth.db"))?),
             &secret,
         )?);
-        let outbox = Arc::new(SqliteOutbox::open(data.join("webhooks.db"), &secret)?);
-        let webhooks = Arc::new(Deliverer::new(outbox, config.webhooks.clone()));
+        let services = crate::services::PluginServices {
+            store: Arc::clone(&store),
+            webhooks: Arc::clone(&webhooks),
+            oauth: Arc::clone(&oauth),
+        };
+        let sandbox = Arc::new(Sandbox::new(
+            config.sandbox.clone(),
+            &host,
+            Arc::new(services) as Arc<dyn vodo_sandbox::HostServices>,
+        )?);
+        let accounts = Accounts::new(Arc::clone(&store), config.session_ttl)?;
+        let desk = crate::market::open_desk(&config)?;
         let catalog = vodo_marketplace::catalog::Catalog::new(Arc::new(
             vodo_marketplace::catalog::SqliteCatalog::open(Some(&data.join("catalog.db")))?,
         ))?;

@@ -294,6 +294,8 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
             },
         )
         .unwrap();
+    // Shop A's merchant let the app read orders.
+    common::consent(&platform, "shop-a", &app.id, &["entities:read:order"]);
     let hook = platform
         .add_endpoint(
             &admin,

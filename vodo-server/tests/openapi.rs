@@ -192,6 +192,9 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             },
         )
         .unwrap();
+    // Sent to the endpoint while shop A lets the app read orders; the
+    // consent is then withdrawn, for the consent page's operations below.
+    consent(&f.platform, "shop-a", &client.id, &["entities:read:order"]);
     let message = f
         .platform
         .publish(
@@ -199,6 +202,10 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             &vodo_core::InstallationId::new("shop-a"),
             json!({ "id": "1001" }),
         )
+        .unwrap();
+    f.platform
+        .oauth
+        .revoke_consent(&vodo_core::InstallationId::new("shop-a"), &client.id)
         .unwrap();
     // A merchant whose installation has run `records`, for rating it.
     let merchant = sign_in(&f.app, "a@x.test").await;

@@ -858,3 +858,116 @@ async fn a_merchant_disconnects_an_app_and_its_tokens_stop_at_once() {
     let a = send(app, bearer(&token, Method::GET, "/api/orders/1001", None)).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A record a plugin writes through its host calls is published like one
+/// written through `/api`: the app's endpoint receives `order_note.created`
+/// with the record, signed, and the log shows it; but only from a store
+/// whose merchant let the app read order notes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_plugins_write_are_published_as_webhook_events() {
+    let f = fixture();
+    let app = &f.app;
+    let partner = sign_in(app, "partner@x.test").await;
+    let merchant = sign_in(app, "a@x.test").await;
+    let other = sign_in(app, "b@x.test").await;
+    let client = register(
+        app,
+        &partner,
+        &["entities:read:order_note", "entities:read:order"],
+    )
+    .await;
+    // Shop B runs the plugin too, and let the app read orders only.
+    common::consent(&f.platform, "shop-b", &client.0, &["entities:read:order"]);
+    assert_eq!(
+        common::install(app, &other, "shop-b", "good").await.status,
+        StatusCode::CREATED
+    );
+    let ran = send(
+        app,
+        other.request(
+            Method::POST,
+            "/v1/installations/shop-b/plugins/good/events",
+            Some(json!({ "event": "order.created", "payload": "2002" })),
+        ),
+    )
+    .await;
+    assert_eq!(ran.json()["ok"], true, "{}", ran.text());
+    authorize(app, &merchant, &client, "entities:read:order_note").await;
+    let (url, received) = receiver(vec![200]);
+    let a = send(
+        app,
+        partner.request(
+            Method::POST,
+            "/v1/webhooks/endpoints",
+            Some(json!({ "client_id": client.0, "url": url, "event_types": ["order_note.*"] })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let secret = a.json()["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        common::install(app, &merchant, "shop-a", "good")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let ran = send(
+        app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/events",
+            Some(json!({ "event": "order.created", "payload": "1001" })),
+        ),
+    )
+    .await;
+    assert_eq!(ran.json()["ok"], true, "{}", ran.text());
+    assert_eq!(
+        run_due(&f).await,
+        1,
+        "shop A's note only: shop B did not let the app read notes"
+    );
+    let got = received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let body: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["type"], "order_note.created", "{body}");
+    assert_eq!(body["data"]["id"], "1001");
+    assert_eq!(
+        body["data"]["order_note"],
+        json!({ "order": "1001", "seen": true })
+    );
+    verify(
+        &WebhookSecret::parse(&secret).unwrap(),
+        &got.headers["webhook-id"],
+        &got.headers["webhook-timestamp"],
+        &got.headers["webhook-signature"],
+        got.body.as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("signed with the endpoint's secret: {e:?}"));
+    // Writing it again is an update.
+    send(
+        app,
+        merchant.request(
+            Method::POST,
+            "/v1/installations/shop-a/plugins/good/events",
+            Some(json!({ "event": "order.created", "payload": "1001" })),
+        ),
+    )
+    .await;
+    let log = send(
+        app,
+        partner.request(Method::GET, "/v1/webhooks/messages", None),
+    )
+    .await;
+    let types: Vec<String> = log.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        types.iter().any(|t| t == "order_note.updated")
+            && types.iter().any(|t| t == "order_note.created"),
+        "{types:?}"
+    );
+}

@@ -236,6 +236,22 @@ impl Deliverer {
         installation: Option<&InstallationId>,
         data: Value,
     ) -> Result<String> {
+        self.publish_where(event_type, installation, data, &|_| true)
+    }
+
+    /// [`publish`](Self::publish) to the subscribed endpoints that `allowed`
+    /// also lets through: a host passes the check that the endpoint's app
+    /// may see this installation's event (its merchant consented to the app,
+    /// with a scope that covers the event), so that an endpoint without an
+    /// installation filter still receives only the events of installations
+    /// that let its app in.
+    pub fn publish_where(
+        &self,
+        event_type: &str,
+        installation: Option<&InstallationId>,
+        data: Value,
+        allowed: &dyn Fn(&Endpoint) -> bool,
+    ) -> Result<String> {
         if event_type.is_empty()
             || !event_type
                 .split('.')
@@ -251,7 +267,7 @@ impl Deliverer {
             .outbox
             .endpoints()?
             .into_iter()
-            .filter(|e| e.wants(event_type, installation, &body))
+            .filter(|e| e.wants(event_type, installation, &body) && allowed(e))
             .map(|e| e.id)
             .collect();
         let message = Message {

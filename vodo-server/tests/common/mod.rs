@@ -361,3 +361,21 @@ pub fn receiver(answers: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Receive
     });
     (url, rx)
 }
+
+/// `installation`'s merchant consents to the app `client_id` for `scopes`
+/// (as the consent page records it), so that the app's endpoints receive
+/// the installation's events.
+pub fn consent(platform: &Platform, installation: &str, client_id: &str, scopes: &[&str]) {
+    platform
+        .oauth
+        .store()
+        .put_consent(&vodo_oauth::model::Consent {
+            installation: InstallationId::new(installation),
+            client_id: client_id.into(),
+            scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
+            offline_access: false,
+            granted_by: "merchant@x.test".into(),
+            granted_at: vodo_core::Timestamp::now(),
+        })
+        .unwrap();
+}
