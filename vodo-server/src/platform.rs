@@ -74,7 +74,7 @@ pub struct PlatformConfig {
     /// How many platform API requests one partner app may make for one
     /// installation. Default 120 a minute.
     pub partner_rate_limit: Option<RateLimit>,
-    /// How the background updater runs. Default [`UpdaterConfig::default`].
+    /// How the background updater runs. Default [`crate::UpdaterConfig::default`].
     pub updates: crate::UpdaterConfig,
 }
 
