@@ -54,12 +54,17 @@ fn benches(c: &mut Criterion) {
             .unwrap();
         let key = issue(&host, &shop, &m);
         let app: Router = Router::new()
-            .nest_service("/plugins", PluginRoutes::new(&sandbox, shop.clone()))
+            .route_service(
+                "/plugins/{*rest}",
+                PluginRoutes::new(&sandbox, shop.clone()).mounted_at("/plugins"),
+            )
             .layer(RateLimitLayer::new(&host))
             .layer(ApiKeyAuthLayer::new(&host));
         // The same route with no layers: the HTTP plumbing alone.
-        let bare: Router =
-            Router::new().nest_service("/plugins", PluginRoutes::new(&sandbox, shop.clone()));
+        let bare: Router = Router::new().route_service(
+            "/plugins/{*rest}",
+            PluginRoutes::new(&sandbox, shop.clone()).mounted_at("/plugins"),
+        );
         let auth = format!("Bearer {key}");
         let body = vec![b'x'; BODY];
         g.bench_function(format!("{name}/direct_call_request_async"), |b| {

@@ -78,6 +78,7 @@ pub struct PluginRoutes {
     sandbox: Arc<Sandbox>,
     tenant: Tenant,
     max_body: usize,
+    prefix: Option<Arc<str>>,
 }
 
 impl PluginRoutes {
@@ -87,6 +88,7 @@ impl PluginRoutes {
             sandbox: Arc::clone(sandbox),
             tenant: Tenant::Fixed(installation),
             max_body: 1 << 20,
+            prefix: None,
         }
     }
 
@@ -97,7 +99,29 @@ impl PluginRoutes {
             sandbox: Arc::clone(sandbox),
             tenant: Tenant::FromKey,
             max_body: 1 << 20,
+            prefix: None,
         }
+    }
+
+    /// Takes requests whose path still starts with `prefix` and strips it
+    /// itself, for mounting with `route_service("{prefix}/{*rest}", ...)`
+    /// instead of `nest_service(prefix, ...)`: the same routes without the
+    /// new URI that nesting builds for every request.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use axum::Router;
+    /// # use vodo_server::PluginRoutes;
+    /// # fn mount(sandbox: Arc<vodo_sandbox::Sandbox>) {
+    /// let app: Router = Router::new().route_service(
+    ///     "/plugins/{*rest}",
+    ///     PluginRoutes::of_key_installation(&sandbox).mounted_at("/plugins"),
+    /// );
+    /// # }
+    /// ```
+    pub fn mounted_at(mut self, prefix: &str) -> Self {
+        self.prefix = Some(Arc::from(prefix.trim_end_matches('/')));
+        self
     }
 
     /// The largest request body passed to a plugin, in bytes (default
@@ -132,7 +156,12 @@ impl PluginRoutes {
                 None => return Err(crate::auth_missing("PluginRoutes::of_key_installation")),
             },
         };
-        let (slug, path) = split(request.uri().path());
+        let full = request.uri().path();
+        let full = match &self.prefix {
+            Some(prefix) => full.strip_prefix(prefix.as_ref()).unwrap_or(""),
+            None => full,
+        };
+        let (slug, path) = split(full);
         let path = match request.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path.to_owned(),
@@ -182,7 +211,7 @@ impl PluginRoutes {
                     method: parts.method.as_str().to_owned(),
                     path,
                     headers,
-                    body: body.to_vec(),
+                    body: body.into(),
                 },
             )
             .await;

@@ -35,7 +35,10 @@ impl Platform {
     /// `tracing` span with it.
     pub fn router(self: &Arc<Self>) -> Router {
         let plugins = Router::new()
-            .nest_service("/plugins", PluginRoutes::of_key_installation(&self.sandbox))
+            .route_service(
+                "/plugins/{*rest}",
+                PluginRoutes::of_key_installation(&self.sandbox).mounted_at("/plugins"),
+            )
             .layer(RateLimitLayer::new(&self.host))
             .layer(ApiKeyAuthLayer::new(&self.host));
         let (api, doc) = crate::api::routes(self);

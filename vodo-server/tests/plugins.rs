@@ -67,6 +67,17 @@ fn app_and_host() -> (Router, Arc<Sandbox>, Arc<Host>) {
     (app, sandbox, host)
 }
 
+/// The same routes mounted the way the platform's router does: a
+/// catch-all route whose service strips the prefix itself.
+fn mounted(sandbox: &Arc<Sandbox>) -> Router {
+    Router::new().route_service(
+        "/plugins/{*rest}",
+        PluginRoutes::new(sandbox, InstallationId::new("shop"))
+            .max_body(1024)
+            .mounted_at("/plugins"),
+    )
+}
+
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
@@ -89,30 +100,42 @@ fn code(body: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_declared_route_runs_the_plugin_and_private_headers_stay_with_the_platform() {
-    let (app, _) = app();
-    let request = Request::get("/plugins/good/status?page=2")
-        .header("authorization", "Bearer vodo_secret")
-        .header("cookie", "admin_session=1")
-        .header("x-shop", "acme")
-        .body(Body::empty())
-        .unwrap();
-    let (status, headers, body) = send(&app, request).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, b"GET /status?page=2 ok");
-    assert_eq!(headers["content-type"], "text/plain");
-    let seen = headers["x-seen-headers"].to_str().unwrap();
-    assert!(seen.contains("x-shop"), "{seen}");
-    assert!(
-        !seen.contains("authorization") && !seen.contains("cookie"),
-        "{seen}"
-    );
-    // The plugin set a cookie on the platform's origin: dropped.
-    assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+    let (nested, sandbox) = app();
+    for app in [nested, mounted(&sandbox)] {
+        let request = Request::get("/plugins/good/status?page=2")
+            .header("authorization", "Bearer vodo_secret")
+            .header("cookie", "admin_session=1")
+            .header("x-shop", "acme")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&app, request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"GET /status?page=2 ok");
+        assert_eq!(headers["content-type"], "text/plain");
+        let seen = headers["x-seen-headers"].to_str().unwrap();
+        assert!(seen.contains("x-shop"), "{seen}");
+        assert!(
+            !seen.contains("authorization") && !seen.contains("cookie"),
+            "{seen}"
+        );
+        // The plugin set a cookie on the platform's origin: dropped.
+        assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+    }
 }
 
 #[tokio::test]
 async fn undeclared_routes_unknown_plugins_and_big_bodies_are_refused_without_running() {
     let (app, sandbox) = app();
+    let (status, _, body) = send(&mounted(&sandbox), get("/plugins/good/admin")).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "route_not_declared")
+    );
+    let (status, _, body) = send(&mounted(&sandbox), get("/plugins/nobody/x")).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "plugin_not_found")
+    );
     let (status, _, body) = send(&app, get("/plugins/good/admin")).await;
     assert_eq!(
         (status, code(&body).as_str()),
