@@ -93,6 +93,45 @@ fn benches(c: &mut Criterion) {
                 b.iter_custom(|iters| rt.block_on(http_requests(app, &auth, &body, iters)))
             });
         }
+        // Paired: each iteration makes one direct call and one layered
+        // request, one after the other, and counts only the difference, so
+        // the machine's drift between criterion's blocks cancels out. The
+        // figure is what the router and its layers add to one request.
+        g.bench_function(format!("{name}/layers_minus_direct_paired"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let (mut direct, mut layered) = (Duration::ZERO, Duration::ZERO);
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let request = vodo_sandbox::Request {
+                            method: "POST".into(),
+                            path: "/echo".into(),
+                            headers: vec![("content-type".into(), "text/plain".into())],
+                            body: body.clone(),
+                        };
+                        let call = sandbox.call_request_async(&plugin, &request).await;
+                        assert_eq!(black_box(call.result.unwrap()).body.len(), BODY);
+                        direct += start.elapsed();
+                        layered += http_requests(&app, &auth, &body, 1).await;
+                    }
+                    layered.saturating_sub(direct)
+                })
+            })
+        });
+        // The same pairing between the bare router and the layered one:
+        // what authentication and rate limiting alone add.
+        g.bench_function(format!("{name}/layers_minus_bare_router_paired"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
+                    for _ in 0..iters {
+                        without += http_requests(&bare, &auth, &body, 1).await;
+                        with += http_requests(&app, &auth, &body, 1).await;
+                    }
+                    with.saturating_sub(without)
+                })
+            })
+        });
     }
     g.finish();
     entity_read(c, &rt);

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use http::{HeaderName, StatusCode};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::{ApiKeyAuthLayer, Platform, PluginRoutes, Problem, RateLimitLayer};
@@ -32,7 +33,9 @@ impl Platform {
     ///   consents for their installation;
     ///
     /// Every response carries an `x-request-id`, and every request is a
-    /// `tracing` span with it.
+    /// `tracing` span with it. The platform's own answers carry
+    /// `Cache-Control: no-store` unless the route sets its own policy (the
+    /// index files do); a plugin's routes answer with the plugin's headers.
     pub fn router(self: &Arc<Self>) -> Router {
         let plugins = Router::new()
             .route_service(
@@ -74,6 +77,13 @@ impl Platform {
                     "there is no such route: the API is under /v1 and /api, the console under /admin",
                 )
             })
+            // Answers are per user and some carry secrets shown once (a new
+            // key, an app's client secret): no cache keeps them, unless the
+            // route chose its own policy (the index files, the explorer).
+            .layer(SetResponseHeaderLayer::if_not_present(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            ))
             .with_state(Arc::clone(self))
             .merge(plugins)
             .layer(

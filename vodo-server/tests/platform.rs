@@ -561,6 +561,8 @@ async fn keys_reach_their_own_installations_records_within_their_scopes_until_re
     )
     .await;
     assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.text());
+    // The secret is shown once: no cache on the way keeps it.
+    assert_eq!(issued.headers["cache-control"], "no-store");
     let issued = issued.json();
     let key = issued["key"].as_str().unwrap().to_owned();
     let id = issued["id"].as_str().unwrap().to_owned();
@@ -922,6 +924,8 @@ async fn the_console_signs_in_with_a_form_token_and_refuses_forms_without_one() 
     )
     .await;
     assert_eq!(dash.status, StatusCode::OK);
+    // A signed-in page is this user's: never kept by a cache.
+    assert_eq!(dash.headers[header::CACHE_CONTROL], "no-store");
     assert!(
         dash.text().contains("shop-a") && !dash.text().contains("shop-b"),
         "{}",
