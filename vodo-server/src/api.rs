@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,7 +25,7 @@ use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::accounts::SignInError;
 use crate::platform::PluginView;
-use crate::web::{Acting, ApiSession, JsonBody, manages, set_cookie};
+use crate::web::{Acting, ApiSession, JsonBody, QueryParams, manages, set_cookie};
 use crate::{ApiKeyAuthLayer, PermissionLayer, Platform, Problem, RateLimitLayer, ServerError};
 
 type Shared = Arc<Platform>;
@@ -1022,7 +1022,7 @@ pub(crate) fn record_json(r: &AuditRecord) -> Value {
 async fn audit(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
-    Query(q): Query<AuditQuery>,
+    QueryParams(q): QueryParams<AuditQuery>,
 ) -> ApiResult {
     let (filter, limit) = q.filter(&s)?;
     let mut records = p.audit(&filter).map_err(|e| e.problem())?;
@@ -1100,10 +1100,8 @@ pub(crate) struct SubmissionQuery {
 async fn submissions(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
-    q: Result<Query<SubmissionQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<SubmissionQuery>,
 ) -> ApiResult {
-    let Query(q) =
-        q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let list = p.submissions(&s, q.state).map_err(|e| e.problem())?;
     Ok(
         Json(json!({ "submissions": list.iter().map(submission_json).collect::<Vec<_>>() }))
@@ -1260,7 +1258,7 @@ pub(crate) fn hit_json(h: &vodo_marketplace::catalog::Hit) -> Value {
 async fn catalog(
     State(p): State<Shared>,
     _: ApiSession,
-    Query(q): Query<CatalogQuery>,
+    QueryParams(q): QueryParams<CatalogQuery>,
 ) -> ApiResult {
     let page = p.catalog(&q.query()?).map_err(|e| e.problem())?;
     Ok(Json(json!({

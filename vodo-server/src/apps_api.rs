@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use vodo_scopes::ScopeSet;
 
 use crate::api::{ProblemDoc, parse_scopes};
 use crate::apps::{MessageView, NewApp, NewEndpoint};
-use crate::web::{ApiSession, JsonBody};
+use crate::web::{ApiSession, JsonBody, QueryParams};
 use crate::{Platform, Problem};
 
 type Shared = Arc<Platform>;
@@ -320,7 +320,7 @@ struct PageQuery {
 async fn deliveries(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
-    Query(q): Query<PageQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult {
     let per_page = q.per_page.unwrap_or(25);
     if per_page == 0 || per_page > MAX_DELIVERIES_PAGE {

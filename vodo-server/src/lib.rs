@@ -91,7 +91,7 @@ pub use store::{LOG_LINES, LogLine, PackageRow, ServerStore};
 pub use updates::{
     Held, Release, UpdateOutcome, UpdateReport, UpdateSettings, UpdaterConfig, UpdatesView, Watch,
 };
-pub use web::{ApiSession, COOKIE, CSRF_HEADER, ClientAddr, JsonBody, MAX_JSON};
+pub use web::{ApiSession, COOKIE, CSRF_HEADER, ClientAddr, JsonBody, MAX_JSON, QueryParams};
 
 /// The answer when a layer that needs the verified key runs without
 /// [`ApiKeyAuthLayer`] before it: the host's routes are wired wrongly.

@@ -133,6 +133,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
     }
 }
 
+/// A route's query string as `T`: `400 bad_query` as a problem that names
+/// the parameter when it does not parse (`?limit=x`), where axum's own
+/// `Query` answers in plain text.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(q)| Self(q))
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!(
+                        "{}: fix the query string",
+                        crate::problem::shorten(&e.body_text())
+                    ),
+                )
+            })
+    }
+}
+
 /// A JSON body of at most [`MAX_JSON`] bytes: `415` without a JSON content
 /// type, `413` over the limit, `400` when it does not parse, each a problem
 /// that says what to fix.

@@ -832,8 +832,17 @@ async fn the_audit_trail_is_filtered_paged_and_verified_and_tampering_shows() {
         (bad.status, bad.code().as_str()),
         (StatusCode::BAD_REQUEST, "bad_kind")
     );
+    // A parameter that does not parse: a problem that names it, as JSON.
     let bad = send(&f.app, page("limit=lots")).await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (StatusCode::BAD_REQUEST, "bad_query")
+    );
+    assert!(
+        bad.json()["detail"].as_str().unwrap().contains("limit"),
+        "{}",
+        bad.text()
+    );
 
     let ok = send(
         &f.app,
