@@ -22,7 +22,7 @@ use tower::ServiceExt;
 use vodo_core::keys::IssueKey;
 use vodo_core::{Consent, Host, InstallationId, Manifest};
 use vodo_sandbox::HostServices;
-use vodo_sandbox::{Limits, Reuse, Sandbox, SandboxConfig};
+use vodo_sandbox::{Installed, Limits, Reuse, Sandbox, SandboxConfig};
 use vodo_server::{ApiKeyAuthLayer, Platform, PlatformConfig, PluginRoutes, RateLimitLayer};
 
 const BODY: usize = 256;
@@ -68,22 +68,7 @@ fn benches(c: &mut Criterion) {
         let auth = format!("Bearer {key}");
         let body = vec![b'x'; BODY];
         g.bench_function(format!("{name}/direct_call_request_async"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let request = vodo_sandbox::Request {
-                            method: "POST".into(),
-                            path: "/echo".into(),
-                            headers: vec![("content-type".into(), "text/plain".into())],
-                            body: body.clone(),
-                        };
-                        let call = sandbox.call_request_async(&plugin, &request).await;
-                        assert_eq!(black_box(call.result.unwrap()).body.len(), BODY);
-                    }
-                    start.elapsed()
-                })
-            })
+            b.iter_custom(|iters| rt.block_on(direct_calls(&sandbox, &plugin, &body, iters)))
         });
         for (row, app) in [
             ("router_without_layers", &bare),
@@ -102,16 +87,7 @@ fn benches(c: &mut Criterion) {
                 rt.block_on(async {
                     let (mut direct, mut layered) = (Duration::ZERO, Duration::ZERO);
                     for _ in 0..iters {
-                        let start = Instant::now();
-                        let request = vodo_sandbox::Request {
-                            method: "POST".into(),
-                            path: "/echo".into(),
-                            headers: vec![("content-type".into(), "text/plain".into())],
-                            body: body.clone(),
-                        };
-                        let call = sandbox.call_request_async(&plugin, &request).await;
-                        assert_eq!(black_box(call.result.unwrap()).body.len(), BODY);
-                        direct += start.elapsed();
+                        direct += direct_calls(&sandbox, &plugin, &body, 1).await;
                         layered += http_requests(&app, &auth, &body, 1).await;
                     }
                     layered.saturating_sub(direct)
@@ -189,6 +165,23 @@ fn entity_read(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         })
     });
     g.finish();
+}
+
+/// `iters` calls of the bench plugin's echo route straight through
+/// `Sandbox::call_request_async`, timed.
+async fn direct_calls(sandbox: &Sandbox, plugin: &Installed, body: &[u8], iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        let request = vodo_sandbox::Request {
+            method: "POST".into(),
+            path: "/echo".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: body.to_vec(),
+        };
+        let call = sandbox.call_request_async(plugin, &request).await;
+        assert_eq!(black_box(call.result.unwrap()).body.len(), BODY);
+    }
+    start.elapsed()
 }
 
 /// `iters` requests to the bench plugin's echo route through `app`, timed.
