@@ -211,8 +211,14 @@ impl RateLimiter for NoRateLimit {
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// A theoretical arrival time that no request fits under: what a new key
-/// gets when the limiter is full, so that `governor` denies it.
-const REFUSED: u64 = u64::MAX;
+/// gets when the limiter is full, so that `governor` denies it. Half the
+/// range, not all of it: `governor` adds it to the limiter's start (the
+/// clock's nanoseconds, which is the machine's uptime for the default
+/// clock) to say when to retry, and `u64::MAX` overflowed there (a panic in
+/// debug builds, a wrapped "retry in 1 ms" in release). 2^63 ns is 292
+/// years, still far past any period, so the refusal reads as
+/// [`DenyReason::RateLimiterFull`].
+const REFUSED: u64 = u64::MAX / 2;
 
 /// The GCRA cells of one limit: `governor` runs its algorithm over this
 /// store, and the limiter reads the cells to find the full buckets.
@@ -581,6 +587,25 @@ mod tests {
         assert_eq!(peak, 10_000);
         assert_eq!(rl.housekeeping(), 10_000);
         assert_eq!(rl.tracked_keys(), 0);
+    }
+
+    #[test]
+    fn a_new_key_refused_by_the_full_store_is_told_the_limiter_is_full() {
+        // What a race does: the check saw room, and by the time its new
+        // key reached the store, others had taken the last places. The
+        // default clock, whose instants are far from zero, as in production.
+        let rl = MemoryRateLimiter::new().max_keys(3).unwrap();
+        let limit: RateLimit = "5/day".parse().unwrap();
+        for i in 1..=3 {
+            assert!(rl.check(&key(i), limit).is_allowed());
+        }
+        assert_eq!(
+            rl.decide(&rl.limiter(limit), &key(4)),
+            Decision::Deny {
+                reason: DenyReason::RateLimiterFull { max_keys: 3 }
+            }
+        );
+        assert_eq!(rl.tracked_keys(), 3);
     }
 
     #[test]
