@@ -596,6 +596,39 @@ fn more_scopes_ask_for_consent_again_and_declining_is_access_denied() {
     assert_eq!(get(&f, &q, false).status, 401, "no session, no consent");
 }
 
+/// Each consent a user gives on the page is in the audit trail, against
+/// the installation and by the user; a code issued under an earlier consent
+/// is not a new consent and records nothing.
+#[test]
+fn every_consent_given_is_audited_once() {
+    use vodo_core::Clock as _;
+    use vodo_core::audit::{AuditAction, MemoryAudit};
+    let mut f = fixture();
+    let audit = Arc::new(MemoryAudit::default());
+    f.server = f.server.with_audit(audit.clone());
+    code(&f, &f.client_id, REDIRECT, "entities:read:order");
+    let again = get(
+        &f,
+        &authorize_query(&f.client_id, REDIRECT, "entities:read:order"),
+        true,
+    );
+    assert_eq!(again.status, 302, "already consented");
+    assert_eq!(audit.records().len(), 1, "a second code is not a consent");
+    code(&f, &f.client_id, REDIRECT, "entities:read:order users:read");
+    let records = audit.records();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r.event.installation.as_ref(), Some(&f.session.installation));
+        assert_eq!(r.event.at, f.clock.now());
+        assert!(
+            matches!(&r.event.action, AuditAction::AppAccess { client_id, change, by }
+                if *client_id == f.client_id && change == "granted" && *by == f.session.user),
+            "{:?}",
+            r.event.action
+        );
+    }
+}
+
 #[test]
 fn app_management_changes_what_new_authorizations_may_ask() {
     let f = fixture();

@@ -212,11 +212,14 @@ impl Platform {
         }
         let outbox = Arc::new(SqliteOutbox::open(data.join("webhooks.db"), &secret)?);
         let webhooks = Arc::new(Deliverer::new(outbox, config.webhooks.clone()));
-        let oauth = Arc::new(AuthServer::new(
-            AuthServerConfig::new(config.issuer.clone()),
-            Arc::new(vodo_oauth::SqliteStore::open(data.join("oauth.db"))?),
-            &secret,
-        )?);
+        let oauth = Arc::new(
+            AuthServer::new(
+                AuthServerConfig::new(config.issuer.clone()),
+                Arc::new(vodo_oauth::SqliteStore::open(data.join("oauth.db"))?),
+                &secret,
+            )?
+            .with_audit(Arc::clone(&host.audit)),
+        );
         let services = crate::services::PluginServices {
             store: Arc::clone(&store),
             webhooks: Arc::clone(&webhooks),

@@ -109,6 +109,17 @@ impl AuthServer {
             if let Err(e) = self.store.put_consent(&consent) {
                 return fail(server_error(e));
             }
+            if let Some(audit) = &self.audit {
+                audit.record_or_log(
+                    &AuditEvent::now(AuditAction::AppAccess {
+                        client_id: consent.client_id.clone(),
+                        change: "granted".into(),
+                        by: consent.granted_by.clone(),
+                    })
+                    .at(consent.granted_at)
+                    .installation(&consent.installation),
+                );
+            }
             return self.issue_code(&request, session).unwrap_or_else(fail);
         }
         match self

@@ -35,6 +35,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
+use vodo_core::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt as _};
 use vodo_core::{Clock, InstallationId, SecretKey, SystemClock, Timestamp};
 use vodo_scopes::{PluginScope, ScopeSet};
 
@@ -137,6 +138,7 @@ pub struct AuthServer {
     store: Arc<dyn OAuthStore>,
     clock: Arc<dyn Clock>,
     csrf: ring::hmac::Key,
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 /// Requested scopes: the vodo scopes and whether `offline_access` was asked.
@@ -317,7 +319,17 @@ impl AuthServer {
             store,
             clock: Arc::new(SystemClock),
             csrf: secret.hmac_key(b"vodo oauth csrf v1"),
+            audit: None,
         })
+    }
+
+    /// Records in `audit` every consent a user gives on the authorization
+    /// page ([`AuditAction::AppAccess`] with `change: "granted"`, against
+    /// the installation, by the signed-in user), so that the trail shows
+    /// who let which app in, beside the host's record of a disconnection.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Uses `clock` instead of the system clock.
