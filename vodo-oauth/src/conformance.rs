@@ -305,6 +305,26 @@ pub fn webhook_outbox(outbox: &dyn crate::webhooks::Outbox) {
     );
     assert_eq!(ids(outbox.messages(1, 10).unwrap()), ["m1"], "paged");
     assert!(outbox.messages(2, 10).unwrap().is_empty());
+    let to = |eps: &[&str], offset, limit| {
+        let eps: Vec<String> = eps.iter().map(|e| (*e).to_owned()).collect();
+        ids(outbox.messages_to(&eps, offset, limit).unwrap())
+    };
+    assert_eq!(
+        to(&["conf-ep-b"], 0, 10),
+        ["m1"],
+        "only messages sent there"
+    );
+    assert_eq!(to(&["conf-ep-a"], 0, 10), ["m2", "m1"]);
+    assert_eq!(
+        to(&["conf-ep-a", "conf-ep-b"], 0, 10),
+        ["m2", "m1"],
+        "a message sent to two of them is listed once"
+    );
+    assert_eq!(to(&["conf-ep-a"], 1, 10), ["m1"], "paged");
+    assert_eq!(to(&["conf-ep-a"], 0, 1), ["m2"], "limited");
+    assert!(to(&["conf-ep-a"], 0, 0).is_empty());
+    assert!(to(&["nobody"], 0, 10).is_empty());
+    assert!(to(&[], 0, 10).is_empty());
     assert_eq!(
         outbox.message("m1").unwrap(),
         Some(message("m1", 100)),

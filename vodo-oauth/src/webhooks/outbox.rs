@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_message ON webhook_deliveries (message_id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, message_id);
+CREATE INDEX IF NOT EXISTS webhook_messages_newest ON webhook_messages (created_at, id);
 CREATE TABLE IF NOT EXISTS webhook_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id INTEGER NOT NULL, message_id TEXT NOT NULL,
     endpoint_id TEXT NOT NULL, at INTEGER NOT NULL, status INTEGER, latency_ms INTEGER NOT NULL,
@@ -235,6 +238,47 @@ pub trait Outbox: std::fmt::Debug + Send + Sync {
     /// Messages newest first (by creation time, then id): `limit` of them
     /// after skipping `offset`, for a delivery log's pages.
     fn messages(&self, offset: usize, limit: usize) -> Result<Vec<Message>>;
+
+    /// Messages with a delivery to at least one of `endpoints`, newest
+    /// first like [`messages`](Self::messages): a partner's delivery log.
+    /// The default scans every message; a store with an index on the
+    /// deliveries' endpoints should answer from it.
+    fn messages_to(
+        &self,
+        endpoints: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let (mut skipped, mut scanned) = (0, 0);
+        loop {
+            let batch = self.messages(scanned, 200)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            scanned += batch.len();
+            for message in batch {
+                let sent = self
+                    .deliveries(&message.id)?
+                    .iter()
+                    .any(|(e, _, _)| endpoints.contains(e));
+                if !sent {
+                    continue;
+                }
+                if skipped < offset {
+                    skipped += 1;
+                    continue;
+                }
+                out.push(message);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
 
     /// The ids of an app's endpoints.
     fn endpoints_of(&self, client_id: &str) -> Result<Vec<String>> {
@@ -669,6 +713,30 @@ impl Outbox for SqliteOutbox {
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![count(limit), count(offset)], message_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn messages_to(
+        &self,
+        endpoints: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let ids = serde_json::to_string(endpoints)
+            .map_err(|e| Error::Internal(format!("cannot list endpoint ids: {e}")))?;
+        let conn = self.conn.lock();
+        // From the deliveries' endpoint index to the messages, so that a
+        // partner's page reads their own messages only.
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event_type, installation, body, created_at FROM webhook_messages
+             WHERE id IN (SELECT d.message_id FROM webhook_deliveries d
+                          WHERE d.endpoint_id IN (SELECT value FROM json_each(?1)))
+             ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+        )?;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![ids, count(limit), count(offset)], message_row)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
