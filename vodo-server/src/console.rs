@@ -171,6 +171,36 @@ impl FromRequestParts<Shared> for ConsoleSession {
     }
 }
 
+/// A console page's query string. One that does not parse (`?limit=lots`)
+/// is a `400` page of the console that names what is wrong, not a line of
+/// plain text.
+pub(crate) struct ConsoleQuery<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned> FromRequestParts<Shared> for ConsoleQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, p: &Shared) -> Result<Self, Response> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(q)| Self(q))
+            .map_err(|e| {
+                // The signed-in user keeps the console's navigation.
+                let session = cookie(&parts.headers)
+                    .and_then(|token| p.accounts.session(token).ok().flatten());
+                error_page(
+                    session.as_ref(),
+                    &Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_query",
+                        format!(
+                            "{}: fix the address, or go back and use the page's own links and filters",
+                            crate::problem::shorten(&e.body_text())
+                        ),
+                    ),
+                )
+            })
+    }
+}
+
 /// `403` unless the form's token is the session's.
 fn check_csrf(s: &Session, given: &str) -> Result<(), Response> {
     if csrf_matches(s, given) {
@@ -495,7 +525,7 @@ async fn plugin_page(
     State(p): State<Shared>,
     ConsoleSession(s): ConsoleSession,
     Path((installation, plugin)): Path<(String, String)>,
-    Query(flash): Query<Flash>,
+    ConsoleQuery(flash): ConsoleQuery<Flash>,
 ) -> Response {
     let (i, pl) = match ids(&s, &installation, &plugin) {
         Ok(x) => x,
@@ -849,7 +879,7 @@ async fn activate(
 async fn audit_page(
     State(p): State<Shared>,
     ConsoleSession(s): ConsoleSession,
-    Query(q): Query<AuditQuery>,
+    ConsoleQuery(q): ConsoleQuery<AuditQuery>,
 ) -> Response {
     render_audit(&p, &s, &q, None)
 }
@@ -1092,7 +1122,7 @@ async fn review_decision(
 async fn catalog_page(
     State(p): State<Shared>,
     ConsoleSession(s): ConsoleSession,
-    Query(q): Query<crate::api::CatalogQuery>,
+    ConsoleQuery(q): ConsoleQuery<crate::api::CatalogQuery>,
 ) -> Response {
     let list = match q.query() {
         Ok(query) => match p.catalog(&query) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
@@ -18,7 +18,7 @@ use vodo_oauth::webhooks::DeliveryStatus;
 
 use crate::Platform;
 use crate::apps_api::status_str;
-use crate::console::{ConsoleSession, error_page, page, submitted, utc};
+use crate::console::{ConsoleQuery, ConsoleSession, error_page, page, submitted, utc};
 
 type Shared = Arc<Platform>;
 
@@ -49,7 +49,7 @@ struct FlashQuery {
 async fn apps_page(
     State(p): State<Shared>,
     ConsoleSession(s): ConsoleSession,
-    Query(q): Query<FlashQuery>,
+    ConsoleQuery(q): ConsoleQuery<FlashQuery>,
 ) -> Response {
     let installations = match p.installations(&s.role) {
         Ok(i) => i,
@@ -136,7 +136,7 @@ struct PageQuery {
 async fn webhooks_page(
     State(p): State<Shared>,
     ConsoleSession(s): ConsoleSession,
-    Query(q): Query<PageQuery>,
+    ConsoleQuery(q): ConsoleQuery<PageQuery>,
 ) -> Response {
     let (who, page_no) = (s.clone(), q.page);
     let loaded = p

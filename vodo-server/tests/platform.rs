@@ -843,6 +843,29 @@ async fn the_audit_trail_is_filtered_paged_and_verified_and_tampering_shows() {
         "{}",
         bad.text()
     );
+    // In the console, the same address is the console's own error page,
+    // with its navigation, naming the parameter.
+    for path in [
+        "/admin/audit?limit=lots",
+        "/admin/catalog?min_rating=high",
+        "/admin/webhooks?page=-1",
+    ] {
+        let bad = send(
+            &f.app,
+            cookie_request(&admin, Method::GET, path, String::new()),
+        )
+        .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{path}");
+        let html = bad.text();
+        assert!(
+            html.contains("<!DOCTYPE html>") && html.contains("fix the address"),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains("Sign out"),
+            "{path}: the signed-in page: {html}"
+        );
+    }
 
     let ok = send(
         &f.app,
