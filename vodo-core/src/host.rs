@@ -162,7 +162,7 @@ impl Host {
                 reason,
             });
         }
-        self.admit(&verified, &scope.to_string())?;
+        self.admit(&verified, scope)?;
         self.permit(&verified, Some(resource), scope)?;
         Ok(verified)
     }
@@ -176,7 +176,7 @@ impl Host {
     pub fn admit(
         &self,
         verified: &VerifiedKey,
-        wanted: &str,
+        wanted: &dyn std::fmt::Display,
     ) -> Result<Arc<CurrentGrant>, AccessError> {
         let (installation, plugin) = (&verified.installation, &verified.plugin);
         let deny = |reason: DenyReason| {
@@ -184,7 +184,7 @@ impl Host {
                 installation,
                 plugin,
                 reason,
-                wanted.to_owned(),
+                wanted.to_string(),
             ))
         };
         let grant = match self.permissions.current(installation, plugin) {

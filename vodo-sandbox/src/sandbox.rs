@@ -150,9 +150,15 @@ impl Sandbox {
 
     /// The loaded plugin, if any.
     pub fn get(&self, installation: &InstallationId, plugin: &PluginId) -> Option<Arc<Installed>> {
+        self.get_by_slug(installation, plugin.as_str())
+    }
+
+    /// The loaded plugin of slug `slug` (a request path's segment), if any,
+    /// without building a [`PluginId`] for the lookup.
+    pub fn get_by_slug(&self, installation: &InstallationId, slug: &str) -> Option<Arc<Installed>> {
         self.installed
             .get(installation)
-            .and_then(|plugins| plugins.get(plugin).map(Arc::clone))
+            .and_then(|plugins| plugins.get(slug).map(Arc::clone))
     }
 
     /// Every plugin loaded in `installation`, ordered by plugin id.

@@ -43,6 +43,28 @@
 //!     .layer(ApiKeyAuthLayer::new(&host));
 //! # drop(orders);
 //! ```
+//!
+//! `Router::layer` boxes each route once per layer, and every request
+//! clones each box. On a hot route, put the layers around the service
+//! itself with `tower::ServiceBuilder` (the first added runs first): one
+//! boxed service per request. `Platform::router` mounts plugin routes so
+//! (BENCHMARKS.md, Server, has the difference).
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use axum::Router;
+//! # use vodo_core::Host;
+//! # use vodo_server::{ApiKeyAuthLayer, PluginRoutes, RateLimitLayer};
+//! # fn mount(host: Arc<Host>, sandbox: Arc<vodo_sandbox::Sandbox>) {
+//! let plugins: Router = Router::new().route_service(
+//!     "/plugins/{*rest}",
+//!     tower::ServiceBuilder::new()
+//!         .layer(ApiKeyAuthLayer::new(&host))
+//!         .layer(RateLimitLayer::new(&host))
+//!         .service(PluginRoutes::of_key_installation(&sandbox).mounted_at("/plugins")),
+//! );
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -110,15 +132,46 @@ fn auth_missing(layer: &str) -> Problem {
 }
 
 /// What a request was for, in the audit record of its refusal: its method
-/// and path, shortened.
-fn wanted<B>(request: &http::Request<B>) -> String {
-    let mut s = format!("{} {}", request.method(), request.uri().path());
-    if s.len() > 200 {
-        let mut end = 200;
-        while !s.is_char_boundary(end) {
+/// and path, shortened to 200 bytes. Written only when a refusal is
+/// recorded, so an admitted request builds no string for it.
+struct Wanted<'a> {
+    method: &'a http::Method,
+    path: &'a str,
+}
+
+fn wanted<B>(request: &http::Request<B>) -> Wanted<'_> {
+    Wanted {
+        method: request.method(),
+        path: request.uri().path(),
+    }
+}
+
+impl std::fmt::Display for Wanted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let method = self.method.as_str();
+        let room = 200usize.saturating_sub(method.len() + 1);
+        let mut end = self.path.len().min(room);
+        while !self.path.is_char_boundary(end) {
             end -= 1;
         }
-        s.truncate(end);
+        write!(f, "{method} {}", &self.path[..end])
     }
-    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_a_request_wanted_is_shortened_on_a_char_boundary() {
+        let request = http::Request::get("/api/orders/1001")
+            .body(())
+            .unwrap_or_default();
+        assert_eq!(super::wanted(&request).to_string(), "GET /api/orders/1001");
+        let long = format!("/{}", "é".repeat(300));
+        let request = http::Request::post(long.as_str())
+            .body(())
+            .unwrap_or_default();
+        let s = super::wanted(&request).to_string();
+        assert!(s.len() <= 200 && s.len() >= 198, "{}", s.len());
+        assert!(s.starts_with("POST /é"));
+    }
 }

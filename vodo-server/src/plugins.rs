@@ -12,7 +12,7 @@ use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, StatusCode};
 use tower::Service;
 use vodo_core::keys::VerifiedKey;
-use vodo_core::{DenyReason, InstallationId, PluginId};
+use vodo_core::{DenyReason, InstallationId};
 use vodo_sandbox::{CallError, Sandbox, SandboxViolation};
 
 use crate::Problem;
@@ -75,6 +75,13 @@ enum Tenant {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PluginRoutes {
+    // One reference count per request: the router clones the service for
+    // every request it routes.
+    inner: Arc<Routes>,
+}
+
+#[derive(Debug, Clone)]
+struct Routes {
     sandbox: Arc<Sandbox>,
     tenant: Tenant,
     max_body: usize,
@@ -84,22 +91,23 @@ pub struct PluginRoutes {
 impl PluginRoutes {
     /// The plugins of `installation` (a storefront's routes).
     pub fn new(sandbox: &Arc<Sandbox>, installation: InstallationId) -> Self {
-        Self {
-            sandbox: Arc::clone(sandbox),
-            tenant: Tenant::Fixed(installation),
-            max_body: 1 << 20,
-            prefix: None,
-        }
+        Self::serving(sandbox, Tenant::Fixed(installation))
     }
 
     /// The plugins of the installation of the request's API key, behind
     /// [`ApiKeyAuthLayer`](crate::ApiKeyAuthLayer).
     pub fn of_key_installation(sandbox: &Arc<Sandbox>) -> Self {
+        Self::serving(sandbox, Tenant::FromKey)
+    }
+
+    fn serving(sandbox: &Arc<Sandbox>, tenant: Tenant) -> Self {
         Self {
-            sandbox: Arc::clone(sandbox),
-            tenant: Tenant::FromKey,
-            max_body: 1 << 20,
-            prefix: None,
+            inner: Arc::new(Routes {
+                sandbox: Arc::clone(sandbox),
+                tenant,
+                max_body: 1 << 20,
+                prefix: None,
+            }),
         }
     }
 
@@ -120,14 +128,14 @@ impl PluginRoutes {
     /// # }
     /// ```
     pub fn mounted_at(mut self, prefix: &str) -> Self {
-        self.prefix = Some(Arc::from(prefix.trim_end_matches('/')));
+        Arc::make_mut(&mut self.inner).prefix = Some(Arc::from(prefix.trim_end_matches('/')));
         self
     }
 
     /// The largest request body passed to a plugin, in bytes (default
     /// 1 MiB). The plugin's own input limits apply as well.
     pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
+        Arc::make_mut(&mut self.inner).max_body = bytes;
         self
     }
 }
@@ -142,12 +150,12 @@ impl Service<Request<Body>> for PluginRoutes {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let this = self.clone();
+        let this = Arc::clone(&self.inner);
         Box::pin(async move { Ok(this.serve(request).await.unwrap_or_else(Problem::response)) })
     }
 }
 
-impl PluginRoutes {
+impl Routes {
     async fn serve(&self, request: Request<Body>) -> Result<Response, Problem> {
         let installation = match &self.tenant {
             Tenant::Fixed(i) => i.clone(),
@@ -179,7 +187,7 @@ impl PluginRoutes {
         if slug.is_empty() {
             return Err(not_loaded());
         }
-        let Some(plugin) = self.sandbox.get(&installation, &PluginId::new(slug)) else {
+        let Some(plugin) = self.sandbox.get_by_slug(&installation, slug) else {
             return Err(not_loaded());
         };
         let (parts, body) = request.into_parts();

@@ -42,6 +42,30 @@ pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub struct RateLimitLayer {
     host: Arc<Host>,
     partner: Option<RateLimit>,
+    policies: Arc<Policies>,
+}
+
+/// The `RateLimit-Policy` values already written, by limit: a plugin's
+/// requests repeat the same few, so each is formatted once.
+#[derive(Debug, Default)]
+struct Policies(parking_lot::RwLock<std::collections::HashMap<RateLimit, HeaderValue>>);
+
+impl Policies {
+    /// At most this many limits are kept; past it, values are formatted
+    /// per request (as many distinct limits as plugins is far below it).
+    const KEPT: usize = 256;
+
+    fn of(&self, limit: RateLimit) -> HeaderValue {
+        if let Some(value) = self.0.read().get(&limit) {
+            return value.clone();
+        }
+        let value = policy(limit);
+        let mut kept = self.0.write();
+        if kept.len() < Self::KEPT {
+            kept.insert(limit, value.clone());
+        }
+        value
+    }
 }
 
 impl RateLimitLayer {
@@ -50,6 +74,7 @@ impl RateLimitLayer {
         Self {
             host: Arc::clone(host),
             partner: None,
+            policies: Arc::default(),
         }
     }
 
@@ -138,7 +163,7 @@ impl Check for RateLimitLayer {
         match self.host.admit(key, &crate::wanted(request)) {
             Ok(grant) => Ok(grant
                 .rate_limit
-                .map(|l| (RATELIMIT_POLICY.clone(), policy(l)))),
+                .map(|l| (RATELIMIT_POLICY.clone(), self.policies.of(l)))),
             Err(AccessError::Denied(reason)) => {
                 let limit = self
                     .host
@@ -209,5 +234,29 @@ pub(crate) fn denied(reason: &DenyReason, limit: Option<vodo_core::rate::RateLim
             reason.to_string(),
         ),
         other => Problem::new(StatusCode::FORBIDDEN, "denied", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_is_written_once_per_limit_and_the_cache_is_bounded() {
+        let policies = Policies::default();
+        let limit: RateLimit = "100/minute".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policies.of(limit), "\"plugin\";q=100;w=60");
+        assert_eq!(
+            policies.of(limit),
+            "\"plugin\";q=100;w=60",
+            "from the cache"
+        );
+        for n in 1..=(Policies::KEPT as u32 + 10) {
+            let limit: RateLimit = format!("{n}/second")
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(policies.of(limit), format!("\"plugin\";q={n};w=1").as_str());
+        }
+        assert_eq!(policies.0.read().len(), Policies::KEPT);
     }
 }

@@ -37,13 +37,15 @@ impl Platform {
     /// `Cache-Control: no-store` unless the route sets its own policy (the
     /// index files do); a plugin's routes answer with the plugin's headers.
     pub fn router(self: &Arc<Self>) -> Router {
-        let plugins = Router::new()
-            .route_service(
-                "/plugins/{*rest}",
-                PluginRoutes::of_key_installation(&self.sandbox).mounted_at("/plugins"),
-            )
-            .layer(RateLimitLayer::new(&self.host))
-            .layer(ApiKeyAuthLayer::new(&self.host));
+        // The layers wrap the plugin service itself, not the router's
+        // route: one boxed service per request instead of one per layer.
+        let plugins = Router::new().route_service(
+            "/plugins/{*rest}",
+            tower::ServiceBuilder::new()
+                .layer(ApiKeyAuthLayer::new(&self.host))
+                .layer(RateLimitLayer::new(&self.host))
+                .service(PluginRoutes::of_key_installation(&self.sandbox).mounted_at("/plugins")),
+        );
         let (api, doc) = crate::api::routes(self);
         let docs = crate::explorer::Docs::new(&doc);
         let (json, explorer) = (docs.clone(), docs);
