@@ -188,23 +188,48 @@ fn entity_read(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             assert_eq!(black_box(json).map(|j| j.len()), Some(order.len()));
         })
     });
+    let read = || async {
+        let start = Instant::now();
+        let request = http::Request::get("/api/orders/1001")
+            .header("authorization", &auth)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(black_box(bytes).len(), order.len());
+        start.elapsed()
+    };
+    let alone = || {
+        let start = Instant::now();
+        let json = platform.store.get_entity(&shop, "order", "1001").unwrap();
+        assert_eq!(black_box(json).map(|j| j.len()), Some(order.len()));
+        start.elapsed()
+    };
     g.bench_function("through_the_layers", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
-                let start = Instant::now();
+                let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let request = http::Request::get("/api/orders/1001")
-                        .header("authorization", &auth)
-                        .body(Body::empty())
-                        .unwrap();
-                    let response = app.clone().oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-                        .await
-                        .unwrap();
-                    assert_eq!(black_box(bytes).len(), order.len());
+                    total += read().await;
                 }
-                start.elapsed()
+                total
+            })
+        })
+    });
+    // Paired: one read of each kind per iteration, only the difference
+    // counted: what the router and its layers add to the store's read.
+    g.bench_function("layers_minus_store_paired", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let (mut through, mut store) = (Duration::ZERO, Duration::ZERO);
+                for _ in 0..iters {
+                    store += alone();
+                    through += read().await;
+                }
+                difference(through, store)
             })
         })
     });

@@ -629,6 +629,26 @@ async fn keys_reach_their_own_installations_records_within_their_scopes_until_re
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+    // A method the record route does not have is 405 with the ones it has,
+    // whatever key comes with it (the methods are in the public OpenAPI
+    // document); the checks guard each method's handler.
+    for k in [key.as_str(), "vodo_made_up"] {
+        let r = send(
+            &f.app,
+            key_request(k, Method::POST, "/api/orders/1001", Some("{}")),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            "{}",
+            r.text()
+        );
+        let allow = r.headers[header::ALLOW].to_str().unwrap().to_owned();
+        for m in ["GET", "PUT", "DELETE"] {
+            assert!(allow.contains(m), "{allow}");
+        }
+    }
 
     // Rotation: the new key works; with no grace the old one stops.
     let rotated = send(
