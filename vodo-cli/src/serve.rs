@@ -71,7 +71,7 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
     println!("  health    {base}/healthz");
     match password {
         Some(p) => println!(
-            "  sign in as {ADMIN} with the one-time password {p}\n  (shown only now: only its Argon2 hash is kept)"
+            "  sign in as {ADMIN} with the one-time password {p}\n  (shown only now: only its Argon2 hash is kept; change it at {base}/admin/account)"
         ),
         None => println!("  sign in with the accounts of {}", data.display()),
     }

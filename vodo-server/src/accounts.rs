@@ -13,6 +13,10 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use ring::rand::{SecureRandom, SystemRandom};
 use vodo_core::{InstallationId, Timestamp};
 
+use http::StatusCode;
+use http::header::RETRY_AFTER;
+
+use crate::Problem;
 use crate::error::ServerError;
 use crate::store::{AccountRow, ServerStore, SessionRow};
 
@@ -79,6 +83,52 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// Why a password was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The current password given is not the account's.
+    #[error("the current password is wrong")]
+    Wrong,
+    /// Too many attempts for this account.
+    #[error("too many attempts: wait {0:?} and try again")]
+    Limited(Duration),
+    /// The new password is shorter than [`MIN_PASSWORD`].
+    #[error("a password needs at least {MIN_PASSWORD} characters")]
+    TooShort,
+    /// The new password is the current one.
+    #[error("the new password is the current one: choose another")]
+    Same,
+    /// The session ended before the change.
+    #[error("the session ended: sign in again")]
+    SignedOut,
+    /// Another change of the same account won the race.
+    #[error("the password was changed meanwhile: sign in again with the new one")]
+    ChangedMeanwhile,
+    /// The server failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+impl PasswordError {
+    /// The answer to a refused change, for the API and the console.
+    pub fn problem(&self) -> Problem {
+        let (status, code) = match self {
+            Self::Wrong => (StatusCode::FORBIDDEN, "wrong_password"),
+            Self::Limited(_) => (StatusCode::TOO_MANY_REQUESTS, "password_limited"),
+            Self::TooShort => (StatusCode::UNPROCESSABLE_ENTITY, "password_too_short"),
+            Self::Same => (StatusCode::UNPROCESSABLE_ENTITY, "password_unchanged"),
+            Self::SignedOut => (StatusCode::UNAUTHORIZED, "signed_out"),
+            Self::ChangedMeanwhile => (StatusCode::CONFLICT, "password_changed_meanwhile"),
+            Self::Server(e) => return e.problem(),
+        };
+        let p = Problem::new(status, code, self.to_string());
+        match self {
+            Self::Limited(wait) => p.header(RETRY_AFTER, wait.as_secs().max(1).into()),
+            _ => p,
+        }
+    }
+}
+
 /// Why a sign-in was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
@@ -104,6 +154,7 @@ pub struct Accounts {
     session_ttl: Duration,
     accounts_limit: DefaultKeyedRateLimiter<String>,
     clients_limit: DefaultKeyedRateLimiter<String>,
+    passwords_limit: DefaultKeyedRateLimiter<String>,
     /// A hash to verify against when the email is unknown, so that both
     /// answers take the same time.
     decoy: String,
@@ -151,6 +202,7 @@ impl Accounts {
             session_ttl,
             accounts_limit: DefaultKeyedRateLimiter::keyed(per_account),
             clients_limit: DefaultKeyedRateLimiter::keyed(per_client),
+            passwords_limit: DefaultKeyedRateLimiter::keyed(per_account),
             decoy: String::new(),
         };
         me.decoy = me.hash(&me.token()?)?;
@@ -284,6 +336,52 @@ impl Accounts {
                 csrf: s.csrf,
             }),
         )
+    }
+
+    /// Changes the password of the account signed in with `token` from
+    /// `current` to `new` (at least [`MIN_PASSWORD`] characters, not the
+    /// same), and ends every other session of the account: a password
+    /// someone else learnt stops working, and so do the sessions it opened.
+    /// Each account may try 5 times a minute, so that a session someone
+    /// took cannot be used to guess the password.
+    pub fn change_password(
+        &self,
+        token: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), PasswordError> {
+        let Some(session) = self.session(token)? else {
+            return Err(PasswordError::SignedOut);
+        };
+        let email = session.email;
+        if let Err(not_until) = self.passwords_limit.check_key(&email) {
+            let wait =
+                not_until.wait_time_from(governor::clock::Clock::now(self.passwords_limit.clock()));
+            return Err(PasswordError::Limited(wait.max(Duration::from_secs(1))));
+        }
+        let Some(row) = self.store.account(&email)? else {
+            return Err(PasswordError::SignedOut);
+        };
+        let ok = PasswordHash::new(&row.password)
+            .map(|h| self.argon.verify_password(current.as_bytes(), &h).is_ok())
+            .unwrap_or(false);
+        if !ok {
+            return Err(PasswordError::Wrong);
+        }
+        if new.chars().count() < MIN_PASSWORD {
+            return Err(PasswordError::TooShort);
+        }
+        if new == current {
+            return Err(PasswordError::Same);
+        }
+        let hash = self.hash(new)?;
+        if !self
+            .store
+            .change_password(&email, &row.password, &hash, &token_hash(token))?
+        {
+            return Err(PasswordError::ChangedMeanwhile);
+        }
+        Ok(())
     }
 
     /// Ends the session of `token`.

@@ -75,6 +75,7 @@ struct ApiDoc;
 pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sign_in, sign_out, whoami))
+        .routes(routes!(change_password))
         .routes(routes!(installations))
         .routes(routes!(packages))
         .routes(routes!(plugins, install))
@@ -517,6 +518,40 @@ async fn sign_out(State(p): State<Shared>, _: ApiSession, headers: HeaderMap) ->
     r.headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&p, None));
     Ok(r)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct PasswordChange {
+    /// The account's password now.
+    current: String,
+    /// The new one: at least 12 characters, not the current one.
+    new: String,
+}
+
+/// Change the signed-in account's password. Every other session of the
+/// account ends; this one stays.
+#[utoipa::path(put, path = "/v1/session/password", tag = "session", request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; the account's other sessions are signed out"),
+        (status = 400, description = "The body is not JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The current password is wrong (`wrong_password`), or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Another change of this account's password came first", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "The new password is too short or the current one", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "More than 5 attempts a minute for this account; see `Retry-After`", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
+async fn change_password(
+    State(p): State<Shared>,
+    _: ApiSession,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PasswordChange>,
+) -> ApiResult {
+    let token = crate::web::cookie(&headers).unwrap_or_default();
+    p.change_password(token, &body.current, &body.new)
+        .await
+        .map_err(|e| e.problem())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The signed-in account.

@@ -65,6 +65,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/admin/audit/verify", post(verify))
         .merge(crate::console_hooks::routes())
         .merge(crate::console_updates::routes())
+        .merge(crate::console_account::routes())
 }
 
 const STYLE: &str = "
@@ -124,7 +125,7 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Html
                             }
                             a href="/admin/catalog" { "Catalog" }
                             a href="/api-docs" { "API" }
-                            span.who { (s.email) " · " (s.role) }
+                            span.who { a #account href="/admin/account" { (s.email) } " · " (s.role) }
                             form.inline method="post" action="/admin/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);
                                 button.plain type="submit" { "Sign out" }

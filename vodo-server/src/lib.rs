@@ -76,6 +76,7 @@ mod apps_api;
 mod auth;
 mod charts;
 mod console;
+mod console_account;
 mod console_hooks;
 mod console_updates;
 mod distribution;
@@ -95,7 +96,7 @@ mod updates;
 mod updates_api;
 mod web;
 
-pub use accounts::{Accounts, MIN_PASSWORD, Role, Session, SignInError};
+pub use accounts::{Accounts, MIN_PASSWORD, PasswordError, Role, Session, SignInError};
 pub use api::MAX_PAGE;
 pub use apps::{DeliveryView, MAX_ENDPOINTS_PER_APP, MessageView, NewApp, NewEndpoint};
 pub use apps_api::MAX_DELIVERIES_PAGE;

@@ -671,6 +671,18 @@ impl Platform {
             .await?
     }
 
+    /// [`Accounts::change_password`] on the blocking pool (Argon2 twice).
+    pub async fn change_password(
+        self: &Arc<Self>,
+        token: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), crate::PasswordError> {
+        let (token, current, new) = (token.to_owned(), current.to_owned(), new.to_owned());
+        self.blocking(move |p| p.accounts.change_password(&token, &current, &new))
+            .await?
+    }
+
     /// [`install`](Self::install) on the blocking pool.
     pub async fn install_async(
         self: &Arc<Self>,

@@ -325,6 +325,36 @@ impl ServerStore {
             .map_err(ServerError::store)
     }
 
+    /// Sets `email`'s password hash and ends every session of the account
+    /// but `keep` (the one that changed it), in one transaction; `false`
+    /// when the account's hash is no longer `expected` (changed meanwhile).
+    pub(crate) fn change_password(
+        &self,
+        email: &str,
+        expected: &str,
+        hash: &str,
+        keep: &[u8],
+    ) -> Result<bool, ServerError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(ServerError::store)?;
+        let changed = tx
+            .execute(
+                "UPDATE accounts SET password = ?3 WHERE email = ?1 AND password = ?2",
+                params![email, expected, hash],
+            )
+            .map_err(ServerError::store)?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM sessions WHERE email = ?1 AND token_hash <> ?2",
+            params![email, keep],
+        )
+        .map_err(ServerError::store)?;
+        tx.commit().map_err(ServerError::store)?;
+        Ok(true)
+    }
+
     pub(crate) fn delete_session(&self, token_hash: &[u8]) -> Result<(), ServerError> {
         self.conn
             .lock()

@@ -358,4 +358,17 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
         "{explorer}"
     );
     browser.screenshot("console-api-explorer.png");
+
+    // The account page, from the email in the header: the password
+    // changed, this browser still signed in.
+    browser.goto(&format!("{base}/admin"));
+    browser.click("header a#account");
+    browser.wait_for_text("Change the password");
+    browser.type_into("#current", PASSWORD);
+    browser.type_into("#new", "a much longer passphrase");
+    browser.type_into("#confirm", "a much longer passphrase");
+    browser.click("#change-password");
+    let changed = browser.wait_for_text("The password is changed");
+    assert!(changed.contains("admin@x.test"), "{changed}");
+    browser.screenshot("console-account-password-changed.png");
 }

@@ -37,6 +37,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         ("post", p) if p.ends_with("/rollback") => json!({ "version": "1.0.0" }),
         ("post", p) if p.ends_with("/upgrade") => json!({ "version": "1.0.2" }),
+        ("put", "/v1/session/password") => {
+            json!({ "current": PASSWORD, "new": "an entirely new passphrase" })
+        }
         ("put", _) => json!({ "total": "1" }),
         _ => return None,
     })

@@ -1433,3 +1433,189 @@ async fn merchants_rate_what_they_used_and_the_catalog_ranks_filters_and_pages()
         }
     }
 }
+
+/// A password change through the API: the current password is checked,
+/// the new one must be long enough and different, the CSRF token is
+/// needed; once changed, the account's other sessions are signed out, this
+/// one stays, and only the new password signs in. Attempts are limited.
+#[tokio::test]
+async fn a_password_change_signs_the_other_sessions_out() {
+    let f = fixture();
+    let app = &f.app;
+    let (here, there) = (
+        sign_in(app, "reviewer@x.test").await,
+        sign_in(app, "reviewer@x.test").await,
+    );
+    let change = |who: &Who, current: &str, new: &str| {
+        who.request(
+            Method::PUT,
+            "/v1/session/password",
+            Some(json!({ "current": current, "new": new })),
+        )
+    };
+    let new = "a much longer passphrase";
+    for (request, status, code) in [
+        (
+            change(&here, "not it at all", new),
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+        ),
+        (
+            change(&here, PASSWORD, "short"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_too_short",
+        ),
+        (
+            change(&here, PASSWORD, PASSWORD),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_unchanged",
+        ),
+        (
+            change(
+                &Who {
+                    csrf: Some("stale".into()),
+                    ..here.clone()
+                },
+                PASSWORD,
+                new,
+            ),
+            StatusCode::FORBIDDEN,
+            "csrf",
+        ),
+        (
+            change(&Who::default(), PASSWORD, new),
+            StatusCode::UNAUTHORIZED,
+            "not_signed_in",
+        ),
+    ] {
+        let a = send(app, request).await;
+        assert_eq!(a.status, status, "{code}: {}", a.text());
+        assert_eq!(a.code(), code, "{}", a.text());
+    }
+    let mut bad = here.request(Method::PUT, "/v1/session/password", None);
+    *bad.body_mut() = Body::from("{not json");
+    bad.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    assert_eq!(send(app, bad).await.status, StatusCode::BAD_REQUEST);
+
+    // Nothing changed so far: both sessions work, the old password too.
+    for who in [&here, &there] {
+        let a = send(app, who.request(Method::GET, "/v1/session", None)).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    let a = send(app, change(&here, PASSWORD, new)).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.text());
+    let a = send(app, here.request(Method::GET, "/v1/session", None)).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "the session that changed it stays"
+    );
+    let a = send(app, there.request(Method::GET, "/v1/session", None)).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "not_signed_in".into()),
+        "every other session ended"
+    );
+    let sign_in_with = |password: &str| {
+        Who::default().request(
+            Method::POST,
+            "/v1/session",
+            Some(json!({ "email": "reviewer@x.test", "password": password })),
+        )
+    };
+    assert_eq!(
+        send(app, sign_in_with(PASSWORD)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(app, sign_in_with(new)).await.status, StatusCode::OK);
+
+    // Five attempts a minute per account: four reached it above (the CSRF,
+    // signed-out and malformed ones did not), a fifth wrong guess is told
+    // it is wrong, and the sixth is refused before the password is looked
+    // at, even the right one, with when to retry.
+    let a = send(
+        app,
+        change(&here, "a wrong guess here", "yet another passphrase"),
+    )
+    .await;
+    assert_eq!(a.code(), "wrong_password", "{}", a.text());
+    let a = send(app, change(&here, new, "yet another passphrase")).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "password_limited".into()),
+        "{}",
+        a.text()
+    );
+    assert!(a.headers.contains_key(header::RETRY_AFTER));
+}
+
+/// The console's account page changes the password with a form: its CSRF
+/// token is needed, the two new passwords must agree, a wrong current one
+/// is said on the page, and a change comes back with a notice.
+#[tokio::test]
+async fn the_console_account_page_changes_the_password() {
+    let f = fixture();
+    let app = &f.app;
+    let who = sign_in(app, "partner@x.test").await;
+    let other = sign_in(app, "partner@x.test").await;
+    let page = send(
+        app,
+        cookie_request(&who, Method::GET, "/admin/account", String::new()),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains("partner@x.test") && html.contains("id=\"password-form\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/admin/account\""),
+        "the navigation links it"
+    );
+    let post = |csrf: &str, current: &str, new: &str, confirm: &str| {
+        cookie_request(
+            &who,
+            Method::POST,
+            "/admin/account/password",
+            form(&[
+                ("csrf".into(), csrf.into()),
+                ("current".into(), current.into()),
+                ("new".into(), new.into()),
+                ("confirm".into(), confirm.into()),
+            ]),
+        )
+    };
+    let csrf = who.csrf.clone().unwrap();
+    let new = "a much longer passphrase";
+    let a = send(app, post("stale", PASSWORD, new, new)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = send(app, post(&csrf, PASSWORD, new, "something else entirely")).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.text().contains("differ"), "{}", a.text());
+    let a = send(app, post(&csrf, "not the password", new, new)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.text().contains("id=\"password-error\"") && a.text().contains("wrong"),
+        "{}",
+        a.text()
+    );
+    let a = send(app, post(&csrf, PASSWORD, new, new)).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text());
+    let to = a.headers[header::LOCATION].to_str().unwrap().to_owned();
+    let done = send(app, cookie_request(&who, Method::GET, &to, String::new())).await;
+    assert!(
+        done.text().contains("The password is changed"),
+        "{}",
+        done.text()
+    );
+    // The other browser's session is over: the console sends it to sign in.
+    let a = send(
+        app,
+        cookie_request(&other, Method::GET, "/admin", String::new()),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.headers[header::LOCATION], "/admin/login");
+}
