@@ -10,11 +10,10 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use ring::rand::{SecureRandom, SystemRandom};
-use vodo_core::{InstallationId, Timestamp};
-
 use http::StatusCode;
 use http::header::RETRY_AFTER;
+use ring::rand::{SecureRandom, SystemRandom};
+use vodo_core::{InstallationId, Timestamp};
 
 use crate::Problem;
 use crate::error::ServerError;
@@ -90,7 +89,7 @@ pub enum PasswordError {
     #[error("the current password is wrong")]
     Wrong,
     /// Too many attempts for this account.
-    #[error("too many attempts: wait {0:?} and try again")]
+    #[error("too many attempts: wait {} s and try again", .0.as_secs().max(1))]
     Limited(Duration),
     /// The new password is shorter than [`MIN_PASSWORD`].
     #[error("a password needs at least {MIN_PASSWORD} characters")]
