@@ -96,42 +96,33 @@ fn benches(c: &mut Criterion) {
         // figure is what the router and its layers add to one request.
         g.bench_function(format!("{name}/layers_minus_direct_paired"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let (mut direct, mut layered) = (Duration::ZERO, Duration::ZERO);
-                    for _ in 0..iters {
-                        direct += direct_calls(&sandbox, &plugin, &body, 1).await;
-                        layered += http_requests(&app, &auth, &body, 1).await;
-                    }
-                    difference(layered, direct)
-                })
+                rt.block_on(paired(
+                    iters,
+                    || direct_calls(&sandbox, &plugin, &body, 1),
+                    || http_requests(&app, &auth, &body, 1),
+                ))
             })
         });
         // The same pairing between the bare router and the layered one:
         // what authentication and rate limiting alone add.
         g.bench_function(format!("{name}/layers_minus_bare_router_paired"), |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
-                    for _ in 0..iters {
-                        without += http_requests(&bare, &auth, &body, 1).await;
-                        with += http_requests(&app, &auth, &body, 1).await;
-                    }
-                    difference(with, without)
-                })
+                rt.block_on(paired(
+                    iters,
+                    || http_requests(&bare, &auth, &body, 1),
+                    || http_requests(&app, &auth, &body, 1),
+                ))
             })
         });
         g.bench_function(
             format!("{name}/router_layer_minus_service_layers_paired"),
             |b| {
                 b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let (mut around, mut per) = (Duration::ZERO, Duration::ZERO);
-                        for _ in 0..iters {
-                            around += http_requests(&app, &auth, &body, 1).await;
-                            per += http_requests(&per_route, &auth, &body, 1).await;
-                        }
-                        difference(per, around)
-                    })
+                    rt.block_on(paired(
+                        iters,
+                        || http_requests(&app, &auth, &body, 1),
+                        || http_requests(&per_route, &auth, &body, 1),
+                    ))
                 })
             },
         );
@@ -222,18 +213,28 @@ fn entity_read(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     // Paired: one read of each kind per iteration, only the difference
     // counted: what the router and its layers add to the store's read.
     g.bench_function("layers_minus_store_paired", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let (mut through, mut store) = (Duration::ZERO, Duration::ZERO);
-                for _ in 0..iters {
-                    store += alone();
-                    through += read().await;
-                }
-                difference(through, store)
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(paired(iters, || async { alone() }, read)))
     });
     g.finish();
+}
+
+/// A paired row: `iters` times, one `less` and then one `more`, each
+/// timing itself; only the difference of the totals counts.
+async fn paired<L, M>(
+    iters: u64,
+    mut less: impl FnMut() -> L,
+    mut more: impl FnMut() -> M,
+) -> Duration
+where
+    L: std::future::Future<Output = Duration>,
+    M: std::future::Future<Output = Duration>,
+{
+    let (mut low, mut high) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..iters {
+        low += less().await;
+        high += more().await;
+    }
+    difference(high, low)
 }
 
 /// `more - less` of a paired row, at least 1 ns: a block of a few fresh

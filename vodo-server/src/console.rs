@@ -508,10 +508,11 @@ async fn dashboard(State(p): State<Shared>, ConsoleSession(s): ConsoleSession) -
     .into_response()
 }
 
+/// A page's one-line notice after a redirect (`?flash=...`).
 #[derive(Deserialize, Default)]
-struct Flash {
+pub(crate) struct Flash {
     #[serde(default)]
-    flash: Option<String>,
+    pub(crate) flash: Option<String>,
 }
 
 fn scopes_text(scopes: &ScopeSet) -> String {

@@ -14,7 +14,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::accounts::{MIN_PASSWORD, Session};
-use crate::console::{ConsoleQuery, ConsoleSession, page, submitted};
+use crate::console::{ConsoleQuery, ConsoleSession, Flash, page, submitted};
 use crate::web::cookie;
 use crate::{PasswordError, Platform};
 
@@ -24,12 +24,6 @@ pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/admin/account", get(account_page))
         .route("/admin/account/password", post(change_password))
-}
-
-#[derive(Deserialize, Default)]
-struct Flash {
-    #[serde(default)]
-    flash: Option<String>,
 }
 
 async fn account_page(

@@ -18,7 +18,7 @@ use vodo_oauth::webhooks::DeliveryStatus;
 
 use crate::Platform;
 use crate::apps_api::status_str;
-use crate::console::{ConsoleQuery, ConsoleSession, error_page, page, submitted, utc};
+use crate::console::{ConsoleQuery, ConsoleSession, Flash, error_page, page, submitted, utc};
 
 type Shared = Arc<Platform>;
 
@@ -38,18 +38,12 @@ pub(crate) fn routes() -> Router<Shared> {
         )
 }
 
-#[derive(Deserialize)]
-struct FlashQuery {
-    #[serde(default)]
-    flash: Option<String>,
-}
-
 /// The partner apps each installation the viewer manages is connected to,
 /// with what they may do and a button that disconnects one at once.
 async fn apps_page(
     State(p): State<Shared>,
     ConsoleSession(s): ConsoleSession,
-    ConsoleQuery(q): ConsoleQuery<FlashQuery>,
+    ConsoleQuery(q): ConsoleQuery<Flash>,
 ) -> Response {
     let installations = match p.installations(&s.role) {
         Ok(i) => i,
