@@ -3,7 +3,8 @@
 //! the same router without the two layers and the same request made
 //! straight to `Sandbox::call_request_async`, fresh and warm, in the same
 //! run, and the same request to a plain echo service (the host's HTTP
-//! plumbing alone). And a record read through the platform's router (request id, span,
+//! plumbing alone), and what no layered request can skip: the key's
+//! verification and its HMAC. And a record read through the platform's router (request id, span,
 //! key, rate limit, permission) beside the same read from the store alone.
 //!
 //! Run with `cargo bench -p benches --bench server`; figures go to
@@ -77,6 +78,20 @@ fn benches(c: &mut Criterion) {
             "/plugins/{*rest}",
             PluginRoutes::new(&sandbox, shop.clone()).mounted_at("/plugins"),
         );
+        if name == "fresh" {
+            // What a layered request cannot do without: the key verified
+            // (format, checksum, cache, HMAC-SHA256 of the secret, expiry),
+            // and the HMAC alone, with ring, over a secret of the same size.
+            g.bench_function("floor/key_verify", |b| {
+                b.iter(|| black_box(host.keys.verify(black_box(&key)).unwrap()))
+            });
+            g.bench_function("floor/hmac_sha256_of_a_secret", |b| {
+                let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
+                let secret = [b'a'; 32];
+                let tag = ring::hmac::sign(&hmac, &secret);
+                b.iter(|| black_box(ring::hmac::verify(&hmac, black_box(&secret), tag.as_ref())))
+            });
+        }
         let auth = format!("Bearer {key}");
         let body = vec![b'x'; BODY];
         g.bench_function(format!("{name}/direct_call_request_async"), |b| {
