@@ -25,7 +25,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Bindings of the plugin world for the raw host.
 #[allow(missing_docs)]
 pub mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
+    wasmtime::component::bindgen!({ path: "../vodo-pdk/wit", world: "plugin" });
 }
 
 use bindings::vodo::plugin as iface;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod build;
+mod files;
 mod package;
 mod review;
 mod serve;

@@ -56,13 +56,14 @@ pub fn package(
     })?;
 
     let component_path = wasm.map_or_else(|| dir.join(&manifest.entry), Path::to_path_buf);
-    let component = std::fs::read(&component_path).with_context(|| {
-        format!(
-            "cannot read the component `{}`: build it with `cargo build --release --target wasm32-wasip2`, then pass it with --wasm target/wasm32-wasip2/release/<crate>.wasm (or copy it to the manifest's entry, `{}`)",
-            component_path.display(),
-            manifest.entry
-        )
-    })?;
+    let max = Policy::default().max_package_bytes;
+    if !component_path.is_file() {
+        bail!(
+            "there is no component at `{}`: run `vodo plugin:build`, which builds it and writes the package (or pass one with --wasm)",
+            component_path.display()
+        );
+    }
+    let component = crate::files::read_at_most(&component_path, max, "the component")?;
     match component.get(..8) {
         Some(h) if h == COMPONENT_HEADER => {}
         Some(h) if h == MODULE_HEADER => bail!(
@@ -77,8 +78,8 @@ pub fn package(
 
     let readme_path = dir.join("README.md");
     let readme = if readme_path.is_file() {
-        std::fs::read_to_string(&readme_path)
-            .with_context(|| format!("cannot read `{}` as UTF-8", readme_path.display()))?
+        String::from_utf8(crate::files::read_at_most(&readme_path, max, "README.md")?)
+            .with_context(|| format!("`{}` is not UTF-8", readme_path.display()))?
     } else {
         String::new()
     };
@@ -87,7 +88,7 @@ pub fn package(
         .map(Path::to_path_buf)
         .or_else(|| Some(dir.join("samples.json")).filter(|p| p.is_file()));
     let samples = match &samples_path {
-        Some(p) => read_samples(p)?,
+        Some(p) => read_samples(p, max)?,
         None => Vec::new(),
     };
 
@@ -98,7 +99,6 @@ pub fn package(
         component,
     }
     .to_bytes();
-    let max = Policy::default().max_package_bytes;
     if bytes.len() as u64 > max {
         bail!(
             "the package is {} bytes; the marketplace takes at most {max}: build with `--release` and `opt-level = \"s\"`, and strip debug info",
@@ -123,9 +123,9 @@ pub fn package(
 
 /// Sample events: a JSON array of `{"event": "...", "payload": ...}`; a
 /// payload that is not a string is passed as its JSON text.
-fn read_samples(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
+fn read_samples(path: &Path, max: u64) -> Result<Vec<(String, String)>> {
+    let text = String::from_utf8(crate::files::read_at_most(path, max, "the samples")?)
+        .with_context(|| format!("`{}` is not UTF-8", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
     let items = value.as_array().with_context(|| {

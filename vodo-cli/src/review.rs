@@ -12,13 +12,12 @@ use vodo_sandbox::{MemoryServices, Sandbox, SandboxConfig};
 /// Reviews the package at `path` as the marketplace does with its default
 /// policy (for the running host API `host_api`, when given).
 pub fn run(path: &Path, host_api: Option<&str>) -> Result<Report> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the package `{}`", path.display()))?;
     let mut policy = Policy::default();
     if let Some(v) = host_api {
         policy.host_api = semver::Version::parse(v)
             .with_context(|| format!("--host-api `{v}` is not a version like 0.1.0"))?;
     }
+    let bytes = crate::files::read_at_most(path, policy.max_package_bytes, "the package")?;
     // The sample events run with the storage the manifest asks for, in a
     // folder that goes away afterwards.
     let storage = tempfile::tempdir().context("cannot make a temporary folder for the trial")?;

@@ -251,10 +251,7 @@ fn packaging_refuses_what_the_marketplace_would_refuse_and_says_what_to_do() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     };
-    fails(
-        &["plugin:package"],
-        "cargo build --release --target wasm32-wasip2",
-    );
+    fails(&["plugin:package"], "run `vodo plugin:build`");
     let mut module = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
     module.extend_from_slice(b"core");
     std::fs::write(dir.path().join("plugin.wasm"), module).unwrap();
@@ -283,6 +280,48 @@ fn packaging_refuses_what_the_marketplace_would_refuse_and_says_what_to_do() {
         !dir.path().join("order-notifier-1.0.0.vpkg").exists(),
         "nothing is written on failure"
     );
+}
+
+/// A 2 GiB package to review and a 2 GiB component to package are refused
+/// in under a second, by a process that may not even map 512 MiB: the size
+/// is checked before anything is read (the files are sparse, so making them
+/// costs nothing either).
+#[test]
+fn two_gigabyte_inputs_are_refused_at_once_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = |name: &str| {
+        let f = std::fs::File::create(dir.path().join(name)).unwrap();
+        f.set_len(2 << 30).unwrap();
+    };
+    huge("huge.vpkg");
+    std::fs::write(dir.path().join("plugin.json"), GOOD).unwrap();
+    huge("plugin.wasm");
+    for (args, says) in [
+        (
+            "plugin:review huge.vpkg",
+            "the package `huge.vpkg` is 2.0 GiB (2147483648 bytes); the marketplace takes at most 20.0 MiB",
+        ),
+        (
+            "plugin:package",
+            "the component `./plugin.wasm` is 2.0 GiB (2147483648 bytes)",
+        ),
+    ] {
+        let start = std::time::Instant::now();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 524288 && exec \"{}\" {args}",
+                env!("CARGO_BIN_EXE_vodo")
+            ))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let took = start.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args}: {stderr}");
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{args}: {stderr}");
+        assert!(took < std::time::Duration::from_secs(1), "{args}: {took:?}");
+    }
 }
 
 /// From a real plugin to a locally reviewed package: the example plugin is

@@ -39,11 +39,11 @@
 
 #![deny(missing_docs)]
 
-/// Bindings generated from `wit/plugin.wit`.
+/// Bindings generated from the crate's own `wit/plugin.wit`.
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "export_bindings",

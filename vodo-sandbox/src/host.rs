@@ -26,11 +26,12 @@ use crate::services::{HostServices, LogLevel, ServiceError, ServiceResult};
 use crate::storage::{Storage, StorageError};
 use crate::{Limits, SandboxViolation};
 
-/// Bindings generated from `wit/plugin.wit`.
+/// Bindings generated from `vodo-pdk/wit/plugin.wit`: the contract ships
+/// inside the guest kit, so a plugin built outside this repository has it.
 #[allow(missing_docs)]
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../vodo-pdk/wit",
         world: "plugin",
         imports: { default: trappable },
     });

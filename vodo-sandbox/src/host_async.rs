@@ -11,11 +11,11 @@
 use crate::blocking::Pool;
 use crate::host::{Fetch, HostResult, HostState};
 
-/// Bindings generated from `wit/plugin.wit`, asynchronous.
+/// Bindings generated from `vodo-pdk/wit/plugin.wit`, asynchronous.
 #[allow(missing_docs)]
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../vodo-pdk/wit",
         world: "plugin",
         imports: {
             "vodo:plugin/entities": async | trappable,
