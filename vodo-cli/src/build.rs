@@ -30,10 +30,13 @@ pub fn ensure_target() -> Result<()> {
 }
 
 /// Builds the plugin crate at `crate_dir` in release mode for
-/// `wasm32-wasip2` into `target_dir`, and returns the component cargo wrote.
-pub fn build(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf> {
+/// `wasm32-wasip2` into `target_dir` (cargo's choice when `None`: the
+/// crate's `target/`, or `CARGO_TARGET_DIR`), and returns the component
+/// cargo wrote.
+pub fn build(crate_dir: &Path, target_dir: Option<&Path>) -> Result<PathBuf> {
     ensure_target()?;
-    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
         .args([
             "build",
             "--release",
@@ -42,9 +45,11 @@ pub fn build(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf> {
             "--message-format=json-render-diagnostics",
             "--manifest-path",
         ])
-        .arg(crate_dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
+        .arg(crate_dir.join("Cargo.toml"));
+    if let Some(dir) = target_dir {
+        command.arg("--target-dir").arg(dir);
+    }
+    let mut child = command
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")

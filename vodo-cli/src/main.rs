@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod build;
+mod create;
 mod files;
 mod package;
+mod plugin_test;
 mod review;
 mod serve;
 
@@ -36,6 +38,79 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a plugin folder from a starter template: plugin.json, Cargo.toml,
+    /// src, tests, samples.json, README and the plugin kit in vendor/. It builds
+    /// and passes its own tests at once.
+    ///
+    /// Templates: basic, entity, integration, dashboard, ecommerce, workflow.
+    /// Without --template, asks when a terminal is attached (else basic).
+    ///
+    /// Example: `vodo plugin:create gift-messages --template entity`
+    #[command(name = "plugin:create")]
+    Create {
+        /// The plugin's name: a slug (`gift-messages`) or a display name ("Gift Messages").
+        name: String,
+        /// The starter template.
+        #[arg(long, short)]
+        template: Option<String>,
+        /// Print what was made as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a plugin in the current folder, refusing to overwrite any file.
+    ///
+    /// Example: `mkdir gift-messages && cd gift-messages && vodo plugin:init --template basic`
+    #[command(name = "plugin:init")]
+    Init {
+        /// The plugin's name (default: the folder's).
+        #[arg(long)]
+        name: Option<String>,
+        /// The starter template.
+        #[arg(long, short)]
+        template: Option<String>,
+        /// Print what was made as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the plugin for wasm32-wasip2 (adding the target when missing) and
+    /// write its package: the component is found from cargo's own output.
+    ///
+    /// Example: `vodo plugin:build` in a plugin folder, then `vodo plugin:review *.vpkg`
+    #[command(name = "plugin:build")]
+    Build {
+        /// The plugin folder (default: the current folder).
+        path: Option<PathBuf>,
+        /// Where to write the package (default: `{slug}-{version}.vpkg` in the folder).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Print the result as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the plugin's tests (`cargo test`), then build it and run every
+    /// sample of samples.json in the sandbox with the manifest's permissions,
+    /// printing each result with its log lines, writes, files, network
+    /// attempts, usage and audit events, and what to change when a limit or a
+    /// permission stopped it. Exit 1 when a test or a sample fails.
+    ///
+    /// Example: `vodo plugin:test`, or `vodo plugin:test --no-cargo-test --json`
+    #[command(name = "plugin:test")]
+    Test {
+        /// The plugin folder (default: the current folder).
+        path: Option<PathBuf>,
+        /// Skip `cargo test`; only the samples.
+        #[arg(long)]
+        no_cargo_test: bool,
+        /// Memory per call in MiB (default: the platform's).
+        #[arg(long)]
+        memory_mib: Option<u64>,
+        /// Wall time per call in milliseconds (default: the platform's).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Print the runs as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a plugin.json: every problem with its JSON path, or what the plugin requests.
     #[command(name = "plugin:validate")]
     Validate {
@@ -96,6 +171,57 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Create {
+            name,
+            template,
+            json,
+        } => report(
+            create::choose(template.as_deref())
+                .and_then(|t| create::create(Path::new("."), &name, t))
+                .map(|c| created(&c, json)),
+        ),
+        Command::Init {
+            name,
+            template,
+            json,
+        } => report(
+            create::choose(template.as_deref())
+                .and_then(|t| create::init(Path::new("."), name.as_deref(), t))
+                .map(|c| created(&c, json)),
+        ),
+        Command::Build { path, out, json } => report(build_plugin(
+            path.as_deref().unwrap_or(Path::new(".")),
+            out.as_deref(),
+            json,
+        )),
+        Command::Test {
+            path,
+            no_cargo_test,
+            memory_mib,
+            timeout_ms,
+            json,
+        } => {
+            let mut limits = plugin_test::TestLimits::default();
+            if let Some(m) = memory_mib {
+                limits.memory = m.saturating_mul(1 << 20);
+            }
+            if let Some(t) = timeout_ms {
+                limits.timeout = std::time::Duration::from_millis(t);
+            }
+            match test_plugin(
+                path.as_deref().unwrap_or(Path::new(".")),
+                !no_cargo_test,
+                limits,
+                json,
+            ) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { data, port } => {
             init_tracing();
             match serve::run(&data, std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
@@ -169,6 +295,152 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Exit 0 on success; otherwise the error, and exit 1.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn created(c: &create::Created, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dir": c.dir.display().to_string(),
+                "slug": c.slug,
+                "template": c.template,
+                "files": c.files,
+            })
+        );
+        return;
+    }
+    println!(
+        "created {} from the `{}` template in {}",
+        c.slug,
+        c.template,
+        c.dir.display()
+    );
+    for f in &c.files {
+        println!("  {f}");
+    }
+    let cd = if c.dir == Path::new(".") {
+        String::new()
+    } else {
+        format!("cd {} && ", c.dir.display())
+    };
+    println!("next: {cd}vodo plugin:test && vodo plugin:build");
+}
+
+/// Loads the manifest of the plugin folder `dir`, with a hint when it is not one.
+fn load_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    Manifest::load(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "`{}` is not a plugin folder with a valid plugin.json ({e}): run `vodo plugin:validate` there, or `vodo plugin:create` to start one",
+            dir.display()
+        )
+    })
+}
+
+fn build_plugin(dir: &Path, out: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let manifest = load_manifest(dir)?;
+    let component = build::build(dir, None)?;
+    let out = out.map_or_else(
+        || dir.join(format!("{}-{}.vpkg", manifest.slug, manifest.version)),
+        Path::to_path_buf,
+    );
+    let p = package::package(dir, Some(&component), None, Some(&out))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "component": component.display().to_string(),
+                "package": p.path.display().to_string(),
+                "bytes": p.bytes,
+                "sha256": p.sha256,
+                "slug": p.slug,
+                "version": p.version,
+            })
+        );
+    } else {
+        println!("built {}", component.display());
+        println!(
+            "packaged {} {}: {} ({} bytes, sha256 {})",
+            p.slug,
+            p.version,
+            p.path.display(),
+            p.bytes,
+            p.sha256
+        );
+        println!("next: vodo plugin:review {}", p.path.display());
+    }
+    Ok(())
+}
+
+/// `vodo plugin:test`; the number of failures.
+fn test_plugin(
+    dir: &Path,
+    cargo_test: bool,
+    limits: plugin_test::TestLimits,
+    json: bool,
+) -> anyhow::Result<usize> {
+    let manifest = load_manifest(dir)?;
+    let samples_file = dir.join("samples.json");
+    let max = vodo_marketplace::review::Policy::default().max_package_bytes;
+    let samples = if samples_file.is_file() {
+        plugin_test::samples(&samples_file, max)?
+    } else {
+        Vec::new()
+    };
+    if cargo_test {
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["test", "--manifest-path"])
+                .arg(dir.join("Cargo.toml"))
+                // In JSON mode stdout is the report's alone.
+                .stdout(if json {
+                    std::process::Stdio::null()
+                } else {
+                    std::process::Stdio::inherit()
+                })
+                .env_remove("CARGO_BUILD_TARGET")
+                .status()
+                .map_err(|e| anyhow::anyhow!("cannot run `cargo test`: {e}"))?;
+        if !status.success() {
+            anyhow::bail!(
+                "the plugin's tests failed (cargo's output is above): fix them, then run `vodo plugin:test` again"
+            );
+        }
+    }
+    if samples.is_empty() {
+        eprintln!(
+            "warning: `{}` has no samples: add {{\"event\": ..., \"payload\": ...}} items so that the sandbox runs them here and in the marketplace's review",
+            samples_file.display()
+        );
+    }
+    let component = build::build(dir, None)?;
+    let wasm = files::read_at_most(&component, max, "the component")?;
+    let runs = plugin_test::run_samples(&manifest, &wasm, &samples, limits)?;
+    let failed = runs
+        .iter()
+        .filter(|r| !matches!(r.outcome, plugin_test::Outcome::Ok))
+        .count();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "samples": runs, "failed": failed })
+        );
+    } else {
+        plugin_test::print(&runs);
+        println!("{} sample(s), {failed} failed", runs.len());
+    }
+    Ok(failed)
 }
 
 fn validate(path: &Path, json: bool) -> ExitCode {

@@ -112,7 +112,7 @@ pub fn seed(platform: &Platform) -> Result<String> {
     }
     println!("building the example plugin for wasm32-wasip2 (the first time takes a minute) ...");
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
-    let wasm = crate::build::build(&source, &target)?;
+    let wasm = crate::build::build(&source, Some(&target))?;
     let component = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let manifest = std::fs::read_to_string(source.join("plugin.json"))
         .context("reading the example's plugin.json")?;

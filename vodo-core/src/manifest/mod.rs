@@ -52,6 +52,8 @@ mod strict;
 mod units;
 mod validate;
 
+pub use units::slugify;
+
 use std::fmt;
 use std::path::Path;
 

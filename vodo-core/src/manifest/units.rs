@@ -38,8 +38,15 @@ pub(super) fn printable(s: &str) -> String {
     out
 }
 
-/// The slug a display name suggests: `Order Notifier` -> `order-notifier`.
-pub(super) fn slugify(s: &str) -> String {
+/// The slug a display name suggests: `Order Notifier` -> `order-notifier`
+/// (lowercase ASCII letters and digits, words joined by `-`, no leading
+/// digit; at most 64 characters of the name are read). It may come out
+/// shorter than the 3 characters a slug needs.
+///
+/// ```
+/// assert_eq!(vodo_core::manifest::slugify("Order Notifier!"), "order-notifier");
+/// ```
+pub fn slugify(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars().take(64) {
         let c = c.to_ascii_lowercase();
