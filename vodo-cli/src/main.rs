@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 mod build;
 mod create;
+mod dev;
 mod files;
 mod package;
 mod plugin_test;
@@ -157,8 +158,17 @@ enum Command {
     /// /api, plugins under /plugins, on an embedded SQLite data folder seeded
     /// on first start with a demo installation and the example plugin.
     ///
-    /// Example: `vodo serve --port 8080 --data .vodo`
+    /// With --plugins (or in a plugin folder), the plugins being developed
+    /// are built and loaded into the demo installation, and rebuilt and
+    /// reloaded whenever their folder changes; a failed rebuild keeps the
+    /// previous version serving.
+    ///
+    /// Example: `vodo serve --port 8080 --data .vodo --plugins ./my-plugin`
     Serve {
+        /// A plugin folder, or a folder of them, to load and watch (default:
+        /// the current folder when it holds a plugin.json).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
         /// The data folder (created on first start).
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
@@ -222,9 +232,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { data, port } => {
+        Command::Serve {
+            data,
+            port,
+            plugins,
+        } => {
             init_tracing();
-            match serve::run(&data, std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
+            let plugins = plugins.or_else(|| {
+                Path::new("plugin.json")
+                    .is_file()
+                    .then(|| PathBuf::from("."))
+            });
+            match serve::run(
+                &data,
+                std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                plugins.as_deref(),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

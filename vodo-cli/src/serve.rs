@@ -27,16 +27,18 @@ fn example_plugin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/order-notifier")
 }
 
-/// Runs the platform on `data` at `addr` until Ctrl-C.
-pub fn run(data: &Path, addr: SocketAddr) -> Result<()> {
+/// Runs the platform on `data` at `addr` until Ctrl-C, with the plugins
+/// being developed in `plugins` (see [`crate::dev`]) loaded and watched.
+pub fn run(data: &Path, addr: SocketAddr, plugins: Option<&Path>) -> Result<()> {
+    let dev = plugins.map(crate::dev::folders).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(data, addr))
+    runtime.block_on(serve(data, addr, dev))
 }
 
-async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
+async fn serve(data: &Path, addr: SocketAddr, dev: Option<Vec<PathBuf>>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr}: is another server there? Choose another port with --port")
     })?;
@@ -75,6 +77,11 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
         ),
         None => println!("  sign in with the accounts of {}", data.display()),
     }
+    // Kept alive while serving: dropping it stops the watcher.
+    let _watcher = match dev {
+        None => None,
+        Some(dirs) => Some(load_dev(&platform, dirs, &base).await?),
+    };
     println!("Ctrl-C stops it; the next start reuses the data.");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -85,6 +92,43 @@ async fn serve(data: &Path, addr: SocketAddr) -> Result<()> {
         .context("serving")?;
     println!("stopped.");
     Ok(())
+}
+
+/// Loads the plugins being developed into the demo installation and
+/// watches their folders. A plugin that does not build at the start is
+/// reported and watched all the same, so that fixing it loads it.
+async fn load_dev(
+    platform: &Arc<Platform>,
+    dirs: Vec<PathBuf>,
+    base: &str,
+) -> Result<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>> {
+    let demo = InstallationId::new(DEMO);
+    let (p, d, i) = (Arc::clone(platform), dirs.clone(), demo.clone());
+    let loaded = tokio::task::spawn_blocking(move || {
+        d.iter()
+            .map(|dir| (dir.clone(), crate::dev::load(&p, &i, dir)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .context("loading the plugins of --plugins")?;
+    for (dir, result) in loaded {
+        match result {
+            Ok(m) => println!(
+                "  dev       {} {} from {} in `{DEMO}`: {base}/plugins/{}/...",
+                m.slug,
+                m.version,
+                dir.display(),
+                m.slug
+            ),
+            Err(e) => println!(
+                "  dev       {} did not load, fix it and save to retry: {e:#}",
+                dir.display()
+            ),
+        }
+    }
+    let watcher = crate::dev::watch(Arc::clone(platform), demo, dirs)?;
+    println!("  watching the plugins' folders: a change rebuilds and reloads the plugin");
+    Ok(watcher)
 }
 
 /// Seeds a new data folder; returns the admin's one-time password.

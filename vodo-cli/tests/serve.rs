@@ -43,11 +43,21 @@ fn reader(out: ChildStdout) -> mpsc::Receiver<String> {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, more: &[&str]) -> Self {
         // Its log goes beside the data folder, to show when it fails.
         let stderr = data.with_extension("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vodo"))
             .args(["serve", "--port", "0", "--data"])
             .arg(data)
+            .args(more)
+            // Generated plugins share one target directory across the tests.
+            .env(
+                "CARGO_TARGET_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+            )
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -248,4 +258,115 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
     assert_eq!(status, 200, "the session outlives a restart: {plugins}");
     assert_eq!(plugins["plugins"][0]["plugin"], "order-notifier");
     assert!(again.interrupt().success());
+}
+
+/// `POST` as a signed-in person, with the session's CSRF token.
+fn post(url: &str, cookie: &str, csrf: &str, body: Value) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(url)
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .send_json(body)
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+/// `vodo serve --plugins` loads the plugin being written into the demo
+/// installation, reloads it when its source changes, and keeps the last
+/// good version serving when a change does not build.
+#[test]
+fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
+    let work = tempfile::tempdir().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args(["plugin:create", "hot-demo", "--template", "basic"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let plugin = work.path().join("hot-demo");
+    let data = work.path().join("data");
+    let mut server = Server::start_with(&data, &["--plugins", plugin.to_str().unwrap()]);
+    let console = server.wait_for("console");
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    let password = server
+        .wait_for("one-time password")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let loaded = server.wait_for("  dev ");
+    assert!(loaded.contains("hot-demo 0.1.0 from"), "{loaded}");
+    assert!(
+        loaded.contains(&format!("{base}/plugins/hot-demo/")),
+        "{loaded}"
+    );
+    server.wait_for("Ctrl-C stops it");
+
+    let (status, signed) = call(
+        "POST",
+        &format!("{base}/v1/session"),
+        None,
+        Some(json!({ "email": "admin@vodo.local", "password": password })),
+    );
+    assert_eq!(status, 200, "{signed}");
+    let cookie = signed["__cookie"].as_str().unwrap().to_owned();
+    let csrf = signed["csrf"].as_str().unwrap().to_owned();
+    let send = || {
+        let (status, call) = post(
+            &format!("{base}/v1/installations/demo/plugins/hot-demo/events"),
+            &cookie,
+            &csrf,
+            json!({ "event": "order.created", "payload": r#"{"id": "1", "total": "5"}"# }),
+        );
+        assert_eq!(status, 200, "{call}");
+        call
+    };
+    assert_eq!(send()["ok"], true);
+
+    // A change that builds: the new version answers.
+    let lib = plugin.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let v2 = source.replace(
+        "Ok(format!(\"new order {id}",
+        "Err(format!(\"version two: order {id}",
+    );
+    assert_ne!(v2, source, "the template's line to change");
+    std::fs::write(&lib, &v2).unwrap();
+    let line = server.wait_for("reloaded hot-demo");
+    assert!(line.contains("0.1.0"), "{line}");
+    let answer = send();
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("version two: order 1"),
+        "{answer}"
+    );
+
+    // A change that does not build: cargo's error, and version two serves on.
+    std::fs::write(&lib, "this is not Rust").unwrap();
+    let line = server.wait_for("the rebuild of");
+    assert!(
+        line.contains("failed, the previous version keeps serving"),
+        "{line}"
+    );
+    let answer = send();
+    assert!(
+        answer["error"].as_str().unwrap().contains("version two"),
+        "{answer}"
+    );
+    assert!(server.interrupt().success());
 }
