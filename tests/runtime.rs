@@ -715,8 +715,8 @@ impl HostServices for Outage {
     fn set_setting(&self, i: &InstallationId, p: &PluginId, k: &str, v: &str) -> ServiceResult<()> {
         self.0.set_setting(i, p, k, v)
     }
-    fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
-        self.0.log(p, level, message)
+    fn log(&self, i: &InstallationId, p: &PluginId, level: LogLevel, message: &str) {
+        self.0.log(i, p, level, message)
     }
 }
 

@@ -99,6 +99,33 @@ fn matters(dir: &Path, path: &Path) -> bool {
             .is_some_and(|n| n.ends_with('~') || n.starts_with(".#"))
 }
 
+/// What a plugin folder's files are now: each file that [`matters`], with
+/// its size and modification time. The watcher also reports reads (cargo
+/// opening Cargo.toml, the loader reading plugin.json), so a rebuild waits
+/// until this has changed.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !matters(dir, &path) {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => out.push((path, m.len(), m.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Watches `dirs` and reloads a plugin when its folder changes; the
 /// watcher stops when the returned value is dropped.
 pub fn watch(
@@ -107,6 +134,7 @@ pub fn watch(
     dirs: Vec<PathBuf>,
 ) -> Result<Debouncer<RecommendedWatcher>> {
     let watched = dirs.clone();
+    let mut seen: Vec<_> = dirs.iter().map(|d| fingerprint(d)).collect();
     let mut debouncer = new_debouncer(QUIET, move |events: DebounceEventResult| {
         let events = match events {
             Ok(e) => e,
@@ -115,11 +143,22 @@ pub fn watch(
                 return;
             }
         };
-        for dir in &watched {
+        for (dir, seen) in watched.iter().zip(seen.iter_mut()) {
             if !events.iter().any(|e| matters(dir, &e.path)) {
                 continue;
             }
-            println!("{} changed: rebuilding ...", dir.display());
+            let now = fingerprint(dir);
+            // The first file written, added or removed, to name it.
+            let Some(changed) = now
+                .iter()
+                .find(|f| !seen.contains(f))
+                .or_else(|| seen.iter().find(|f| !now.contains(f)))
+                .map(|f| f.0.clone())
+            else {
+                continue;
+            };
+            *seen = now;
+            println!("{} changed: rebuilding ...", changed.display());
             match load(&platform, &installation, dir) {
                 Ok(m) => println!("reloaded {} {} from {}", m.slug, m.version, dir.display()),
                 Err(e) => println!(

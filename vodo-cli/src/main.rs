@@ -17,6 +17,7 @@ mod build;
 mod create;
 mod dev;
 mod files;
+mod logs;
 mod package;
 mod plugin_test;
 mod review;
@@ -154,6 +155,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show a plugin's log lines and audit events from a `vodo serve` data
+    /// folder, oldest first, interleaved by time; --follow keeps printing
+    /// them as they come.
+    ///
+    /// Examples: `vodo logs order-notifier --follow`,
+    /// `vodo logs order-notifier --kind permission_denied --since 1h --json`
+    Logs {
+        /// The plugin's slug.
+        plugin: String,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// Only this installation.
+        #[arg(long)]
+        installation: Option<String>,
+        /// `log` for log lines only, or an audit kind (`permission_denied`,
+        /// `sandbox_violation`, `network_request`, `lifecycle`, ...) for those only.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only since this time (`2026-12-04T10:00:00Z`) or for this long (`10m`, `2h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new lines until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON object per line, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the platform: the console under /admin, the API under /v1 and
     /// /api, plugins under /plugins, on an embedded SQLite data folder seeded
     /// on first start with a demo installation and the example plugin.
@@ -181,6 +211,25 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Logs {
+            plugin,
+            data,
+            installation,
+            kind,
+            since,
+            follow,
+            json,
+        } => report((|| {
+            let filter = logs::Filter {
+                plugin: vodo_core::PluginId::new(&plugin),
+                installation: installation.map(vodo_core::InstallationId::new),
+                kind,
+                since: since
+                    .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
+                    .transpose()?,
+            };
+            logs::run(&data, &filter, follow, json)
+        })()),
         Command::Create {
             name,
             template,

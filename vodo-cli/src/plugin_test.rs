@@ -505,7 +505,7 @@ impl HostServices for Recorder {
     fn waits(&self) -> bool {
         false
     }
-    fn log(&self, _: &PluginId, level: LogLevel, message: &str) {
+    fn log(&self, _: &InstallationId, _: &PluginId, level: LogLevel, message: &str) {
         let level = match level {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",

@@ -91,6 +91,13 @@ impl Server {
         }
     }
 
+    /// What it printed since the last look, without waiting.
+    fn drain(&mut self) -> Vec<String> {
+        let new: Vec<String> = self.lines.try_iter().collect();
+        self.printed.extend(new.iter().cloned());
+        new
+    }
+
     fn interrupt(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(
@@ -323,6 +330,11 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
     assert_eq!(status, 200, "{signed}");
     let cookie = signed["__cookie"].as_str().unwrap().to_owned();
     let csrf = signed["csrf"].as_str().unwrap().to_owned();
+    // Nothing changed, so nothing is rebuilt (cargo and the loader read
+    // the folder's files, which the watcher also reports).
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = server.drain();
+    assert!(!idle.iter().any(|l| l.contains("rebuilding")), "{idle:?}");
     let send = || {
         let (status, call) = post(
             &format!("{base}/v1/installations/demo/plugins/hot-demo/events"),
@@ -335,6 +347,60 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
     };
     assert_eq!(send()["ok"], true);
 
+    // Its log line and audit events, from the data folder the server runs on
+    // (it writes log lines twice a second).
+    let logs = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vodo"))
+            .args(["logs", "hot-demo", "--data"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut printed = logs(&[]);
+    while !printed.contains("info  new order 1: 5") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        printed = logs(&[]);
+    }
+    assert!(printed.contains("[demo] info  new order 1: 5"), "{printed}");
+    assert!(
+        printed.contains("audit #"),
+        "the install's audit events: {printed}"
+    );
+    let only_logs = logs(&["--kind", "log"]);
+    assert!(
+        only_logs.contains("new order 1") && !only_logs.contains("audit #"),
+        "{only_logs}"
+    );
+    let only_lifecycle = logs(&["--kind", "lifecycle", "--json"]);
+    assert!(!only_lifecycle.contains("new order 1"), "{only_lifecycle}");
+    let first: Value = serde_json::from_str(only_lifecycle.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "audit");
+    assert_eq!(first["event"]["kind"], "lifecycle");
+    // Following: a line logged after it started.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args([
+            "logs", "hot-demo", "--follow", "--json", "--kind", "log", "--since", "1s", "--data",
+        ])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = reader(follow.stdout.take().unwrap());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(send()["ok"], true);
+    let line = followed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a followed line");
+    let line: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["message"], "new order 1: 5");
+    assert_eq!(line["installation"], "demo");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // A change that builds: the new version answers.
     let lib = plugin.join("src/lib.rs");
     let source = std::fs::read_to_string(&lib).unwrap();
@@ -344,6 +410,11 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
     );
     assert_ne!(v2, source, "the template's line to change");
     std::fs::write(&lib, &v2).unwrap();
+    let line = server.wait_for("changed: rebuilding");
+    assert!(
+        line.ends_with("hot-demo/src/lib.rs changed: rebuilding ..."),
+        "{line}"
+    );
     let line = server.wait_for("reloaded hot-demo");
     assert!(line.contains("0.1.0"), "{line}");
     let answer = send();

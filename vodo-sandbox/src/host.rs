@@ -298,7 +298,9 @@ impl vodo::plugin::log::Host for HostState {
             L::Warn => LogLevel::Warn,
             L::Error => LogLevel::Error,
         };
-        c.shared.services.log(&c.plugin, level, &message);
+        c.shared
+            .services
+            .log(&c.installation, &c.plugin, level, &message);
         Ok(())
     }
 }

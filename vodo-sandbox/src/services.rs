@@ -109,17 +109,27 @@ pub trait HostServices: fmt::Debug + Send + Sync {
     fn waits(&self) -> bool {
         true
     }
-    /// A log line from `plugin`. Called in place on every call path, so it
-    /// must not wait: hand the line to a logger that buffers.
-    fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
+    /// A log line from `plugin` in `installation`. Called in place on every
+    /// call path, so it must not wait: hand the line to a logger that buffers.
+    fn log(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        level: LogLevel,
+        message: &str,
+    ) {
         match level {
             LogLevel::Debug => {
-                tracing::debug!(target: "vodo::plugin", plugin = %plugin, "{message}")
+                tracing::debug!(target: "vodo::plugin", %installation, plugin = %plugin, "{message}")
             }
-            LogLevel::Info => tracing::info!(target: "vodo::plugin", plugin = %plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "vodo::plugin", plugin = %plugin, "{message}"),
+            LogLevel::Info => {
+                tracing::info!(target: "vodo::plugin", %installation, plugin = %plugin, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "vodo::plugin", %installation, plugin = %plugin, "{message}")
+            }
             LogLevel::Error => {
-                tracing::error!(target: "vodo::plugin", plugin = %plugin, "{message}")
+                tracing::error!(target: "vodo::plugin", %installation, plugin = %plugin, "{message}")
             }
         }
     }
@@ -181,8 +191,8 @@ impl<T: HostServices + ?Sized> HostServices for Arc<T> {
     fn waits(&self) -> bool {
         (**self).waits()
     }
-    fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
-        (**self).log(p, level, message)
+    fn log(&self, i: &InstallationId, p: &PluginId, level: LogLevel, message: &str) {
+        (**self).log(i, p, level, message)
     }
 }
 
@@ -327,7 +337,7 @@ impl HostServices for MemoryServices {
         Ok(())
     }
 
-    fn log(&self, p: &PluginId, level: LogLevel, message: &str) {
+    fn log(&self, _: &InstallationId, p: &PluginId, level: LogLevel, message: &str) {
         self.logs
             .lock()
             .push((p.clone(), level, message.to_owned()));

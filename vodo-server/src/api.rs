@@ -84,6 +84,7 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(enable))
         .routes(routes!(disable))
         .routes(routes!(send_event))
+        .routes(routes!(plugin_logs))
         .routes(routes!(consent))
         .routes(routes!(keys, issue_key))
         .routes(routes!(revoke_key))
@@ -697,6 +698,73 @@ async fn health(
     let mut body = health_json(&v);
     body["usage"] = view_json(&v)["usage"].clone();
     Ok(Json(body).into_response())
+}
+
+/// The query parameters of a plugin's log.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogParams {
+    /// Only lines after this sequence number: the `next_after` of the previous answer, to follow the log.
+    pub after: Option<u64>,
+    /// Only lines at or after this time, in milliseconds since the epoch.
+    pub since: Option<i64>,
+    /// Only this level and above: `debug`, `info`, `warn` or `error`.
+    pub level: Option<String>,
+    /// At most this many lines (default and at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// A plugin's log lines in an installation, oldest first: poll with
+/// `after` set to the last answer's `next_after` to follow it.
+#[utoipa::path(get, path = "/v1/installations/{installation}/plugins/{plugin}/logs", tag = "installations", params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("plugin" = String, Path, description = "The plugin's slug, such as `order-notifier`"), LogParams),
+    responses((status = 200, description = "Log lines (`seq`, `at` in milliseconds, `level`, `message`) and `next_after`", body = Object),
+        (status = 400, description = "A parameter that is not one (an unknown level, a limit of 0)", body = ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn plugin_logs(
+    State(p): State<Shared>,
+    ApiSession(s): ApiSession,
+    Path((installation, plugin)): Path<(String, String)>,
+    QueryParams(q): QueryParams<LogParams>,
+) -> ApiResult {
+    let (i, pl) = ids(installation, plugin)?;
+    manages(&s, &i)?;
+    if q.limit == Some(0) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            "a limit is 1 to 1000",
+        ));
+    }
+    let after = q.after;
+    let query = crate::LogQuery {
+        installation: Some(i),
+        plugin: Some(pl),
+        after,
+        since: q.since.map(Timestamp),
+        level: q.level,
+        limit: q.limit,
+    };
+    let lines = p
+        .blocking(move |p| p.store.query_logs(&query))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| match e {
+            crate::ServerError::Invalid { .. } => {
+                Problem::new(StatusCode::BAD_REQUEST, "bad_level", e.to_string())
+            }
+            other => other.problem(),
+        })?;
+    let next = lines.last().map(|l| l.seq).or(after).unwrap_or(0);
+    Ok(Json(json!({
+        "lines": lines.iter().map(|l| json!({
+            "seq": l.seq,
+            "at": l.line.at.as_millis(),
+            "level": l.line.level,
+            "message": l.line.message,
+        })).collect::<Vec<_>>(),
+        "next_after": next,
+    }))
+    .into_response())
 }
 
 pub(crate) fn scope_list(scopes: &[PluginScope]) -> Value {

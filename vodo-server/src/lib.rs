@@ -110,7 +110,9 @@ pub use plugins::PluginRoutes;
 pub use problem::Problem;
 pub use rate::RateLimitLayer;
 pub use router::{REQUEST_ID, serve};
-pub use store::{LOG_LINES, LogLine, PackageRow, ServerStore};
+pub use store::{
+    LOG_LINES, LogLine, LogQuery, PackageRow, STORED_LOG_LINES, ServerStore, StoredLog,
+};
 pub use updates::{
     Held, Release, UpdateOutcome, UpdateReport, UpdateSettings, UpdaterConfig, UpdatesView, Watch,
 };

@@ -125,12 +125,38 @@ pub async fn serve(
         .spawn(Duration::from_secs(1))
         .map_err(std::io::Error::other)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let updater = tokio::spawn(updater(Arc::clone(&platform), stopped));
+    let updater = tokio::spawn(updater(Arc::clone(&platform), stopped.clone()));
+    let logs = tokio::spawn(log_writer(Arc::clone(&platform), stopped));
     let served = serve_only(&platform, listener, shutdown, grace).await;
     let _ = stop.send(true);
     let _ = updater.await;
+    let _ = logs.await;
     let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
     served
+}
+
+/// Writes plugins' log lines to the database and the audit trail's buffer
+/// to its file twice a second, so that other processes (`vodo logs`) see
+/// them within a second, and once more when `stop` turns true (after the
+/// requests in flight finished).
+async fn log_writer(platform: Arc<Platform>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::time::timeout(Duration::from_millis(500), stop.changed())
+            .await
+            .is_ok();
+        match platform.blocking(|p| p.store.flush_logs()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) | Err(e) => tracing::error!(error = %e, "writing plugins' log lines failed"),
+        }
+        match platform.blocking(|p| p.host.audit.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "writing the audit trail failed"),
+            Err(e) => tracing::error!(error = %e, "writing the audit trail failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Runs the updater every [`UpdaterConfig::interval`](crate::UpdaterConfig::interval)

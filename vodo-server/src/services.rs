@@ -142,7 +142,13 @@ impl HostServices for PluginServices {
         self.store.waits()
     }
 
-    fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
-        self.store.log(plugin, level, message);
+    fn log(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        level: LogLevel,
+        message: &str,
+    ) {
+        self.store.log(installation, plugin, level, message);
     }
 }

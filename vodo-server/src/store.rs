@@ -79,6 +79,15 @@ CREATE TABLE IF NOT EXISTS updates (
     settings TEXT NOT NULL,
     PRIMARY KEY (installation, plugin)
 );
+CREATE TABLE IF NOT EXISTS plugin_logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    installation TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plugin_logs_by_plugin ON plugin_logs (installation, plugin, seq);
 CREATE TABLE IF NOT EXISTS triggered (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     installation TEXT NOT NULL,
@@ -91,6 +100,41 @@ CREATE TABLE IF NOT EXISTS triggered (
 
 /// Plugins' log lines the store keeps in memory for the console, newest last.
 pub const LOG_LINES: usize = 1000;
+
+/// Log lines kept in the database: older ones are removed as new ones come.
+pub const STORED_LOG_LINES: i64 = 100_000;
+
+/// Log lines waiting to be written at most; past it the oldest waiting are
+/// dropped (and counted), so a plugin that logs in a loop cannot grow the
+/// server's memory while the database is slow.
+const PENDING_LOG_LINES: usize = 10_000;
+
+/// Which stored log lines [`ServerStore::query_logs`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Only this installation.
+    pub installation: Option<InstallationId>,
+    /// Only this plugin.
+    pub plugin: Option<PluginId>,
+    /// Only lines after this sequence number (the `seq` of the last line
+    /// seen, to follow the log).
+    pub after: Option<u64>,
+    /// Only lines at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only this level and above (`debug` < `info` < `warn` < `error`).
+    pub level: Option<String>,
+    /// At most this many, the oldest first (default and cap 1000).
+    pub limit: Option<usize>,
+}
+
+/// A stored log line: its position in the log and the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLog {
+    /// Its sequence number, increasing.
+    pub seq: u64,
+    /// The line.
+    pub line: LogLine,
+}
 
 /// One account row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +173,8 @@ pub struct PackageRow {
 pub struct LogLine {
     /// When the host received it.
     pub at: Timestamp,
+    /// The installation the plugin ran in.
+    pub installation: InstallationId,
     /// The plugin.
     pub plugin: PluginId,
     /// `debug`, `info`, `warn` or `error`.
@@ -143,6 +189,8 @@ pub struct LogLine {
 pub struct ServerStore {
     conn: Mutex<Connection>,
     logs: Mutex<VecDeque<LogLine>>,
+    /// Lines not yet in the database, and how many were dropped.
+    pending: Mutex<(VecDeque<LogLine>, u64)>,
 }
 
 fn unavailable(e: rusqlite::Error) -> ServiceError {
@@ -242,6 +290,7 @@ impl ServerStore {
         Ok(Self {
             conn: Mutex::new(conn),
             logs: Mutex::new(VecDeque::new()),
+            pending: Mutex::new((VecDeque::new(), 0)),
         })
     }
 
@@ -524,6 +573,117 @@ impl ServerStore {
             .collect()
     }
 
+    /// Writes the log lines waiting in memory to the database, in one
+    /// transaction, and removes the oldest beyond [`STORED_LOG_LINES`].
+    /// The server calls it twice a second and before every query; returns
+    /// how many lines it wrote.
+    pub fn flush_logs(&self) -> Result<usize, ServerError> {
+        let (lines, dropped) = {
+            let mut pending = self.pending.lock();
+            (
+                std::mem::take(&mut pending.0),
+                std::mem::take(&mut pending.1),
+            )
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "plugin log lines were dropped: the database fell behind"
+            );
+        }
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(ServerError::store)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO plugin_logs (at, installation, plugin, level, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(ServerError::store)?;
+            for l in &lines {
+                insert
+                    .execute(params![
+                        l.at.as_millis(),
+                        l.installation.as_str(),
+                        l.plugin.as_str(),
+                        l.level,
+                        l.message
+                    ])
+                    .map_err(ServerError::store)?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM plugin_logs WHERE seq <= (SELECT MAX(seq) FROM plugin_logs) - ?1",
+            params![STORED_LOG_LINES],
+        )
+        .map_err(ServerError::store)?;
+        tx.commit().map_err(ServerError::store)?;
+        Ok(lines.len())
+    }
+
+    /// Stored log lines matching `q`, oldest first (lines still waiting in
+    /// memory are written first).
+    pub fn query_logs(&self, q: &LogQuery) -> Result<Vec<StoredLog>, ServerError> {
+        self.flush_logs()?;
+        const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+        let levels: Vec<&str> = match q.level.as_deref() {
+            None => LEVELS.to_vec(),
+            Some(l) => match LEVELS.iter().position(|x| *x == l) {
+                Some(i) => LEVELS[i..].to_vec(),
+                None => {
+                    return Err(ServerError::invalid(format!(
+                        "the level `{}` is not one of debug, info, warn, error",
+                        crate::problem::shorten(l)
+                    )));
+                }
+            },
+        };
+        let limit = q.limit.unwrap_or(1000).min(1000);
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, at, installation, plugin, level, message FROM plugin_logs
+                 WHERE (?1 IS NULL OR installation = ?1) AND (?2 IS NULL OR plugin = ?2)
+                   AND seq > ?3 AND at >= ?4 AND level IN (SELECT value FROM json_each(?5))
+                 ORDER BY seq LIMIT ?6",
+            )
+            .map_err(ServerError::store)?;
+        let levels =
+            serde_json::to_string(&levels).map_err(|e| ServerError::invalid(e.to_string()))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.installation.as_ref().map(InstallationId::as_str),
+                    q.plugin.as_ref().map(PluginId::as_str),
+                    i64::try_from(q.after.unwrap_or(0)).unwrap_or(i64::MAX),
+                    q.since.map_or(i64::MIN, |t| t.as_millis()),
+                    levels,
+                    i64::try_from(limit).unwrap_or(1000),
+                ],
+                |r| {
+                    let level: String = r.get(4)?;
+                    Ok(StoredLog {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        line: LogLine {
+                            at: Timestamp(r.get(1)?),
+                            installation: InstallationId::new(r.get::<_, String>(2)?),
+                            plugin: PluginId::new(r.get::<_, String>(3)?),
+                            level: LEVELS
+                                .iter()
+                                .find(|l| **l == level)
+                                .copied()
+                                .unwrap_or("info"),
+                            message: r.get(5)?,
+                        },
+                    })
+                },
+            )
+            .map_err(ServerError::store)?;
+        rows.collect::<Result<_, _>>().map_err(ServerError::store)
+    }
+
     /// Hook events plugins triggered in `installation`, newest first.
     pub fn triggered(
         &self,
@@ -671,24 +831,42 @@ impl HostServices for ServerStore {
         Ok(())
     }
 
-    /// Kept in memory (the newest [`LOG_LINES`]) and sent to `tracing`.
-    fn log(&self, plugin: &PluginId, level: LogLevel, message: &str) {
+    /// Kept in memory (the newest [`LOG_LINES`]), queued for the database
+    /// ([`flush_logs`](ServerStore::flush_logs) writes them) and sent to
+    /// `tracing`. Never waits on the database.
+    fn log(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        level: LogLevel,
+        message: &str,
+    ) {
         let level = match level {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
             LogLevel::Warn => "warn",
             LogLevel::Error => "error",
         };
-        tracing::info!(target: "vodo::plugin", plugin = %plugin, level, "{message}");
+        tracing::info!(target: "vodo::plugin", %installation, plugin = %plugin, level, "{message}");
+        let line = LogLine {
+            at: Timestamp::now(),
+            installation: installation.clone(),
+            plugin: plugin.clone(),
+            level,
+            message: message.to_owned(),
+        };
+        {
+            let mut pending = self.pending.lock();
+            if pending.0.len() >= PENDING_LOG_LINES {
+                pending.0.pop_front();
+                pending.1 += 1;
+            }
+            pending.0.push_back(line.clone());
+        }
         let mut logs = self.logs.lock();
         if logs.len() == LOG_LINES {
             logs.pop_front();
         }
-        logs.push_back(LogLine {
-            at: Timestamp::now(),
-            plugin: plugin.clone(),
-            level,
-            message: message.to_owned(),
-        });
+        logs.push_back(line);
     }
 }

@@ -1619,3 +1619,96 @@ async fn the_console_account_page_changes_the_password() {
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(a.headers[header::LOCATION], "/admin/login");
 }
+
+/// A plugin's log lines are stored with their installation and read back
+/// by the people who manage it, in order, followed with `after`, filtered
+/// by level; other merchants and bad parameters are refused.
+#[tokio::test]
+async fn a_plugins_log_lines_are_stored_and_followed_by_its_installations_people() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "good").await.status,
+        StatusCode::CREATED
+    );
+    let logs = "/v1/installations/shop-a/plugins/good/logs";
+    let read = |who: &Who, query: &str| {
+        let request = who.request(Method::GET, &format!("{logs}{query}"), None);
+        let app = f.app.clone();
+        async move { send(&app, request).await }
+    };
+    let empty = read(&admin, "").await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.text());
+    assert_eq!(empty.json()["lines"], json!([]));
+    assert_eq!(empty.json()["next_after"], 0);
+
+    for event in ["order.created", "order.paid"] {
+        let sent = send(
+            &f.app,
+            admin.request(
+                Method::POST,
+                "/v1/installations/shop-a/plugins/good/events",
+                Some(json!({ "event": event, "payload": "1001" })),
+            ),
+        )
+        .await;
+        assert_eq!(sent.json()["ok"], true, "{}", sent.text());
+    }
+    let merchant = sign_in(&f.app, "a@x.test").await;
+    let page = read(&merchant, "").await.json();
+    let messages: Vec<&str> = page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["got order.created", "got order.paid"], "{page}");
+    assert_eq!(page["lines"][0]["level"], "info");
+    let first = page["lines"][0]["seq"].as_u64().unwrap();
+    let last = page["next_after"].as_u64().unwrap();
+    assert!(last > first);
+    // Following: only what came after.
+    let after = read(&merchant, &format!("?after={first}")).await.json();
+    assert_eq!(after["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(after["lines"][0]["message"], "got order.paid");
+    let none = read(&merchant, &format!("?after={last}")).await.json();
+    assert_eq!(none["lines"], json!([]));
+    assert_eq!(none["next_after"], last, "the cursor stays put");
+    assert_eq!(
+        read(&merchant, "?level=warn").await.json()["lines"],
+        json!([])
+    );
+    assert_eq!(
+        read(&merchant, "?limit=1").await.json()["lines"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Stored: the database has them, with their installation.
+    let stored = f
+        .platform
+        .store
+        .query_logs(&vodo_server::LogQuery {
+            installation: Some(vodo_core::InstallationId::new("shop-a")),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].line.installation.as_str(), "shop-a");
+
+    let other = sign_in(&f.app, "b@x.test").await;
+    assert_eq!(read(&other, "").await.status, StatusCode::FORBIDDEN);
+    let reviewer = sign_in(&f.app, "reviewer@x.test").await;
+    assert_eq!(read(&reviewer, "").await.status, StatusCode::FORBIDDEN);
+    let bad = read(&admin, "?level=loud").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.code(), "bad_level");
+    assert!(bad.text().contains("debug, info, warn, error"));
+    assert_eq!(read(&admin, "?limit=0").await.code(), "bad_limit");
+    assert_eq!(
+        read(&admin, "?after=-1").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
