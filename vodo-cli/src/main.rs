@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod admin;
 mod build;
 mod create;
 mod dev;
@@ -31,7 +32,8 @@ use vodo_core::manifest::{JSON_SCHEMA, ManifestError};
 #[command(
     name = "vodo",
     version,
-    about = "Build, check and publish Vodo plugins"
+    about = "Build, check and publish Vodo plugins",
+    after_help = "Exit codes: 0 success; 1 the command failed or found problems (an invalid manifest, a failed test or sample, review errors), with the reason on stderr; 2 a usage error, or plugin:review could not read its package."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -184,6 +186,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API keys of a plugin in an installation, on a `vodo serve` data folder.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The audit trail of a `vodo serve` data folder: verify its chain, or query it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the platform: the console under /admin, the API under /v1 and
     /// /api, plugins under /plugins, on an embedded SQLite data folder seeded
     /// on first start with a demo installation and the example plugin.
@@ -208,9 +216,277 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Issue a key; the key is printed once and only its hash is kept.
+    ///
+    /// Example: `vodo keys issue order-notifier --installation demo --name ci --scope entities:read:order`
+    Issue {
+        /// The plugin's slug.
+        plugin: String,
+        /// The installation.
+        #[arg(long, default_value = "demo")]
+        installation: String,
+        /// What the key is for, shown in lists.
+        #[arg(long)]
+        name: String,
+        /// A scope the key carries (repeat; default: all the plugin's grant has).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Days until it expires (default: never).
+        #[arg(long)]
+        ttl_days: Option<u64>,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// Print the result as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a plugin's keys (never their secrets).
+    ///
+    /// Example: `vodo keys list order-notifier --installation demo`
+    List {
+        /// The plugin's slug.
+        plugin: String,
+        /// The installation.
+        #[arg(long, default_value = "demo")]
+        installation: String,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// Print the result as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a key: a new one is printed once, the old one works for the grace period.
+    ///
+    /// Example: `vodo keys rotate 3kTqZ8v1mRb2XyW9 --grace-hours 24`
+    Rotate {
+        /// The key's id.
+        id: String,
+        /// How long the old key keeps working.
+        #[arg(long, default_value_t = 24)]
+        grace_hours: u64,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// Print the result as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once.
+    ///
+    /// Example: `vodo keys revoke 3kTqZ8v1mRb2XyW9`
+    Revoke {
+        /// The key's id.
+        id: String,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the chain of every record: exit 0 if it holds, 1 with the first broken line.
+    ///
+    /// Example: `vodo audit verify --data .vodo`
+    Verify {
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// Print the result as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records matching the filters, oldest first.
+    ///
+    /// Example: `vodo audit query --plugin order-notifier --kind permission_denied --since 1d`
+    Query {
+        /// Only this plugin.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only this installation.
+        #[arg(long)]
+        installation: Option<String>,
+        /// Only this kind (`permission_denied`, `lifecycle`, `key_revoked`, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only since this time (`2026-12-04T10:00:00Z`) or for this long (`10m`, `2h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+        /// One JSON object per record, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let shown = |key: &str, r: &vodo_core::keys::ApiKeyRecord, json: bool| {
+        if json {
+            let mut v = admin::key_json(r);
+            v["key"] = key.into();
+            println!("{v}");
+        } else {
+            println!("{key}");
+            eprintln!(
+                "key {} for {} in {}: shown only now, store it as a secret",
+                r.id, r.plugin, r.installation
+            );
+        }
+    };
+    match command {
+        KeysCommand::Issue {
+            plugin,
+            installation,
+            name,
+            scopes,
+            ttl_days,
+            data,
+            json,
+        } => {
+            let ttl = ttl_days.map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400)));
+            let (key, r) = admin::issue(&data, &installation, &plugin, &name, &scopes, ttl)?;
+            shown(&key, &r, json);
+        }
+        KeysCommand::List {
+            plugin,
+            installation,
+            data,
+            json,
+        } => {
+            let keys = admin::list(&data, &installation, &plugin)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::from(keys.iter().map(admin::key_json).collect::<Vec<_>>())
+                );
+            } else if keys.is_empty() {
+                println!(
+                    "{plugin} has no keys in {installation}: `vodo keys issue {plugin} --installation {installation} --name ...` makes one"
+                );
+            } else {
+                for k in keys {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked".to_owned()
+                    } else if let Some(next) = &k.replaced_by {
+                        format!("rotated to {next}")
+                    } else {
+                        "active".to_owned()
+                    };
+                    println!(
+                        "{}  {:20} {:8} {} uses  {}",
+                        k.id,
+                        k.name,
+                        state,
+                        k.usage_count,
+                        k.scopes
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate {
+            id,
+            grace_hours,
+            data,
+            json,
+        } => {
+            let grace = std::time::Duration::from_secs(grace_hours.saturating_mul(3600));
+            let (key, r) = admin::rotate(&data, &id, grace)?;
+            shown(&key, &r, json);
+        }
+        KeysCommand::Revoke { id, data } => {
+            admin::revoke(&data, &id)?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { data, json } => {
+            let (records, last) = admin::verify(&data)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": true, "records": records, "last_seq": last })
+                );
+            } else {
+                println!("the audit trail verifies: {records} records, the last #{last}");
+            }
+        }
+        AuditCommand::Query {
+            plugin,
+            installation,
+            kind,
+            since,
+            limit,
+            data,
+            json,
+        } => {
+            let since = since
+                .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
+                .transpose()?;
+            let records = admin::query(
+                &data,
+                plugin.as_deref(),
+                installation.as_deref(),
+                kind.as_deref(),
+                since,
+                limit,
+            )?;
+            for r in records {
+                let action = serde_json::to_value(&r.event.action).unwrap_or_default();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "seq": r.seq,
+                            "at": r.event.at.as_millis(),
+                            "plugin": r.event.plugin.as_ref().map(vodo_core::PluginId::as_str),
+                            "installation": r.event.installation.as_ref().map(vodo_core::InstallationId::as_str),
+                            "event": action,
+                        })
+                    );
+                } else {
+                    println!(
+                        "#{} {} {} [{}] {}",
+                        r.seq,
+                        logs::rfc3339(r.event.at),
+                        r.event
+                            .plugin
+                            .as_ref()
+                            .map_or("-", vodo_core::PluginId::as_str),
+                        r.event
+                            .installation
+                            .as_ref()
+                            .map_or("-", vodo_core::InstallationId::as_str),
+                        action
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keys(command) => report(keys(command)),
+        Command::Audit(command) => report(audit(command)),
         Command::Logs {
             plugin,
             data,

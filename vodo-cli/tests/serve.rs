@@ -441,3 +441,127 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
     );
     assert!(server.interrupt().success());
 }
+
+/// `vodo keys` and `vodo audit` work on the data folder a running server
+/// uses: a key issued there is taken by the server, one revoked there stops
+/// working within the key cache's staleness bound, and the audit trail they
+/// both write verifies (and a tampered copy does not).
+#[test]
+fn keys_and_audit_commands_share_the_data_folder_with_a_running_server() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let mut server = Server::start(&data);
+    let console = server.wait_for("console");
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    server.wait_for("Ctrl-C stops it");
+    let vodo = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vodo"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let refused = vodo(&[
+        "keys",
+        "issue",
+        "order-notifier",
+        "--name",
+        "ci",
+        "--scope",
+        "users:write",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("more than `order-notifier` was granted")
+    );
+    let out = vodo(&["keys", "issue", "order-notifier", "--name", "ci", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (key, id) = (
+        issued["key"].as_str().unwrap().to_owned(),
+        issued["id"].as_str().unwrap().to_owned(),
+    );
+    assert!(key.starts_with("vodo_"));
+    let status = |key: &str| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .get(format!("{base}/plugins/order-notifier/status"))
+            .header("authorization", format!("Bearer {key}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(&key), 200, "the server takes a key the CLI issued");
+    let listed = vodo(&["keys", "list", "order-notifier", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(!listed.to_string().contains(&key), "no secret in a list");
+
+    assert!(vodo(&["keys", "revoke", &id]).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while status(&key) != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked key still works"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let unknown = vodo(&["keys", "revoke", "nosuchkey"]);
+    assert_eq!(unknown.status.code(), Some(1));
+
+    let verified = vodo(&["audit", "verify", "--json"]);
+    assert!(verified.status.success(), "{verified:?}");
+    let verified: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verified["valid"], true);
+    assert!(verified["records"].as_u64().unwrap() >= 3);
+    let revoked = vodo(&[
+        "audit",
+        "query",
+        "--plugin",
+        "order-notifier",
+        "--kind",
+        "key_revoked",
+        "--json",
+    ]);
+    let line: Value =
+        serde_json::from_slice(revoked.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["event"]["key_id"], id.as_str());
+    let bad = vodo(&["audit", "query", "--kind", "nonsense"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(server.interrupt().success());
+
+    // A copy with one record changed does not verify.
+    let copy = work.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(data.join("secret.key"), copy.join("secret.key")).unwrap();
+    let trail = std::fs::read_to_string(data.join("audit.jsonl")).unwrap();
+    std::fs::write(
+        copy.join("audit.jsonl"),
+        trail.replacen("\"key_revoked\"", "\"key_issued\"", 1),
+    )
+    .unwrap();
+    assert_ne!(
+        std::fs::read_to_string(copy.join("audit.jsonl")).unwrap(),
+        trail
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args(["audit", "verify", "--data"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not verify"),
+        "{out:?}"
+    );
+}
