@@ -211,7 +211,7 @@ enum Command {
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
         /// The port on 127.0.0.1 (0 picks a free one).
-        #[arg(long, default_value_t = 8080)]
+        #[arg(long, env = "VODO_PORT", default_value_t = 8080)]
         port: u16,
     },
 }
