@@ -104,24 +104,10 @@ fn matters(dir: &Path, path: &Path) -> bool {
 /// opening Cargo.toml, the loader reading plugin.json), so a rebuild waits
 /// until this has changed.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if !matters(dir, &path) {
-                continue;
-            }
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(path),
-                Ok(m) => out.push((path, m.len(), m.modified().ok())),
-                Err(_) => {}
-            }
-        }
-    }
+    let mut out: Vec<_> = crate::files::walk(dir, |p| matters(dir, p))
+        .into_iter()
+        .map(|(path, m)| (path, m.len(), m.modified().ok()))
+        .collect();
     out.sort();
     out
 }

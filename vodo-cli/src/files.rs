@@ -39,6 +39,34 @@ fn too_big(what: &str, path: &Path, len: u64, max: u64) -> String {
     )
 }
 
+/// Every file under `root` (following no links) whose path `keep` takes,
+/// with its metadata; folders `keep` refuses are not entered. Unreadable
+/// entries are skipped.
+pub fn walk(
+    root: &Path,
+    keep: impl Fn(&Path) -> bool,
+) -> Vec<(std::path::PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !keep(&path) {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => out.push((path, m)),
+                Err(_) => {}
+            }
+        }
+    }
+    out
+}
+
 /// `20 MiB`, `2.0 GiB`, `512 bytes`.
 pub fn human(bytes: u64) -> String {
     const KIB: f64 = 1024.0;

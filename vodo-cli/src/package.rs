@@ -121,39 +121,11 @@ pub fn package(
     })
 }
 
-/// Sample events: a JSON array of `{"event": "...", "payload": ...}`; a
-/// payload that is not a string is passed as its JSON text.
+/// Sample events as the package keeps them: (event, payload); the
+/// settings and records a sample may set are for `vodo plugin:test` only.
 fn read_samples(path: &Path, max: u64) -> Result<Vec<(String, String)>> {
-    let text = String::from_utf8(crate::files::read_at_most(path, max, "the samples")?)
-        .with_context(|| format!("`{}` is not UTF-8", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
-    let items = value.as_array().with_context(|| {
-        format!(
-            "`{}` must be an array of {{\"event\": \"order.created\", \"payload\": ...}}",
-            path.display()
-        )
-    })?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let event = item
-                .get("event")
-                .and_then(|e| e.as_str())
-                .filter(|e| !e.is_empty())
-                .with_context(|| {
-                    format!(
-                        "`{}` $[{i}]: give the event name as a string in \"event\"",
-                        path.display()
-                    )
-                })?;
-            let payload = match item.get("payload") {
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            };
-            Ok((event.to_owned(), payload))
-        })
-        .collect()
+    Ok(crate::plugin_test::samples(path, max)?
+        .into_iter()
+        .map(|s| (s.event, s.payload))
+        .collect())
 }

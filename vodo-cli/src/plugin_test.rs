@@ -383,27 +383,15 @@ fn fix(v: &SandboxViolation, manifest: &Manifest, limits: TestLimits) -> String 
 /// sandbox keeps it at `{root}/{installation}/{slug}`), by its path in the
 /// folder, with its size.
 fn files_of(root: &Path) -> BTreeMap<PathBuf, u64> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(path),
-                Ok(m) => {
-                    let name = path
-                        .strip_prefix(root)
-                        .map_or_else(|_| path.clone(), Path::to_path_buf);
-                    out.insert(name, m.len());
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    out
+    crate::files::walk(root, |_| true)
+        .into_iter()
+        .map(|(path, m)| {
+            let name = path
+                .strip_prefix(root)
+                .map_or_else(|_| path.clone(), Path::to_path_buf);
+            (name, m.len())
+        })
+        .collect()
 }
 
 fn changed(before: &BTreeMap<PathBuf, u64>, after: &BTreeMap<PathBuf, u64>) -> Vec<String> {
@@ -506,12 +494,7 @@ impl HostServices for Recorder {
         false
     }
     fn log(&self, _: &InstallationId, _: &PluginId, level: LogLevel, message: &str) {
-        let level = match level {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        };
+        let level = level.as_str();
         self.seen.lock().0.push(format!("{level}: {message}"));
     }
 }

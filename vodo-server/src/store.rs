@@ -841,12 +841,7 @@ impl HostServices for ServerStore {
         level: LogLevel,
         message: &str,
     ) {
-        let level = match level {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        };
+        let level = level.as_str();
         tracing::info!(target: "vodo::plugin", %installation, plugin = %plugin, level, "{message}");
         let line = LogLine {
             at: Timestamp::now(),
