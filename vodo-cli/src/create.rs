@@ -299,7 +299,11 @@ fn write_plugin(dir: &Path, name: &str, template: &'static Template) -> Result<C
 /// plugin.json and in Rust doc comments, where this is harmless).
 fn json_text(s: &str) -> String {
     let quoted = serde_json::Value::String(s.to_owned()).to_string();
-    quoted[1..quoted.len() - 1].to_owned()
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_owned()
 }
 
 /// The kit's Cargo.toml with the workspace's values written in.

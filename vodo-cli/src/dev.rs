@@ -60,9 +60,10 @@ pub fn load(platform: &Platform, installation: &InstallationId, dir: &Path) -> R
     };
     let max = vodo_marketplace::review::Policy::default().max_package_bytes;
     let wasm = crate::files::read_at_most(&component, max, "the component")?;
+    // The seeded installation keeps its name; one that is missing is made.
     platform
         .store
-        .put_installation(installation, installation.as_str())
+        .ensure_installation(installation)
         .map_err(|e| anyhow!("{e}"))?;
     platform
         .sandbox

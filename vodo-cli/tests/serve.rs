@@ -440,6 +440,15 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
         "{answer}"
     );
     assert!(server.interrupt().success());
+    // Loading the dev plugin kept the seeded installation as it was.
+    let store = vodo_server::ServerStore::open(&data.join("server.db")).unwrap();
+    let installations = store.installations().unwrap();
+    assert!(
+        installations
+            .iter()
+            .any(|(id, name)| id.as_str() == "demo" && name == "Demo store"),
+        "{installations:?}"
+    );
 }
 
 /// `vodo keys` and `vodo audit` work on the data folder a running server

@@ -433,8 +433,7 @@ impl Platform {
             )));
         }
         let package = self.index.fetch(slug, &m.version)?;
-        self.store
-            .put_installation(installation, installation.as_str())?;
+        self.store.ensure_installation(installation)?;
         let plugin = self.sandbox.install(
             installation,
             &m,

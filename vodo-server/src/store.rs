@@ -415,7 +415,22 @@ impl ServerStore {
         Ok(())
     }
 
-    /// Records an installation the server serves (idempotent).
+    /// Records installation `id` under its id as its name, unless it is
+    /// known already (its name is kept).
+    pub fn ensure_installation(&self, id: &InstallationId) -> Result<(), ServerError> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO installations (id, name, created) VALUES (?1, ?1, ?2)
+                 ON CONFLICT(id) DO NOTHING",
+                params![id.as_str(), Timestamp::now().0],
+            )
+            .map_err(ServerError::store)?;
+        Ok(())
+    }
+
+    /// Records an installation the server serves, with its name (replaced
+    /// if it was known).
     pub fn put_installation(&self, id: &InstallationId, name: &str) -> Result<(), ServerError> {
         self.conn
             .lock()
