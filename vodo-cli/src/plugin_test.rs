@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
 use serde::Serialize;
-use vodo_core::audit::{AuditAction, MemoryAudit};
+use vodo_core::audit::{AuditAction, AuditFilter, AuditLog, MemoryAudit};
 use vodo_core::keys::MemoryKeyStore;
 use vodo_core::permissions::MemoryRegistry;
 use vodo_core::{Consent, Host, InstallationId, Manifest, PluginId, SecretKey};
@@ -244,7 +244,9 @@ pub fn run_samples(
                 .map_err(|e| anyhow::anyhow!("cannot put `{key}`: {e}"))?;
         }
         services.take();
-        let audited = audit.len();
+        // Sequence numbers go on counting past the records the memory log
+        // drops, so this is the last one written, whatever it holds.
+        let audited = audit.len() as u64 + audit.dropped();
         let folder = storage
             .path()
             .join(installation.as_str())
@@ -254,9 +256,12 @@ pub fn run_samples(
         let after = files_of(&folder);
         let (logs, writes) = services.take();
         let events: Vec<_> = audit
-            .records()
+            .query(&AuditFilter {
+                after_seq: Some(audited),
+                ..AuditFilter::default()
+            })
+            .map_err(|e| anyhow::anyhow!("reading the test's audit trail: {e}"))?
             .into_iter()
-            .skip(audited)
             .map(|r| r.event)
             .filter(|e| !matches!(e.action, AuditAction::Lifecycle { .. }))
             .collect();
