@@ -457,7 +457,7 @@ async fn dashboard(State(p): State<Shared>, ConsoleSession(s): ConsoleSession) -
             Err(e) => return error_page(Some(&s), &e.problem()),
         }
     }
-    let logs = p.store.logs(None);
+    let logs = p.store.logs(&installations, None);
     page(
         "Plugins",
         Some(&s),
@@ -564,7 +564,7 @@ pub(crate) fn render_plugin(
         .flatten()
         .and_then(|pk| pk.sample);
     let url = plugin_url(&v);
-    let logs = p.store.logs(Some(pl));
+    let logs = p.store.logs(std::slice::from_ref(i), Some(pl));
     let mut r = page(
         &v.name,
         Some(s),

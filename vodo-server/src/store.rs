@@ -578,11 +578,17 @@ impl ServerStore {
     }
 
     /// The plugins' most recent log lines (at most [`LOG_LINES`]), oldest
-    /// first, of `plugin` or of all.
-    pub fn logs(&self, plugin: Option<&PluginId>) -> Vec<LogLine> {
+    /// first, of the `installations` given (a person sees only those they
+    /// manage) and of `plugin` or of all.
+    pub fn logs(
+        &self,
+        installations: &[InstallationId],
+        plugin: Option<&PluginId>,
+    ) -> Vec<LogLine> {
         self.logs
             .lock()
             .iter()
+            .filter(|l| installations.contains(&l.installation))
             .filter(|l| plugin.is_none_or(|p| &l.plugin == p))
             .cloned()
             .collect()

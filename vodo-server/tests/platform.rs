@@ -1711,4 +1711,54 @@ async fn a_plugins_log_lines_are_stored_and_followed_by_its_installations_people
         read(&admin, "?after=-1").await.status,
         StatusCode::BAD_REQUEST
     );
+
+    // The console shows each merchant the lines of their own installation
+    // only, on the dashboard and on the plugin's page.
+    assert_eq!(
+        install(&f.app, &admin, "shop-b", "good").await.status,
+        StatusCode::CREATED
+    );
+    let sent = send(
+        &f.app,
+        admin.request(
+            Method::POST,
+            "/v1/installations/shop-b/plugins/good/events",
+            Some(json!({ "event": "order.refunded", "payload": "2002" })),
+        ),
+    )
+    .await;
+    assert_eq!(sent.json()["ok"], true, "{}", sent.text());
+    for (who, page, own, theirs) in [
+        (
+            &merchant,
+            "/admin",
+            "got order.created",
+            "got order.refunded",
+        ),
+        (
+            &merchant,
+            "/admin/installations/shop-a/plugins/good",
+            "got order.created",
+            "got order.refunded",
+        ),
+        (&other, "/admin", "got order.refunded", "got order.created"),
+        (
+            &other,
+            "/admin/installations/shop-b/plugins/good",
+            "got order.refunded",
+            "got order.created",
+        ),
+    ] {
+        let html = send(
+            &f.app,
+            cookie_request(who, Method::GET, page, String::new()),
+        )
+        .await
+        .text();
+        assert!(html.contains(own), "{page}: {html}");
+        assert!(
+            !html.contains(theirs),
+            "{page} shows another installation's log: {html}"
+        );
+    }
 }
