@@ -28,20 +28,13 @@ fn host(data: &Path) -> Result<Host> {
     Host::open(data, &secret(data)?).map_err(|e| anyhow!("cannot open `{}`: {e}", data.display()))
 }
 
-/// A key's record as JSON (never its secret or hash).
+/// A key's record as JSON, as the server's API answers it, with the
+/// installation and plugin it belongs to (never its secret or hash).
 pub fn key_json(k: &ApiKeyRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": k.id,
-        "installation": k.installation.as_str(),
-        "plugin": k.plugin.as_str(),
-        "name": k.name,
-        "scopes": k.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "created_at": k.created_at.as_millis(),
-        "expires_at": k.expires_at.map(|t| t.as_millis()),
-        "revoked_at": k.revoked_at.map(|t| t.as_millis()),
-        "replaced_by": k.replaced_by,
-        "usage_count": k.usage_count,
-    })
+    let mut v = vodo_server::key_json(k);
+    v["installation"] = k.installation.as_str().into();
+    v["plugin"] = k.plugin.as_str().into();
+    v
 }
 
 /// Issues a key for `plugin` in `installation`, for `scopes` (default: all

@@ -223,14 +223,7 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
             .any(|k| k.starts_with("order-notifier/")),
         "{targets}"
     );
-    let (status, signed) = call(
-        "POST",
-        &format!("{base}/v1/session"),
-        None,
-        Some(json!({ "email": "admin@vodo.local", "password": password })),
-    );
-    assert_eq!(status, 200, "{signed}");
-    let cookie = signed["__cookie"].as_str().unwrap().to_owned();
+    let (cookie, _) = sign_in_admin(&base, &password);
     let (_, plugins) = call(
         "GET",
         &format!("{base}/v1/installations/demo/plugins"),
@@ -265,6 +258,21 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
     assert_eq!(status, 200, "the session outlives a restart: {plugins}");
     assert_eq!(plugins["plugins"][0]["plugin"], "order-notifier");
     assert!(again.interrupt().success());
+}
+
+/// Signs in as the seeded admin: the session cookie and its CSRF token.
+fn sign_in_admin(base: &str, password: &str) -> (String, String) {
+    let (status, signed) = call(
+        "POST",
+        &format!("{base}/v1/session"),
+        None,
+        Some(json!({ "email": "admin@vodo.local", "password": password })),
+    );
+    assert_eq!(status, 200, "{signed}");
+    (
+        signed["__cookie"].as_str().unwrap().to_owned(),
+        signed["csrf"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// `POST` as a signed-in person, with the session's CSRF token.
@@ -321,15 +329,7 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
     );
     server.wait_for("Ctrl-C stops it");
 
-    let (status, signed) = call(
-        "POST",
-        &format!("{base}/v1/session"),
-        None,
-        Some(json!({ "email": "admin@vodo.local", "password": password })),
-    );
-    assert_eq!(status, 200, "{signed}");
-    let cookie = signed["__cookie"].as_str().unwrap().to_owned();
-    let csrf = signed["csrf"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = sign_in_admin(&base, &password);
     // Nothing changed, so nothing is rebuilt (cargo and the loader read
     // the folder's files, which the watcher also reports).
     std::thread::sleep(Duration::from_secs(2));

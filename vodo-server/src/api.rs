@@ -932,7 +932,10 @@ async fn send_event(
     Ok(Json(call_json(&call)).into_response())
 }
 
-pub(crate) fn key_json(k: &ApiKeyRecord) -> Value {
+/// An API key's record as the API answers it (never its secret or hash):
+/// id, name, scopes, times in milliseconds, rotation and usage. `vodo keys`
+/// prints the same.
+pub fn key_json(k: &ApiKeyRecord) -> Value {
     json!({
         "id": k.id,
         "name": k.name,

@@ -97,7 +97,7 @@ mod updates_api;
 mod web;
 
 pub use accounts::{Accounts, MIN_PASSWORD, PasswordError, Role, Session, SignInError};
-pub use api::MAX_PAGE;
+pub use api::{MAX_PAGE, key_json};
 pub use apps::{DeliveryView, MAX_ENDPOINTS_PER_APP, MessageView, NewApp, NewEndpoint};
 pub use apps_api::MAX_DELIVERIES_PAGE;
 pub use auth::ApiKeyAuthLayer;
