@@ -51,7 +51,7 @@ fn start() -> Running {
         let v = h.get("x-test-session")?.to_str().ok()?;
         let (installation, user) = v.split_once(':')?;
         Some(Session {
-            installation: InstallationId::new(installation),
+            installation: Some(InstallationId::new(installation)),
             user: user.to_owned(),
         })
     });
@@ -484,7 +484,7 @@ fn edge(issuer: &str) -> Edge {
         basic: format!("Basic {basic}"),
         redirect,
         session: Session {
-            installation: InstallationId::new("shop-1"),
+            installation: Some(InstallationId::new("shop-1")),
             user: "owner".into(),
         },
     }

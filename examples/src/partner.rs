@@ -188,7 +188,7 @@ async fn login(State(state): State<AppState>, body: Bytes) -> Response {
     state.sessions.lock().insert(
         id.clone(),
         Session {
-            installation: InstallationId::new(INSTALLATION),
+            installation: Some(InstallationId::new(INSTALLATION)),
             user: MERCHANT.into(),
         },
     );

@@ -152,3 +152,48 @@ pub fn query(
         })
         .map_err(|e| anyhow!("{e}"))
 }
+
+/// Adds the account `email` with `role` (`admin`, `reviewer`, `partner`,
+/// or `merchant` of `installation`) to a data folder, with a one-time
+/// password it returns (only its Argon2 hash is kept). An existing account
+/// is replaced only with `replace`, which also gives it a new password.
+pub fn add_account(
+    data: &Path,
+    email: &str,
+    role: &str,
+    installation: Option<&str>,
+    replace: bool,
+) -> Result<String> {
+    use vodo_server::Role;
+    let role = match (role, installation) {
+        ("admin", None) => Role::Admin,
+        ("reviewer", None) => Role::Reviewer,
+        ("partner", None) => Role::Partner,
+        ("merchant", Some(i)) => Role::Merchant(InstallationId::new(i)),
+        ("merchant", None) => {
+            bail!("a merchant account needs --installation, the store it manages")
+        }
+        ("admin" | "reviewer" | "partner", Some(_)) => {
+            bail!("only a merchant account belongs to an installation: drop --installation")
+        }
+        (other, _) => bail!("no role `{other}`: use admin, reviewer, partner or merchant"),
+    };
+    secret(data)?;
+    let db = data.join("server.db");
+    let store = std::sync::Arc::new(
+        vodo_server::ServerStore::open(&db)
+            .map_err(|e| anyhow!("cannot open `{}`: {e}", db.display()))?,
+    );
+    let accounts =
+        vodo_server::Accounts::new(store, Duration::from_secs(3600)).map_err(|e| anyhow!("{e}"))?;
+    if !replace && let Some(existing) = accounts.role_of(email).map_err(|e| anyhow!("{e}"))? {
+        bail!(
+            "`{email}` is already an account ({existing}): pass --replace to give it this role and a new password"
+        );
+    }
+    let password = accounts.generate_password().map_err(|e| anyhow!("{e}"))?;
+    accounts
+        .put(email, &role, &password)
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(password)
+}

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod account;
 mod admin;
 mod build;
 mod create;
@@ -157,6 +158,73 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Upload the plugin's package to a marketplace server (built first
+    /// unless --package is given), then show the automated review and the
+    /// submission's state. Needs `vodo login` first.
+    ///
+    /// Example: `vodo plugin:publish`, or `vodo plugin:publish --package gift-messages-0.1.0.vpkg`
+    #[command(name = "plugin:publish")]
+    Publish {
+        /// The plugin folder (default: the current folder).
+        path: Option<PathBuf>,
+        /// A package to upload instead of building one.
+        #[arg(long)]
+        package: Option<PathBuf>,
+        /// The server (default: the one signed in to last).
+        #[arg(long)]
+        server: Option<String>,
+        /// Print the submission as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A submission's state, the reviewer's feedback and its history.
+    ///
+    /// Example: `vodo plugin:status sub_3kTqZ8v1`
+    #[command(name = "plugin:status")]
+    Status {
+        /// The submission's id (`vodo plugin:publish` prints it).
+        id: String,
+        /// The server (default: the one signed in to last).
+        #[arg(long)]
+        server: Option<String>,
+        /// Print the submission as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in to a marketplace server with its OAuth provider's device
+    /// grant: the CLI shows a code and a page, you approve in a browser
+    /// where you are signed in. The tokens are kept in your config folder
+    /// (`$VODO_CONFIG_DIR`, else `~/.config/vodo`), readable by you only,
+    /// and renewed when they expire.
+    ///
+    /// Example: `vodo login --server https://market.example.com`
+    Login {
+        /// The server (default: `$VODO_SERVER`, else http://127.0.0.1:8080).
+        #[arg(long)]
+        server: Option<String>,
+        /// Print the code and the result as JSON lines, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign out: revoke the tokens at the server and forget them.
+    ///
+    /// Example: `vodo logout`
+    Logout {
+        /// The server (default: the one signed in to last).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Who you are signed in as, and your role.
+    ///
+    /// Example: `vodo whoami --json`
+    Whoami {
+        /// The server (default: the one signed in to last).
+        #[arg(long)]
+        server: Option<String>,
+        /// Print it as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a plugin's log lines and audit events from a `vodo serve` data
     /// folder, oldest first, interleaved by time; --follow keeps printing
     /// them as they come.
@@ -189,6 +257,10 @@ enum Command {
     /// API keys of a plugin in an installation, on a `vodo serve` data folder.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// People's accounts on a `vodo serve` data folder: a developer to sign
+    /// in with `vodo login`, a reviewer, a merchant.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// The audit trail of a `vodo serve` data folder: verify its chain, or query it.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -281,6 +353,30 @@ enum KeysCommand {
     Revoke {
         /// The key's id.
         id: String,
+        /// The data folder of `vodo serve`.
+        #[arg(long, default_value = ".vodo")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Add an account with a one-time password, printed once (only its
+    /// hash is kept; change it at /admin/account).
+    ///
+    /// Example: `vodo accounts add dev@example.com --role partner`
+    Add {
+        /// The email address the person signs in with.
+        email: String,
+        /// admin, reviewer, partner (builds and publishes plugins) or merchant.
+        #[arg(long)]
+        role: String,
+        /// For a merchant: the installation (store) they manage.
+        #[arg(long)]
+        installation: Option<String>,
+        /// Replace an existing account's role and password.
+        #[arg(long)]
+        replace: bool,
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
@@ -486,6 +582,50 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys(command) => report(keys(command)),
+        Command::Accounts(AccountsCommand::Add {
+            email,
+            role,
+            installation,
+            replace,
+            data,
+        }) => report(
+            admin::add_account(&data, &email, &role, installation.as_deref(), replace).map(
+                |password| {
+                    println!("{password}");
+                    eprintln!(
+                        "account {email} ({role}) on {}: that is its one-time password, shown only now; change it at /admin/account",
+                        data.display()
+                    );
+                },
+            ),
+        ),
+        Command::Login { server, json } => report(account::login(
+            &server.unwrap_or_else(account::default_server),
+            json,
+        )),
+        Command::Logout { server } => report(account::logout(server.as_deref())),
+        Command::Whoami { server, json } => report(account::whoami(server.as_deref(), json)),
+        Command::Status { id, server, json } => {
+            report(account::status(&id, server.as_deref(), json))
+        }
+        Command::Publish {
+            path,
+            package,
+            server,
+            json,
+        } => report((|| {
+            let package = match package {
+                Some(p) => p,
+                None => {
+                    let dir = path.unwrap_or_else(|| PathBuf::from("."));
+                    let manifest = load_manifest(&dir)?;
+                    let component = build::build(&dir, None)?;
+                    let out = dir.join(format!("{}-{}.vpkg", manifest.slug, manifest.version));
+                    package::package(&dir, Some(&component), None, Some(&out))?.path
+                }
+            };
+            account::publish(&package, server.as_deref(), json)
+        })()),
         Command::Audit(command) => report(audit(command)),
         Command::Logs {
             plugin,

@@ -262,11 +262,16 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
 
 /// Signs in as the seeded admin: the session cookie and its CSRF token.
 fn sign_in_admin(base: &str, password: &str) -> (String, String) {
+    sign_in(base, "admin@vodo.local", password)
+}
+
+/// Signs in as `email`: the session cookie and its CSRF token.
+fn sign_in(base: &str, email: &str, password: &str) -> (String, String) {
     let (status, signed) = call(
         "POST",
         &format!("{base}/v1/session"),
         None,
-        Some(json!({ "email": "admin@vodo.local", "password": password })),
+        Some(json!({ "email": email, "password": password })),
     );
     assert_eq!(status, 200, "{signed}");
     (
@@ -573,4 +578,357 @@ fn keys_and_audit_commands_share_the_data_folder_with_a_running_server() {
         String::from_utf8_lossy(&out.stderr).contains("does not verify"),
         "{out:?}"
     );
+}
+
+/// A `vodo login` waiting for approval: its first line (the code and the
+/// page, as JSON) read, the rest still to come.
+struct Login {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    start: Value,
+}
+
+fn start_login(base: &str, config: &Path) -> Login {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args(["login", "--json", "--server", base])
+        .env("VODO_CONFIG_DIR", config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = reader(child.stdout.take().unwrap());
+    let first = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    Login {
+        child,
+        lines,
+        start: serde_json::from_str(&first).unwrap(),
+    }
+}
+
+/// What the person does in the browser: opens the page signed in (the
+/// console's cookie), checks the code and presses `decision`.
+fn decide_in_browser(page: &str, cookie: &str, decision: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(page).header("cookie", cookie).call().unwrap();
+    let html = r.body_mut().read_to_string().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{html}");
+    let field = |name: &str| {
+        html.split(&format!("name={name} value=\""))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no {name} on the page: {html}"))
+            .to_owned()
+    };
+    let (code, csrf) = (field("user_code"), field("csrf"));
+    let action = page.split('?').next().unwrap();
+    let mut r = agent
+        .post(action)
+        .header("cookie", cookie)
+        .send_form([
+            ("user_code", code.as_str()),
+            ("csrf", csrf.as_str()),
+            ("decision", decision),
+        ])
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap())
+}
+
+fn bearer(url: &str, token: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .get(url)
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A developer signs in with the device grant, publishes, a reviewer
+/// approves, and signing out revokes the tokens; a denied sign-in, an
+/// expired access token (renewed), a package the marketplace refuses and
+/// an account added twice each get the answer a user can act on.
+#[test]
+fn login_publish_and_logout_through_the_device_grant() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let config = work.path().join("config");
+    let mut server = Server::start(&data);
+    let console = server.wait_for("console");
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    server.wait_for("Ctrl-C stops it");
+    let vodo = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vodo"))
+            .args(args)
+            .env("VODO_CONFIG_DIR", &config)
+            .env("VODO_SERVER", &base)
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let data_arg = data.to_str().unwrap();
+    let added = vodo(&[
+        "accounts",
+        "add",
+        "dev@example.com",
+        "--role",
+        "partner",
+        "--data",
+        data_arg,
+    ]);
+    assert!(added.status.success(), "{}", text(&added));
+    let dev_password = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    assert_eq!(dev_password.len(), 24);
+    let twice = vodo(&[
+        "accounts",
+        "add",
+        "dev@example.com",
+        "--role",
+        "partner",
+        "--data",
+        data_arg,
+    ]);
+    assert!(!twice.status.success());
+    assert!(
+        text(&twice).contains("already an account (partner)"),
+        "{}",
+        text(&twice)
+    );
+    let added = vodo(&[
+        "accounts",
+        "add",
+        "rev@example.com",
+        "--role",
+        "reviewer",
+        "--data",
+        data_arg,
+    ]);
+    let reviewer_password = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    let merchant = vodo(&[
+        "accounts",
+        "add",
+        "m@example.com",
+        "--role",
+        "merchant",
+        "--data",
+        data_arg,
+    ]);
+    assert!(
+        text(&merchant).contains("needs --installation"),
+        "{}",
+        text(&merchant)
+    );
+
+    let not_yet = vodo(&["whoami"]);
+    assert!(!not_yet.status.success());
+    assert!(
+        text(&not_yet).contains("not signed in: run `vodo login"),
+        "{}",
+        text(&not_yet)
+    );
+
+    // The page, opened without a session, goes to the sign-in and back.
+    let mut login = start_login(&base, &config);
+    let page = login.start["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        page.starts_with(&format!("{base}/oauth/device?user_code=")),
+        "{page}"
+    );
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = no_redirects.get(&page).call().unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let to = r
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        to.starts_with("/admin/login?next=%2Foauth%2Fdevice%3Fuser_code%3D"),
+        "{to}"
+    );
+    let mut r = no_redirects.get(&format!("{base}{to}")).call().unwrap();
+    let form = r.body_mut().read_to_string().unwrap();
+    assert!(
+        form.contains("name=\"next\" value=\"/oauth/device?user_code="),
+        "{form}"
+    );
+
+    let (dev_cookie, _) = sign_in(&base, "dev@example.com", &dev_password);
+    let (status, done) = decide_in_browser(&page, &dev_cookie, "allow");
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("signed in as dev@example.com"), "{done}");
+    let signed: Value =
+        serde_json::from_str(&login.lines.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert!(login.child.wait().unwrap().success());
+    assert_eq!(signed["email"], "dev@example.com");
+    assert_eq!(signed["role"], "partner");
+
+    // The tokens rest in the config folder, for the owner only.
+    let file = config.join("credentials.json");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let access = stored["servers"][&base]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(access.starts_with("vodo_at_"));
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(&dev_password)
+    );
+
+    let me = vodo(&["whoami", "--json"]);
+    assert!(me.status.success(), "{}", text(&me));
+    let me: Value = serde_json::from_slice(&me.stdout).unwrap();
+    assert_eq!(
+        (me["email"].as_str(), me["role"].as_str()),
+        (Some("dev@example.com"), Some("partner"))
+    );
+
+    // An access token past its time is renewed with the refresh token.
+    let mut expired = stored.clone();
+    expired["servers"][&base]["expires_at"] = 0.into();
+    std::fs::write(&file, serde_json::to_vec(&expired).unwrap()).unwrap();
+    let me = vodo(&["whoami"]);
+    assert!(me.status.success(), "{}", text(&me));
+    let renewed: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let access = renewed["servers"][&base]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(
+        access,
+        stored["servers"][&base]["access_token"].as_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // The token is the developer's for the marketplace only: not a console session.
+    assert_eq!(bearer(&format!("{base}/v1/session"), &access), 200);
+    assert_eq!(bearer(&format!("{base}/v1/installations"), &access), 401);
+
+    // Publish a new version of the example plugin with the component the seed built.
+    let plugin = work.path().join("order-notifier");
+    std::fs::create_dir_all(&plugin).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/order-notifier");
+    let manifest = std::fs::read_to_string(example.join("plugin.json")).unwrap();
+    let mut m: Value = serde_json::from_str(&manifest).unwrap();
+    // The seed published `order-notifier` as another developer: a slug is its owner's.
+    m["slug"] = "dev-notifier".into();
+    m["version"] = "9.0.0".into();
+    std::fs::write(plugin.join("plugin.json"), m.to_string()).unwrap();
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guests/wasm32-wasip2/release/order_notifier.wasm");
+    let pkg = work.path().join("dev-notifier-9.0.0.vpkg");
+    let packaged = vodo(&[
+        "plugin:package",
+        plugin.to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--out",
+        pkg.to_str().unwrap(),
+    ]);
+    assert!(packaged.status.success(), "{}", text(&packaged));
+    let published = vodo(&[
+        "plugin:publish",
+        "--package",
+        pkg.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(published.status.success(), "{}", text(&published));
+    let sub: Value = serde_json::from_slice(&published.stdout).unwrap();
+    assert_eq!(
+        (sub["plugin"].as_str(), sub["version"].as_str()),
+        (Some("dev-notifier"), Some("9.0.0"))
+    );
+    assert_eq!(sub["owner"], "dev@example.com");
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let waiting = sub["state"].as_str().unwrap().to_owned();
+    assert_ne!(waiting, "rejected", "{sub}");
+
+    let garbage = work.path().join("garbage.vpkg");
+    std::fs::write(&garbage, b"not a package").unwrap();
+    let refused = vodo(&["plugin:publish", "--package", garbage.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("refused the package (422)"),
+        "{}",
+        text(&refused)
+    );
+
+    let (cookie, csrf) = sign_in(&base, "rev@example.com", &reviewer_password);
+    let (status, decided) = post(
+        &format!("{base}/v1/submissions/{id}/decision"),
+        &cookie,
+        &csrf,
+        json!({ "approve": true }),
+    );
+    assert_eq!(status, 200, "{decided}");
+    let status = vodo(&["plugin:status", &id]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        text(&status).contains("dev-notifier 9.0.0"),
+        "{}",
+        text(&status)
+    );
+    assert!(text(&status).contains("published"), "{}", text(&status));
+
+    // Signing out revokes at the server and forgets here.
+    let out = vodo(&["logout"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+    assert_eq!(bearer(&format!("{base}/v1/session"), &access), 401);
+    let after = vodo(&["whoami"]);
+    assert!(!after.status.success());
+    assert!(text(&after).contains("vodo login"), "{}", text(&after));
+
+    // A denied sign-in ends the command with the reason.
+    let mut login = start_login(&base, &config);
+    let page = login.start["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, page_text) = decide_in_browser(&page, &dev_cookie, "deny");
+    assert_eq!(status, 200, "{page_text}");
+    let denied = login.child.wait().unwrap();
+    assert!(!denied.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut login.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("denied"), "{err}");
+    assert!(!file.exists() || !std::fs::read_to_string(&file).unwrap().contains("vodo_at_"));
+    assert!(server.interrupt().success());
 }

@@ -8,7 +8,10 @@
 use vodo_core::{InstallationId, Timestamp};
 use vodo_scopes::{PluginScope, ScopeSet};
 
-use crate::model::{AuthCode, Client, ClientKind, Consent, Partner, SecretHash, Token, TokenKind};
+use crate::model::{
+    AccountScope, AccountScopes, AuthCode, Client, ClientKind, Consent, DeviceCode, DeviceDecision,
+    DevicePoll, Partner, SecretHash, Token, TokenKind,
+};
 use crate::store::{OAuthStore, Redemption};
 
 fn scopes(v: &[&str]) -> ScopeSet {
@@ -25,6 +28,7 @@ fn token(hash: u8, kind: TokenKind, family: &str) -> Token {
         installation: Some(InstallationId::new("conf-shop")),
         subject: "user-1".into(),
         scopes: scopes(&["entities:read:order", "hooks:subscribe:order.*"]),
+        account_scopes: AccountScopes::new(),
         offline_access: true,
         family: family.into(),
         issued_at: Timestamp(1_000),
@@ -68,6 +72,7 @@ pub fn oauth_store(store: &dyn OAuthStore) {
             "http://127.0.0.1/cb".into(),
         ],
         scopes: scopes(&["entities:read", "hooks:subscribe:order.*"]),
+        account_scopes: AccountScopes::new(),
         created_at: Timestamp(3),
     };
     store.put_client(&client).unwrap();
@@ -80,9 +85,15 @@ pub fn oauth_store(store: &dyn OAuthStore) {
         id: "conf-app-2".into(),
         kind: ClientKind::Public,
         secrets: vec![],
+        account_scopes: [AccountScope::Publish].into(),
         ..client.clone()
     };
     store.put_client(&public).unwrap();
+    assert_eq!(
+        store.get_client("conf-app-2").unwrap().as_ref(),
+        Some(&public),
+        "a client's account scopes read back"
+    );
     let ids: Vec<String> = store
         .list_clients("conf-ptn")
         .unwrap()
@@ -153,11 +164,18 @@ pub fn oauth_store(store: &dyn OAuthStore) {
     let other = Token {
         client_id: "conf-app-2".into(),
         installation: None,
+        scopes: ScopeSet::default(),
+        account_scopes: [AccountScope::Publish].into(),
         ..token(12, TokenKind::Access, "fam-2")
     };
     for t in [&access, &refresh, &other] {
         store.put_token(t).unwrap();
     }
+    assert_eq!(
+        store.get_token(&[12; 32]).unwrap().as_ref(),
+        Some(&other),
+        "a token's account scopes read back"
+    );
     assert_eq!(
         store.get_token(&[10; 32]).unwrap().as_ref(),
         Some(&access),
@@ -196,6 +214,8 @@ pub fn oauth_store(store: &dyn OAuthStore) {
     assert!(store.revoke_token(&[12; 32]).unwrap());
     assert!(!store.revoke_token(&[13; 32]).unwrap());
 
+    device_codes(store);
+
     let fresh = Token {
         revoked: false,
         ..token(14, TokenKind::Access, "fam-3")
@@ -224,6 +244,146 @@ pub fn oauth_store(store: &dyn OAuthStore) {
         "a deleted client's tokens go with it"
     );
     assert!(!store.delete_client("conf-app").unwrap());
+}
+
+fn device(hash: u8, user_code: &str, expires_at: i64) -> DeviceCode {
+    DeviceCode {
+        hash: [hash; 32],
+        user_code: user_code.into(),
+        client_id: "conf-app-2".into(),
+        account_scopes: [AccountScope::Publish].into(),
+        offline_access: true,
+        expires_at: Timestamp(expires_at),
+        interval_secs: 5,
+        last_poll: None,
+        decision: DeviceDecision::Pending,
+        redeemed: false,
+        family: format!("dev-fam-{hash}"),
+    }
+}
+
+/// Device codes: stored whole, user codes unique, decided once, and polled
+/// by the one rule of `poll_step` (interval, slow down, expiry, redemption).
+fn device_codes(store: &dyn OAuthStore) {
+    let code = device(20, "BCDFGHJK", 100_000);
+    store.put_device_code(&code).unwrap();
+    assert_eq!(
+        store.get_device_code("BCDFGHJK").unwrap().as_ref(),
+        Some(&code),
+        "a device code reads back whole"
+    );
+    assert_eq!(store.get_device_code("ZZZZZZZZ").unwrap(), None);
+    assert!(
+        store
+            .put_device_code(&device(21, "BCDFGHJK", 100_000))
+            .is_err(),
+        "a user code in use is refused"
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[20; 32], "conf-app", Timestamp(1_000))
+            .unwrap(),
+        DevicePoll::Unknown,
+        "another client's poll finds nothing"
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[99; 32], "conf-app-2", Timestamp(1_000))
+            .unwrap(),
+        DevicePoll::Unknown
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[20; 32], "conf-app-2", Timestamp(1_000))
+            .unwrap(),
+        DevicePoll::Pending
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[20; 32], "conf-app-2", Timestamp(2_000))
+            .unwrap(),
+        DevicePoll::SlowDown,
+        "1 s after the last poll, with a 5 s interval"
+    );
+    let stored = store.get_device_code("BCDFGHJK").unwrap().unwrap();
+    assert_eq!(
+        (stored.interval_secs, stored.last_poll),
+        (10, Some(Timestamp(2_000))),
+        "slow_down adds 5 s and the poll is recorded"
+    );
+    let approve = DeviceDecision::Approved {
+        subject: "dev@acme.example".into(),
+    };
+    assert!(
+        store
+            .decide_device_code("BCDFGHJK", &approve, Timestamp(3_000))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .decide_device_code("BCDFGHJK", &DeviceDecision::Denied, Timestamp(3_500))
+            .unwrap(),
+        "decided once"
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[20; 32], "conf-app-2", Timestamp(5_000))
+            .unwrap(),
+        DevicePoll::SlowDown,
+        "3 s after the last poll, with 10 s now"
+    );
+    let redeemed = DeviceCode {
+        decision: approve,
+        redeemed: true,
+        interval_secs: 15,
+        last_poll: Some(Timestamp(30_000)),
+        ..code.clone()
+    };
+    assert_eq!(
+        store
+            .poll_device_code(&[20; 32], "conf-app-2", Timestamp(30_000))
+            .unwrap(),
+        DevicePoll::Approved(redeemed.clone()),
+        "approved: redeemed by this poll"
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[20; 32], "conf-app-2", Timestamp(60_000))
+            .unwrap(),
+        DevicePoll::Redeemed(redeemed),
+        "a second redemption is a replay"
+    );
+
+    store
+        .put_device_code(&device(22, "CCCCDDDD", 10_000))
+        .unwrap();
+    assert!(
+        store
+            .decide_device_code("CCCCDDDD", &DeviceDecision::Denied, Timestamp(1_000))
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[22; 32], "conf-app-2", Timestamp(1_000))
+            .unwrap(),
+        DevicePoll::Denied
+    );
+
+    store
+        .put_device_code(&device(23, "FFFFGGGG", 10_000))
+        .unwrap();
+    assert!(
+        !store
+            .decide_device_code("FFFFGGGG", &DeviceDecision::Denied, Timestamp(10_000))
+            .unwrap(),
+        "an expired code cannot be decided"
+    );
+    assert_eq!(
+        store
+            .poll_device_code(&[23; 32], "conf-app-2", Timestamp(10_000))
+            .unwrap(),
+        DevicePoll::Expired
+    );
 }
 
 fn endpoint(id: &str, client: &str) -> crate::webhooks::Endpoint {

@@ -15,6 +15,45 @@ pub const REFRESH_PREFIX: &str = "vodo_rt_";
 pub const CODE_PREFIX: &str = "vodo_ac_";
 /// Prefix of client secrets.
 pub const SECRET_PREFIX: &str = "vodo_cs_";
+/// Prefix of device codes (RFC 8628).
+pub const DEVICE_PREFIX: &str = "vodo_dc_";
+
+/// The letters of user codes: consonants without look-alikes, so a code
+/// spells no word and reads the same aloud (RFC 8628 section 6.1).
+const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+
+/// Eight letters of [`USER_CODE_ALPHABET`] (20^8, about 34.5 bits).
+pub(crate) fn random_user_code() -> Result<String> {
+    let mut out = String::with_capacity(8);
+    while out.len() < 8 {
+        let mut byte = [0u8; 1];
+        SystemRandom::new()
+            .fill(&mut byte)
+            .map_err(|_| Error::Internal("the system random source failed".into()))?;
+        // 240 = 12 * 20: rejecting the rest keeps every letter equally likely.
+        if byte[0] < 240 {
+            out.push(char::from(USER_CODE_ALPHABET[usize::from(byte[0] % 20)]));
+        }
+    }
+    Ok(out)
+}
+
+/// A stored user code as shown to people: `BCDF-GHJK`.
+pub(crate) fn show_user_code(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) if !b.is_empty() => format!("{a}-{b}"),
+        _ => code.to_owned(),
+    }
+}
+
+/// A user code as typed (any case, dashes and spaces) in stored form.
+pub(crate) fn normalize_user_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' ' | '\t'))
+        .flat_map(char::to_uppercase)
+        .collect()
+}
 
 /// `prefix` followed by 32 random bytes in base64url (256 bits).
 pub(crate) fn random_token(prefix: &str) -> Result<String> {

@@ -57,6 +57,12 @@ pub enum ErrorCode {
     InvalidToken,
     /// `insufficient_scope` (RFC 6750).
     InsufficientScope,
+    /// `authorization_pending` (RFC 8628): the user has not decided yet; poll again.
+    AuthorizationPending,
+    /// `slow_down` (RFC 8628): poll again, 5 s more apart.
+    SlowDown,
+    /// `expired_token` (RFC 8628): the device code expired.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -75,6 +81,9 @@ impl ErrorCode {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
         }
     }
 }

@@ -28,12 +28,13 @@ mod store;
 pub mod webhooks;
 
 pub use crypto::{
-    ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, SECRET_PREFIX, pkce_challenge, valid_verifier,
+    ACCESS_PREFIX, CODE_PREFIX, DEVICE_PREFIX, REFRESH_PREFIX, SECRET_PREFIX, pkce_challenge,
+    valid_verifier,
 };
 pub use error::{Error, ErrorCode, OAuthError, Result};
 pub use http::{HttpRequest, HttpResponse};
 pub use server::{
-    AccessInfo, AuthServer, AuthServerConfig, ClientSecret, Session, redirect_matches,
+    AccessInfo, AuthServer, AuthServerConfig, ClientSecret, DEVICE_GRANT, Session, redirect_matches,
 };
 pub use sqlite::SqliteStore;
-pub use store::{MemoryStore, OAuthStore, Redemption};
+pub use store::{MemoryStore, OAuthStore, Redemption, poll_step};

@@ -1,8 +1,66 @@
 //! What the authorization server stores: partners, their apps (clients),
-//! consents, authorization codes and tokens. Secrets appear only as hashes.
+//! consents, authorization codes, device codes and tokens. Secrets appear
+//! only as hashes.
+
+use std::collections::BTreeSet;
 
 use vodo_core::{InstallationId, Timestamp};
 use vodo_scopes::ScopeSet;
+
+/// A scope of a person's own account on the platform, not of a store's
+/// data: what a first-party tool such as the `vodo` CLI may do in the
+/// name of the developer who signed it in. Granted only through the device
+/// authorization grant, to clients registered for it, and never bound to an
+/// installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum AccountScope {
+    /// `marketplace:publish`: submit plugin packages to the marketplace and
+    /// read their reviews.
+    Publish,
+}
+
+impl AccountScope {
+    /// Every account scope.
+    pub const ALL: [AccountScope; 1] = [AccountScope::Publish];
+
+    /// The scope as written in a `scope` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountScope::Publish => "marketplace:publish",
+        }
+    }
+
+    /// The scope named `s`, if it is an account scope.
+    ///
+    /// ```
+    /// use vodo_oauth::model::AccountScope;
+    ///
+    /// assert_eq!(AccountScope::parse("marketplace:publish"), Some(AccountScope::Publish));
+    /// assert_eq!(AccountScope::parse("entities:read"), None);
+    /// ```
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// What it lets the tool do, for the person asked to approve it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AccountScope::Publish => {
+                "Submit plugin packages to the marketplace in your name and read their reviews"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AccountScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of [`AccountScope`]s.
+pub type AccountScopes = BTreeSet<AccountScope>;
 
 /// A company that builds apps for the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +130,9 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// The most this app may ask for.
     pub scopes: ScopeSet,
+    /// The account scopes it may ask for with the device grant (first-party
+    /// tools only; empty for partner apps).
+    pub account_scopes: AccountScopes,
     /// When it was registered.
     pub created_at: Timestamp,
 }
@@ -159,6 +220,8 @@ pub struct Token {
     pub subject: String,
     /// Scopes it carries.
     pub scopes: ScopeSet,
+    /// Account scopes it carries (device-grant tokens, no installation).
+    pub account_scopes: AccountScopes,
     /// Whether refreshes may continue (`offline_access`), for refresh tokens.
     pub offline_access: bool,
     /// All tokens descending from one authorization share a family.
@@ -171,4 +234,67 @@ pub struct Token {
     pub revoked: bool,
     /// For refresh tokens: used once already (rotated).
     pub used: bool,
+}
+
+/// Where a device authorization stands (RFC 8628).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceDecision {
+    /// Nobody has approved or denied it yet.
+    Pending,
+    /// `subject` approved it on the verification page.
+    Approved {
+        /// The user who approved.
+        subject: String,
+    },
+    /// The user denied it.
+    Denied,
+}
+
+/// A device authorization request, as stored (RFC 8628 section 3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    /// SHA-256 of the `device_code` the client polls with.
+    pub hash: [u8; 32],
+    /// The code the user types, normalized: upper case, without the dash.
+    pub user_code: String,
+    /// The client that asked.
+    pub client_id: String,
+    /// What it asked for.
+    pub account_scopes: AccountScopes,
+    /// Whether a refresh token was asked for (`offline_access`).
+    pub offline_access: bool,
+    /// When it stops being usable.
+    pub expires_at: Timestamp,
+    /// The least time between two polls, in seconds; raised by 5 on each
+    /// `slow_down`.
+    pub interval_secs: u32,
+    /// When the client last polled.
+    pub last_poll: Option<Timestamp>,
+    /// The user's decision.
+    pub decision: DeviceDecision,
+    /// Whether tokens were issued for it already.
+    pub redeemed: bool,
+    /// The token family its tokens belong to.
+    pub family: String,
+}
+
+/// What one poll of the token endpoint with a device code finds; the store
+/// decides it in one atomic step, recording the poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// No such device code for this client.
+    Unknown,
+    /// It expired.
+    Expired,
+    /// Polled sooner than its interval after the previous poll; the interval
+    /// is now 5 s longer.
+    SlowDown,
+    /// Not decided yet.
+    Pending,
+    /// The user denied it.
+    Denied,
+    /// Approved, and redeemed by this poll: issue the tokens.
+    Approved(DeviceCode),
+    /// Approved and redeemed before: a replay.
+    Redeemed(DeviceCode),
 }

@@ -10,8 +10,11 @@ use vodo_core::{InstallationId, Timestamp};
 use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::Result;
-use crate::model::{AuthCode, Client, ClientKind, Consent, Partner, SecretHash, Token, TokenKind};
-use crate::store::{OAuthStore, Redemption};
+use crate::model::{
+    AccountScope, AccountScopes, AuthCode, Client, ClientKind, Consent, DeviceCode, DeviceDecision,
+    DevicePoll, Partner, SecretHash, Token, TokenKind,
+};
+use crate::store::{OAuthStore, Redemption, poll_step};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS oauth_partners (
@@ -38,6 +41,12 @@ CREATE TABLE IF NOT EXISTS oauth_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS oauth_tokens_by_family ON oauth_tokens (family);
 CREATE INDEX IF NOT EXISTS oauth_tokens_by_client ON oauth_tokens (client_id);
+CREATE TABLE IF NOT EXISTS oauth_device_codes (
+    hash BLOB PRIMARY KEY, user_code TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,
+    scopes TEXT NOT NULL, offline INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    interval_secs INTEGER NOT NULL, last_poll INTEGER, decision TEXT NOT NULL, subject TEXT,
+    redeemed INTEGER NOT NULL, family TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// The authorization server's data in one SQLite database.
@@ -66,25 +75,36 @@ impl SqliteStore {
 }
 
 fn scopes_text(s: &ScopeSet) -> String {
+    scopes_text_with(s, &AccountScopes::new())
+}
+
+/// Plugin scopes and account scopes share one column: the two vocabularies
+/// do not overlap, so a row written before account scopes existed reads the same.
+fn scopes_text_with(s: &ScopeSet, account: &AccountScopes) -> String {
     s.iter()
         .map(ToString::to_string)
+        .chain(account.iter().map(ToString::to_string))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 fn scopes_parse(s: &str) -> rusqlite::Result<ScopeSet> {
-    s.split(' ')
-        .filter(|x| !x.is_empty())
-        .map(|x| {
-            x.parse::<PluginScope>().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })
-        })
-        .collect()
+    Ok(scopes_parse_with(s)?.0)
+}
+
+fn scopes_parse_with(s: &str) -> rusqlite::Result<(ScopeSet, AccountScopes)> {
+    let mut plugin = Vec::new();
+    let mut account = AccountScopes::new();
+    for x in s.split(' ').filter(|x| !x.is_empty()) {
+        if let Some(a) = AccountScope::parse(x) {
+            account.insert(a);
+            continue;
+        }
+        plugin.push(x.parse::<PluginScope>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?);
+    }
+    Ok((plugin.into_iter().collect(), account))
 }
 
 fn secrets_text(secrets: &[SecretHash]) -> String {
@@ -142,6 +162,7 @@ fn blob32(row: &Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
 
 fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
     let kind: String = row.get(3)?;
+    let (scopes, account_scopes) = scopes_parse_with(&row.get::<_, String>(6)?)?;
     Ok(Client {
         id: row.get(0)?,
         partner_id: row.get(1)?,
@@ -160,7 +181,8 @@ fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect(),
-        scopes: scopes_parse(&row.get::<_, String>(6)?)?,
+        scopes,
+        account_scopes,
         created_at: Timestamp(row.get(7)?),
     })
 }
@@ -169,6 +191,46 @@ const CLIENT_COLUMNS: &str =
     "id, partner_id, name, kind, secrets, redirect_uris, scopes, created_at";
 const CODE_COLUMNS: &str = "hash, client_id, installation, subject, redirect_uri, scopes, offline, challenge, expires_at, family";
 const TOKEN_COLUMNS: &str = "hash, kind, client_id, installation, subject, scopes, offline, family, issued_at, expires_at, revoked, used";
+
+const DEVICE_COLUMNS: &str = "hash, user_code, client_id, scopes, offline, expires_at, interval_secs, last_poll, decision, subject, redeemed, family";
+
+fn device_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
+    let decision: String = row.get(8)?;
+    let subject: Option<String> = row.get(9)?;
+    let decision = match (decision.as_str(), subject) {
+        ("pending", _) => DeviceDecision::Pending,
+        ("denied", _) => DeviceDecision::Denied,
+        ("approved", Some(subject)) => DeviceDecision::Approved { subject },
+        _ => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                8,
+                rusqlite::types::Type::Text,
+                "bad device decision".into(),
+            ));
+        }
+    };
+    Ok(DeviceCode {
+        hash: blob32(row, 0)?,
+        user_code: row.get(1)?,
+        client_id: row.get(2)?,
+        account_scopes: scopes_parse_with(&row.get::<_, String>(3)?)?.1,
+        offline_access: row.get(4)?,
+        expires_at: Timestamp(row.get(5)?),
+        interval_secs: row.get(6)?,
+        last_poll: row.get::<_, Option<i64>>(7)?.map(Timestamp),
+        decision,
+        redeemed: row.get(10)?,
+        family: row.get(11)?,
+    })
+}
+
+fn decision_columns(d: &DeviceDecision) -> (&'static str, Option<&str>) {
+    match d {
+        DeviceDecision::Pending => ("pending", None),
+        DeviceDecision::Denied => ("denied", None),
+        DeviceDecision::Approved { subject } => ("approved", Some(subject.as_str())),
+    }
+}
 
 fn code_row(row: &Row<'_>) -> rusqlite::Result<AuthCode> {
     Ok(AuthCode {
@@ -187,6 +249,7 @@ fn code_row(row: &Row<'_>) -> rusqlite::Result<AuthCode> {
 
 fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
     let kind: String = row.get(1)?;
+    let (scopes, account_scopes) = scopes_parse_with(&row.get::<_, String>(5)?)?;
     Ok(Token {
         hash: blob32(row, 0)?,
         kind: TokenKind::parse(&kind).ok_or_else(|| {
@@ -199,7 +262,8 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
         client_id: row.get(2)?,
         installation: row.get::<_, Option<String>>(3)?.map(InstallationId::new),
         subject: row.get(4)?,
-        scopes: scopes_parse(&row.get::<_, String>(5)?)?,
+        scopes,
+        account_scopes,
         offline_access: row.get(6)?,
         family: row.get(7)?,
         issued_at: Timestamp(row.get(8)?),
@@ -247,7 +311,7 @@ impl OAuthStore for SqliteStore {
                 c.kind.as_str(),
                 secrets_text(&c.secrets),
                 c.redirect_uris.join("\n"),
-                scopes_text(&c.scopes),
+                scopes_text_with(&c.scopes, &c.account_scopes),
                 c.created_at.0
             ],
         )?;
@@ -287,6 +351,10 @@ impl OAuthStore for SqliteStore {
         )?;
         tx.execute("DELETE FROM oauth_tokens WHERE client_id = ?1", params![id])?;
         tx.execute("DELETE FROM oauth_codes WHERE client_id = ?1", params![id])?;
+        tx.execute(
+            "DELETE FROM oauth_device_codes WHERE client_id = ?1",
+            params![id],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -408,7 +476,7 @@ impl OAuthStore for SqliteStore {
                 t.client_id,
                 t.installation.as_ref().map(InstallationId::as_str),
                 t.subject,
-                scopes_text(&t.scopes),
+                scopes_text_with(&t.scopes, &t.account_scopes),
                 t.offline_access,
                 t.family,
                 t.issued_at.0,
@@ -474,5 +542,83 @@ impl OAuthStore for SqliteStore {
             params![installation.as_str(), client_id],
         )?;
         Ok(n)
+    }
+
+    fn put_device_code(&self, c: &DeviceCode) -> Result<()> {
+        let (decision, subject) = decision_columns(&c.decision);
+        self.conn.lock().execute(
+            &format!("INSERT INTO oauth_device_codes ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                &c.hash[..],
+                c.user_code,
+                c.client_id,
+                scopes_text_with(&ScopeSet::default(), &c.account_scopes),
+                c.offline_access,
+                c.expires_at.0,
+                c.interval_secs,
+                c.last_poll.map(|t| t.0),
+                decision,
+                subject,
+                c.redeemed,
+                c.family
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_device_code(&self, user_code: &str) -> Result<Option<DeviceCode>> {
+        Ok(self
+            .conn
+            .lock()
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM oauth_device_codes WHERE user_code = ?1"),
+                params![user_code],
+                device_row,
+            )
+            .optional()?)
+    }
+
+    fn decide_device_code(
+        &self,
+        user_code: &str,
+        decision: &DeviceDecision,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (name, subject) = decision_columns(decision);
+        let n = self.conn.lock().execute(
+            "UPDATE oauth_device_codes SET decision = ?2, subject = ?3 \
+             WHERE user_code = ?1 AND decision = 'pending' AND expires_at > ?4",
+            params![user_code, name, subject, now.0],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn poll_device_code(
+        &self,
+        hash: &[u8; 32],
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<DevicePoll> {
+        let mut conn = self.conn.lock();
+        // IMMEDIATE: another process polling the same code waits, so two
+        // polls never both redeem it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let code = tx
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM oauth_device_codes WHERE hash = ?1"),
+                params![&hash[..]],
+                device_row,
+            )
+            .optional()?;
+        let Some(mut code) = code.filter(|c| c.client_id == client_id) else {
+            return Ok(DevicePoll::Unknown);
+        };
+        let poll = poll_step(&mut code, now);
+        tx.execute(
+            "UPDATE oauth_device_codes SET last_poll = ?2, interval_secs = ?3, redeemed = ?4 WHERE hash = ?1",
+            params![&hash[..], code.last_poll.map(|t| t.0), code.interval_secs, code.redeemed],
+        )?;
+        tx.commit()?;
+        Ok(poll)
     }
 }

@@ -11,10 +11,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use vodo_core::InstallationId;
+use vodo_core::{InstallationId, Timestamp};
 
 use crate::Result;
-use crate::model::{AuthCode, Client, Consent, Partner, Token, TokenKind};
+use crate::model::{
+    AuthCode, Client, Consent, DeviceCode, DeviceDecision, DevicePoll, Partner, Token, TokenKind,
+};
 
 /// The outcome of redeeming a code or using a refresh token. A token comes
 /// back as stored after the call, that is, marked used.
@@ -71,6 +73,55 @@ pub trait OAuthStore: fmt::Debug + Send + Sync {
     fn revoke_family(&self, family: &str) -> Result<usize>;
     /// Revokes every token an app holds for an installation; how many were still active.
     fn revoke_installation(&self, installation: &InstallationId, client_id: &str) -> Result<usize>;
+    /// Stores a new device authorization request.
+    fn put_device_code(&self, code: &DeviceCode) -> Result<()>;
+    /// The device authorization request whose normalized user code is `user_code`.
+    fn get_device_code(&self, user_code: &str) -> Result<Option<DeviceCode>>;
+    /// Records the user's decision on a pending, unexpired request, in one
+    /// atomic step; `false` if it was decided before, expired or unknown.
+    fn decide_device_code(
+        &self,
+        user_code: &str,
+        decision: &DeviceDecision,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// One poll by `client_id` with the device code hashed to `hash`, at
+    /// `now`: recorded, and decided as [`poll_step`] does, in one atomic step.
+    fn poll_device_code(
+        &self,
+        hash: &[u8; 32],
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<DevicePoll>;
+}
+
+/// What a poll finds and does to a stored device code: every store applies
+/// this one rule inside its atomic step. A redeemed code is a replay; an
+/// expired one stays expired; a poll sooner than the interval after the
+/// last one raises the interval by 5 s (RFC 8628 section 3.5); an approved
+/// code is redeemed.
+pub fn poll_step(code: &mut DeviceCode, now: Timestamp) -> DevicePoll {
+    if code.redeemed {
+        return DevicePoll::Redeemed(code.clone());
+    }
+    if now >= code.expires_at {
+        return DevicePoll::Expired;
+    }
+    let interval = std::time::Duration::from_secs(u64::from(code.interval_secs));
+    let too_soon = code.last_poll.is_some_and(|t| now.since(t) < interval);
+    code.last_poll = Some(now);
+    if too_soon {
+        code.interval_secs = code.interval_secs.saturating_add(5);
+        return DevicePoll::SlowDown;
+    }
+    match code.decision {
+        DeviceDecision::Pending => DevicePoll::Pending,
+        DeviceDecision::Denied => DevicePoll::Denied,
+        DeviceDecision::Approved { .. } => {
+            code.redeemed = true;
+            DevicePoll::Approved(code.clone())
+        }
+    }
 }
 
 macro_rules! forward {
@@ -94,6 +145,10 @@ macro_rules! forward {
             fn revoke_token(&self, h: &[u8; 32]) -> Result<bool> { (**self).revoke_token(h) }
             fn revoke_family(&self, f: &str) -> Result<usize> { (**self).revoke_family(f) }
             fn revoke_installation(&self, i: &InstallationId, c: &str) -> Result<usize> { (**self).revoke_installation(i, c) }
+            fn put_device_code(&self, c: &DeviceCode) -> Result<()> { (**self).put_device_code(c) }
+            fn get_device_code(&self, u: &str) -> Result<Option<DeviceCode>> { (**self).get_device_code(u) }
+            fn decide_device_code(&self, u: &str, d: &DeviceDecision, n: Timestamp) -> Result<bool> { (**self).decide_device_code(u, d, n) }
+            fn poll_device_code(&self, h: &[u8; 32], c: &str, n: Timestamp) -> Result<DevicePoll> { (**self).poll_device_code(h, c, n) }
         }
     )*};
 }
@@ -106,6 +161,8 @@ struct Inner {
     consents: HashMap<(InstallationId, String), Consent>,
     codes: HashMap<[u8; 32], (AuthCode, bool)>,
     tokens: HashMap<[u8; 32], Token>,
+    /// Device codes by the hash of their device code.
+    devices: HashMap<[u8; 32], DeviceCode>,
 }
 
 /// Everything in memory, for tests and embedding.
@@ -159,6 +216,7 @@ impl OAuthStore for MemoryStore {
         inner.consents.retain(|(_, c), _| c != id);
         inner.tokens.retain(|_, t| t.client_id != id);
         inner.codes.retain(|_, (c, _)| c.client_id != id);
+        inner.devices.retain(|_, d| d.client_id != id);
         Ok(existed)
     }
 
@@ -283,5 +341,66 @@ impl OAuthStore for MemoryStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    fn put_device_code(&self, code: &DeviceCode) -> Result<()> {
+        let mut inner = self.inner.lock();
+        if inner
+            .devices
+            .values()
+            .any(|d| d.user_code == code.user_code)
+        {
+            return Err(crate::Error::Invalid(format!(
+                "user code `{}` is in use",
+                code.user_code
+            )));
+        }
+        inner.devices.insert(code.hash, code.clone());
+        Ok(())
+    }
+
+    fn get_device_code(&self, user_code: &str) -> Result<Option<DeviceCode>> {
+        Ok(self
+            .inner
+            .lock()
+            .devices
+            .values()
+            .find(|d| d.user_code == user_code)
+            .cloned())
+    }
+
+    fn decide_device_code(
+        &self,
+        user_code: &str,
+        decision: &DeviceDecision,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut inner = self.inner.lock();
+        Ok(
+            match inner
+                .devices
+                .values_mut()
+                .find(|d| d.user_code == user_code)
+            {
+                Some(d) if d.decision == DeviceDecision::Pending && now < d.expires_at => {
+                    d.decision = decision.clone();
+                    true
+                }
+                _ => false,
+            },
+        )
+    }
+
+    fn poll_device_code(
+        &self,
+        hash: &[u8; 32],
+        client_id: &str,
+        now: Timestamp,
+    ) -> Result<DevicePoll> {
+        let mut inner = self.inner.lock();
+        Ok(match inner.devices.get_mut(hash) {
+            Some(d) if d.client_id == client_id => poll_step(d, now),
+            _ => DevicePoll::Unknown,
+        })
     }
 }

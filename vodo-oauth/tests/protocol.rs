@@ -79,7 +79,7 @@ fn fixture() -> Fixture {
         basic,
         public_id: public.id,
         session: Session {
-            installation: InstallationId::new("shop-1"),
+            installation: Some(InstallationId::new("shop-1")),
             user: "owner".into(),
         },
         dir,
@@ -503,7 +503,7 @@ fn refresh_cannot_widen_and_follows_the_consent() {
     let rt2 = json(&ok)["refresh_token"].as_str().unwrap().to_owned();
     // Withdrawn consent ends refreshes.
     f.server
-        .revoke_consent(&f.session.installation, &f.client_id)
+        .revoke_consent(f.session.installation.as_ref().unwrap(), &f.client_id)
         .unwrap();
     let after = post(
         &f,
@@ -618,7 +618,10 @@ fn every_consent_given_is_audited_once() {
     let records = audit.records();
     assert_eq!(records.len(), 2);
     for r in &records {
-        assert_eq!(r.event.installation.as_ref(), Some(&f.session.installation));
+        assert_eq!(
+            r.event.installation.as_ref(),
+            f.session.installation.as_ref()
+        );
         assert_eq!(r.event.at, f.clock.now());
         assert!(
             matches!(&r.event.action, AuditAction::AppAccess { client_id, change, by }

@@ -313,6 +313,14 @@ impl Accounts {
         ))
     }
 
+    /// The role of the account `email` as it is now, if it exists.
+    pub fn role_of(&self, email: &str) -> Result<Option<Role>, ServerError> {
+        Ok(self
+            .store
+            .account(&email.trim().to_ascii_lowercase())?
+            .and_then(|row| Role::from_row(&row.role, row.installation)))
+    }
+
     /// The live session of a cookie's `token`, if any.
     pub fn session(&self, token: &str) -> Result<Option<Session>, ServerError> {
         if token.len() > 64 {

@@ -26,7 +26,7 @@ use vodo_scopes::{PluginScope, ScopeSet};
 
 use crate::accounts::SignInError;
 use crate::platform::PluginView;
-use crate::web::{Acting, ApiSession, JsonBody, QueryParams, manages, set_cookie};
+use crate::web::{AccountSession, Acting, ApiSession, JsonBody, QueryParams, manages, set_cookie};
 use crate::{ApiKeyAuthLayer, PermissionLayer, Platform, Problem, RateLimitLayer, ServerError};
 
 type Shared = Arc<Platform>;
@@ -559,8 +559,10 @@ async fn change_password(
 #[utoipa::path(get, path = "/v1/session", tag = "session",
     responses((status = 200, description = "The signed-in account, its role and its CSRF token", body = Object), (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
-async fn whoami(ApiSession(s): ApiSession) -> Json<Value> {
-    Json(json!({ "email": s.email, "role": s.role.to_string(), "csrf": s.csrf }))
+async fn whoami(AccountSession(s): AccountSession) -> Json<Value> {
+    // A token from `vodo login` has no CSRF token: it needs none.
+    let csrf = (!s.csrf.is_empty()).then_some(s.csrf);
+    Json(json!({ "email": s.email, "role": s.role.to_string(), "csrf": csrf }))
 }
 
 /// The installations this account manages.
@@ -1217,7 +1219,7 @@ pub(crate) struct SubmissionQuery {
         (status = 403, description = "Not this account's installation, not its role, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn submissions(
     State(p): State<Shared>,
-    ApiSession(s): ApiSession,
+    AccountSession(s): AccountSession,
     QueryParams(q): QueryParams<SubmissionQuery>,
 ) -> ApiResult {
     let list = p.submissions(&s, q.state).map_err(|e| e.problem())?;
@@ -1237,7 +1239,7 @@ async fn submissions(
         (status = 403, description = "Not a partner's account, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn submit(
     State(p): State<Shared>,
-    ApiSession(s): ApiSession,
+    AccountSession(s): AccountSession,
     body: axum::body::Body,
 ) -> ApiResult {
     let max = usize::try_from(p.max_package()).unwrap_or(usize::MAX);
@@ -1265,7 +1267,7 @@ async fn submit(
         (status = 403, description = "Not this account's role", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn submission(
     State(p): State<Shared>,
-    ApiSession(s): ApiSession,
+    AccountSession(s): AccountSession,
     Path(id): Path<String>,
 ) -> ApiResult {
     let sub = p.submission(&s, &id).map_err(|e| e.problem())?;

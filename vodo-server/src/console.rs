@@ -273,12 +273,24 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn login_form(token: &str, error: Option<&str>) -> Markup {
+/// Where a sign-in may send the browser back to: a path of this server's
+/// console or OAuth pages, never another site (`//evil.example`, `/\\evil`).
+fn safe_next(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| {
+        (n.starts_with("/admin") || n.starts_with("/oauth/"))
+            && !n.contains("//")
+            && !n.contains('\\')
+            && n.bytes().all(|b| b.is_ascii_graphic())
+    })
+}
+
+fn login_form(token: &str, error: Option<&str>, next: Option<&str>) -> Markup {
     html! {
         h1 { "Sign in" }
         @if let Some(e) = error { div.error { (e) } }
         form.card method="post" action="/admin/login" style="max-width:360px" {
             input type="hidden" name="csrf" value=(token);
+            @if let Some(n) = safe_next(next) { input type="hidden" name="next" value=(n); }
             label for="email" { "Email" }
             input #email type="email" name="email" required autocomplete="username" style="width:95%";
             label for="password" { "Password" }
@@ -288,9 +300,14 @@ fn login_form(token: &str, error: Option<&str>) -> Markup {
     }
 }
 
-fn login_response(p: &Platform, error: Option<(StatusCode, &str)>) -> Response {
+fn login_response(p: &Platform, error: Option<(StatusCode, &str)>, next: Option<&str>) -> Response {
     let token = random_token();
-    let mut r = page("Sign in", None, login_form(&token, error.map(|e| e.1))).into_response();
+    let mut r = page(
+        "Sign in",
+        None,
+        login_form(&token, error.map(|e| e.1), next),
+    )
+    .into_response();
     if let Some((status, _)) = error {
         *r.status_mut() = status;
     }
@@ -307,8 +324,17 @@ fn login_response(p: &Platform, error: Option<(StatusCode, &str)>) -> Response {
     r
 }
 
-async fn login_page(State(p): State<Shared>) -> Response {
-    login_response(&p, None)
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_page(
+    State(p): State<Shared>,
+    q: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let next = q.ok().and_then(|Query(q)| q.next);
+    login_response(&p, None, next.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -316,6 +342,9 @@ struct LoginForm {
     email: String,
     password: String,
     csrf: String,
+    /// Where to go once signed in (see [`safe_next`]).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 fn named_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -347,18 +376,24 @@ async fn login(
                 StatusCode::FORBIDDEN,
                 "This sign-in form is out of date: it was sent again below, sign in with it.",
             )),
+            f.next.as_deref(),
         );
     }
     match p.sign_in(&f.email, &f.password, &client.0).await {
         Ok((_, token)) => {
-            let mut r = Redirect::to("/admin").into_response();
+            let to = safe_next(f.next.as_deref()).unwrap_or("/admin");
+            let mut r = Redirect::to(to).into_response();
             r.headers_mut()
                 .insert(header::SET_COOKIE, set_cookie(&p, Some(&token)));
             r
         }
         Err(e) => {
             let problem = sign_in_problem(e);
-            login_response(&p, Some((problem.status, &problem.detail)))
+            login_response(
+                &p,
+                Some((problem.status, &problem.detail)),
+                f.next.as_deref(),
+            )
         }
     }
 }

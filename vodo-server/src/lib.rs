@@ -105,7 +105,7 @@ pub use distribution::{IMMUTABLE, SHORT, TARGETS_TTL, TIMESTAMP_TTL, channel_of}
 pub use error::ServerError;
 pub use future::{Check, Checked, Checking};
 pub use permission::PermissionLayer;
-pub use platform::{Platform, PlatformConfig, PluginView, Resource};
+pub use platform::{CLI_CLIENT, Platform, PlatformConfig, PluginView, Resource};
 pub use plugins::PluginRoutes;
 pub use problem::Problem;
 pub use rate::RateLimitLayer;
@@ -116,7 +116,9 @@ pub use store::{
 pub use updates::{
     Held, Release, UpdateOutcome, UpdateReport, UpdateSettings, UpdaterConfig, UpdatesView, Watch,
 };
-pub use web::{ApiSession, COOKIE, CSRF_HEADER, ClientAddr, JsonBody, MAX_JSON, QueryParams};
+pub use web::{
+    AccountSession, ApiSession, COOKIE, CSRF_HEADER, ClientAddr, JsonBody, MAX_JSON, QueryParams,
+};
 
 /// The answer when a layer that needs the verified key runs without
 /// [`ApiKeyAuthLayer`] before it: the host's routes are wired wrongly.

@@ -26,6 +26,11 @@ use crate::accounts::{Accounts, Role};
 use crate::error::ServerError;
 use crate::store::{PackageRow, ServerStore};
 
+/// The `client_id` of the `vodo` CLI, the platform's own public client:
+/// `vodo login` signs a developer in with the device authorization grant
+/// for `marketplace:publish`.
+pub const CLI_CLIENT: &str = "vodo-cli";
+
 /// A platform API resource: the name in `/api/{name}/...` (which a
 /// manifest's `api.endpoints` grants) and the entity kind it reads and
 /// writes (`entities:read:{kind}`, `entities:write:{kind}`).
@@ -220,6 +225,11 @@ impl Platform {
             )?
             .with_audit(Arc::clone(&host.audit)),
         );
+        oauth.ensure_first_party_client(
+            CLI_CLIENT,
+            "The vodo CLI",
+            &[vodo_oauth::model::AccountScope::Publish].into(),
+        )?;
         let services = crate::services::PluginServices {
             store: Arc::clone(&store),
             webhooks: Arc::clone(&webhooks),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use http::{HeaderName, StatusCode};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -51,18 +52,11 @@ impl Platform {
         let (json, explorer) = (docs.clone(), docs);
         let doc = Arc::new(doc);
         let me = Arc::clone(self);
-        let session: vodo_oauth::axum::SessionFn = Arc::new(move |headers| {
-            let session = me.accounts.session(crate::web::cookie(headers)?).ok()??;
-            match session.role {
-                crate::Role::Merchant(installation) => Some(vodo_oauth::Session {
-                    installation,
-                    user: session.email,
-                }),
-                _ => None,
-            }
-        });
+        let session: vodo_oauth::axum::SessionFn =
+            Arc::new(move |headers| oauth_session(&me, headers));
         let oauth = vodo_oauth::axum::router(Arc::clone(&self.oauth), session);
         api.merge(crate::console::routes())
+            .route("/oauth/device", get(device_page).post(device_page))
             .route("/healthz", get(|| async { "ok" }))
             .route_service("/.well-known/oauth-authorization-server", oauth.clone())
             .route_service("/oauth/{*rest}", oauth)
@@ -104,6 +98,46 @@ impl Platform {
                     .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
             )
     }
+}
+
+/// Who is signed in to the console, as the OAuth provider sees them: a
+/// merchant consents for their installation; anyone (a plugin developer
+/// above all) may approve a device sign-in for their own account.
+fn oauth_session(platform: &Platform, headers: &http::HeaderMap) -> Option<vodo_oauth::Session> {
+    let session = platform
+        .accounts
+        .session(crate::web::cookie(headers)?)
+        .ok()??;
+    let installation = match session.role {
+        crate::Role::Merchant(installation) => Some(installation),
+        _ => None,
+    };
+    Some(vodo_oauth::Session {
+        installation,
+        user: session.email,
+    })
+}
+
+/// The device verification page (`vodo login` opens it): the provider's
+/// page, except that someone not signed in goes to the console's sign-in
+/// first and comes back to it, code and all.
+async fn device_page(
+    axum::extract::State(p): axum::extract::State<Arc<Platform>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let session = oauth_session(&p, &headers);
+    if session.is_none() && method == http::Method::GET {
+        let back = uri
+            .path_and_query()
+            .map_or("/oauth/device", http::uri::PathAndQuery::as_str);
+        let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        return axum::response::Redirect::to(&format!("/admin/login?next={next}")).into_response();
+    }
+    let request = vodo_oauth::axum::to_request(&method, &uri, &headers, &body);
+    vodo_oauth::axum::into_response(p.oauth.handle(&request, session.as_ref()))
 }
 
 /// Serves `platform` on `listener` until `shutdown` completes, then lets

@@ -109,6 +109,74 @@ impl FromRequestParts<Arc<Platform>> for ApiSession {
     }
 }
 
+/// The session of a request to the marketplace's developer routes (the
+/// submissions, `GET /v1/session`): a signed-in person as [`ApiSession`]
+/// takes them, or a developer's tool with a token from `vodo login`
+/// (`Authorization: Bearer`, issued by the device grant to the
+/// [`CLI_CLIENT`](crate::CLI_CLIENT) with `marketplace:publish`). A token
+/// needs no CSRF header, since no cookie carries it; it acts with the
+/// account's role as it is now, so a deleted account's token stops at once.
+#[derive(Debug, Clone)]
+pub struct AccountSession(pub Session);
+
+impl FromRequestParts<Arc<Platform>> for AccountSession {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Arc<Platform>,
+    ) -> Result<Self, Problem> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                v.trim_start()
+                    .get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+            });
+        let Some(bearer) = bearer else {
+            return ApiSession::from_request_parts(parts, platform)
+                .await
+                .map(|ApiSession(s)| Self(s));
+        };
+        let info = platform.oauth.authenticate(Some(bearer)).map_err(|e| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                format!("{}: sign in again with `vodo login`", e.description),
+            )
+        })?;
+        if info.installation.is_some() || info.client_id != crate::CLI_CLIENT {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "wrong_token",
+                "this is an app's token for a store's API; the marketplace takes a developer's token from `vodo login`",
+            ));
+        }
+        info.require_account(vodo_oauth::model::AccountScope::Publish)
+            .map_err(|e| {
+                Problem::new(StatusCode::FORBIDDEN, "insufficient_scope", e.description)
+            })?;
+        let role = platform
+            .accounts
+            .role_of(&info.subject)
+            .map_err(|e| e.problem())?
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the account this token was issued to no longer exists",
+                )
+            })?;
+        Ok(Self(Session {
+            email: info.subject,
+            role,
+            csrf: String::new(),
+        }))
+    }
+}
+
 /// The installation a platform API request acts for: its API key's, or
 /// the one whose merchant authorized the partner app's token. Needs
 /// [`ApiKeyAuthLayer`](crate::ApiKeyAuthLayer) before the handler.

@@ -290,6 +290,7 @@ fn app_token(installation: Option<&str>, scopes: &[&str]) -> vodo_oauth::AccessI
         installation: installation.map(InstallationId::new),
         subject: "owner@shop".into(),
         scopes: scopes.iter().map(|s| s.parse().unwrap()).collect(),
+        account_scopes: Default::default(),
         expires_at: None,
     }
 }

@@ -345,7 +345,9 @@ async fn partner_apps_read_and_write_records_within_what_the_merchant_consented_
         ),
     )
     .await;
-    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    // Signed in, but not for a store: forbidden, with who can consent.
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    assert!(a.text().contains("sign in as the merchant"), "{}", a.text());
 }
 
 async fn run_due(f: &common::Fixture) -> usize {

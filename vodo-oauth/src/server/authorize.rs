@@ -67,6 +67,12 @@ impl AuthServer {
         let Some(session) = session else {
             return self.error_page(401, "sign in to the store to authorize this app");
         };
+        let Some(installation) = session.installation.as_ref() else {
+            return self.error_page(
+                403,
+                "apps are authorized for a store: sign in as the merchant of the store to install it in",
+            );
+        };
         if submitted {
             let token = get("csrf").unwrap_or_default();
             if !self.csrf_valid(token, session, &request) {
@@ -83,10 +89,7 @@ impl AuthServer {
             }
             // What was consented before stays consented: approving one
             // more scope adds it to the installation's consent.
-            let earlier = match self
-                .store
-                .get_consent(&session.installation, &request.client.id)
-            {
+            let earlier = match self.store.get_consent(installation, &request.client.id) {
                 Ok(c) => c,
                 Err(e) => return fail(server_error(e)),
             };
@@ -99,7 +102,7 @@ impl AuthServer {
                 offline_access |= earlier.offline_access;
             }
             let consent = Consent {
-                installation: session.installation.clone(),
+                installation: installation.clone(),
                 client_id: request.client.id.clone(),
                 scopes,
                 offline_access,
@@ -120,16 +123,16 @@ impl AuthServer {
                     .installation(&consent.installation),
                 );
             }
-            return self.issue_code(&request, session).unwrap_or_else(fail);
+            return self
+                .issue_code(&request, installation, session)
+                .unwrap_or_else(fail);
         }
-        match self
-            .store
-            .get_consent(&session.installation, &request.client.id)
-        {
+        match self.store.get_consent(installation, &request.client.id) {
             Ok(Some(c))
                 if c.scopes.covers(&request.scopes) && (c.offline_access || !request.offline) =>
             {
-                self.issue_code(&request, session).unwrap_or_else(fail)
+                self.issue_code(&request, installation, session)
+                    .unwrap_or_else(fail)
             }
             Ok(existing) => self.consent_page(&request, session, existing.as_ref()),
             Err(e) => fail(server_error(e)),
@@ -181,7 +184,12 @@ impl AuthServer {
                 "`code_challenge` is not a base64url SHA-256",
             ));
         }
-        let (scopes, offline) = parse_scope(get("scope").unwrap_or(""))?;
+        let Requested {
+            scopes,
+            account,
+            offline,
+        } = parse_scope(get("scope").unwrap_or(""))?;
+        account_scope_refused(&account)?;
         if let Some(extra) = scopes.iter().find(|s| !client.scopes.allows(s)) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
@@ -200,11 +208,14 @@ impl AuthServer {
 
     fn csrf_input(session: &Session, r: &AuthorizeRequest) -> String {
         [
-            session.installation.as_str(),
+            session
+                .installation
+                .as_ref()
+                .map_or("", InstallationId::as_str),
             &session.user,
             &r.client.id,
             &r.redirect_uri,
-            &scope_string(&r.scopes, r.offline),
+            &scope_string(&r.scopes, &AccountScopes::new(), r.offline),
             &r.challenge,
             r.state.as_deref().unwrap_or(""),
         ]
@@ -255,7 +266,10 @@ impl AuthServer {
             ("response_type", "code"),
             ("client_id", r.client.id.as_str()),
             ("redirect_uri", r.redirect_uri.as_str()),
-            ("scope", scope_string(&r.scopes, r.offline).as_str()),
+            (
+                "scope",
+                scope_string(&r.scopes, &AccountScopes::new(), r.offline).as_str(),
+            ),
             ("code_challenge", r.challenge.as_str()),
             ("code_challenge_method", "S256"),
             ("csrf", self.csrf_token(session, r).as_str()),
@@ -277,7 +291,12 @@ impl AuthServer {
                  <button name=decision value=allow>Allow</button> \
                  <button name=decision value=deny>Deny</button></form></body></html>",
                 app = escape(&r.client.name),
-                inst = escape(session.installation.as_str()),
+                inst = escape(
+                    session
+                        .installation
+                        .as_ref()
+                        .map_or("", InstallationId::as_str)
+                ),
                 user = escape(&session.user),
             ),
         )
@@ -286,13 +305,14 @@ impl AuthServer {
     fn issue_code(
         &self,
         r: &AuthorizeRequest,
+        installation: &InstallationId,
         session: &Session,
     ) -> Result<HttpResponse, OAuthError> {
         let code = crypto::random_token(CODE_PREFIX).map_err(server_error)?;
         let record = AuthCode {
             hash: crypto::hash(&code),
             client_id: r.client.id.clone(),
-            installation: session.installation.clone(),
+            installation: installation.clone(),
             subject: session.user.clone(),
             redirect_uri: r.redirect_uri.clone(),
             scopes: r.scopes.clone(),

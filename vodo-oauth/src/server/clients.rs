@@ -61,10 +61,82 @@ impl AuthServer {
                 .collect(),
             redirect_uris: redirect_uris.iter().map(|s| (*s).to_owned()).collect(),
             scopes,
+            account_scopes: AccountScopes::new(),
             created_at: now,
         };
         self.store.put_client(&client)?;
         Ok((client, secret))
+    }
+
+    /// Registers, or brings up to date, a first-party public client with a
+    /// fixed `client_id`: a tool of the platform itself, such as the `vodo`
+    /// CLI, that signs developers in with the device authorization grant
+    /// and may ask for `account_scopes` (and nothing of a store). Its
+    /// partner is the platform (`first-party`), created when missing.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use vodo_oauth::model::{AccountScope, AccountScopes};
+    /// use vodo_oauth::{AuthServer, AuthServerConfig, MemoryStore};
+    ///
+    /// let server = AuthServer::new(
+    ///     AuthServerConfig::new("https://auth.example"),
+    ///     Arc::new(MemoryStore::new()),
+    ///     &vodo_core::SecretKey::generate()?,
+    /// )?;
+    /// let scopes: AccountScopes = [AccountScope::Publish].into();
+    /// let cli = server.ensure_first_party_client("vodo-cli", "The vodo CLI", &scopes)?;
+    /// assert_eq!(cli.id, "vodo-cli");
+    /// assert_eq!(server.ensure_first_party_client("vodo-cli", "The vodo CLI", &scopes)?, cli);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ensure_first_party_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        account_scopes: &AccountScopes,
+    ) -> Result<Client> {
+        const PARTNER: &str = "first-party";
+        if client_id.is_empty()
+            || !client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::Invalid(format!(
+                "client id `{client_id}`: use letters, digits, `-` and `_`"
+            )));
+        }
+        if self.store.get_partner(PARTNER)?.is_none() {
+            self.store.put_partner(&Partner {
+                id: PARTNER.into(),
+                name: "The platform".into(),
+                email: "platform@localhost".into(),
+                created_at: self.clock.now(),
+            })?;
+        }
+        if let Some(existing) = self.store.get_client(client_id)? {
+            if existing.partner_id != PARTNER {
+                return Err(Error::Invalid(format!(
+                    "client id `{client_id}` belongs to a partner's app"
+                )));
+            }
+            if existing.name == name && &existing.account_scopes == account_scopes {
+                return Ok(existing);
+            }
+        }
+        let client = Client {
+            id: client_id.to_owned(),
+            partner_id: PARTNER.into(),
+            name: name.trim().to_owned(),
+            kind: ClientKind::Public,
+            secrets: Vec::new(),
+            redirect_uris: Vec::new(),
+            scopes: ScopeSet::default(),
+            account_scopes: account_scopes.clone(),
+            created_at: self.clock.now(),
+        };
+        self.store.put_client(&client)?;
+        Ok(client)
     }
 
     /// Changes an app's redirect URIs and the most it may ask for. Existing

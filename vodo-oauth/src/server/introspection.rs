@@ -60,7 +60,7 @@ impl AuthServer {
             Ok(Some(t)) => {
                 let mut body = json!({
                     "active": true,
-                    "scope": scope_string(&t.scopes, t.offline_access && t.kind == TokenKind::Refresh),
+                    "scope": scope_string(&t.scopes, &t.account_scopes, t.offline_access && t.kind == TokenKind::Refresh),
                     "client_id": t.client_id,
                     "sub": t.subject,
                     "token_type": if t.kind == TokenKind::Access { "Bearer" } else { "refresh_token" },
@@ -110,6 +110,7 @@ impl AuthServer {
             installation: t.installation,
             subject: t.subject,
             scopes: t.scopes,
+            account_scopes: t.account_scopes,
             expires_at: t.expires_at,
         })
     }

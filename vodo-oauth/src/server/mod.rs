@@ -25,6 +25,7 @@
 
 mod authorize;
 mod clients;
+mod device;
 mod introspection;
 mod token;
 
@@ -39,14 +40,22 @@ use vodo_core::audit::{AuditAction, AuditEvent, AuditSink, AuditSinkExt as _};
 use vodo_core::{Clock, InstallationId, SecretKey, SystemClock, Timestamp};
 use vodo_scopes::{PluginScope, ScopeSet};
 
-use crate::crypto::{self, ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, SECRET_PREFIX};
+use crate::crypto::{
+    self, ACCESS_PREFIX, CODE_PREFIX, DEVICE_PREFIX, REFRESH_PREFIX, SECRET_PREFIX,
+};
 use crate::http::{HttpRequest, HttpResponse, escape, params};
-use crate::model::{AuthCode, Client, ClientKind, Consent, Partner, SecretHash, Token, TokenKind};
+use crate::model::{
+    AccountScope, AccountScopes, AuthCode, Client, ClientKind, Consent, DeviceCode, DeviceDecision,
+    DevicePoll, Partner, SecretHash, Token, TokenKind,
+};
 use crate::store::{OAuthStore, Redemption};
 use crate::{Error, ErrorCode, OAuthError, Result};
 
 /// The scope that allows refresh tokens.
 pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// The `grant_type` of the device authorization grant (RFC 8628 section 3.4).
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// How the server behaves. Every default is listed.
 #[derive(Debug, Clone)]
@@ -62,6 +71,12 @@ pub struct AuthServerConfig {
     /// issues a new one, so this is the longest gap between refreshes).
     /// Default 90 days; `None` for no limit.
     pub refresh_idle_ttl: Option<Duration>,
+    /// How long a device authorization request waits for the user's
+    /// approval (RFC 8628). Default 10 min; between 1 min and 30 min.
+    pub device_code_ttl: Duration,
+    /// The least time between two polls of the token endpoint with one
+    /// device code. Default 5 s, as RFC 8628 section 3.5 advises.
+    pub device_poll_interval: Duration,
 }
 
 impl AuthServerConfig {
@@ -72,15 +87,21 @@ impl AuthServerConfig {
             access_token_ttl: Duration::from_secs(14 * 24 * 3600),
             code_ttl: Duration::from_secs(60),
             refresh_idle_ttl: Some(Duration::from_secs(90 * 24 * 3600)),
+            device_code_ttl: Duration::from_secs(600),
+            device_poll_interval: Duration::from_secs(5),
         }
     }
 }
 
-/// The signed-in user of the host, who consents on behalf of an installation.
+/// The signed-in user of the host. A merchant consents to apps on behalf of
+/// an installation; anyone signed in (a plugin developer, with no
+/// installation) may approve a device authorization of a first-party tool
+/// for their own account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// The installation (merchant store) the user acts for.
-    pub installation: InstallationId,
+    /// The installation (merchant store) the user acts for, if any: the
+    /// authorization endpoint needs one, the device verification page does not.
+    pub installation: Option<InstallationId>,
     /// The user's id.
     pub user: String,
 }
@@ -113,6 +134,8 @@ pub struct AccessInfo {
     pub subject: String,
     /// What the token allows.
     pub scopes: ScopeSet,
+    /// What it allows of the subject's own account (device-grant tokens).
+    pub account_scopes: AccountScopes,
     /// When it expires.
     pub expires_at: Option<Timestamp>,
 }
@@ -129,6 +152,19 @@ impl AccessInfo {
             ))
         }
     }
+
+    /// `Ok` if the token carries the account scope `scope`, else
+    /// `insufficient_scope`.
+    pub fn require_account(&self, scope: AccountScope) -> Result<(), OAuthError> {
+        if self.account_scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(OAuthError::new(
+                ErrorCode::InsufficientScope,
+                format!("the token does not carry `{scope}`: sign in again asking for it"),
+            ))
+        }
+    }
 }
 
 /// The authorization server over an [`OAuthStore`].
@@ -141,13 +177,27 @@ pub struct AuthServer {
     audit: Option<Arc<dyn AuditSink>>,
 }
 
-/// Requested scopes: the vodo scopes and whether `offline_access` was asked.
-fn parse_scope(scope: &str) -> Result<(ScopeSet, bool), OAuthError> {
+/// A `scope` parameter, parsed.
+struct Requested {
+    /// The vodo (plugin) scopes, which act in a store.
+    scopes: ScopeSet,
+    /// The account scopes, which act for the user's own account.
+    account: AccountScopes,
+    /// Whether `offline_access` was asked.
+    offline: bool,
+}
+
+fn parse_scope(scope: &str) -> Result<Requested, OAuthError> {
     let mut offline = false;
+    let mut account = AccountScopes::new();
     let mut scopes = Vec::new();
     for s in scope.split(' ').filter(|s| !s.is_empty()) {
         if s == OFFLINE_ACCESS {
             offline = true;
+            continue;
+        }
+        if let Some(a) = AccountScope::parse(s) {
+            account.insert(a);
             continue;
         }
         scopes.push(
@@ -155,11 +205,29 @@ fn parse_scope(scope: &str) -> Result<(ScopeSet, bool), OAuthError> {
                 .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?,
         );
     }
-    Ok((scopes.into_iter().collect(), offline))
+    Ok(Requested {
+        scopes: scopes.into_iter().collect(),
+        account,
+        offline,
+    })
 }
 
-fn scope_string(scopes: &ScopeSet, offline: bool) -> String {
+/// The error for account scopes asked for where only a store's can be granted.
+fn account_scope_refused(account: &AccountScopes) -> Result<(), OAuthError> {
+    match account.iter().next() {
+        None => Ok(()),
+        Some(a) => Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!(
+                "`{a}` is an account scope: it is granted only through the device authorization grant, to the platform's own tools"
+            ),
+        )),
+    }
+}
+
+fn scope_string(scopes: &ScopeSet, account: &AccountScopes, offline: bool) -> String {
     let mut parts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    parts.extend(account.iter().map(ToString::to_string));
     if offline {
         parts.push(OFFLINE_ACCESS.into());
     }
@@ -311,6 +379,16 @@ impl AuthServer {
                 "`code_ttl` must be between 1 s and 10 min".into(),
             ));
         }
+        if !(60..=1800).contains(&config.device_code_ttl.as_secs()) {
+            return Err(Error::Invalid(
+                "`device_code_ttl` must be between 1 min and 30 min".into(),
+            ));
+        }
+        if !(1..=60).contains(&config.device_poll_interval.as_secs()) {
+            return Err(Error::Invalid(
+                "`device_poll_interval` must be between 1 s and 60 s".into(),
+            ));
+        }
         Ok(Self {
             config: AuthServerConfig {
                 issuer: config.issuer.trim_end_matches('/').to_owned(),
@@ -365,7 +443,13 @@ impl AuthServer {
         }
         let path = req.path.strip_prefix(base.as_str()).unwrap_or(&req.path);
         if req.method == "POST"
-            && matches!(path, "/oauth/token" | "/oauth/revoke" | "/oauth/introspect")
+            && matches!(
+                path,
+                "/oauth/token"
+                    | "/oauth/revoke"
+                    | "/oauth/introspect"
+                    | "/oauth/device_authorization"
+            )
             && !is_form(req)
         {
             return error_json(&OAuthError::new(
@@ -381,12 +465,19 @@ impl AuthServer {
             ("POST", "/oauth/token") => self.token(req),
             ("POST", "/oauth/revoke") => self.revoke(req),
             ("POST", "/oauth/introspect") => self.introspect(req),
-            (_, "/oauth/token" | "/oauth/revoke" | "/oauth/introspect") => {
-                error_json(&OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "use POST with an application/x-www-form-urlencoded body",
-                ))
-            }
+            ("POST", "/oauth/device_authorization") => self.device_authorization(req),
+            ("GET", "/oauth/device") => self.device_page(req.query.as_bytes(), session, false),
+            ("POST", "/oauth/device") => self.device_page(&req.body, session, true),
+            (
+                _,
+                "/oauth/token"
+                | "/oauth/revoke"
+                | "/oauth/introspect"
+                | "/oauth/device_authorization",
+            ) => error_json(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "use POST with an application/x-www-form-urlencoded body",
+            )),
             _ => HttpResponse::json(404, &json!({ "error": "not_found" })),
         }
     }
@@ -402,13 +493,16 @@ impl AuthServer {
                 "introspection_endpoint": self.endpoint("/oauth/introspect"),
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query"],
-                "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+                "device_authorization_endpoint": self.endpoint("/oauth/device_authorization"),
+                "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_GRANT],
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
                 "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "authorization_response_iss_parameter_supported": true,
-                "scopes_supported": [OFFLINE_ACCESS],
+                "scopes_supported": std::iter::once(OFFLINE_ACCESS)
+                    .chain(AccountScope::ALL.iter().map(|a| a.as_str()))
+                    .collect::<Vec<_>>(),
             }),
         );
         r.headers

@@ -1,5 +1,6 @@
-//! The token endpoint: client authentication and the three grants
-//! (authorization code with PKCE, refresh with rotation, client credentials).
+//! The token endpoint: client authentication and the four grants
+//! (authorization code with PKCE, refresh with rotation, client credentials,
+//! and the device code of RFC 8628).
 
 use super::*;
 
@@ -9,6 +10,7 @@ struct TokenGrant<'a> {
     installation: Option<InstallationId>,
     subject: &'a str,
     scopes: &'a ScopeSet,
+    account: &'a AccountScopes,
     offline: bool,
     family: &'a str,
 }
@@ -92,10 +94,11 @@ impl AuthServer {
             Some("authorization_code") => self.grant_code(&client, &p),
             Some("refresh_token") => self.grant_refresh(&client, &p),
             Some("client_credentials") => self.grant_client_credentials(&client, &p),
+            Some(DEVICE_GRANT) => self.grant_device(&client, &p),
             Some(other) => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(
-                    "grant_type `{other}` is not supported: use authorization_code, refresh_token or client_credentials"
+                    "grant_type `{other}` is not supported: use authorization_code, refresh_token, client_credentials or {DEVICE_GRANT}"
                 ),
             )),
             None => Err(OAuthError::new(
@@ -109,18 +112,21 @@ impl AuthServer {
         }
     }
 
-    /// Issues an access token for `scopes` (the grant's, or fewer) and, for
-    /// an offline grant, a refresh token for all of the grant's scopes.
+    /// Issues an access token for `scopes` and `account` (the grant's, or
+    /// fewer) and, for an offline grant, a refresh token for all of the
+    /// grant's scopes.
     fn issue_tokens(
         &self,
         client: &Client,
         grant: TokenGrant<'_>,
         scopes: &ScopeSet,
+        account: &AccountScopes,
     ) -> Result<serde_json::Value, OAuthError> {
         let TokenGrant {
             installation,
             subject,
             scopes: grant_scopes,
+            account: grant_account,
             offline,
             family,
         } = grant;
@@ -133,6 +139,7 @@ impl AuthServer {
             installation,
             subject: subject.to_owned(),
             scopes: scopes.clone(),
+            account_scopes: account.clone(),
             offline_access: offline,
             family: family.to_owned(),
             issued_at: now,
@@ -145,7 +152,7 @@ impl AuthServer {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": self.config.access_token_ttl.as_secs(),
-            "scope": scope_string(scopes, offline),
+            "scope": scope_string(scopes, account, offline),
         });
         if offline {
             let refresh = crypto::random_token(REFRESH_PREFIX).map_err(server_error)?;
@@ -156,6 +163,7 @@ impl AuthServer {
                 kind: TokenKind::Refresh,
                 expires_at: None,
                 scopes: grant_scopes.clone(),
+                account_scopes: grant_account.clone(),
                 ..base
             };
             self.store.put_token(&token).map_err(server_error)?;
@@ -217,10 +225,11 @@ impl AuthServer {
             installation: Some(code.installation),
             subject: &code.subject,
             scopes: &code.scopes,
+            account: &AccountScopes::new(),
             offline: code.offline_access,
             family: &code.family,
         };
-        self.issue_tokens(client, grant, &code.scopes)
+        self.issue_tokens(client, grant, &code.scopes, &AccountScopes::new())
     }
 
     fn grant_refresh(
@@ -251,17 +260,19 @@ impl AuthServer {
                 "the refresh token went unused for too long: authorize again",
             ));
         }
-        let scopes = match p.get("scope") {
-            None => current.scopes.clone(),
+        let (scopes, account) = match p.get("scope") {
+            None => (current.scopes.clone(), current.account_scopes.clone()),
             Some(s) => {
-                let (asked, _) = parse_scope(s)?;
-                if !current.scopes.covers(&asked) {
+                let asked = parse_scope(s)?;
+                if !current.scopes.covers(&asked.scopes)
+                    || !asked.account.is_subset(&current.account_scopes)
+                {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidScope,
                         "a refresh cannot widen the scopes of the grant",
                     ));
                 }
-                asked
+                (asked.scopes, asked.account)
             }
         };
         match self.store.use_refresh_token(&hash).map_err(server_error)? {
@@ -290,10 +301,11 @@ impl AuthServer {
                     installation: t.installation.clone(),
                     subject: &t.subject,
                     scopes: &t.scopes,
+                    account: &t.account_scopes,
                     offline: true,
                     family: &t.family,
                 };
-                self.issue_tokens(client, grant, &scopes)
+                self.issue_tokens(client, grant, &scopes, &account)
             }
         }
     }
@@ -312,7 +324,12 @@ impl AuthServer {
         let scopes = match p.get("scope") {
             None => client.scopes.clone(),
             Some(s) => {
-                let (asked, offline) = parse_scope(s)?;
+                let Requested {
+                    scopes: asked,
+                    account,
+                    offline,
+                } = parse_scope(s)?;
+                account_scope_refused(&account)?;
                 if offline {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidScope,
@@ -333,9 +350,74 @@ impl AuthServer {
             installation: None,
             subject: &client.id,
             scopes: &scopes,
+            account: &AccountScopes::new(),
             offline: false,
             family: &family,
         };
-        self.issue_tokens(client, grant, &scopes)
+        self.issue_tokens(client, grant, &scopes, &AccountScopes::new())
+    }
+
+    /// The device grant (RFC 8628 section 3.4): one poll with a device code.
+    fn grant_device(
+        &self,
+        client: &Client,
+        p: &HashMap<String, String>,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let code = p.get("device_code").ok_or_else(|| {
+            OAuthError::new(ErrorCode::InvalidRequest, "`device_code` is missing")
+        })?;
+        let poll = self
+            .store
+            .poll_device_code(&crypto::hash(code), &client.id, self.clock.now())
+            .map_err(server_error)?;
+        match poll {
+            DevicePoll::Unknown => Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "the device code is not valid for this client",
+            )),
+            DevicePoll::Expired => Err(OAuthError::new(
+                ErrorCode::ExpiredToken,
+                "the device code expired before it was approved: start the sign-in again",
+            )),
+            DevicePoll::SlowDown => Err(OAuthError::new(
+                ErrorCode::SlowDown,
+                "polled too often: wait 5 s more between polls",
+            )),
+            DevicePoll::Pending => Err(OAuthError::new(
+                ErrorCode::AuthorizationPending,
+                "the user has not approved the request yet",
+            )),
+            DevicePoll::Denied => Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the user denied the request",
+            )),
+            DevicePoll::Redeemed(code) => {
+                let n = self
+                    .store
+                    .revoke_family(&code.family)
+                    .map_err(server_error)?;
+                tracing::warn!(client = %code.client_id, revoked = n, "device code reused; its tokens were revoked");
+                Err(OAuthError::new(
+                    ErrorCode::InvalidGrant,
+                    "the device code was already used; the tokens issued with it are revoked",
+                ))
+            }
+            DevicePoll::Approved(code) => {
+                let DeviceDecision::Approved { subject } = &code.decision else {
+                    return Err(server_error(Error::Internal(
+                        "a redeemed device code without an approval".into(),
+                    )));
+                };
+                let grant = TokenGrant {
+                    installation: None,
+                    subject,
+                    scopes: &ScopeSet::default(),
+                    account: &code.account_scopes,
+                    offline: code.offline_access,
+                    family: &code.family,
+                };
+                self.issue_tokens(client, grant, &ScopeSet::default(), &code.account_scopes)
+            }
+        }
     }
 }
