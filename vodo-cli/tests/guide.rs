@@ -169,7 +169,7 @@ impl Reader {
         let mut r = agent().get(link).header("cookie", &cookie).call().unwrap();
         let html = r.body_mut().read_to_string().unwrap();
         let field = |name: &str| {
-            html.split(&format!("name={name} value=\""))
+            html.split(&format!("name=\"{name}\" value=\""))
                 .nth(1)
                 .and_then(|s| s.split('"').next())
                 .unwrap_or_else(|| panic!("no {name} on the sign-in page:\n{html}"))

@@ -616,7 +616,7 @@ fn decide_in_browser(page: &str, cookie: &str, decision: &str) -> (u16, String) 
     let html = r.body_mut().read_to_string().unwrap();
     assert_eq!(r.status().as_u16(), 200, "{html}");
     let field = |name: &str| {
-        html.split(&format!("name={name} value=\""))
+        html.split(&format!("name=\"{name}\" value=\""))
             .nth(1)
             .and_then(|s| s.split('"').next())
             .unwrap_or_else(|| panic!("no {name} on the page: {html}"))

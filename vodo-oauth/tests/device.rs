@@ -159,7 +159,7 @@ fn decide(f: &Fixture, typed: &str, decision: &str) -> HttpResponse {
     assert_eq!(page.status, 200, "{}", html(&page));
     let text = html(&page);
     let csrf = text
-        .split("name=csrf value=\"")
+        .split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
         .unwrap()

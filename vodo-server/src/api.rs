@@ -97,7 +97,9 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(catalog))
         .routes(routes!(listing))
         .routes(routes!(rate));
-    let (router, doc) = crate::updates_api::add(crate::apps_api::add(router)).split_for_parts();
+    let (router, doc) =
+        crate::dev_api::add(crate::updates_api::add(crate::apps_api::add(router)))
+            .split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     let (entities, paths) = entities(platform);
     if let Some(all) = doc["paths"].as_object_mut() {
@@ -105,7 +107,7 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         all.extend(oauth_doc());
     }
     if let Some(tags) = doc["tags"].as_array_mut() {
-        tags.push(json!({ "name": "oauth", "description": "The OAuth 2.1 provider of partner apps (authorization code with PKCE S256, refresh rotation, client credentials, RFC 7009 revocation, RFC 7662 introspection, RFC 8414 metadata)" }));
+        tags.push(json!({ "name": "oauth", "description": "The OAuth 2.1 provider of partner apps (authorization code with PKCE S256, refresh rotation, client credentials, RFC 7009 revocation, RFC 7662 introspection, RFC 8414 metadata) and of the platform's own tools (the RFC 8628 device grant of `vodo login`)" }));
     }
     doc["components"]["securitySchemes"]["api_key"] = json!({
         "type": "http", "scheme": "bearer",
@@ -170,8 +172,9 @@ fn oauth_doc() -> serde_json::Map<String, Value> {
     let mut token_fields = vec![
         (
             "grant_type",
-            "`authorization_code`, `refresh_token` or `client_credentials`",
+            "`authorization_code`, `refresh_token`, `client_credentials` or `urn:ietf:params:oauth:grant-type:device_code`",
         ),
+        ("device_code", "The device code (device_code grant)"),
         ("code", "The authorization code (authorization_code)"),
         (
             "redirect_uri",
@@ -218,6 +221,24 @@ fn oauth_doc() -> serde_json::Map<String, Value> {
         "responses": { "200": { "description": "`access_token` (`vodo_at_...`), `token_type`, `expires_in`, `scope`, and `refresh_token` with `offline_access`", "content": { "application/json": { "schema": { "type": "object" } } } },
             "400": error("An invalid, used or expired grant, or a bad request"), "401": error("The client did not authenticate") },
     })) }));
+    paths.insert("/oauth/device_authorization".into(), json!({ "post": op("Start a device sign-in (RFC 8628): a first-party tool such as `vodo login` gets a code for the user to approve", json!({
+        "operationId": "oauth_device_authorization",
+        "requestBody": form(&[("client_id", "The tool's client id (`vodo-cli`)"), ("scope", "Account scopes, such as `marketplace:publish offline_access` (default: the client's)")], &["client_id"]),
+        "responses": { "200": { "description": "`device_code`, `user_code` (`BCDF-GHJK`), `verification_uri`, `verification_uri_complete`, `expires_in`, `interval`", "content": { "application/json": { "schema": { "type": "object" } } } },
+            "400": error("A store's scope asked, or a client not registered for the device grant"), "401": error("An unknown client") },
+    })) }));
+    paths.insert("/oauth/device".into(), json!({
+        "get": op("The page where a signed-in user types or confirms a device sign-in's code (without a session: the console's sign-in first)", json!({
+            "operationId": "oauth_device_page",
+            "parameters": [{ "name": "user_code", "in": "query", "required": false, "schema": { "type": "string" }, "description": "The code the tool shows, in any case, with or without the dash" }],
+            "responses": { "200": page("The code form, or what the tool asks for with Allow and Deny"), "303": { "description": "Not signed in: to `/admin/login?next=...`" }, "400": page("An unknown, expired or decided code") },
+        })),
+        "post": op("The user's decision on a device sign-in", json!({
+            "operationId": "oauth_device_decide",
+            "requestBody": form(&[("user_code", "The code"), ("decision", "`allow` or `deny`"), ("csrf", "The page's anti-forgery token")], &["user_code", "decision", "csrf"]),
+            "responses": { "200": page("Signed in, or denied"), "400": page("A forged or expired form"), "401": page("Not signed in"), "409": page("Decided meanwhile, or expired") },
+        })),
+    }));
     paths.insert("/oauth/revoke".into(), json!({ "post": op("Revoke a token (RFC 7009)", json!({
         "operationId": "oauth_revoke", "requestBody": form(&token_param, &["token"]),
         "responses": { "200": { "description": "Revoked, or it was not a valid token (RFC 7009 answers the same)" }, "400": error("A bad request"), "401": error("The client did not authenticate") },
@@ -899,12 +920,17 @@ pub(crate) fn call_json(call: &vodo_sandbox::Call<()>) -> Value {
     json!({
         "ok": call.result.is_ok(),
         "error": call.result.as_ref().err().map(ToString::to_string),
-        "usage": {
-            "wall_ms": call.usage.wall.as_secs_f64() * 1e3,
-            "host_calls": call.usage.host_calls,
-            "denied_host_calls": call.usage.denied_host_calls,
-            "peak_memory": call.usage.peak_memory,
-        },
+        "usage": call_usage(&call.usage),
+    })
+}
+
+/// What one call used, as the API shows it.
+pub(crate) fn call_usage(usage: &vodo_sandbox::Usage) -> Value {
+    json!({
+        "wall_ms": usage.wall.as_secs_f64() * 1e3,
+        "host_calls": usage.host_calls,
+        "denied_host_calls": usage.denied_host_calls,
+        "peak_memory": usage.peak_memory,
     })
 }
 

@@ -564,6 +564,20 @@ impl Platform {
         Ok(self.sandbox.call_event_async(&loaded, event, payload).await)
     }
 
+    /// Sends `request` to one of the routes of a plugin loaded in
+    /// `installation`, under its grant and limits, and says what it did.
+    pub async fn send_request(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+        request: &vodo_sandbox::Request,
+    ) -> Result<vodo_sandbox::Call<vodo_sandbox::Response>, ServerError> {
+        let loaded = self.sandbox.get(installation, plugin).ok_or_else(|| {
+            ServerError::not_found(format!("the plugin `{plugin}` in `{installation}`"))
+        })?;
+        Ok(self.sandbox.call_request_async(&loaded, request).await)
+    }
+
     /// Issues a key for a plugin of an installation; the key is shown once.
     pub fn issue_key(
         &self,

@@ -230,6 +230,26 @@ impl ServerStore {
         Ok(replaced == 0)
     }
 
+    /// Every setting of `plugin` in `installation`, by key.
+    pub fn settings(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+    ) -> Result<Vec<(String, String)>, ServerError> {
+        let conn = self.conn.lock();
+        let mut q = conn
+            .prepare(
+                "SELECT key, value FROM settings WHERE installation = ?1 AND plugin = ?2 ORDER BY key",
+            )
+            .map_err(ServerError::store)?;
+        let rows = q
+            .query_map(params![installation.as_str(), plugin.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(ServerError::store)?;
+        rows.map(|r| r.map_err(ServerError::store)).collect()
+    }
+
     /// The OAuth partner a partner account acts as, if it has one yet.
     pub fn partner_of(&self, email: &str) -> Result<Option<String>, ServerError> {
         self.conn

@@ -36,6 +36,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             json!({ "channel": "stable", "policy": "minor", "pinned": false })
         }
         ("post", p) if p.ends_with("/rollback") => json!({ "version": "1.0.0" }),
+        ("post", p) if p.ends_with("/requests") => json!({ "method": "GET", "path": "/status" }),
+        ("put", p) if p.contains("/settings/") => json!({ "value": "hello" }),
         ("post", p) if p.ends_with("/upgrade") => json!({ "version": "1.0.2" }),
         ("put", "/v1/session/password") => {
             json!({ "current": PASSWORD, "new": "an entirely new passphrase" })
@@ -182,6 +184,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
         .unwrap();
     let client_secret = app_secret.unwrap().expose_secret().to_owned();
     let mut consent_fields: Vec<(String, String)> = Vec::new();
+    let mut device_fields: Vec<(String, String)> = Vec::new();
     let (hook_url, _deliveries) = receiver(vec![200]);
     let hook = f
         .platform
@@ -236,6 +239,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
             .replace("{version}", "1.0.1")
             .replace("{client_id}", &client.id)
             .replace("{file}", "timestamp.json")
+            .replace("{kind}", "order")
             .replace("{package}", &a_package)
             .replace(
                 "{id}",
@@ -296,6 +300,51 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
                     )
                     .await
                 }
+                ("get", "/oauth/device") => {
+                    // The page comes after `vodo login` asked for a code.
+                    let started = send(
+                        &f.app,
+                        cookie_request(
+                            &Who::default(),
+                            Method::POST,
+                            "/oauth/device_authorization",
+                            form(&[("client_id".into(), vodo_server::CLI_CLIENT.into())]),
+                        ),
+                    )
+                    .await;
+                    let code = started.json()["user_code"].as_str().unwrap().to_owned();
+                    let page = send(
+                        &f.app,
+                        cookie_request(
+                            &merchant,
+                            Method::GET,
+                            &format!("{url}?user_code={code}"),
+                            String::new(),
+                        ),
+                    )
+                    .await;
+                    device_fields = hidden_fields(&page.text());
+                    page
+                }
+                ("post", "/oauth/device") => {
+                    let mut fields = device_fields.clone();
+                    fields.push(("decision".into(), "allow".into()));
+                    send(
+                        &f.app,
+                        cookie_request(&merchant, Method::POST, &url, form(&fields)),
+                    )
+                    .await
+                }
+                ("post", "/oauth/device_authorization") => send(
+                    &f.app,
+                    cookie_request(
+                        &Who::default(),
+                        Method::POST,
+                        &url,
+                        form(&[("client_id".into(), vodo_server::CLI_CLIENT.into())]),
+                    ),
+                )
+                .await,
                 ("post", "/oauth/token") => {
                     let mut fields = vec![
                         ("grant_type".to_owned(), "client_credentials".to_owned()),

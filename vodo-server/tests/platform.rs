@@ -1762,3 +1762,182 @@ async fn a_plugins_log_lines_are_stored_and_followed_by_its_installations_people
         );
     }
 }
+
+/// What `vodo tinker` drives a plugin with: a request to its routes, its
+/// settings, the installation's records; each for the installation's
+/// people only, and hostile input refused with what to send instead.
+#[tokio::test]
+async fn a_developer_sends_requests_sets_settings_and_writes_records_of_an_installation() {
+    let f = fixture();
+    let admin = sign_in(&f.app, "admin@x.test").await;
+    assert_eq!(
+        install(&f.app, &admin, "shop-a", "good").await.status,
+        StatusCode::CREATED
+    );
+    let call = |who: &Who, method: Method, path: &str, body: Option<Value>| {
+        let request = who.request(method, path, body);
+        let app = f.app.clone();
+        async move { send(&app, request).await }
+    };
+    let requests = "/v1/installations/shop-a/plugins/good/requests";
+    let r = call(
+        &admin,
+        Method::POST,
+        requests,
+        Some(json!({ "method": "get", "path": "/status", "headers": [["x-trace", "1"]] })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["response"]["status"], 200);
+    assert!(v["usage"]["wall_ms"].as_f64().unwrap() > 0.0);
+    let seen = v["response"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "x-seen-headers")
+        .map(|h| h[1].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(seen.contains("x-trace"), "{seen}");
+
+    // A route the manifest does not declare is the plugin's error, not a 5xx.
+    let undeclared = call(
+        &admin,
+        Method::POST,
+        requests,
+        Some(json!({ "method": "DELETE", "path": "/status" })),
+    )
+    .await
+    .json();
+    assert_eq!(undeclared["ok"], false, "{undeclared}");
+    assert!(undeclared["error"].as_str().unwrap().contains("route"), "{undeclared}");
+    for (body, expect) in [
+        (json!({ "method": "BREW", "path": "/status" }), "not a method"),
+        (json!({ "method": "GET", "path": "status" }), "starts with `/`"),
+        (
+            json!({ "method": "POST", "path": "/status", "body": "x".repeat(60 * 1024) }),
+            "at most",
+        ),
+    ] {
+        let r = call(&admin, Method::POST, requests, Some(body)).await;
+        assert!(r.status.is_client_error(), "{}", r.text());
+        assert!(r.text().contains(expect), "{}", r.text());
+    }
+    let other = sign_in(&f.app, "b@x.test").await;
+    let r = call(
+        &other,
+        Method::POST,
+        requests,
+        Some(json!({ "method": "GET", "path": "/status" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(
+        &admin,
+        Method::POST,
+        "/v1/installations/shop-b/plugins/good/requests",
+        Some(json!({ "method": "GET", "path": "/status" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+
+    // Settings, as the plugin reads them.
+    let settings = "/v1/installations/shop-a/plugins/good/settings";
+    assert_eq!(
+        call(&admin, Method::GET, settings, None).await.json()["settings"],
+        json!({})
+    );
+    let set = call(
+        &admin,
+        Method::PUT,
+        &format!("{settings}/greeting"),
+        Some(json!({ "value": "hello" })),
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text());
+    let merchant = sign_in(&f.app, "a@x.test").await;
+    assert_eq!(
+        call(&merchant, Method::GET, settings, None).await.json()["settings"],
+        json!({ "greeting": "hello" })
+    );
+    use vodo_sandbox::HostServices as _;
+    assert_eq!(
+        f.platform
+            .store
+            .get_setting(
+                &vodo_core::InstallationId::new("shop-a"),
+                &vodo_core::PluginId::new("good"),
+                "greeting"
+            )
+            .unwrap()
+            .as_deref(),
+        Some("hello")
+    );
+    let bad_key = call(
+        &admin,
+        Method::PUT,
+        &format!("{settings}/a%20b"),
+        Some(json!({ "value": "x" })),
+    )
+    .await;
+    assert_eq!((bad_key.status, bad_key.code().as_str()), (StatusCode::BAD_REQUEST, "bad_id"));
+    let big = call(
+        &admin,
+        Method::PUT,
+        &format!("{settings}/big"),
+        Some(json!({ "value": "x".repeat(17 * 1024) })),
+    )
+    .await;
+    assert_eq!(big.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", big.text());
+    assert_eq!(
+        call(&other, Method::GET, settings, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&admin, Method::GET, "/v1/installations/shop-b/plugins/good/settings", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Records: the ones the installation's plugins read and write.
+    let order = "/v1/installations/shop-a/records/order/2001";
+    let put = call(&admin, Method::PUT, order, Some(json!({ "total": "5.00" }))).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    assert_eq!(put.json()["created"], true);
+    let again = call(&admin, Method::PUT, order, Some(json!({ "total": "6.00" }))).await;
+    assert_eq!(again.json()["created"], false);
+    assert_eq!(
+        call(&merchant, Method::GET, order, None).await.json(),
+        json!({ "total": "6.00" })
+    );
+    let sent = call(
+        &admin,
+        Method::POST,
+        "/v1/installations/shop-a/plugins/good/events",
+        Some(json!({ "event": "order.created", "payload": "2001" })),
+    )
+    .await;
+    assert_eq!(sent.json()["ok"], true, "{}", sent.text());
+    assert_eq!(
+        call(&admin, Method::GET, "/v1/installations/shop-a/records/order_note/2001", None)
+            .await
+            .json(),
+        json!({ "order": "2001", "seen": true }),
+        "the plugin saw the record written through the API"
+    );
+    let missing = call(&admin, Method::GET, "/v1/installations/shop-a/records/order/404", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let bad_kind = call(&admin, Method::GET, "/v1/installations/shop-a/records/or%20der/1", None).await;
+    assert_eq!(bad_kind.code(), "bad_id");
+    assert_eq!(
+        call(&other, Method::GET, order, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let reviewer = sign_in(&f.app, "reviewer@x.test").await;
+    assert_eq!(
+        call(&reviewer, Method::PUT, order, Some(json!({}))).await.status,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -300,8 +300,8 @@ impl AuthServer {
                  <p>Continue only if you started this sign-in yourself and your device shows \
                  the code <strong><code>{shown}</code></strong>.</p>\
                  <form method=post action=\"{action}\">\
-                 <input type=hidden name=user_code value=\"{shown}\">\
-                 <input type=hidden name=csrf value=\"{csrf}\">\
+                 <input type=hidden name=\"user_code\" value=\"{shown}\">\
+                 <input type=hidden name=\"csrf\" value=\"{csrf}\">\
                  <button name=decision value=allow>Allow</button> \
                  <button name=decision value=deny>Deny</button></form>",
                 user = escape(&session.user),
