@@ -50,7 +50,8 @@ struct Credentials {
     servers: BTreeMap<String, Entry>,
 }
 
-fn config_dir() -> Result<PathBuf> {
+/// The user's config folder for vodo.
+pub fn config_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("VODO_CONFIG_DIR") {
         return Ok(PathBuf::from(d));
     }

@@ -24,6 +24,7 @@ mod package;
 mod plugin_test;
 mod review;
 mod serve;
+mod tinker;
 
 use clap::{Parser, Subcommand};
 use vodo_core::Manifest;
@@ -205,6 +206,25 @@ enum Command {
         /// Print the code and the result as JSON lines, for tools.
         #[arg(long)]
         json: bool,
+    },
+    /// A prompt to drive one plugin of an installation on a running server:
+    /// send it events and requests, and see its answer, usage, log lines and
+    /// audit records; read and write records and its settings. Signs in with
+    /// a console account (password from $VODO_PASSWORD, or asked).
+    ///
+    /// Example: `vodo tinker order-logger --email admin@vodo.local`
+    Tinker {
+        /// The plugin's slug.
+        plugin: String,
+        /// The installation (default: the dev installation, `demo`).
+        #[arg(long, default_value = "demo")]
+        installation: String,
+        /// The account to sign in as.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
+        /// The server (default: `$VODO_SERVER`, else http://127.0.0.1:8080).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Sign out: revoke the tokens at the server and forget them.
     ///
@@ -603,6 +623,17 @@ fn main() -> ExitCode {
             &server.unwrap_or_else(account::default_server),
             json,
         )),
+        Command::Tinker {
+            plugin,
+            installation,
+            email,
+            server,
+        } => report(tinker::run(&tinker::Options {
+            server: server.unwrap_or_else(account::default_server),
+            email,
+            installation,
+            plugin,
+        })),
         Command::Logout { server } => report(account::logout(server.as_deref())),
         Command::Whoami { server, json } => report(account::whoami(server.as_deref(), json)),
         Command::Status { id, server, json } => {

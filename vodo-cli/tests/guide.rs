@@ -79,13 +79,18 @@ struct Reader {
 
 impl Reader {
     fn base(&self) -> &str {
-        self.base.as_deref().expect("a reader step before the server started")
+        self.base
+            .as_deref()
+            .expect("a reader step before the server started")
     }
 
     /// The lines a server printed while starting.
     fn server_started(&mut self, printed: &[String]) {
         for l in printed {
-            if let Some((_, url)) = l.split_once("Vodo is serving ").and_then(|(_, r)| r.rsplit_once(" on ")) {
+            if let Some((_, url)) = l
+                .split_once("Vodo is serving ")
+                .and_then(|(_, r)| r.rsplit_once(" on "))
+            {
                 self.base = Some(url.trim().to_owned());
             }
             if let Some((_, p)) = l.split_once("one-time password ") {
@@ -103,8 +108,10 @@ impl Reader {
                 .position(|w| *w == "--role")
                 .and_then(|i| rest.get(i + 1))
                 .unwrap_or(&"");
-            self.accounts
-                .insert((*email).to_owned(), ((*role).to_owned(), stdout.trim().to_owned()));
+            self.accounts.insert(
+                (*email).to_owned(),
+                ((*role).to_owned(), stdout.trim().to_owned()),
+            );
         }
         self.last_output = stdout.to_owned();
     }
@@ -112,9 +119,15 @@ impl Reader {
     /// Signs in as `who` (an email, or `admin`): the cookie and CSRF token.
     fn sign_in(&self, who: &str) -> (String, String) {
         let (email, password) = if who == "admin" {
-            ("admin@vodo.local".to_owned(), self.admin_password.clone().expect("the admin's password"))
+            (
+                "admin@vodo.local".to_owned(),
+                self.admin_password.clone().expect("the admin's password"),
+            )
         } else {
-            let (_, p) = self.accounts.get(who).unwrap_or_else(|| panic!("no account {who} was added"));
+            let (_, p) = self
+                .accounts
+                .get(who)
+                .unwrap_or_else(|| panic!("no account {who} was added"));
             (who.to_owned(), p.clone())
         };
         let mut r = agent()
@@ -133,7 +146,13 @@ impl Reader {
         (cookie, v["csrf"].as_str().unwrap().to_owned())
     }
 
-    fn call(&self, method: &str, path: &str, who: &(String, String), body: Option<Value>) -> (u16, Value) {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        who: &(String, String),
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}{path}", self.base());
         let mut r = match body {
             Some(b) => agent()
@@ -176,12 +195,19 @@ impl Reader {
                 .to_owned()
         };
         let code = field("user_code");
-        assert!(printed.contains(&code), "the page shows the code the terminal shows");
+        assert!(
+            printed.contains(&code),
+            "the page shows the code the terminal shows"
+        );
         let action = link.split('?').next().unwrap();
         let r = agent()
             .post(action)
             .header("cookie", &cookie)
-            .send_form([("user_code", code.as_str()), ("csrf", field("csrf").as_str()), ("decision", "allow")])
+            .send_form([
+                ("user_code", code.as_str()),
+                ("csrf", field("csrf").as_str()),
+                ("decision", "allow"),
+            ])
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
     }
@@ -217,11 +243,23 @@ impl Reader {
             }
             ["install", plugin, "in", installation, "as", who] => {
                 let me = self.sign_in(who);
-                let (status, consent) =
-                    self.call("GET", &format!("/v1/installations/{installation}/consent/{plugin}"), &me, None);
+                let (status, consent) = self.call(
+                    "GET",
+                    &format!("/v1/installations/{installation}/consent/{plugin}"),
+                    &me,
+                    None,
+                );
                 assert_eq!(status, 200, "{page}: {consent}");
-                let added = consent["added"].as_array().unwrap().iter().map(|s| s["scope"].clone()).collect::<Vec<_>>();
-                assert!(!added.is_empty(), "{page}: the consent screen lists what it asks for: {consent}");
+                let added = consent["added"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["scope"].clone())
+                    .collect::<Vec<_>>();
+                assert!(
+                    !added.is_empty(),
+                    "{page}: the consent screen lists what it asks for: {consent}"
+                );
                 let (status, v) = self.call(
                     "POST",
                     &format!("/v1/installations/{installation}/plugins"),
@@ -230,7 +268,17 @@ impl Reader {
                 );
                 assert_eq!(status, 201, "{page}: installing {plugin}: {v}");
             }
-            ["send", event, payload, "to", plugin, "in", installation, "as", who] => {
+            [
+                "send",
+                event,
+                payload,
+                "to",
+                plugin,
+                "in",
+                installation,
+                "as",
+                who,
+            ] => {
                 let me = self.sign_in(who);
                 let (status, v) = self.call(
                     "POST",
@@ -238,7 +286,11 @@ impl Reader {
                     &me,
                     Some(json!({ "event": event, "payload": payload })),
                 );
-                assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{page}: {v}");
+                assert_eq!(
+                    (status, v["ok"].as_bool()),
+                    (200, Some(true)),
+                    "{page}: {v}"
+                );
                 // As the console shows it: once its line is stored (the
                 // server writes lines and audit records twice a second).
                 let deadline = Instant::now() + Duration::from_secs(20);
@@ -252,7 +304,10 @@ impl Reader {
                     if logs["lines"].as_array().is_some_and(|l| !l.is_empty()) {
                         break;
                     }
-                    assert!(Instant::now() < deadline, "{page}: no log line came: {logs}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "{page}: no log line came: {logs}"
+                    );
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 std::thread::sleep(Duration::from_millis(700));
@@ -452,6 +507,9 @@ fn login(mut command: Command, reader: &Reader, page: &str, line: &str) -> Strin
     let status = child.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "{page}: `{line}` failed:\n{printed}\n{err}");
+    assert!(
+        status.success(),
+        "{page}: `{line}` failed:\n{printed}\n{err}"
+    );
     printed
 }

@@ -932,3 +932,95 @@ fn login_publish_and_logout_through_the_device_grant() {
     assert!(!file.exists() || !std::fs::read_to_string(&file).unwrap().contains("vodo_at_"));
     assert!(server.interrupt().success());
 }
+
+/// `vodo tinker` drives the seeded plugin: a record written, an event sent
+/// (its log line and audit record shown), a request to its route, a
+/// setting that points it at a host outside its allowlist (the refusal
+/// shown), and lines it does not understand answered with their usage.
+#[test]
+fn tinker_drives_a_plugin_and_shows_what_it_did() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let mut server = Server::start(&data);
+    let console = server.wait_for("console");
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    let password_line = server.wait_for("one-time password");
+    let password = password_line.split_whitespace().last().unwrap().to_owned();
+    server.wait_for("Ctrl-C stops it");
+    let script = [
+        "put order 2001 {\"total\":\"49.90\",\"currency\":\"SAR\"}",
+        "get order 2001",
+        "event order.created 2001",
+        "request GET /status",
+        "request GET /nowhere",
+        "settings",
+        "set webhook_url https://evil.example/hook",
+        "event order.created 2001",
+        "launch rockets",
+        "event",
+        "get order 404",
+        "quit",
+    ]
+    .join("\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args(["tinker", "order-notifier", "--server", &base])
+        .env("VODO_PASSWORD", &password)
+        .env("VODO_CONFIG_DIR", work.path().join("config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}\n{err}");
+    for expected in [
+        "driving order-notifier 1.0.0 in demo",
+        "created order 2001",
+        r#"{"currency":"SAR","total":"49.90"}"#,
+        r#"log info  order.created for order 2001: {"currency":"SAR","total":"49.90"}"#,
+        "usage ",
+        r#"{"orders_seen":1}"#,
+        "404",
+        "no settings",
+        "webhook_url = https://evil.example/hook",
+        "failed: ",
+        "evil.example",
+        "no command `launch`: type `help`",
+        "usage: event <name> [payload]",
+        "error: 404",
+    ] {
+        assert!(
+            text.contains(expected),
+            "no `{expected}` in:\n{text}\n{err}"
+        );
+    }
+    // The refused request is in the audit trail the prompt showed.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("audit #") && l.contains("evil.example")),
+        "{text}"
+    );
+    assert!(work.path().join("config/tinker_history").is_file());
+
+    let wrong = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args(["tinker", "order-notifier", "--server", &base])
+        .env("VODO_PASSWORD", "not the password")
+        .env("VODO_CONFIG_DIR", work.path().join("config"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("signing in as admin@vodo.local failed (401)")
+    );
+    assert!(server.interrupt().success());
+}

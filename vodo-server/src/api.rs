@@ -97,9 +97,8 @@ pub(crate) fn routes(platform: &Shared) -> (Router<Shared>, Value) {
         .routes(routes!(catalog))
         .routes(routes!(listing))
         .routes(routes!(rate));
-    let (router, doc) =
-        crate::dev_api::add(crate::updates_api::add(crate::apps_api::add(router)))
-            .split_for_parts();
+    let (router, doc) = crate::dev_api::add(crate::updates_api::add(crate::apps_api::add(router)))
+        .split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
     let (entities, paths) = entities(platform);
     if let Some(all) = doc["paths"].as_object_mut() {

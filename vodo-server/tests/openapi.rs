@@ -335,16 +335,18 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_answers_as_docume
                     )
                     .await
                 }
-                ("post", "/oauth/device_authorization") => send(
-                    &f.app,
-                    cookie_request(
-                        &Who::default(),
-                        Method::POST,
-                        &url,
-                        form(&[("client_id".into(), vodo_server::CLI_CLIENT.into())]),
-                    ),
-                )
-                .await,
+                ("post", "/oauth/device_authorization") => {
+                    send(
+                        &f.app,
+                        cookie_request(
+                            &Who::default(),
+                            Method::POST,
+                            &url,
+                            form(&[("client_id".into(), vodo_server::CLI_CLIENT.into())]),
+                        ),
+                    )
+                    .await
+                }
                 ("post", "/oauth/token") => {
                     let mut fields = vec![
                         ("grant_type".to_owned(), "client_credentials".to_owned()),

@@ -1811,10 +1811,19 @@ async fn a_developer_sends_requests_sets_settings_and_writes_records_of_an_insta
     .await
     .json();
     assert_eq!(undeclared["ok"], false, "{undeclared}");
-    assert!(undeclared["error"].as_str().unwrap().contains("route"), "{undeclared}");
+    assert!(
+        undeclared["error"].as_str().unwrap().contains("route"),
+        "{undeclared}"
+    );
     for (body, expect) in [
-        (json!({ "method": "BREW", "path": "/status" }), "not a method"),
-        (json!({ "method": "GET", "path": "status" }), "starts with `/`"),
+        (
+            json!({ "method": "BREW", "path": "/status" }),
+            "not a method",
+        ),
+        (
+            json!({ "method": "GET", "path": "status" }),
+            "starts with `/`",
+        ),
         (
             json!({ "method": "POST", "path": "/status", "body": "x".repeat(60 * 1024) }),
             "at most",
@@ -1881,7 +1890,10 @@ async fn a_developer_sends_requests_sets_settings_and_writes_records_of_an_insta
         Some(json!({ "value": "x" })),
     )
     .await;
-    assert_eq!((bad_key.status, bad_key.code().as_str()), (StatusCode::BAD_REQUEST, "bad_id"));
+    assert_eq!(
+        (bad_key.status, bad_key.code().as_str()),
+        (StatusCode::BAD_REQUEST, "bad_id")
+    );
     let big = call(
         &admin,
         Method::PUT,
@@ -1889,15 +1901,25 @@ async fn a_developer_sends_requests_sets_settings_and_writes_records_of_an_insta
         Some(json!({ "value": "x".repeat(17 * 1024) })),
     )
     .await;
-    assert_eq!(big.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", big.text());
+    assert_eq!(
+        big.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        big.text()
+    );
     assert_eq!(
         call(&other, Method::GET, settings, None).await.status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        call(&admin, Method::GET, "/v1/installations/shop-b/plugins/good/settings", None)
-            .await
-            .status,
+        call(
+            &admin,
+            Method::GET,
+            "/v1/installations/shop-b/plugins/good/settings",
+            None
+        )
+        .await
+        .status,
         StatusCode::NOT_FOUND
     );
 
@@ -1921,15 +1943,32 @@ async fn a_developer_sends_requests_sets_settings_and_writes_records_of_an_insta
     .await;
     assert_eq!(sent.json()["ok"], true, "{}", sent.text());
     assert_eq!(
-        call(&admin, Method::GET, "/v1/installations/shop-a/records/order_note/2001", None)
-            .await
-            .json(),
+        call(
+            &admin,
+            Method::GET,
+            "/v1/installations/shop-a/records/order_note/2001",
+            None
+        )
+        .await
+        .json(),
         json!({ "order": "2001", "seen": true }),
         "the plugin saw the record written through the API"
     );
-    let missing = call(&admin, Method::GET, "/v1/installations/shop-a/records/order/404", None).await;
+    let missing = call(
+        &admin,
+        Method::GET,
+        "/v1/installations/shop-a/records/order/404",
+        None,
+    )
+    .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    let bad_kind = call(&admin, Method::GET, "/v1/installations/shop-a/records/or%20der/1", None).await;
+    let bad_kind = call(
+        &admin,
+        Method::GET,
+        "/v1/installations/shop-a/records/or%20der/1",
+        None,
+    )
+    .await;
     assert_eq!(bad_kind.code(), "bad_id");
     assert_eq!(
         call(&other, Method::GET, order, None).await.status,
@@ -1937,7 +1976,9 @@ async fn a_developer_sends_requests_sets_settings_and_writes_records_of_an_insta
     );
     let reviewer = sign_in(&f.app, "reviewer@x.test").await;
     assert_eq!(
-        call(&reviewer, Method::PUT, order, Some(json!({}))).await.status,
+        call(&reviewer, Method::PUT, order, Some(json!({})))
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
 }
