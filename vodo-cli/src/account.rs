@@ -85,8 +85,7 @@ fn load() -> Result<Credentials> {
 /// Writes the file whole, readable and writable by the owner only: a new
 /// file with those permissions is renamed over the old one, so no reader
 /// sees half a file and no moment exists where others may read it.
-fn save(c: &Credentials) -> Result<()> {
-    let path = credentials_path()?;
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| anyhow!("{} has no folder", path.display()))?;
@@ -99,11 +98,15 @@ fn save(c: &Credentials) -> Result<()> {
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    tmp.write_all(&serde_json::to_vec_pretty(c)?)?;
+    tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&path)
+    tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+fn save(c: &Credentials) -> Result<()> {
+    write_private(&credentials_path()?, &serde_json::to_vec_pretty(c)?)
 }
 
 fn agent() -> ureq::Agent {
@@ -428,20 +431,30 @@ pub fn publish(package: &Path, server: Option<&str>, json: bool) -> Result<()> {
             package.display(),
         );
     }
-    let mut file =
+    let file =
         std::fs::File::open(package).with_context(|| format!("opening {}", package.display()))?;
-    if !json {
-        eprintln!(
-            "uploading {} ({bytes} bytes) to {server}...",
-            package.display()
-        );
-    }
+    // Drawn on stderr when it is a terminal, hidden otherwise (and with --json).
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(bytes)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(server.clone());
+    let mut file = bar.wrap_read(file);
     let mut r = agent
         .post(&format!("{server}/v1/submissions"))
         .header("Authorization", &format!("Bearer {token}"))
         .header("Content-Type", "application/octet-stream")
         .send(ureq::SendBody::from_reader(&mut file))
         .with_context(|| format!("uploading to {server}"))?;
+    bar.finish_and_clear();
+    if !json {
+        eprintln!("uploaded {} ({bytes} bytes) to {server}", package.display());
+    }
     let v = read_json(&mut r);
     match r.status().as_u16() {
         201 => {}

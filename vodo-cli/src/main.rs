@@ -22,10 +22,12 @@ mod files;
 mod logs;
 mod package;
 mod plugin_test;
+mod remote;
 mod review;
 mod serve;
 mod tinker;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use vodo_core::Manifest;
 use vodo_core::manifest::{JSON_SCHEMA, ManifestError};
@@ -257,6 +259,13 @@ enum Command {
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
         /// Only this installation.
         #[arg(long)]
         installation: Option<String>,
@@ -331,6 +340,13 @@ enum KeysCommand {
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -347,6 +363,13 @@ enum KeysCommand {
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -357,12 +380,25 @@ enum KeysCommand {
     Rotate {
         /// The key's id.
         id: String,
+        /// With --server: the key's plugin.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// With --server: the key's installation.
+        #[arg(long, default_value = "demo")]
+        installation: String,
         /// How long the old key keeps working.
         #[arg(long, default_value_t = 24)]
         grace_hours: u64,
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -373,9 +409,22 @@ enum KeysCommand {
     Revoke {
         /// The key's id.
         id: String,
+        /// With --server: the key's plugin.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// With --server: the key's installation.
+        #[arg(long, default_value = "demo")]
+        installation: String,
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
     },
 }
 
@@ -412,6 +461,13 @@ enum AuditCommand {
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -438,6 +494,13 @@ enum AuditCommand {
         /// The data folder of `vodo serve`.
         #[arg(long, default_value = ".vodo")]
         data: PathBuf,
+        /// A running server to ask instead of a data folder (signs in as
+        /// --email, with $VODO_PASSWORD or asked).
+        #[arg(long)]
+        server: Option<String>,
+        /// The account to sign in as, with --server.
+        #[arg(long, default_value = "admin@vodo.local")]
+        email: String,
         /// One JSON object per record, for tools.
         #[arg(long)]
         json: bool,
@@ -465,8 +528,28 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             name,
             scopes,
             ttl_days,
+            json,
+            server: Some(server),
+            email,
+            ..
+        } => remote::keys_issue(
+            &remote::Session::connect(&server, &email)?,
+            &installation,
+            &plugin,
+            &name,
+            &scopes,
+            ttl_days,
+            json,
+        )?,
+        KeysCommand::Issue {
+            plugin,
+            installation,
+            name,
+            scopes,
+            ttl_days,
             data,
             json,
+            ..
         } => {
             let ttl = ttl_days.map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400)));
             let (key, r) = admin::issue(&data, &installation, &plugin, &name, &scopes, ttl)?;
@@ -475,8 +558,22 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List {
             plugin,
             installation,
+            json,
+            server: Some(server),
+            email,
+            ..
+        } => remote::keys_list(
+            &remote::Session::connect(&server, &email)?,
+            &installation,
+            &plugin,
+            json,
+        )?,
+        KeysCommand::List {
+            plugin,
+            installation,
             data,
             json,
+            ..
         } => {
             let keys = admin::list(&data, &installation, &plugin)?;
             if json {
@@ -515,14 +612,45 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate {
             id,
             grace_hours,
+            json,
+            plugin,
+            installation,
+            server: Some(server),
+            email,
+            ..
+        } => remote::keys_rotate(
+            &remote::Session::connect(&server, &email)?,
+            &installation,
+            &plugin.context("with --server, name the key's plugin with --plugin")?,
+            &id,
+            grace_hours,
+            json,
+        )?,
+        KeysCommand::Rotate {
+            id,
+            grace_hours,
             data,
             json,
+            ..
         } => {
             let grace = std::time::Duration::from_secs(grace_hours.saturating_mul(3600));
             let (key, r) = admin::rotate(&data, &id, grace)?;
             shown(&key, &r, json);
         }
-        KeysCommand::Revoke { id, data } => {
+        KeysCommand::Revoke {
+            id,
+            plugin,
+            installation,
+            server: Some(server),
+            email,
+            ..
+        } => remote::keys_revoke(
+            &remote::Session::connect(&server, &email)?,
+            &installation,
+            &plugin.context("with --server, name the key's plugin with --plugin")?,
+            &id,
+        )?,
+        KeysCommand::Revoke { id, data, .. } => {
             admin::revoke(&data, &id)?;
             println!("revoked {id}");
         }
@@ -532,7 +660,13 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 fn audit(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { data, json } => {
+        AuditCommand::Verify {
+            json,
+            server: Some(server),
+            email,
+            ..
+        } => remote::audit_verify(&remote::Session::connect(&server, &email)?, json)?,
+        AuditCommand::Verify { data, json, .. } => {
             let (records, last) = admin::verify(&data)?;
             if json {
                 println!(
@@ -549,8 +683,35 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
             kind,
             since,
             limit,
+            json,
+            server: Some(server),
+            email,
+            ..
+        } => {
+            let since = since
+                .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
+                .transpose()?;
+            remote::audit_query(
+                &remote::Session::connect(&server, &email)?,
+                &remote::AuditFilter {
+                    plugin: plugin.as_deref(),
+                    installation: installation.as_deref(),
+                    kind: kind.as_deref(),
+                    since,
+                },
+                limit,
+                json,
+            )?;
+        }
+        AuditCommand::Query {
+            plugin,
+            installation,
+            kind,
+            since,
+            limit,
             data,
             json,
+            ..
         } => {
             let since = since
                 .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
@@ -660,12 +821,40 @@ fn main() -> ExitCode {
         Command::Audit(command) => report(audit(command)),
         Command::Logs {
             plugin,
+            installation,
+            kind,
+            since,
+            follow,
+            json,
+            server: Some(server),
+            email,
+            ..
+        } => report((|| {
+            let since = since
+                .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
+                .transpose()?;
+            let installation = installation.unwrap_or_else(|| "demo".into());
+            remote::logs(
+                &remote::Session::connect(&server, &email)?,
+                &remote::AuditFilter {
+                    plugin: Some(&plugin),
+                    installation: Some(&installation),
+                    kind: kind.as_deref(),
+                    since,
+                },
+                follow,
+                json,
+            )
+        })()),
+        Command::Logs {
+            plugin,
             data,
             installation,
             kind,
             since,
             follow,
             json,
+            ..
         } => report((|| {
             let filter = logs::Filter {
                 plugin: vodo_core::PluginId::new(&plugin),

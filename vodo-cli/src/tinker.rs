@@ -10,8 +10,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use serde_json::{Value, json};
+
+use crate::remote::{Session, segment};
 
 /// One line typed at the prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,77 +152,6 @@ pub fn parse(line: &str) -> Result<Line, String> {
         "quit" | "exit" => Line::Quit,
         other => return Err(format!("no command `{other}`: type `help`")),
     })
-}
-
-/// A signed-in session with a server.
-struct Session {
-    agent: ureq::Agent,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-fn segment(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-impl Session {
-    fn sign_in(base: &str, email: &str, password: &str) -> Result<Self> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let mut r = agent
-            .post(&format!("{base}/v1/session"))
-            .send_json(json!({ "email": email, "password": password }))
-            .with_context(|| {
-                format!("cannot reach {base}: is the server running? (`vodo serve`)")
-            })?;
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned);
-        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
-        match (r.status().as_u16(), cookie) {
-            (200, Some(cookie)) => Ok(Self {
-                agent,
-                base: base.to_owned(),
-                cookie,
-                csrf: v["csrf"].as_str().unwrap_or_default().to_owned(),
-            }),
-            (s, _) => bail!(
-                "signing in as {email} failed ({s}): {}",
-                v["detail"].as_str().unwrap_or("no details")
-            ),
-        }
-    }
-
-    /// One API call: the status and the JSON answer.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let mut r = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("cookie", &self.cookie).call(),
-            (m, b) => {
-                let b = b.unwrap_or(Value::Null);
-                let req = if m == "PUT" {
-                    self.agent.put(&url)
-                } else {
-                    self.agent.post(&url)
-                };
-                req.header("cookie", &self.cookie)
-                    .header("x-csrf-token", &self.csrf)
-                    .send_json(b)
-            }
-        }
-        .with_context(|| format!("cannot reach {}", self.base))?;
-        let status = r.status().as_u16();
-        Ok((status, r.body_mut().read_json().unwrap_or(Value::Null)))
-    }
 }
 
 /// The prompt's state: who, where, and how far the logs and audit were shown.
@@ -497,13 +428,7 @@ pub struct Options {
 /// line are printed and the prompt goes on; only signing in, or a plugin
 /// that is not there, stops it.
 pub fn run(o: &Options) -> Result<()> {
-    let password = match std::env::var("VODO_PASSWORD") {
-        Ok(p) => p,
-        Err(_) => rpassword::prompt_password(format!("password for {}: ", o.email))
-            .context("reading the password (or set VODO_PASSWORD)")?,
-    };
-    let server = o.server.trim_end_matches('/');
-    let session = Session::sign_in(server, &o.email, &password)?;
+    let session = Session::connect(&o.server, &o.email)?;
     let mut t = Tinker {
         session,
         installation: o.installation.clone(),

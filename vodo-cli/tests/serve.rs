@@ -1013,7 +1013,7 @@ fn tinker_drives_a_plugin_and_shows_what_it_did() {
     let wrong = Command::new(env!("CARGO_BIN_EXE_vodo"))
         .args(["tinker", "order-notifier", "--server", &base])
         .env("VODO_PASSWORD", "not the password")
-        .env("VODO_CONFIG_DIR", work.path().join("config"))
+        .env("VODO_CONFIG_DIR", work.path().join("elsewhere"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1021,6 +1021,170 @@ fn tinker_drives_a_plugin_and_shows_what_it_did() {
     assert!(
         String::from_utf8_lossy(&wrong.stderr)
             .contains("signing in as admin@vodo.local failed (401)")
+    );
+    assert!(server.interrupt().success());
+}
+
+/// `vodo keys`, `vodo audit` and `vodo logs` against a running server
+/// instead of its data folder: the same answers through the JSON API, as
+/// the signed-in account may see them.
+#[test]
+fn keys_audit_and_logs_against_a_server() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let mut server = Server::start(&data);
+    let console = server.wait_for("console");
+    let base = console
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/admin")
+        .to_owned();
+    let password_line = server.wait_for("one-time password");
+    let password = password_line.split_whitespace().last().unwrap().to_owned();
+    server.wait_for("Ctrl-C stops it");
+    let vodo = |args: &[&str], password: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vodo"))
+            .args(args)
+            .args(["--server", &base])
+            .env("VODO_PASSWORD", password)
+            .env("VODO_CONFIG_DIR", work.path().join("config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, key, err) = vodo(
+        &[
+            "keys",
+            "issue",
+            "order-notifier",
+            "--name",
+            "remote-ci",
+            "--scope",
+            "entities:read:order",
+        ],
+        &password,
+    );
+    assert!(ok, "{err}");
+    assert!(key.trim().starts_with("vodo_"), "{key}");
+    let (ok, list, err) = vodo(&["keys", "list", "order-notifier", "--json"], &password);
+    assert!(ok, "{err}");
+    let keys: Value = serde_json::from_str(&list).unwrap();
+    let id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "remote-ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!list.contains(key.trim()), "a list carries no secret");
+    let (ok, _, err) = vodo(&["keys", "rotate", &id], &password);
+    assert!(!ok);
+    assert!(err.contains("--plugin"), "{err}");
+    let (ok, rotated, err) = vodo(
+        &["keys", "rotate", &id, "--plugin", "order-notifier"],
+        &password,
+    );
+    assert!(ok, "{err}");
+    assert_ne!(rotated.trim(), key.trim());
+    let (ok, revoked, err) = vodo(
+        &["keys", "revoke", &id, "--plugin", "order-notifier"],
+        &password,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(revoked.trim(), format!("revoked {id}"));
+    let (ok, list, err) = vodo(&["keys", "list", "order-notifier"], &password);
+    assert!(ok, "{err}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.contains("revoked")),
+        "{list}"
+    );
+
+    let (ok, verified, err) = vodo(&["audit", "verify"], &password);
+    assert!(ok, "{err}");
+    assert!(verified.contains("the audit trail verifies"), "{verified}");
+    let (ok, records, err) = vodo(
+        &[
+            "audit",
+            "query",
+            "--plugin",
+            "order-notifier",
+            "--kind",
+            "key_revoked",
+        ],
+        &password,
+    );
+    assert!(ok, "{err}");
+    assert!(records.contains(&id), "{records}");
+
+    let (cookie, csrf) = sign_in_admin(&base, &password);
+    let (status, sent) = post(
+        &format!("{base}/v1/installations/demo/plugins/order-notifier/events"),
+        &cookie,
+        &csrf,
+        json!({ "event": "order.created", "payload": "1001" }),
+    );
+    assert_eq!((status, sent["ok"].as_bool()), (200, Some(true)), "{sent}");
+    std::thread::sleep(Duration::from_millis(1200));
+    let (ok, lines, err) = vodo(
+        &["logs", "order-notifier", "--installation", "demo"],
+        &password,
+    );
+    assert!(ok, "{err}");
+    assert!(lines.contains("order.created for order 1001"), "{lines}");
+    assert!(
+        lines.contains("key_revoked"),
+        "audit records come with the lines: {lines}"
+    );
+    let (ok, only_logs, _) = vodo(&["logs", "order-notifier", "--kind", "log"], &password);
+    assert!(ok);
+    assert!(!only_logs.contains("key_revoked"), "{only_logs}");
+
+    // A merchant of another store sees none of it; a wrong password stops at once.
+    let added = Command::new(env!("CARGO_BIN_EXE_vodo"))
+        .args([
+            "accounts",
+            "add",
+            "m@example.com",
+            "--role",
+            "merchant",
+            "--installation",
+            "other",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let merchant = String::from_utf8_lossy(&added.stdout).trim().to_owned();
+    let (ok, _, err) = vodo(
+        &["keys", "list", "order-notifier", "--email", "m@example.com"],
+        &merchant,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("403") && err.contains("does not manage"),
+        "{err}"
+    );
+    let (ok, _, err) = vodo(
+        &["audit", "verify", "--email", "nobody@example.com"],
+        "wrong",
+    );
+    assert!(!ok);
+    assert!(err.contains("failed (401)"), "{err}");
+    // The commands above signed in once and kept the session, owner-only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let kept = work.path().join("config/sessions.json");
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o600
     );
     assert!(server.interrupt().success());
 }
