@@ -251,6 +251,24 @@ pub const RECENT_FAILURES: usize = 5;
 
 /// Keeps the health of every (installation, plugin). Shaped like the other
 /// host-facing traits: `Debug + Send + Sync`, `&self`, object safe.
+///
+/// ```
+/// use vodo_core::health::{BreakerConfig, HealthMonitor, HealthStatus, HealthTracker, Outcome};
+/// use vodo_core::{InstallationId, PluginId};
+///
+/// let config = BreakerConfig { failure_threshold: 2, ..BreakerConfig::default() };
+/// let health: Box<dyn HealthTracker> = Box::new(HealthMonitor::new(config)?);
+/// let (shop, plugin) = (InstallationId::new("shop-1"), PluginId::new("notifier"));
+/// assert!(health.admit(&shop, &plugin).is_allowed());
+/// health.record(&shop, &plugin, Outcome::Failure("timed out"));
+/// health.record(&shop, &plugin, Outcome::Failure("timed out"));
+/// // Two failures in the window open the circuit: calls are refused.
+/// assert!(!health.admit(&shop, &plugin).is_allowed());
+/// let report = health.report(&shop, &plugin);
+/// assert_eq!(report.status, HealthStatus::Unhealthy);
+/// assert_eq!(report.recent_failures.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait HealthTracker: fmt::Debug + Send + Sync {
     /// Whether a call may run now. What the call then did must be
     /// [`record`](Self::record)ed when [`Admission::must_record`] says so
@@ -335,6 +353,20 @@ pub enum Fallback {
 }
 
 /// Helpers every [`HealthTracker`] has.
+///
+/// ```
+/// use vodo_core::health::{BreakerConfig, HealthMonitor, HealthTrackerExt};
+/// use vodo_core::{InstallationId, PluginId};
+///
+/// let health = HealthMonitor::new(BreakerConfig::default())?;
+/// let (shop, plugin) = (InstallationId::new("shop-1"), PluginId::new("notifier"));
+/// // The host serves the rest of the page when the plugin fails.
+/// let widget = health.call(&shop, &plugin, || Err::<String, _>("trap"), |_why| String::new());
+/// assert_eq!(widget, "");
+/// let widget = health.call(&shop, &plugin, || Ok::<_, String>("<p>3 orders</p>".to_owned()), |_| String::new());
+/// assert_eq!(widget, "<p>3 orders</p>");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait HealthTrackerExt: HealthTracker {
     /// Runs `f` through the breaker of `plugin` in `installation`: if the
     /// circuit refuses the call or `f` fails, returns `fallback(why)`
@@ -671,6 +703,25 @@ impl CircuitBreaker {
 
 /// Told of every health change; shaped like ripgrep's `Sink`, with
 /// [`AlertFn`] to adapt a closure.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use vodo_core::health::{AlertFn, BreakerConfig, HealthMonitor, HealthTracker, Outcome};
+/// use vodo_core::{InstallationId, PluginId};
+///
+/// let changes = Arc::new(Mutex::new(Vec::new()));
+/// let seen = Arc::clone(&changes);
+/// let config = BreakerConfig { failure_threshold: 1, ..BreakerConfig::default() };
+/// let health = HealthMonitor::new(config)?.with_alert(Arc::new(AlertFn(
+///     move |_: &InstallationId, plugin: &PluginId, change: &_| {
+///         seen.lock().unwrap().push(format!("{plugin}: {change:?}"));
+///     },
+/// )));
+/// let (shop, plugin) = (InstallationId::new("shop-1"), PluginId::new("notifier"));
+/// health.record(&shop, &plugin, Outcome::Failure("trap"));
+/// assert_eq!(changes.lock().unwrap().len(), 1, "the circuit opened: told once");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait HealthAlert: fmt::Debug + Send + Sync {
     /// The health of `plugin` in `installation` changed.
     fn on_change(&self, installation: &InstallationId, plugin: &PluginId, change: &HealthChange);

@@ -161,6 +161,36 @@ pub struct ApiKeyRecord {
 
 /// Where key records live. Shaped for `Arc<dyn ApiKeyStore>`; implementations
 /// must pass `conformance::api_key_store` (feature `conformance`).
+///
+/// ```
+/// use vodo_core::keys::{ApiKeyRecord, ApiKeyStore, MemoryKeyStore};
+/// use vodo_core::{InstallationId, PluginId, Timestamp};
+///
+/// let store: Box<dyn ApiKeyStore> = Box::new(MemoryKeyStore::new());
+/// let record = ApiKeyRecord {
+///     id: "k1".into(),
+///     hash: [7; 32],
+///     installation: InstallationId::new("shop-1"),
+///     plugin: PluginId::new("notifier"),
+///     name: "ci".into(),
+///     scopes: Default::default(),
+///     created_at: Timestamp(0),
+///     expires_at: None,
+///     revoked_at: None,
+///     replaced_by: None,
+///     usage_count: 0,
+///     last_used_at: None,
+/// };
+/// store.insert(&record)?;
+/// assert!(store.insert(&record).is_err(), "ids are unique");
+/// store.record_usage("k1", 3, Timestamp(10))?;
+/// assert_eq!(store.get("k1")?.unwrap().usage_count, 3);
+/// // Revoking is one conditional write: only the first call revokes.
+/// assert!(store.revoke("k1", Timestamp(20))?);
+/// assert!(!store.revoke("k1", Timestamp(30))?);
+/// assert_eq!(store.get("k1")?.unwrap().revoked_at, Some(Timestamp(20)));
+/// # Ok::<(), vodo_core::Error>(())
+/// ```
 pub trait ApiKeyStore: fmt::Debug + Send + Sync {
     /// Adds a record; fails if the id exists.
     fn insert(&self, record: &ApiKeyRecord) -> Result<()>;

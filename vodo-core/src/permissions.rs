@@ -62,6 +62,31 @@ pub struct Grant {
 
 /// Where grants live. Implementations must pass
 /// `conformance::permission_registry` (feature `conformance`).
+///
+/// ```
+/// use vodo_core::permissions::{Grant, MemoryRegistry, PermissionRegistry};
+/// use vodo_core::{InstallationId, PluginId, Timestamp};
+///
+/// let registry: Box<dyn PermissionRegistry> = Box::new(MemoryRegistry::new());
+/// let (shop, plugin) = (InstallationId::new("shop-1"), PluginId::new("notifier"));
+/// let before = registry.generation()?;
+/// registry.put(&Grant {
+///     installation: shop.clone(),
+///     plugin: plugin.clone(),
+///     plugin_version: "1.0.0".into(),
+///     scopes: ["entities:read:order".parse()?].into_iter().collect(),
+///     rate_limit: None,
+///     granted_by: "owner@shop".into(),
+///     granted_at: Timestamp(0),
+///     enabled: true,
+/// })?;
+/// assert_ne!(registry.generation()?, before, "caches see the change");
+/// let grant = registry.get(&shop, &plugin)?.unwrap();
+/// assert!(grant.scopes.allows(&"entities:read:order".parse()?));
+/// assert_eq!(registry.installations_of(&plugin)?, [shop.clone()]);
+/// assert!(registry.remove(&shop, &plugin)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait PermissionRegistry: fmt::Debug + Send + Sync {
     /// Inserts or replaces the grant of `(grant.installation, grant.plugin)`.
     fn put(&self, grant: &Grant) -> Result<()>;

@@ -170,6 +170,20 @@ pub enum RateKey {
 /// Counts requests against rate limits. Implementations must pass
 /// `conformance::rate_limiter` (feature `conformance`); a shared backend
 /// (Redis, ...) implements this to limit across processes.
+///
+/// ```
+/// use vodo_core::rate::{MemoryRateLimiter, RateKey, RateLimit, RateLimiter};
+/// use vodo_core::{InstallationId, PluginId};
+///
+/// let limiter: Box<dyn RateLimiter> = Box::new(MemoryRateLimiter::new());
+/// let key = RateKey::Plugin(InstallationId::new("shop-1"), PluginId::new("notifier"));
+/// let limit: RateLimit = "2/minute".parse()?;
+/// assert!(limiter.check(&key, limit).is_allowed());
+/// assert!(limiter.check(&key, limit).is_allowed());
+/// // The third within the minute is denied, with when to retry.
+/// assert!(!limiter.check(&key, limit).is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait RateLimiter: fmt::Debug + Send + Sync {
     /// Counts one request of `key` against `limit`. A denial says when a
     /// retry can succeed ([`DenyReason::RateLimited`]), or that the limiter

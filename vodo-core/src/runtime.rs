@@ -231,7 +231,35 @@ pub enum RuntimeError {
     Failed(String),
 }
 
-/// A plugin runtime, as the platform's other parts see it.
+/// A plugin runtime, as the platform's other parts see it (`vodo-sandbox`
+/// is the real one). A stand-in that refuses every component, as a host
+/// without plugins might install:
+///
+/// ```
+/// use vodo_core::runtime::{ComponentInfo, RuntimeError, Sandbox, TrialBudget, TrialRun};
+/// use vodo_core::Manifest;
+///
+/// #[derive(Debug)]
+/// struct NoPlugins;
+///
+/// impl Sandbox for NoPlugins {
+///     fn inspect(&self, _wasm: &[u8]) -> Result<ComponentInfo, RuntimeError> {
+///         Err(RuntimeError::Refused("this host runs no plugins".into()))
+///     }
+///     fn trial(
+///         &self,
+///         _: &Manifest,
+///         _: &[u8],
+///         _: &TrialBudget,
+///         _: &[(String, String)],
+///     ) -> Result<Vec<TrialRun>, RuntimeError> {
+///         Err(RuntimeError::Refused("this host runs no plugins".into()))
+///     }
+/// }
+///
+/// let runtime: Box<dyn Sandbox> = Box::new(NoPlugins);
+/// assert!(matches!(runtime.inspect(b"\0asm"), Err(RuntimeError::Refused(_))));
+/// ```
 pub trait Sandbox: fmt::Debug + Send + Sync {
     /// Validates a component and lists its imports and exports.
     fn inspect(&self, wasm: &[u8]) -> Result<ComponentInfo, RuntimeError>;

@@ -66,6 +66,21 @@ impl fmt::Display for Timestamp {
 
 /// A source of the current time; injected so that expiry, grace periods and
 /// circuit-breaker windows can be tested without sleeping.
+///
+/// ```
+/// use std::time::Duration;
+/// use vodo_core::{Clock, ManualClock, Timestamp};
+///
+/// // Code that takes `&dyn Clock` runs on the system clock in production
+/// // and on a manual one in tests.
+/// fn expired(clock: &dyn Clock, expires_at: Timestamp) -> bool {
+///     clock.now() >= expires_at
+/// }
+/// let clock = ManualClock::new(Timestamp(1_000));
+/// assert!(!expired(&clock, Timestamp(2_000)));
+/// clock.advance(Duration::from_secs(1));
+/// assert!(expired(&clock, Timestamp(2_000)));
+/// ```
 pub trait Clock: fmt::Debug + Send + Sync {
     /// The current time.
     fn now(&self) -> Timestamp;

@@ -392,6 +392,33 @@ impl AuditFilter {
 
 /// Where audit events go. Shaped like rustls' `KeyLog`: a `Debug + Send +
 /// Sync` trait used as `Arc<dyn AuditSink>`, with [`NoAudit`] beside it.
+///
+/// A host's own sink (here one that forwards to a channel, as a sink
+/// feeding a SIEM would) needs only `record`:
+///
+/// ```
+/// use std::sync::{Mutex, mpsc};
+/// use vodo_core::audit::{AuditAction, AuditEvent, AuditSink, LifecycleChange};
+///
+/// #[derive(Debug)]
+/// struct Forward(Mutex<mpsc::Sender<String>>);
+///
+/// impl AuditSink for Forward {
+///     fn record(&self, event: &AuditEvent) -> vodo_core::Result<()> {
+///         let line = serde_json::to_string(event).map_err(|e| vodo_core::Error::Storage(e.into()))?;
+///         self.0.lock().unwrap().send(line).map_err(|e| vodo_core::Error::Storage(e.into()))
+///     }
+/// }
+///
+/// let (tx, rx) = mpsc::channel();
+/// let sink: Box<dyn AuditSink> = Box::new(Forward(Mutex::new(tx)));
+/// sink.record(&AuditEvent::now(AuditAction::Lifecycle {
+///     change: LifecycleChange::Installed,
+///     detail: String::new(),
+/// }))?;
+/// assert!(rx.recv().unwrap().contains("installed"));
+/// # Ok::<(), vodo_core::Error>(())
+/// ```
 pub trait AuditSink: fmt::Debug + Send + Sync {
     /// Records one event. A sink that batches may hold it until [`flush`](Self::flush).
     fn record(&self, event: &AuditEvent) -> Result<()>;
@@ -408,6 +435,8 @@ pub trait AuditSink: fmt::Debug + Send + Sync {
 }
 
 /// Helpers every [`AuditSink`] has.
+///
+/// See [`AuditLog`] for an example.
 pub trait AuditSinkExt: AuditSink {
     /// Records `event`, and logs with `tracing` if the sink fails: what is
     /// being recorded has already happened, and a failing sink must not undo
@@ -422,6 +451,42 @@ pub trait AuditSinkExt: AuditSink {
 impl<T: AuditSink + ?Sized> AuditSinkExt for T {}
 
 /// A sink that can also be searched.
+///
+/// ```
+/// use vodo_core::audit::{
+///     AuditAction, AuditEvent, AuditFilter, AuditKind, AuditLog, AuditSink, AuditSinkExt,
+///     LifecycleChange, MemoryAudit,
+/// };
+/// use vodo_core::{InstallationId, PluginId};
+///
+/// let audit = MemoryAudit::new();
+/// let (shop, plugin) = (InstallationId::new("shop-1"), PluginId::new("notifier"));
+/// audit.record(
+///     &AuditEvent::now(AuditAction::Lifecycle {
+///         change: LifecycleChange::Installed,
+///         detail: "version 1.0.0".into(),
+///     })
+///     .installation(&shop)
+///     .plugin(&plugin),
+/// )?;
+/// // What has already happened is recorded without failing the caller.
+/// audit.record_or_log(
+///     &AuditEvent::now(AuditAction::Lifecycle {
+///         change: LifecycleChange::Granted,
+///         detail: String::new(),
+///     })
+///     .installation(&shop)
+///     .plugin(&plugin),
+/// );
+/// let installs = audit.query(&AuditFilter {
+///     plugin: Some(plugin.clone()),
+///     kinds: vec![AuditKind::Lifecycle],
+///     ..AuditFilter::default()
+/// })?;
+/// assert_eq!(installs.len(), 2);
+/// assert!(installs[0].seq < installs[1].seq);
+/// # Ok::<(), vodo_core::Error>(())
+/// ```
 pub trait AuditLog: AuditSink {
     /// The records that pass `filter`, oldest first.
     fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
