@@ -12,6 +12,34 @@ use ureq::unversioned::transport::NextTimeout;
 use crate::is_private;
 
 /// Resolves host names; injected so that tests and hosts can control DNS.
+///
+/// A resolver with fixed answers, as a test or a host with its own DNS
+/// policy would give the egress:
+///
+/// ```
+/// use std::io;
+/// use std::net::SocketAddr;
+/// use vodo_egress::Resolver;
+///
+/// #[derive(Debug)]
+/// struct Fixed;
+///
+/// impl Resolver for Fixed {
+///     fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+///         match host {
+///             "api.example.com" => Ok(vec![SocketAddr::from(([93, 184, 215, 14], port))]),
+///             _ => Err(io::Error::new(io::ErrorKind::NotFound, format!("no such host {host}"))),
+///         }
+///     }
+/// }
+///
+/// let r: Box<dyn Resolver> = Box::new(Fixed);
+/// assert_eq!(r.resolve("api.example.com", 443)?[0].port(), 443);
+/// assert!(r.resolve("elsewhere.example", 443).is_err());
+/// // The egress checks every answer against private ranges before connecting.
+/// assert!(vodo_egress::is_private("10.0.0.1".parse().unwrap()));
+/// # Ok::<(), io::Error>(())
+/// ```
 pub trait Resolver: fmt::Debug + Send + Sync {
     /// The addresses of `host:port`.
     fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>>;

@@ -98,6 +98,27 @@ pub struct Analytics {
 
 /// Where the catalog lives. Implementations must pass
 /// `conformance::catalog_store`.
+///
+/// ```
+/// use vodo_core::{InstallationId, Timestamp};
+/// use vodo_marketplace::catalog::{CatalogStore, InstallEvent, MemoryCatalog, Rating};
+///
+/// let catalog: Box<dyn CatalogStore> = Box::new(MemoryCatalog::new());
+/// let shop = InstallationId::new("shop-1");
+/// catalog.record("gift-messages", "1.0.0", &shop, InstallEvent::Installed, Timestamp(0))?;
+/// assert!(!catalog.used("gift-messages", &shop)?, "installed is not used yet");
+/// catalog.record("gift-messages", "1.0.0", &shop, InstallEvent::Used, Timestamp(1))?;
+/// assert!(catalog.used("gift-messages", &shop)?);
+/// catalog.put_rating("gift-messages", &Rating {
+///     installation: shop.clone(),
+///     stars: 5,
+///     text: "does what it says".into(),
+///     at: Timestamp(2),
+/// })?;
+/// assert_eq!(catalog.ratings("gift-messages")?.len(), 1);
+/// assert_eq!(catalog.analytics("gift-messages")?.installs, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait CatalogStore: fmt::Debug + Send + Sync {
     /// Adds or replaces a listing.
     fn put_listing(&self, listing: &Listing) -> Result<()>;

@@ -60,6 +60,20 @@ impl SubmissionFilter {
 
 /// Where submissions and the packages they pin live. Implementations must
 /// pass `conformance::submission_store`.
+///
+/// ```
+/// use vodo_marketplace::submissions::{MemorySubmissions, SubmissionStore};
+///
+/// let store: Box<dyn SubmissionStore> = Box::new(MemorySubmissions::new());
+/// // A slug is its first claimant's: the second developer is told whose it is.
+/// assert_eq!(store.claim("gift-messages", "ana@example.com")?, "ana@example.com");
+/// assert_eq!(store.claim("gift-messages", "bob@example.com")?, "ana@example.com");
+/// // Packages are kept by their SHA-256, as submissions pin them.
+/// store.put_package("ab12", b"package bytes")?;
+/// assert_eq!(store.package("ab12")?.as_deref(), Some(&b"package bytes"[..]));
+/// assert_eq!(store.package("cd34")?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait SubmissionStore: fmt::Debug + Send + Sync {
     /// Keeps package bytes under their SHA-256 (lowercase hex). Storing the
     /// same digest again is a no-op.

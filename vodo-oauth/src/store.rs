@@ -32,6 +32,33 @@ pub enum Redemption<T> {
 
 /// Storage of the authorization server. Implementations must pass
 /// `conformance::oauth_store` (feature `conformance`).
+///
+/// ```
+/// use vodo_core::{InstallationId, Timestamp};
+/// use vodo_oauth::model::{Consent, Partner};
+/// use vodo_oauth::{MemoryStore, OAuthStore};
+///
+/// let store: Box<dyn OAuthStore> = Box::new(MemoryStore::new());
+/// store.put_partner(&Partner {
+///     id: "ptn_1".into(),
+///     name: "Acme".into(),
+///     email: "dev@acme.example".into(),
+///     created_at: Timestamp(0),
+/// })?;
+/// let shop = InstallationId::new("shop-1");
+/// store.put_consent(&Consent {
+///     installation: shop.clone(),
+///     client_id: "app_1".into(),
+///     scopes: ["entities:read:order".parse()?].into_iter().collect(),
+///     offline_access: false,
+///     granted_by: "owner".into(),
+///     granted_at: Timestamp(0),
+/// })?;
+/// assert_eq!(store.list_consents(&shop)?.len(), 1);
+/// // Redeeming is "mark used and tell me whether it was": a code never seen is Unknown.
+/// assert_eq!(store.redeem_code(&[0; 32])?, vodo_oauth::Redemption::Unknown);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait OAuthStore: fmt::Debug + Send + Sync {
     /// Inserts or replaces a partner.
     fn put_partner(&self, partner: &Partner) -> Result<()>;

@@ -62,6 +62,25 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 
 /// The data and effects plugins reach through the host interfaces.
 /// Errors go back to the plugin; they are not violations.
+///
+/// [`MemoryServices`] keeps everything in memory; a host implements this
+/// trait over its own database (the server's `ServerStore` does):
+///
+/// ```
+/// use vodo_core::{InstallationId, PluginId};
+/// use vodo_sandbox::{HostServices, MemoryServices};
+///
+/// let services: Box<dyn HostServices> = Box::new(MemoryServices::new());
+/// let shop = InstallationId::new("shop-1");
+/// services.put_entity(&shop, "order", "1001", r#"{"total":"49.90"}"#)?;
+/// assert_eq!(services.get_entity(&shop, "order", "1001")?.as_deref(), Some(r#"{"total":"49.90"}"#));
+/// // Each installation sees its own records only.
+/// assert_eq!(services.get_entity(&InstallationId::new("shop-2"), "order", "1001")?, None);
+/// let plugin = PluginId::new("notifier");
+/// services.set_setting(&shop, &plugin, "threshold", "5")?;
+/// assert_eq!(services.get_setting(&shop, &plugin, "threshold")?.as_deref(), Some("5"));
+/// # Ok::<(), vodo_sandbox::ServiceError>(())
+/// ```
 pub trait HostServices: fmt::Debug + Send + Sync {
     /// A record as JSON, or `None`.
     fn get_entity(

@@ -20,6 +20,33 @@ use crate::Problem;
 /// [`RateLimitLayer`](crate::RateLimitLayer) and
 /// [`PermissionLayer`](crate::PermissionLayer) are checks; a host can write
 /// its own and wrap a service in [`Checking`].
+///
+/// A check that refuses requests without a tenant header, and names the
+/// tenant in the answer:
+///
+/// ```
+/// use http::header::{HeaderName, HeaderValue};
+/// use http::{Request, StatusCode};
+/// use vodo_server::{Check, Problem};
+///
+/// #[derive(Clone)]
+/// struct Tenant;
+///
+/// impl Check for Tenant {
+///     fn check<B>(&self, request: &mut Request<B>) -> Result<Option<(HeaderName, HeaderValue)>, Problem> {
+///         match request.headers().get("x-tenant").cloned() {
+///             Some(t) => Ok(Some((HeaderName::from_static("x-served-tenant"), t))),
+///             None => Err(Problem::new(StatusCode::BAD_REQUEST, "no_tenant", "send `x-tenant`")),
+///         }
+///     }
+/// }
+///
+/// let mut ok = Request::get("/").header("x-tenant", "acme").body(()).unwrap();
+/// assert_eq!(Tenant.check(&mut ok).unwrap().unwrap().1, "acme");
+/// let mut refused = Request::get("/").body(()).unwrap();
+/// assert_eq!(Tenant.check(&mut refused).unwrap_err().status, StatusCode::BAD_REQUEST);
+/// // In a service stack: `vodo_server::Checking::new(inner_service, Tenant)`.
+/// ```
 pub trait Check: Clone {
     /// Refuses `request`, or lets it through with an optional response header.
     fn check<B>(

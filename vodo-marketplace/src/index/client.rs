@@ -18,6 +18,29 @@ use super::metadata::{
 use super::repository::{delegated_role, verify_delegated};
 
 /// Where a client gets index files: a folder, a CDN, a test double.
+///
+/// A host reads the index from wherever it is served; a source over a map
+/// (as a test, or a cache, would keep it):
+///
+/// ```
+/// use std::collections::HashMap;
+/// use vodo_marketplace::index::{IndexError, Source};
+///
+/// #[derive(Debug)]
+/// struct Files(HashMap<String, Vec<u8>>);
+///
+/// impl Source for Files {
+///     fn fetch(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, IndexError> {
+///         // Never more than `max` bytes: a hostile mirror cannot exhaust memory.
+///         Ok(self.0.get(name).map(|b| b[..b.len().min(max as usize + 1)].to_vec()))
+///     }
+/// }
+///
+/// let source: Box<dyn Source> = Box::new(Files(HashMap::from([("timestamp.json".to_owned(), b"{}".to_vec())])));
+/// assert_eq!(source.fetch("timestamp.json", 1024)?, Some(b"{}".to_vec()));
+/// assert_eq!(source.fetch("targets/none.vpkg", 1024)?, None);
+/// # Ok::<(), IndexError>(())
+/// ```
 pub trait Source: fmt::Debug + Send + Sync {
     /// The file `name` (relative, as `timestamp.json` or `targets/{sha}.vpkg`),
     /// at most `max` bytes, or `None` if it does not exist.

@@ -70,6 +70,42 @@ impl Default for DeliveryConfig {
 }
 
 /// Told when an endpoint is disabled.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use vodo_oauth::webhooks::{Endpoint, EndpointNotifier};
+///
+/// /// Queues an email to the endpoint's owner (here: keeps it in a list).
+/// #[derive(Debug, Default)]
+/// struct Mailer(Mutex<Vec<(String, String)>>);
+///
+/// impl EndpointNotifier for Mailer {
+///     fn endpoint_disabled(&self, endpoint: &Endpoint, reason: &str) {
+///         self.0.lock().unwrap().push((endpoint.owner_email.clone(), format!("{} disabled: {reason}", endpoint.url)));
+///     }
+/// }
+/// # use vodo_core::Timestamp;
+/// # use vodo_oauth::webhooks::{SignatureScheme, WebhookSecret};
+/// # let endpoint = Endpoint {
+/// #     id: "ep_1".into(),
+/// #     client_id: "app_1".into(),
+/// #     url: "https://app.example/hooks".into(),
+/// #     secrets: vec![WebhookSecret::generate()?],
+/// #     event_types: vec!["order.*".into()],
+/// #     rules: Vec::new(),
+/// #     installation: None,
+/// #     owner_email: "dev@app.example".into(),
+/// #     enabled: true,
+/// #     disabled_reason: None,
+/// #     failing_since: None,
+/// #     created_at: Timestamp(0),
+/// #     scheme: SignatureScheme::Standard,
+/// # };
+/// let mailer = Mailer::default();
+/// mailer.endpoint_disabled(&endpoint, "failing for 5 days");
+/// assert_eq!(mailer.0.lock().unwrap()[0].0, "dev@app.example");
+/// # Ok::<(), vodo_oauth::Error>(())
+/// ```
 pub trait EndpointNotifier: fmt::Debug + Send + Sync {
     /// `endpoint` was disabled for `reason`; tell its owner.
     fn endpoint_disabled(&self, endpoint: &Endpoint, reason: &str);

@@ -199,6 +199,44 @@ impl Message {
 /// Where endpoints, messages, deliveries and the delivery log live.
 /// Implementations must pass `conformance::webhook_outbox`; the durable
 /// default is [`SqliteOutbox`], and [`MemoryOutbox`](super::MemoryOutbox) serves tests.
+///
+/// ```
+/// use std::time::Duration;
+/// use vodo_core::Timestamp;
+/// use vodo_oauth::webhooks::{Endpoint, MemoryOutbox, Message, Outbox, SignatureScheme, WebhookSecret};
+///
+/// let outbox: Box<dyn Outbox> = Box::new(MemoryOutbox::new());
+/// let endpoint = Endpoint {
+///     id: "ep_1".into(),
+///     client_id: "app_1".into(),
+///     url: "https://app.example/hooks".into(),
+///     secrets: vec![WebhookSecret::generate()?],
+///     event_types: vec!["order.*".into()],
+///     rules: Vec::new(),
+///     installation: None,
+///     owner_email: "dev@app.example".into(),
+///     enabled: true,
+///     disabled_reason: None,
+///     failing_since: None,
+///     created_at: Timestamp(0),
+///     scheme: SignatureScheme::Standard,
+/// };
+/// outbox.put_endpoint(&endpoint)?;
+/// let message = Message {
+///     id: "msg_1".into(),
+///     event_type: "order.created".into(),
+///     installation: None,
+///     body: r#"{"id":"1001"}"#.into(),
+///     created_at: Timestamp(0),
+/// };
+/// outbox.enqueue(&message, &["ep_1".to_owned()])?;
+/// // A worker claims what is due for a lease; a second worker in that lease gets nothing.
+/// let claimed = outbox.claim_due(Timestamp(1), Duration::from_secs(30), 10)?;
+/// assert_eq!(claimed.len(), 1);
+/// assert_eq!(claimed[0].endpoint.url, "https://app.example/hooks");
+/// assert!(outbox.claim_due(Timestamp(2), Duration::from_secs(30), 10)?.is_empty());
+/// # Ok::<(), vodo_oauth::Error>(())
+/// ```
 pub trait Outbox: std::fmt::Debug + Send + Sync {
     /// Adds or replaces an endpoint.
     fn put_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
