@@ -1,5 +1,6 @@
 //! Requests to the OAuth provider's endpoints as any client sends them:
-//! method, path, query, headers and form body (the HTTP parsing that is ours).
+//! method, path, query, headers and form body (the HTTP parsing that is ours),
+//! the device authorization endpoint and its verification page among them.
 #![no_main]
 use std::sync::{Arc, LazyLock};
 
@@ -35,11 +36,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         headers,
         body,
     };
-    let session = Session {
-        installation: InstallationId::new("shop-1"),
+    let merchant = Session {
+        installation: Some(InstallationId::new("shop-1")),
         user: "m@shop".into(),
     };
-    let _ = SERVER.handle(&request, Some(&session));
+    // A developer, signed in without a store (the device page's user).
+    let developer = Session {
+        installation: None,
+        user: "dev@example".into(),
+    };
+    let _ = SERVER.handle(&request, Some(&merchant));
+    let _ = SERVER.handle(&request, Some(&developer));
     let _ = SERVER.handle(&request, None);
     let _ = vodo_oauth::redirect_matches(&request.path, &request.query);
 });

@@ -109,7 +109,9 @@ fn save(c: &Credentials) -> Result<()> {
     write_private(&credentials_path()?, &serde_json::to_vec_pretty(c)?)
 }
 
-fn agent() -> ureq::Agent {
+/// The HTTP client of the commands that talk to a server: answers of any
+/// status are read (their problem says what went wrong), two minutes at most.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(120)))

@@ -16,14 +16,6 @@ pub struct Session {
     csrf: String,
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
 /// `s` as one URL path segment or query value.
 pub fn segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
@@ -61,7 +53,7 @@ impl Session {
         let key = format!("{email} {base}");
         if let Some(cookie) = kept.get(&key).and_then(|v| v.as_str()) {
             let mut s = Self {
-                agent: agent(),
+                agent: crate::account::agent(),
                 base: base.to_owned(),
                 cookie: cookie.to_owned(),
                 csrf: String::new(),
@@ -90,7 +82,7 @@ impl Session {
     }
 
     fn sign_in(base: &str, email: &str, password: &str) -> Result<Self> {
-        let agent = agent();
+        let agent = crate::account::agent();
         let mut r = agent
             .post(&format!("{base}/v1/session"))
             .send_json(json!({ "email": email, "password": password }))

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use crate::remote::{Session, segment};
+use crate::remote::{Session, problem, segment};
 
 /// One line typed at the prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,16 +161,6 @@ struct Tinker {
     plugin: String,
     log_after: u64,
     audit_after: u64,
-}
-
-fn problem(status: u16, v: &Value) -> anyhow::Error {
-    anyhow!(
-        "{status}: {}",
-        v["detail"]
-            .as_str()
-            .or(v["error"].as_str())
-            .unwrap_or("no details")
-    )
 }
 
 impl Tinker {

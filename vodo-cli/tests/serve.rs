@@ -91,6 +91,25 @@ impl Server {
         }
     }
 
+    /// Waits for the console's line and answers the server's address.
+    fn base(&mut self) -> String {
+        self.wait_for("console")
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_end_matches("/admin")
+            .to_owned()
+    }
+
+    /// Waits for the first start's line with the admin's one-time password.
+    fn admin_password(&mut self) -> String {
+        self.wait_for("one-time password")
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    }
+
     /// What it printed since the last look, without waiting.
     fn drain(&mut self) -> Vec<String> {
         let new: Vec<String> = self.lines.try_iter().collect();
@@ -150,16 +169,9 @@ fn call(method: &str, url: &str, cookie: Option<&str>, body: Option<Value>) -> (
 fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start(data.path());
-    let console = server.wait_for("console");
-    let password_line = server.wait_for("one-time password");
-    let password = password_line.split_whitespace().last().unwrap().to_owned();
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "{console}");
+    let base = server.base();
+    let password = server.admin_password();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     server.wait_for("Ctrl-C stops it");
     assert!(
         server
@@ -239,15 +251,9 @@ fn serve_seeds_a_demo_platform_stops_on_ctrl_c_and_reuses_its_data() {
 
     // The second start prints no new password and serves the same data.
     let mut again = Server::start(data.path());
-    let console = again.wait_for("console");
+    let base = again.base();
     let line = again.wait_for("sign in");
     assert!(line.contains("accounts of"), "{line}");
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
     again.wait_for("Ctrl-C stops it");
     let (status, plugins) = call(
         "GET",
@@ -313,19 +319,8 @@ fn serve_hot_reloads_the_plugin_being_written_and_keeps_the_last_good_one() {
     let plugin = work.path().join("hot-demo");
     let data = work.path().join("data");
     let mut server = Server::start_with(&data, &["--plugins", plugin.to_str().unwrap()]);
-    let console = server.wait_for("console");
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
-    let password = server
-        .wait_for("one-time password")
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_owned();
+    let base = server.base();
+    let password = server.admin_password();
     let loaded = server.wait_for("  dev ");
     assert!(loaded.contains("hot-demo 0.1.0 from"), "{loaded}");
     assert!(
@@ -465,13 +460,7 @@ fn keys_and_audit_commands_share_the_data_folder_with_a_running_server() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let mut server = Server::start(&data);
-    let console = server.wait_for("console");
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
+    let base = server.base();
     server.wait_for("Ctrl-C stops it");
     let vodo = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_vodo"))
@@ -661,13 +650,7 @@ fn login_publish_and_logout_through_the_device_grant() {
     let data = work.path().join("data");
     let config = work.path().join("config");
     let mut server = Server::start(&data);
-    let console = server.wait_for("console");
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
+    let base = server.base();
     server.wait_for("Ctrl-C stops it");
     let vodo = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_vodo"))
@@ -942,15 +925,8 @@ fn tinker_drives_a_plugin_and_shows_what_it_did() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let mut server = Server::start(&data);
-    let console = server.wait_for("console");
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
-    let password_line = server.wait_for("one-time password");
-    let password = password_line.split_whitespace().last().unwrap().to_owned();
+    let base = server.base();
+    let password = server.admin_password();
     server.wait_for("Ctrl-C stops it");
     let script = [
         "put order 2001 {\"total\":\"49.90\",\"currency\":\"SAR\"}",
@@ -1033,15 +1009,8 @@ fn keys_audit_and_logs_against_a_server() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let mut server = Server::start(&data);
-    let console = server.wait_for("console");
-    let base = console
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_end_matches("/admin")
-        .to_owned();
-    let password_line = server.wait_for("one-time password");
-    let password = password_line.split_whitespace().last().unwrap().to_owned();
+    let base = server.base();
+    let password = server.admin_password();
     server.wait_for("Ctrl-C stops it");
     let vodo = |args: &[&str], password: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_vodo"))
