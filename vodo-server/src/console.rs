@@ -1264,4 +1264,28 @@ mod tests {
         );
         assert_eq!(super::utc(Timestamp(-1000)), "1969-12-31 23:59:59");
     }
+
+    #[test]
+    fn a_sign_in_returns_only_to_this_servers_console_and_oauth_pages() {
+        use super::safe_next;
+        for ok in [
+            "/admin",
+            "/admin/reviews",
+            "/oauth/device?user_code=BCDF-GHJK",
+        ] {
+            assert_eq!(safe_next(Some(ok)), Some(ok));
+        }
+        for bad in [
+            "//evil.example",
+            "https://evil.example/admin",
+            "/\\evil.example",
+            "/admin//evil.example",
+            "/admin\nLocation: x",
+            "/v1/keys",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(safe_next(None), None);
+    }
 }

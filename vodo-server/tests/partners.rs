@@ -982,3 +982,150 @@ async fn records_plugins_write_are_published_as_webhook_events() {
         "{types:?}"
     );
 }
+
+/// The marketplace takes a developer's token from the device grant (what
+/// `vodo login` gets) on the submission routes, and no other token: not a
+/// partner app's, not a revoked one; and the token decides nothing a
+/// reviewer decides.
+#[tokio::test]
+async fn the_submission_routes_take_a_developers_device_token_and_no_other() {
+    let f = common::fixture();
+    let app = &f.app;
+    let started = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/device_authorization",
+            form(&[
+                ("client_id".into(), vodo_server::CLI_CLIENT.into()),
+                ("scope".into(), "marketplace:publish".into()),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let (device_code, user_code) = (
+        started.json()["device_code"].as_str().unwrap().to_owned(),
+        started.json()["user_code"].as_str().unwrap().to_owned(),
+    );
+    // Not signed in: the page sends the browser to the sign-in and back.
+    let page = format!("/oauth/device?user_code={user_code}");
+    let away = send(
+        app,
+        cookie_request(&Who::default(), Method::GET, &page, String::new()),
+    )
+    .await;
+    assert_eq!(away.status, StatusCode::SEE_OTHER);
+    let partner = sign_in(app, "partner@x.test").await;
+    let shown = send(
+        app,
+        cookie_request(&partner, Method::GET, &page, String::new()),
+    )
+    .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text());
+    let mut fields = hidden_fields(&shown.text());
+    fields.push(("decision".into(), "allow".into()));
+    let allowed = send(
+        app,
+        cookie_request(&partner, Method::POST, "/oauth/device", form(&fields)),
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text());
+    let tokens = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/token",
+            form(&[
+                ("grant_type".into(), vodo_oauth::DEVICE_GRANT.into()),
+                ("client_id".into(), vodo_server::CLI_CLIENT.into()),
+                ("device_code".into(), device_code),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let token = tokens.json()["access_token"].as_str().unwrap().to_owned();
+
+    let me = send(app, bearer(&token, Method::GET, "/v1/session", None)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    assert_eq!(me.json()["email"], "partner@x.test");
+    assert_eq!(me.json()["role"], "partner");
+    assert_eq!(
+        me.json()["csrf"],
+        Value::Null,
+        "a token needs no CSRF token"
+    );
+    let list = send(app, bearer(&token, Method::GET, "/v1/submissions", None)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    // Nothing beyond the marketplace's developer routes.
+    for (method, path) in [
+        (Method::GET, "/v1/installations"),
+        (Method::POST, "/v1/submissions/sub_x/decision"),
+        (Method::GET, "/v1/audit"),
+    ] {
+        let r = send(
+            app,
+            bearer(
+                &token,
+                method.clone(),
+                path,
+                Some(json!({ "approve": true })),
+            ),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
+
+    // A partner app's token is refused by name.
+    let client = register(app, &partner, &["entities:read:order"]).await;
+    let cc = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/token",
+            form(&[
+                ("grant_type".into(), "client_credentials".into()),
+                ("client_id".into(), client.0.clone()),
+                ("client_secret".into(), client.1.clone()),
+            ]),
+        ),
+    )
+    .await;
+    let cc = cc.json()["access_token"].as_str().unwrap().to_owned();
+    let r = send(app, bearer(&cc, Method::GET, "/v1/submissions", None)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "wrong_token".into())
+    );
+
+    // Revoked (what `vodo logout` does): refused at once.
+    let revoked = send(
+        app,
+        cookie_request(
+            &Who::default(),
+            Method::POST,
+            "/oauth/revoke",
+            form(&[
+                ("client_id".into(), vodo_server::CLI_CLIENT.into()),
+                ("token".into(), token.clone()),
+            ]),
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    let r = send(app, bearer(&token, Method::GET, "/v1/submissions", None)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
+    assert!(r.text().contains("vodo login"), "{}", r.text());
+}
