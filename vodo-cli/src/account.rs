@@ -331,7 +331,7 @@ fn access_token(agent: &ureq::Agent, server: Option<&str>) -> Result<(String, St
         c.servers.get(&server).cloned().ok_or_else(|| {
             anyhow!("not signed in to {server}: run `vodo login --server {server}`")
         })?;
-    if entry.expires_at - 60 > now_secs() {
+    if entry.expires_at.saturating_sub(60) > now_secs() {
         return Ok((server, entry.access_token));
     }
     let Some(refresh) = entry.refresh_token.clone() else {
