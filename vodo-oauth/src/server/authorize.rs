@@ -75,7 +75,7 @@ impl AuthServer {
         };
         if submitted {
             let token = get("csrf").unwrap_or_default();
-            if !self.csrf_valid(token, session, &request) {
+            if !self.csrf_matches(token, &Self::csrf_input(session, &request)) {
                 return self.error_page(
                     400,
                     "the consent form expired or was not sent from this page: start again",
@@ -222,18 +222,6 @@ impl AuthServer {
         .join("\n")
     }
 
-    fn csrf_token(&self, session: &Session, r: &AuthorizeRequest) -> String {
-        let tag = ring::hmac::sign(&self.csrf, Self::csrf_input(session, r).as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
-    }
-
-    fn csrf_valid(&self, token: &str, session: &Session, r: &AuthorizeRequest) -> bool {
-        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else {
-            return false;
-        };
-        ring::hmac::verify(&self.csrf, Self::csrf_input(session, r).as_bytes(), &tag).is_ok()
-    }
-
     fn consent_page(
         &self,
         r: &AuthorizeRequest,
@@ -272,7 +260,10 @@ impl AuthServer {
             ),
             ("code_challenge", r.challenge.as_str()),
             ("code_challenge_method", "S256"),
-            ("csrf", self.csrf_token(session, r).as_str()),
+            (
+                "csrf",
+                self.csrf_tag(&Self::csrf_input(session, r)).as_str(),
+            ),
         ] {
             fields.push_str(&hidden(k, v));
         }

@@ -12,12 +12,8 @@ use super::*;
 impl AuthServer {
     /// `POST /oauth/device_authorization` (RFC 8628 section 3.1).
     pub(super) fn device_authorization(&self, req: &HttpRequest) -> HttpResponse {
-        let p = match params(&req.body) {
-            Ok(p) => p,
-            Err(e) => return error_json(&OAuthError::new(ErrorCode::InvalidRequest, e)),
-        };
-        let client = match self.client_auth(req, &p, false) {
-            Ok(c) => c,
+        let (p, client) = match self.client_form(req) {
+            Ok(form) => form,
             Err(e) => return error_json(&e),
         };
         match self.start_device(&client, p.get("scope").map(String::as_str)) {
@@ -113,26 +109,6 @@ impl AuthServer {
         ["device", &session.user, user_code].join("\n")
     }
 
-    fn device_csrf(&self, session: &Session, user_code: &str) -> String {
-        let tag = ring::hmac::sign(
-            &self.csrf,
-            Self::device_csrf_input(session, user_code).as_bytes(),
-        );
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
-    }
-
-    fn device_csrf_valid(&self, token: &str, session: &Session, user_code: &str) -> bool {
-        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else {
-            return false;
-        };
-        ring::hmac::verify(
-            &self.csrf,
-            Self::device_csrf_input(session, user_code).as_bytes(),
-            &tag,
-        )
-        .is_ok()
-    }
-
     /// `GET /oauth/device[?user_code=]` and `POST /oauth/device`: the page
     /// where the signed-in user types or confirms the code their tool shows,
     /// then approves or denies it.
@@ -181,10 +157,9 @@ impl AuthServer {
         if !submitted {
             return self.device_confirm(&client, &code, session);
         }
-        if !self.device_csrf_valid(
+        if !self.csrf_matches(
             p.get("csrf").map(String::as_str).unwrap_or_default(),
-            session,
-            &user_code,
+            &Self::device_csrf_input(session, &user_code),
         ) {
             return self.error_page(
                 400,
@@ -307,7 +282,7 @@ impl AuthServer {
                 user = escape(&session.user),
                 app = escape(&client.name),
                 shown = escape(&shown),
-                csrf = escape(&self.device_csrf(session, &code.user_code)),
+                csrf = escape(&self.csrf_tag(&Self::device_csrf_input(session, &code.user_code))),
             ),
         )
     }

@@ -5,12 +5,8 @@ use super::*;
 
 impl AuthServer {
     pub(super) fn revoke(&self, req: &HttpRequest) -> HttpResponse {
-        let p = match params(&req.body) {
-            Ok(p) => p,
-            Err(e) => return error_json(&OAuthError::new(ErrorCode::InvalidRequest, e)),
-        };
-        let client = match self.client_auth(req, &p, false) {
-            Ok(c) => c,
+        let (p, client) = match self.client_form(req) {
+            Ok(form) => form,
             Err(e) => return error_json(&e),
         };
         let Some(token) = p.get("token") else {

@@ -425,6 +425,21 @@ impl AuthServer {
         format!("{}{path}", self.config.issuer)
     }
 
+    /// The anti-forgery token of a form whose signed fields are `input`
+    /// (the consent page's, the device page's).
+    fn csrf_tag(&self, input: &str) -> String {
+        let tag = ring::hmac::sign(&self.csrf, input.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `token` is [`csrf_tag`](Self::csrf_tag) of `input`.
+    fn csrf_matches(&self, token: &str, input: &str) -> bool {
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        ring::hmac::verify(&self.csrf, input.as_bytes(), &tag).is_ok()
+    }
+
     fn base_path(&self) -> String {
         url::Url::parse(&self.config.issuer)
             .map(|u| u.path().trim_end_matches('/').to_owned())

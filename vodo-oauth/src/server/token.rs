@@ -74,13 +74,20 @@ impl AuthServer {
         }
     }
 
+    /// The form of a token, revocation or device authorization request and
+    /// its client, authenticated (a public client by its id alone).
+    pub(super) fn client_form(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<(HashMap<String, String>, Client), OAuthError> {
+        let p = params(&req.body).map_err(|e| OAuthError::new(ErrorCode::InvalidRequest, e))?;
+        let client = self.client_auth(req, &p, false)?;
+        Ok((p, client))
+    }
+
     pub(super) fn token(&self, req: &HttpRequest) -> HttpResponse {
-        let p = match params(&req.body) {
-            Ok(p) => p,
-            Err(e) => return error_json(&OAuthError::new(ErrorCode::InvalidRequest, e)),
-        };
-        let client = match self.client_auth(req, &p, false) {
-            Ok(c) => c,
+        let (p, client) = match self.client_form(req) {
+            Ok(form) => form,
             Err(e) => {
                 let mut r = error_json(&e);
                 if e.code == ErrorCode::InvalidClient && req.header("authorization").is_some() {
