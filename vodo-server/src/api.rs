@@ -356,23 +356,79 @@ fn entities(platform: &Shared) -> (Router<Shared>, serde_json::Map<String, Value
     (router, paths)
 }
 
-fn entity_id(id: &str) -> Result<(), Problem> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
+/// Checks a record id (or kind, or setting key, named by `what`): 1 to 128
+/// letters, digits, `-`, `_` or `.`.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), Problem> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
             "bad_id",
-            "a record id is 1 to 128 letters, digits, `-`, `_` or `.`",
+            format!("a {what} is 1 to 128 letters, digits, `-`, `_` or `.`"),
         ));
     }
     Ok(())
 }
 
-fn service_problem(e: vodo_sandbox::ServiceError) -> Problem {
+fn entity_id(id: &str) -> Result<(), Problem> {
+    check_name("record id", id)
+}
+
+/// A record of `installation` as stored (its JSON text), or `404`.
+pub(crate) fn read_record(
+    p: &Platform,
+    installation: &InstallationId,
+    kind: &str,
+    id: &str,
+) -> Result<String, Problem> {
+    match p.store.get_entity(installation, kind, id) {
+        Ok(Some(json)) => Ok(json),
+        Ok(None) => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no {kind} `{id}` in this installation"),
+        )),
+        Err(e) => Err(service_problem(e)),
+    }
+}
+
+/// Writes `body`, a JSON object, as a record of `installation` and
+/// publishes `{kind}.created` or `{kind}.updated` to partner apps, as
+/// every record written through the platform is: whether it is new, and
+/// the text stored.
+pub(crate) fn write_record(
+    p: &Platform,
+    installation: &InstallationId,
+    kind: &str,
+    id: &str,
+    body: Value,
+) -> Result<(bool, String), Problem> {
+    if !body.is_object() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("a {kind} is a JSON object"),
+        ));
+    }
+    let text = body.to_string();
+    let created = p
+        .store
+        .write_entity(installation, kind, id, &text)
+        .map_err(service_problem)?;
+    let event = if created { "created" } else { "updated" };
+    p.publish(
+        &format!("{kind}.{event}"),
+        installation,
+        json!({ "id": id, kind: body }),
+    );
+    Ok((created, text))
+}
+
+pub(crate) fn service_problem(e: vodo_sandbox::ServiceError) -> Problem {
     match e {
         vodo_sandbox::ServiceError::NotFound(what) => {
             Problem::new(StatusCode::NOT_FOUND, "not_found", what)
@@ -391,7 +447,7 @@ fn service_problem(e: vodo_sandbox::ServiceError) -> Problem {
     }
 }
 
-fn json_response(status: StatusCode, text: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, text: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
@@ -402,15 +458,8 @@ async fn get_entity(
     kind: Arc<str>,
 ) -> ApiResult {
     entity_id(&id)?;
-    match p.store.get_entity(&installation, &kind, &id) {
-        Ok(Some(json)) => Ok(json_response(StatusCode::OK, json)),
-        Ok(None) => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no {kind} `{id}` in this installation"),
-        )),
-        Err(e) => Err(service_problem(e)),
-    }
+    let json = read_record(&p, &installation, &kind, &id)?;
+    Ok(json_response(StatusCode::OK, json))
 }
 
 async fn put_entity(
@@ -421,24 +470,7 @@ async fn put_entity(
     kind: Arc<str>,
 ) -> ApiResult {
     entity_id(&id)?;
-    if !body.is_object() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("a {kind} is a JSON object"),
-        ));
-    }
-    let text = body.to_string();
-    let created = p
-        .store
-        .write_entity(&installation, &kind, &id, &text)
-        .map_err(service_problem)?;
-    let event = if created { "created" } else { "updated" };
-    p.publish(
-        &format!("{kind}.{event}"),
-        &installation,
-        json!({ "id": id, kind.as_ref(): body }),
-    );
+    let (created, text) = write_record(&p, &installation, &kind, &id, body)?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -14,9 +14,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vodo_sandbox::{HostServices as _, ServiceError};
+use vodo_sandbox::HostServices as _;
 
-use crate::api::{ProblemDoc, call_usage, ids, installation_id};
+use crate::api::{
+    ProblemDoc, call_usage, check_name, ids, installation_id, json_response, read_record,
+    service_problem, write_record,
+};
 use crate::web::{ApiSession, JsonBody, manages};
 use crate::{Platform, Problem};
 
@@ -173,36 +176,8 @@ async fn put_setting(
     }
     p.store
         .set_setting(&i, &pl, &key, &body.value)
-        .map_err(service)?;
+        .map_err(service_problem)?;
     Ok(Json(json!({ "key": key, "value": body.value })).into_response())
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), Problem> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad_id",
-            format!("`{name}` is not a {what}: use 1 to 128 letters, digits, `-`, `_` or `.`"),
-        ))
-    }
-}
-
-fn service(e: ServiceError) -> Problem {
-    match e {
-        ServiceError::Invalid(m) => invalid(m),
-        other => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("{other}: try again"),
-        ),
-    }
 }
 
 /// One record of an installation, as plugins read it.
@@ -221,29 +196,20 @@ async fn record(
     manages(&s, &i)?;
     check_name("record kind", &kind)?;
     check_name("record id", &id)?;
-    let json = p
-        .store
-        .get_entity(&i, &kind, &id)
-        .map_err(service)?
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no {kind} `{id}` in `{i}`"),
-            )
-        })?;
-    let value: Value = serde_json::from_str(&json).unwrap_or(Value::String(json));
-    Ok(Json(value).into_response())
+    let json = read_record(&p, &i, &kind, &id)?;
+    Ok(json_response(StatusCode::OK, json))
 }
 
-/// Create or replace a record of an installation (a test order, a product).
+/// Create or replace a record of an installation (a test order, a product);
+/// partner apps get `{kind}.created` or `{kind}.updated`, as for every
+/// record written through the platform.
 #[utoipa::path(put, path = "/v1/installations/{installation}/records/{kind}/{id}", tag = "installations",
     params(("installation" = String, Path, description = "The installation, such as `shop-42`"), ("kind" = String, Path, description = "The record's kind, such as `order`"), ("id" = String, Path, description = "The record's id")),
     request_body = Object,
     responses((status = 200, description = "Stored: `created` says whether it is new", body = Object),
         (status = 401, description = "Not signed in", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not this account's installation, or the CSRF token is missing or stale", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 422, description = "Not a JSON object", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn put_record(
     State(p): State<Shared>,
     ApiSession(s): ApiSession,
@@ -254,9 +220,6 @@ async fn put_record(
     manages(&s, &i)?;
     check_name("record kind", &kind)?;
     check_name("record id", &id)?;
-    let created = p
-        .store
-        .write_entity(&i, &kind, &id, &body.to_string())
-        .map_err(service)?;
+    let (created, _) = write_record(&p, &i, &kind, &id, body)?;
     Ok(Json(json!({ "kind": kind, "id": id, "created": created })).into_response())
 }
