@@ -61,17 +61,77 @@ pub fn rfc3339(at: Timestamp) -> String {
         .unwrap_or_else(|| format!("{}ms", at.0))
 }
 
-/// One entry of the output.
-struct Entry {
+/// One line of the output, as text and as JSON, with its time to
+/// interleave by. The same for a data folder and a server (`--server`).
+pub struct Entry {
     at: Timestamp,
     text: String,
     json: serde_json::Value,
 }
 
-/// Where reading stopped, to follow on from it.
-struct Cursor {
-    log_seq: u64,
-    audit_offset: u64,
+impl Entry {
+    /// A plugin's log line.
+    pub fn log(at: Timestamp, installation: &str, level: &str, message: &str) -> Self {
+        Self {
+            at,
+            text: format!("{} [{installation}] {level:5} {message}", rfc3339(at)),
+            json: serde_json::json!({
+                "type": "log",
+                "at": at.as_millis(),
+                "installation": installation,
+                "level": level,
+                "message": message,
+            }),
+        }
+    }
+
+    /// An audit record.
+    pub fn audit(seq: u64, event: &AuditEvent) -> Self {
+        let action = serde_json::to_value(&event.action).unwrap_or_default();
+        let installation = event.installation.as_ref().map(InstallationId::as_str);
+        Self {
+            at: event.at,
+            text: format!(
+                "{} [{}] audit #{seq} {} {}",
+                rfc3339(event.at),
+                installation.unwrap_or("-"),
+                event.kind().as_str(),
+                action
+            ),
+            json: serde_json::json!({
+                "type": "audit",
+                "seq": seq,
+                "at": event.at.as_millis(),
+                "installation": installation,
+                "event": action,
+            }),
+        }
+    }
+}
+
+/// Prints each batch `next` gives, by time; with `follow`, asks for the
+/// next batch every `every` until interrupted.
+pub fn show(
+    mut next: impl FnMut() -> Result<Vec<Entry>>,
+    follow: bool,
+    json: bool,
+    every: Duration,
+) -> Result<()> {
+    loop {
+        let mut entries = next()?;
+        entries.sort_by_key(|e| e.at);
+        for e in entries {
+            if json {
+                println!("{}", e.json);
+            } else {
+                println!("{}", e.text);
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// Prints what `filter` selects from the data folder `data`; with
@@ -92,45 +152,31 @@ pub fn run(data: &Path, filter: &Filter, follow: bool, json: bool) -> Result<()>
         ),
     };
     let store = ServerStore::open(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut cursor = Cursor {
-        log_seq: 0,
-        audit_offset: 0,
-    };
-    loop {
+    let (mut log_seq, mut audit_offset) = (0, 0);
+    let next = || {
         let mut entries = Vec::new();
         if kind.is_none() {
             for l in store
                 .query_logs(&LogQuery {
                     installation: filter.installation.clone(),
                     plugin: Some(filter.plugin.clone()),
-                    after: Some(cursor.log_seq),
+                    after: Some(log_seq),
                     since: filter.since,
                     ..LogQuery::default()
                 })
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {
-                cursor.log_seq = l.seq;
-                entries.push(Entry {
-                    at: l.line.at,
-                    text: format!(
-                        "{} [{}] {:5} {}",
-                        rfc3339(l.line.at),
-                        l.line.installation,
-                        l.line.level,
-                        l.line.message
-                    ),
-                    json: serde_json::json!({
-                        "type": "log",
-                        "at": l.line.at.as_millis(),
-                        "installation": l.line.installation.as_str(),
-                        "level": l.line.level,
-                        "message": l.line.message,
-                    }),
-                });
+                log_seq = l.seq;
+                entries.push(Entry::log(
+                    l.line.at,
+                    l.line.installation.as_str(),
+                    l.line.level,
+                    &l.line.message,
+                ));
             }
         }
         if filter.kind.as_deref() != Some("log") {
-            for (seq, event) in audit_after(&data.join("audit.jsonl"), &mut cursor.audit_offset)? {
+            for (seq, event) in audit_after(&data.join("audit.jsonl"), &mut audit_offset)? {
                 let wanted = event.plugin.as_ref() == Some(&filter.plugin)
                     && filter
                         .installation
@@ -138,45 +184,14 @@ pub fn run(data: &Path, filter: &Filter, follow: bool, json: bool) -> Result<()>
                         .is_none_or(|i| event.installation.as_ref() == Some(i))
                     && kind.is_none_or(|k| event.kind() == k)
                     && filter.since.is_none_or(|s| event.at >= s);
-                if !wanted {
-                    continue;
+                if wanted {
+                    entries.push(Entry::audit(seq, &event));
                 }
-                let action = serde_json::to_value(&event.action).unwrap_or_default();
-                entries.push(Entry {
-                    at: event.at,
-                    text: format!(
-                        "{} [{}] audit #{seq} {} {}",
-                        rfc3339(event.at),
-                        event
-                            .installation
-                            .as_ref()
-                            .map_or("-", InstallationId::as_str),
-                        event.kind().as_str(),
-                        action
-                    ),
-                    json: serde_json::json!({
-                        "type": "audit",
-                        "seq": seq,
-                        "at": event.at.as_millis(),
-                        "installation": event.installation.as_ref().map(InstallationId::as_str),
-                        "event": action,
-                    }),
-                });
             }
         }
-        entries.sort_by_key(|e| e.at);
-        for e in entries {
-            if json {
-                println!("{}", e.json);
-            } else {
-                println!("{}", e.text);
-            }
-        }
-        if !follow {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        Ok(entries)
+    };
+    show(next, follow, json, Duration::from_millis(500))
 }
 
 /// The audit records of `path` from byte `offset` on (complete lines

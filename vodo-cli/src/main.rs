@@ -256,16 +256,8 @@ enum Command {
     Logs {
         /// The plugin's slug.
         plugin: String,
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
         /// Only this installation.
         #[arg(long)]
         installation: Option<String>,
@@ -317,6 +309,32 @@ enum Command {
     },
 }
 
+/// Where `vodo keys`, `vodo audit` and `vodo logs` read: a data folder of
+/// `vodo serve`, or a running server.
+#[derive(clap::Args)]
+struct Target {
+    /// The data folder of `vodo serve`.
+    #[arg(long, default_value = ".vodo")]
+    data: PathBuf,
+    /// A running server to ask instead of a data folder (signs in as
+    /// --email, with $VODO_PASSWORD or asked).
+    #[arg(long)]
+    server: Option<String>,
+    /// The account to sign in as, with --server.
+    #[arg(long, default_value = "admin@vodo.local")]
+    email: String,
+}
+
+impl Target {
+    /// A signed-in session with the server, if one was named.
+    fn session(&self) -> anyhow::Result<Option<remote::Session>> {
+        self.server
+            .as_deref()
+            .map(|server| remote::Session::connect(server, &self.email))
+            .transpose()
+    }
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Issue a key; the key is printed once and only its hash is kept.
@@ -337,16 +355,8 @@ enum KeysCommand {
         /// Days until it expires (default: never).
         #[arg(long)]
         ttl_days: Option<u64>,
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -360,16 +370,8 @@ enum KeysCommand {
         /// The installation.
         #[arg(long, default_value = "demo")]
         installation: String,
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -389,16 +391,8 @@ enum KeysCommand {
         /// How long the old key keeps working.
         #[arg(long, default_value_t = 24)]
         grace_hours: u64,
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -415,16 +409,8 @@ enum KeysCommand {
         /// With --server: the key's installation.
         #[arg(long, default_value = "demo")]
         installation: String,
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
     },
 }
 
@@ -458,16 +444,8 @@ enum AuditCommand {
     ///
     /// Example: `vodo audit verify --data .vodo`
     Verify {
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
         /// Print the result as JSON, for tools.
         #[arg(long)]
         json: bool,
@@ -491,36 +469,64 @@ enum AuditCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// The data folder of `vodo serve`.
-        #[arg(long, default_value = ".vodo")]
-        data: PathBuf,
-        /// A running server to ask instead of a data folder (signs in as
-        /// --email, with $VODO_PASSWORD or asked).
-        #[arg(long)]
-        server: Option<String>,
-        /// The account to sign in as, with --server.
-        #[arg(long, default_value = "admin@vodo.local")]
-        email: String,
+        #[command(flatten)]
+        at: Target,
         /// One JSON object per record, for tools.
         #[arg(long)]
         json: bool,
     },
 }
 
-fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    let shown = |key: &str, r: &vodo_core::keys::ApiKeyRecord, json: bool| {
-        if json {
-            let mut v = admin::key_json(r);
-            v["key"] = key.into();
-            println!("{v}");
-        } else {
-            println!("{key}");
-            eprintln!(
-                "key {} for {} in {}: shown only now, store it as a secret",
-                r.id, r.plugin, r.installation
-            );
-        }
+/// An issued key's JSON, as the API answers it, with its owner and the key.
+fn issued(key: &str, r: &vodo_core::keys::ApiKeyRecord) -> serde_json::Value {
+    let mut v = admin::key_json(r);
+    v["key"] = key.into();
+    v
+}
+
+/// Prints a new key: the key alone on stdout (or the JSON), what it is on stderr.
+fn print_issued(v: &serde_json::Value, json: bool) {
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", v["key"].as_str().unwrap_or(""));
+        eprintln!(
+            "key {} for {} in {}: shown only now, store it as a secret",
+            v["id"].as_str().unwrap_or("?"),
+            v["plugin"].as_str().unwrap_or("?"),
+            v["installation"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+/// A key's line in `vodo keys list`, from its JSON.
+fn key_line(k: &serde_json::Value) -> String {
+    let state = if !k["revoked_at"].is_null() {
+        "revoked".to_owned()
+    } else if let Some(next) = k["replaced_by"].as_str() {
+        format!("rotated to {next}")
+    } else {
+        "active".to_owned()
     };
+    let scopes: Vec<&str> = k["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    format!(
+        "{}  {:20} {:8} {} uses  {}",
+        k["id"].as_str().unwrap_or("?"),
+        k["name"].as_str().unwrap_or(""),
+        state,
+        k["usage_count"],
+        scopes.join(" ")
+    )
+}
+
+const NEEDS_PLUGIN: &str = "with --server, name the key's plugin with --plugin";
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Issue {
             plugin,
@@ -528,130 +534,84 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             name,
             scopes,
             ttl_days,
+            at,
             json,
-            server: Some(server),
-            email,
-            ..
-        } => remote::keys_issue(
-            &remote::Session::connect(&server, &email)?,
-            &installation,
-            &plugin,
-            &name,
-            &scopes,
-            ttl_days,
-            json,
-        )?,
-        KeysCommand::Issue {
-            plugin,
-            installation,
-            name,
-            scopes,
-            ttl_days,
-            data,
-            json,
-            ..
         } => {
-            let ttl = ttl_days.map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400)));
-            let (key, r) = admin::issue(&data, &installation, &plugin, &name, &scopes, ttl)?;
-            shown(&key, &r, json);
+            let key = match at.session()? {
+                Some(s) => {
+                    remote::keys_issue(&s, &installation, &plugin, &name, &scopes, ttl_days)?
+                }
+                None => {
+                    let ttl =
+                        ttl_days.map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400)));
+                    let (key, r) =
+                        admin::issue(&at.data, &installation, &plugin, &name, &scopes, ttl)?;
+                    issued(&key, &r)
+                }
+            };
+            print_issued(&key, json);
         }
         KeysCommand::List {
             plugin,
             installation,
+            at,
             json,
-            server: Some(server),
-            email,
-            ..
-        } => remote::keys_list(
-            &remote::Session::connect(&server, &email)?,
-            &installation,
-            &plugin,
-            json,
-        )?,
-        KeysCommand::List {
-            plugin,
-            installation,
-            data,
-            json,
-            ..
         } => {
-            let keys = admin::list(&data, &installation, &plugin)?;
+            let keys = match at.session()? {
+                Some(s) => remote::keys_list(&s, &installation, &plugin)?,
+                None => admin::list(&at.data, &installation, &plugin)?
+                    .iter()
+                    .map(admin::key_json)
+                    .collect(),
+            };
             if json {
-                println!(
-                    "{}",
-                    serde_json::Value::from(keys.iter().map(admin::key_json).collect::<Vec<_>>())
-                );
+                println!("{}", serde_json::Value::from(keys));
             } else if keys.is_empty() {
                 println!(
                     "{plugin} has no keys in {installation}: `vodo keys issue {plugin} --installation {installation} --name ...` makes one"
                 );
             } else {
-                for k in keys {
-                    let state = if k.revoked_at.is_some() {
-                        "revoked".to_owned()
-                    } else if let Some(next) = &k.replaced_by {
-                        format!("rotated to {next}")
-                    } else {
-                        "active".to_owned()
-                    };
-                    println!(
-                        "{}  {:20} {:8} {} uses  {}",
-                        k.id,
-                        k.name,
-                        state,
-                        k.usage_count,
-                        k.scopes
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    );
+                for k in &keys {
+                    println!("{}", key_line(k));
                 }
             }
         }
         KeysCommand::Rotate {
             id,
-            grace_hours,
-            json,
             plugin,
             installation,
-            server: Some(server),
-            email,
-            ..
-        } => remote::keys_rotate(
-            &remote::Session::connect(&server, &email)?,
-            &installation,
-            &plugin.context("with --server, name the key's plugin with --plugin")?,
-            &id,
             grace_hours,
+            at,
             json,
-        )?,
-        KeysCommand::Rotate {
-            id,
-            grace_hours,
-            data,
-            json,
-            ..
         } => {
             let grace = std::time::Duration::from_secs(grace_hours.saturating_mul(3600));
-            let (key, r) = admin::rotate(&data, &id, grace)?;
-            shown(&key, &r, json);
+            let key = match at.session()? {
+                Some(s) => remote::keys_rotate(
+                    &s,
+                    &installation,
+                    &plugin.context(NEEDS_PLUGIN)?,
+                    &id,
+                    grace,
+                )?,
+                None => {
+                    let (key, r) = admin::rotate(&at.data, &id, grace)?;
+                    issued(&key, &r)
+                }
+            };
+            print_issued(&key, json);
         }
         KeysCommand::Revoke {
             id,
             plugin,
             installation,
-            server: Some(server),
-            email,
-            ..
-        } => remote::keys_revoke(
-            &remote::Session::connect(&server, &email)?,
-            &installation,
-            &plugin.context("with --server, name the key's plugin with --plugin")?,
-            &id,
-        )?,
-        KeysCommand::Revoke { id, data, .. } => {
-            admin::revoke(&data, &id)?;
+            at,
+        } => {
+            match at.session()? {
+                Some(s) => {
+                    remote::keys_revoke(&s, &installation, &plugin.context(NEEDS_PLUGIN)?, &id)?;
+                }
+                None => admin::revoke(&at.data, &id)?,
+            }
             println!("revoked {id}");
         }
     }
@@ -660,14 +620,11 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
 
 fn audit(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify {
-            json,
-            server: Some(server),
-            email,
-            ..
-        } => remote::audit_verify(&remote::Session::connect(&server, &email)?, json)?,
-        AuditCommand::Verify { data, json, .. } => {
-            let (records, last) = admin::verify(&data)?;
+        AuditCommand::Verify { at, json } => {
+            let (records, last) = match at.session()? {
+                Some(s) => remote::audit_verify(&s)?,
+                None => admin::verify(&at.data)?,
+            };
             if json {
                 println!(
                     "{}",
@@ -683,47 +640,33 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
             kind,
             since,
             limit,
+            at,
             json,
-            server: Some(server),
-            email,
-            ..
         } => {
             let since = since
                 .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
                 .transpose()?;
-            remote::audit_query(
-                &remote::Session::connect(&server, &email)?,
-                &remote::AuditFilter {
-                    plugin: plugin.as_deref(),
-                    installation: installation.as_deref(),
-                    kind: kind.as_deref(),
+            let records = match at.session()? {
+                Some(s) => remote::audit_records(
+                    &s,
+                    &remote::AuditFilter {
+                        plugin: plugin.as_deref(),
+                        installation: installation.as_deref(),
+                        kind: kind.as_deref(),
+                        since,
+                    },
+                    0,
+                    limit,
+                )?,
+                None => admin::query(
+                    &at.data,
+                    plugin.as_deref(),
+                    installation.as_deref(),
+                    kind.as_deref(),
                     since,
-                },
-                limit,
-                json,
-            )?;
-        }
-        AuditCommand::Query {
-            plugin,
-            installation,
-            kind,
-            since,
-            limit,
-            data,
-            json,
-            ..
-        } => {
-            let since = since
-                .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
-                .transpose()?;
-            let records = admin::query(
-                &data,
-                plugin.as_deref(),
-                installation.as_deref(),
-                kind.as_deref(),
-                since,
-                limit,
-            )?;
+                    limit,
+                )?,
+            };
             for r in records {
                 let action = serde_json::to_value(&r.event.action).unwrap_or_default();
                 if json {
@@ -821,40 +764,12 @@ fn main() -> ExitCode {
         Command::Audit(command) => report(audit(command)),
         Command::Logs {
             plugin,
+            at,
             installation,
             kind,
             since,
             follow,
             json,
-            server: Some(server),
-            email,
-            ..
-        } => report((|| {
-            let since = since
-                .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
-                .transpose()?;
-            let installation = installation.unwrap_or_else(|| "demo".into());
-            remote::logs(
-                &remote::Session::connect(&server, &email)?,
-                &remote::AuditFilter {
-                    plugin: Some(&plugin),
-                    installation: Some(&installation),
-                    kind: kind.as_deref(),
-                    since,
-                },
-                follow,
-                json,
-            )
-        })()),
-        Command::Logs {
-            plugin,
-            data,
-            installation,
-            kind,
-            since,
-            follow,
-            json,
-            ..
         } => report((|| {
             let filter = logs::Filter {
                 plugin: vodo_core::PluginId::new(&plugin),
@@ -864,7 +779,10 @@ fn main() -> ExitCode {
                     .map(|s| logs::since(&s, vodo_core::Timestamp::now()))
                     .transpose()?,
             };
-            logs::run(&data, &filter, follow, json)
+            match at.session()? {
+                Some(s) => remote::logs(&s, &filter, follow, json),
+                None => logs::run(&at.data, &filter, follow, json),
+            }
         })()),
         Command::Create {
             name,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
+use vodo_core::audit::AuditRecord;
 
 /// A signed-in session with a server.
 pub struct Session {
@@ -156,60 +157,26 @@ fn keys_path(installation: &str, plugin: &str) -> String {
     )
 }
 
-/// A key's line in `vodo keys list`, from its JSON.
-pub fn key_line(k: &Value) -> String {
-    let state = if !k["revoked_at"].is_null() {
-        "revoked".to_owned()
-    } else if let Some(next) = k["replaced_by"].as_str() {
-        format!("rotated to {next}")
-    } else {
-        "active".to_owned()
-    };
-    let scopes: Vec<&str> = k["scopes"]
+/// A key's JSON as the server answers it, with the installation and plugin
+/// it belongs to: what `vodo keys` prints for a data folder too.
+fn with_owner(mut key: Value, installation: &str, plugin: &str) -> Value {
+    key["installation"] = installation.into();
+    key["plugin"] = plugin.into();
+    key
+}
+
+/// The keys of `plugin` in `installation`.
+pub fn keys_list(s: &Session, installation: &str, plugin: &str) -> Result<Vec<Value>> {
+    let v = s.ok("GET", &keys_path(installation, plugin), None)?;
+    Ok(v["keys"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    format!(
-        "{}  {:20} {:8} {} uses  {}",
-        k["id"].as_str().unwrap_or("?"),
-        k["name"].as_str().unwrap_or(""),
-        state,
-        k["usage_count"],
-        scopes.join(" ")
-    )
+        .map(|k| with_owner(k.clone(), installation, plugin))
+        .collect())
 }
 
-/// `vodo keys list --server`.
-pub fn keys_list(s: &Session, installation: &str, plugin: &str, json: bool) -> Result<()> {
-    let v = s.ok("GET", &keys_path(installation, plugin), None)?;
-    let keys = v["keys"].as_array().cloned().unwrap_or_default();
-    if json {
-        println!("{}", Value::from(keys));
-    } else if keys.is_empty() {
-        println!("{plugin} has no keys in {installation}");
-    } else {
-        for k in &keys {
-            println!("{}", key_line(k));
-        }
-    }
-    Ok(())
-}
-
-fn shown(v: &Value, json: bool) {
-    if json {
-        println!("{v}");
-    } else {
-        println!("{}", v["key"].as_str().unwrap_or(""));
-        eprintln!(
-            "key {}: shown only now, store it as a secret",
-            v["id"].as_str().unwrap_or("?")
-        );
-    }
-}
-
-/// `vodo keys issue --server`.
+/// Issues a key: its JSON with the key itself (`key`), shown once.
 pub fn keys_issue(
     s: &Session,
     installation: &str,
@@ -217,68 +184,58 @@ pub fn keys_issue(
     name: &str,
     scopes: &[String],
     ttl_days: Option<u64>,
-    json: bool,
-) -> Result<()> {
+) -> Result<Value> {
     let v = s.ok(
         "POST",
         &keys_path(installation, plugin),
         Some(json!({ "name": name, "scopes": scopes, "ttl_days": ttl_days })),
     )?;
-    shown(&v, json);
-    Ok(())
+    Ok(with_owner(v, installation, plugin))
 }
 
-/// `vodo keys rotate --server`.
+/// Rotates a key: the new key's JSON with the key itself.
 pub fn keys_rotate(
     s: &Session,
     installation: &str,
     plugin: &str,
     id: &str,
-    grace_hours: u64,
-    json: bool,
-) -> Result<()> {
+    grace: Duration,
+) -> Result<Value> {
     let v = s.ok(
         "POST",
         &format!("{}/{}/rotate", keys_path(installation, plugin), segment(id)),
-        Some(json!({ "grace_seconds": grace_hours.saturating_mul(3600) })),
+        Some(json!({ "grace_seconds": grace.as_secs() })),
     )?;
-    shown(&v, json);
-    Ok(())
+    Ok(with_owner(v, installation, plugin))
 }
 
-/// `vodo keys revoke --server`.
+/// Revokes a key.
 pub fn keys_revoke(s: &Session, installation: &str, plugin: &str, id: &str) -> Result<()> {
     s.ok(
         "DELETE",
         &format!("{}/{}", keys_path(installation, plugin), segment(id)),
         None,
     )?;
-    println!("revoked {id}");
     Ok(())
 }
 
-/// `vodo audit verify --server`: exit 1 when the chain is broken.
-pub fn audit_verify(s: &Session, json: bool) -> Result<()> {
+/// Verifies the server's audit chain: the number of records and the last
+/// one's sequence number, or the break.
+pub fn audit_verify(s: &Session) -> Result<(u64, u64)> {
     let v = s.ok("POST", "/v1/audit/verify", Some(json!({})))?;
-    if json {
-        println!("{v}");
-    }
     if v["ok"] != true {
         bail!(
             "the audit trail does not verify: {}",
             v["error"].as_str().unwrap_or("no details")
         );
     }
-    if !json {
-        println!(
-            "the audit trail verifies: {} records, the last #{}",
-            v["records"], v["head_seq"]
-        );
-    }
-    Ok(())
+    Ok((
+        v["records"].as_u64().unwrap_or(0),
+        v["head_seq"].as_u64().unwrap_or(0),
+    ))
 }
 
-/// Filters of `vodo audit query` and `vodo logs` against a server.
+/// Which audit records to ask a server for.
 pub struct AuditFilter<'a> {
     /// Only this plugin.
     pub plugin: Option<&'a str>,
@@ -290,7 +247,14 @@ pub struct AuditFilter<'a> {
     pub since: Option<vodo_core::Timestamp>,
 }
 
-fn audit_page(s: &Session, f: &AuditFilter<'_>, after: u64, limit: usize) -> Result<Vec<Value>> {
+/// Audit records after `after`, at most `limit`, as the data folder's are
+/// read (the server answers each as its event with `seq` and `kind`).
+pub fn audit_records(
+    s: &Session,
+    f: &AuditFilter<'_>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>> {
     let mut q = format!("/v1/audit?after={after}&limit={}", limit.clamp(1, 500));
     for (k, v) in [
         ("plugin", f.plugin),
@@ -304,92 +268,64 @@ fn audit_page(s: &Session, f: &AuditFilter<'_>, after: u64, limit: usize) -> Res
     if let Some(t) = f.since {
         q.push_str(&format!("&from={}", t.as_millis()));
     }
-    Ok(s.ok("GET", &q, None)?["records"]
+    s.ok("GET", &q, None)?["records"]
         .as_array()
-        .cloned()
-        .unwrap_or_default())
-}
-
-fn audit_text(r: &Value) -> String {
-    format!(
-        "#{} {} {} [{}] {}",
-        r["seq"],
-        crate::logs::rfc3339(vodo_core::Timestamp(r["at"].as_i64().unwrap_or(0))),
-        r["plugin"].as_str().unwrap_or("-"),
-        r["installation"].as_str().unwrap_or("-"),
-        r["action"]
-    )
-}
-
-/// `vodo audit query --server`.
-pub fn audit_query(s: &Session, f: &AuditFilter<'_>, limit: usize, json: bool) -> Result<()> {
-    for r in audit_page(s, f, 0, limit)? {
-        if json {
-            println!("{r}");
-        } else {
-            println!("{}", audit_text(&r));
-        }
-    }
-    Ok(())
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            Ok(AuditRecord {
+                seq: r["seq"].as_u64().unwrap_or(0),
+                event: serde_json::from_value(r.clone())
+                    .context("the server answered an audit record this CLI cannot read")?,
+            })
+        })
+        .collect()
 }
 
 /// `vodo logs --server`: the plugin's log lines in one installation and
-/// its audit records there, by time; `follow` polls every second.
-pub fn logs(s: &Session, f: &AuditFilter<'_>, follow: bool, json: bool) -> Result<()> {
-    let (Some(plugin), Some(installation)) = (f.plugin, f.installation) else {
-        bail!("against a server, `vodo logs` needs the plugin and --installation");
+/// its audit records there, printed as for a data folder; `follow` asks
+/// again every second.
+pub fn logs(s: &Session, f: &crate::logs::Filter, follow: bool, json: bool) -> Result<()> {
+    let installation = f
+        .installation
+        .as_ref()
+        .map_or("demo", vodo_core::InstallationId::as_str);
+    let audit = AuditFilter {
+        plugin: Some(f.plugin.as_str()),
+        installation: Some(installation),
+        kind: f.kind.as_deref().filter(|k| *k != "log"),
+        since: f.since,
     };
     let (mut log_after, mut audit_after) = (0u64, 0u64);
-    loop {
-        let mut entries: Vec<(i64, String)> = Vec::new();
-        if f.kind.is_none_or(|k| k == "log") {
+    let next = || {
+        let mut entries = Vec::new();
+        if f.kind.as_deref().is_none_or(|k| k == "log") {
             let mut q = format!(
                 "/v1/installations/{}/plugins/{}/logs?after={log_after}&limit=500",
                 segment(installation),
-                segment(plugin)
+                segment(f.plugin.as_str())
             );
             if let Some(t) = f.since {
                 q.push_str(&format!("&since={}", t.as_millis()));
             }
             let v = s.ok("GET", &q, None)?;
             for l in v["lines"].as_array().into_iter().flatten() {
-                let at = l["at"].as_i64().unwrap_or(0);
-                let text = if json {
-                    let mut l = l.clone();
-                    l["type"] = "log".into();
-                    l.to_string()
-                } else {
-                    format!(
-                        "{} [{installation}] {:5} {}",
-                        crate::logs::rfc3339(vodo_core::Timestamp(at)),
-                        l["level"].as_str().unwrap_or("?"),
-                        l["message"].as_str().unwrap_or("")
-                    )
-                };
-                entries.push((at, text));
+                entries.push(crate::logs::Entry::log(
+                    vodo_core::Timestamp(l["at"].as_i64().unwrap_or(0)),
+                    installation,
+                    l["level"].as_str().unwrap_or("?"),
+                    l["message"].as_str().unwrap_or(""),
+                ));
             }
             log_after = v["next_after"].as_u64().unwrap_or(log_after);
         }
-        if f.kind != Some("log") {
-            for r in audit_page(s, f, audit_after, 500)? {
-                audit_after = audit_after.max(r["seq"].as_u64().unwrap_or(0));
-                let text = if json {
-                    let mut r = r.clone();
-                    r["type"] = "audit".into();
-                    r.to_string()
-                } else {
-                    audit_text(&r)
-                };
-                entries.push((r["at"].as_i64().unwrap_or(0), text));
+        if f.kind.as_deref() != Some("log") {
+            for r in audit_records(s, &audit, audit_after, 500)? {
+                audit_after = audit_after.max(r.seq);
+                entries.push(crate::logs::Entry::audit(r.seq, &r.event));
             }
         }
-        entries.sort_by_key(|e| e.0);
-        for (_, text) in entries {
-            println!("{text}");
-        }
-        if !follow {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+        Ok(entries)
+    };
+    crate::logs::show(next, follow, json, Duration::from_secs(1))
 }
