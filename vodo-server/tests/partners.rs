@@ -103,6 +103,15 @@ async fn authorize(app: &Router, merchant: &Who, client: &(String, String), scop
         .to_owned()
 }
 
+/// A form POST (an OAuth endpoint's, a consent page's) as `who`.
+async fn post_form(app: &Router, who: &Who, path: &str, pairs: &[(&str, &str)]) -> common::Answer {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    send(app, cookie_request(who, Method::POST, path, form(&pairs))).await
+}
+
 fn bearer(token: &str, method: Method, path: &str, body: Option<Value>) -> Request<Body> {
     let b = Request::builder()
         .method(method)
@@ -282,19 +291,16 @@ async fn partner_apps_read_and_write_records_within_what_the_merchant_consented_
     );
 
     // A client-credentials token acts for no installation.
-    let cc = send(
+    let cc = post_form(
         app,
-        cookie_request(
-            &Who::default(),
-            Method::POST,
-            "/oauth/token",
-            form(&[
-                ("grant_type".into(), "client_credentials".into()),
-                ("scope".into(), "entities:read:order".into()),
-                ("client_id".into(), client.0.clone()),
-                ("client_secret".into(), client.1.clone()),
-            ]),
-        ),
+        &Who::default(),
+        "/oauth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "entities:read:order"),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+        ],
     )
     .await;
     assert_eq!(cc.status, StatusCode::OK, "{}", cc.text());
@@ -991,17 +997,14 @@ async fn records_plugins_write_are_published_as_webhook_events() {
 async fn the_submission_routes_take_a_developers_device_token_and_no_other() {
     let f = common::fixture();
     let app = &f.app;
-    let started = send(
+    let started = post_form(
         app,
-        cookie_request(
-            &Who::default(),
-            Method::POST,
-            "/oauth/device_authorization",
-            form(&[
-                ("client_id".into(), vodo_server::CLI_CLIENT.into()),
-                ("scope".into(), "marketplace:publish".into()),
-            ]),
-        ),
+        &Who::default(),
+        "/oauth/device_authorization",
+        &[
+            ("client_id", vodo_server::CLI_CLIENT),
+            ("scope", "marketplace:publish"),
+        ],
     )
     .await;
     assert_eq!(started.status, StatusCode::OK, "{}", started.text());
@@ -1032,18 +1035,15 @@ async fn the_submission_routes_take_a_developers_device_token_and_no_other() {
     )
     .await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text());
-    let tokens = send(
+    let tokens = post_form(
         app,
-        cookie_request(
-            &Who::default(),
-            Method::POST,
-            "/oauth/token",
-            form(&[
-                ("grant_type".into(), vodo_oauth::DEVICE_GRANT.into()),
-                ("client_id".into(), vodo_server::CLI_CLIENT.into()),
-                ("device_code".into(), device_code),
-            ]),
-        ),
+        &Who::default(),
+        "/oauth/token",
+        &[
+            ("grant_type", vodo_oauth::DEVICE_GRANT),
+            ("client_id", vodo_server::CLI_CLIENT),
+            ("device_code", &device_code),
+        ],
     )
     .await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
@@ -1086,18 +1086,15 @@ async fn the_submission_routes_take_a_developers_device_token_and_no_other() {
 
     // A partner app's token is refused by name.
     let client = register(app, &partner, &["entities:read:order"]).await;
-    let cc = send(
+    let cc = post_form(
         app,
-        cookie_request(
-            &Who::default(),
-            Method::POST,
-            "/oauth/token",
-            form(&[
-                ("grant_type".into(), "client_credentials".into()),
-                ("client_id".into(), client.0.clone()),
-                ("client_secret".into(), client.1.clone()),
-            ]),
-        ),
+        &Who::default(),
+        "/oauth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+        ],
     )
     .await;
     let cc = cc.json()["access_token"].as_str().unwrap().to_owned();
@@ -1108,17 +1105,11 @@ async fn the_submission_routes_take_a_developers_device_token_and_no_other() {
     );
 
     // Revoked (what `vodo logout` does): refused at once.
-    let revoked = send(
+    let revoked = post_form(
         app,
-        cookie_request(
-            &Who::default(),
-            Method::POST,
-            "/oauth/revoke",
-            form(&[
-                ("client_id".into(), vodo_server::CLI_CLIENT.into()),
-                ("token".into(), token.clone()),
-            ]),
-        ),
+        &Who::default(),
+        "/oauth/revoke",
+        &[("client_id", vodo_server::CLI_CLIENT), ("token", &token)],
     )
     .await;
     assert_eq!(revoked.status, StatusCode::OK);
