@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::agent;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -56,13 +59,6 @@ fn blocks(page: &str) -> Vec<(String, Vec<String>)> {
         }
     }
     out
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
 }
 
 /// What the reader of a page knows (the server's address, the passwords
@@ -130,20 +126,7 @@ impl Reader {
                 .unwrap_or_else(|| panic!("no account {who} was added"));
             (who.to_owned(), p.clone())
         };
-        let mut r = agent()
-            .post(&format!("{}/v1/session", self.base()))
-            .send_json(json!({ "email": email, "password": password }))
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "signing in as {email}");
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .unwrap()
-            .to_owned();
-        let v: Value = r.body_mut().read_json().unwrap();
-        (cookie, v["csrf"].as_str().unwrap().to_owned())
+        common::sign_in(self.base(), &email, &password)
     }
 
     fn call(
@@ -185,31 +168,12 @@ impl Reader {
             .map(|(email, _)| email.clone())
             .expect("the page adds a partner account before `vodo login`");
         let (cookie, _) = self.sign_in(&partner);
-        let mut r = agent().get(link).header("cookie", &cookie).call().unwrap();
-        let html = r.body_mut().read_to_string().unwrap();
-        let field = |name: &str| {
-            html.split(&format!("name=\"{name}\" value=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .unwrap_or_else(|| panic!("no {name} on the sign-in page:\n{html}"))
-                .to_owned()
-        };
-        let code = field("user_code");
+        let (status, page, code) = common::decide_device(link, &cookie, "allow");
+        assert_eq!(status, 200, "{page}");
         assert!(
             printed.contains(&code),
             "the page shows the code the terminal shows"
         );
-        let action = link.split('?').next().unwrap();
-        let r = agent()
-            .post(action)
-            .header("cookie", &cookie)
-            .send_form([
-                ("user_code", code.as_str()),
-                ("csrf", field("csrf").as_str()),
-                ("decision", "allow"),
-            ])
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
     }
 
     /// One `<!-- reader: ... -->` step.

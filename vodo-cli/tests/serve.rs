@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{decide_device, sign_in};
+
 /// A running `vodo serve` and the lines it printed so far.
 struct Server {
     child: Child,
@@ -132,10 +135,7 @@ impl Server {
 }
 
 fn call(method: &str, url: &str, cookie: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = common::agent();
     let mut r = match (method, body) {
         ("POST", Some(b)) => {
             let mut req = agent.post(url);
@@ -271,27 +271,9 @@ fn sign_in_admin(base: &str, password: &str) -> (String, String) {
     sign_in(base, "admin@vodo.local", password)
 }
 
-/// Signs in as `email`: the session cookie and its CSRF token.
-fn sign_in(base: &str, email: &str, password: &str) -> (String, String) {
-    let (status, signed) = call(
-        "POST",
-        &format!("{base}/v1/session"),
-        None,
-        Some(json!({ "email": email, "password": password })),
-    );
-    assert_eq!(status, 200, "{signed}");
-    (
-        signed["__cookie"].as_str().unwrap().to_owned(),
-        signed["csrf"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// `POST` as a signed-in person, with the session's CSRF token.
 fn post(url: &str, cookie: &str, csrf: &str, body: Value) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = common::agent();
     let mut r = agent
         .post(url)
         .header("cookie", cookie)
@@ -492,10 +474,7 @@ fn keys_and_audit_commands_share_the_data_folder_with_a_running_server() {
     );
     assert!(key.starts_with("vodo_"));
     let status = |key: &str| {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = common::agent();
         agent
             .get(format!("{base}/plugins/order-notifier/status"))
             .header("authorization", format!("Bearer {key}"))
@@ -594,43 +573,8 @@ fn start_login(base: &str, config: &Path) -> Login {
     }
 }
 
-/// What the person does in the browser: opens the page signed in (the
-/// console's cookie), checks the code and presses `decision`.
-fn decide_in_browser(page: &str, cookie: &str, decision: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent.get(page).header("cookie", cookie).call().unwrap();
-    let html = r.body_mut().read_to_string().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{html}");
-    let field = |name: &str| {
-        html.split(&format!("name=\"{name}\" value=\""))
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_else(|| panic!("no {name} on the page: {html}"))
-            .to_owned()
-    };
-    let (code, csrf) = (field("user_code"), field("csrf"));
-    let action = page.split('?').next().unwrap();
-    let mut r = agent
-        .post(action)
-        .header("cookie", cookie)
-        .send_form([
-            ("user_code", code.as_str()),
-            ("csrf", csrf.as_str()),
-            ("decision", decision),
-        ])
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_to_string().unwrap())
-}
-
 fn bearer(url: &str, token: &str) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = common::agent();
     agent
         .get(url)
         .header("authorization", &format!("Bearer {token}"))
@@ -764,7 +708,7 @@ fn login_publish_and_logout_through_the_device_grant() {
     );
 
     let (dev_cookie, _) = sign_in(&base, "dev@example.com", &dev_password);
-    let (status, done) = decide_in_browser(&page, &dev_cookie, "allow");
+    let (status, done, _) = decide_device(&page, &dev_cookie, "allow");
     assert_eq!(status, 200, "{done}");
     assert!(done.contains("signed in as dev@example.com"), "{done}");
     let signed: Value =
@@ -905,7 +849,7 @@ fn login_publish_and_logout_through_the_device_grant() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, page_text) = decide_in_browser(&page, &dev_cookie, "deny");
+    let (status, page_text, _) = decide_device(&page, &dev_cookie, "deny");
     assert_eq!(status, 200, "{page_text}");
     let denied = login.child.wait().unwrap();
     assert!(!denied.success());
