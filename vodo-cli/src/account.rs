@@ -133,7 +133,7 @@ fn read_json(r: &mut ureq::http::Response<ureq::Body>) -> Value {
 
 /// The message of an error answer: a problem's `detail` or an OAuth error's
 /// description.
-fn message(v: &Value) -> String {
+pub fn message(v: &Value) -> String {
     ["detail", "error_description", "error"]
         .iter()
         .find_map(|k| v[k].as_str())

@@ -26,13 +26,7 @@ pub fn segment(s: &str) -> String {
 
 /// An error answer as a message: its status and the problem's detail.
 pub fn problem(status: u16, v: &Value) -> anyhow::Error {
-    anyhow!(
-        "{status}: {}",
-        v["detail"]
-            .as_str()
-            .or(v["error"].as_str())
-            .unwrap_or("no details")
-    )
+    anyhow!("{status}: {}", crate::account::message(v))
 }
 
 impl Session {
@@ -106,7 +100,7 @@ impl Session {
             }),
             (s, _) => bail!(
                 "signing in as {email} failed ({s}): {}",
-                v["detail"].as_str().unwrap_or("no details")
+                crate::account::message(&v)
             ),
         }
     }
