@@ -558,10 +558,19 @@ impl Platform {
         event: &str,
         payload: &str,
     ) -> Result<vodo_sandbox::Call<()>, ServerError> {
-        let loaded = self.sandbox.get(installation, plugin).ok_or_else(|| {
-            ServerError::not_found(format!("the plugin `{plugin}` in `{installation}`"))
-        })?;
+        let loaded = self.loaded(installation, plugin)?;
         Ok(self.sandbox.call_event_async(&loaded, event, payload).await)
+    }
+
+    /// The plugin as loaded in `installation`'s sandbox, or not found.
+    fn loaded(
+        &self,
+        installation: &InstallationId,
+        plugin: &PluginId,
+    ) -> Result<Arc<Installed>, ServerError> {
+        self.sandbox.get(installation, plugin).ok_or_else(|| {
+            ServerError::not_found(format!("the plugin `{plugin}` in `{installation}`"))
+        })
     }
 
     /// Sends `request` to one of the routes of a plugin loaded in
@@ -572,9 +581,7 @@ impl Platform {
         plugin: &PluginId,
         request: &vodo_sandbox::Request,
     ) -> Result<vodo_sandbox::Call<vodo_sandbox::Response>, ServerError> {
-        let loaded = self.sandbox.get(installation, plugin).ok_or_else(|| {
-            ServerError::not_found(format!("the plugin `{plugin}` in `{installation}`"))
-        })?;
+        let loaded = self.loaded(installation, plugin)?;
         Ok(self.sandbox.call_request_async(&loaded, request).await)
     }
 
