@@ -3,8 +3,9 @@
 //! circuit on the dashboard, issues and revokes a key, filters the audit
 //! log and verifies it, approves a submission from the review queue and
 //! finds it in the catalog, watches a webhook delivered, tests its endpoint
-//! and redelivers it. Each page is saved as a screenshot under
-//! `target/screenshots/console-*.png` for people to look at.
+//! and redelivers it; a developer approves `vodo login`'s device sign-in
+//! after the console's sign-in. Each page is saved as a screenshot under
+//! `target/screenshots/` for people to look at.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (the README's test
 //! command `.ci/test` installs them); without them the test fails and says
@@ -49,9 +50,21 @@ const PASSWORD: &str = "correct horse battery";
 
 /// The platform on a free port, served from its own runtime thread.
 fn serve(platform: Arc<Platform>) -> String {
+    let (listener, base) = bind();
+    serve_on(listener, platform);
+    base
+}
+
+/// A free port and its URL, before the platform is opened (its OAuth
+/// issuer must be the URL the browser uses).
+fn bind() -> (std::net::TcpListener, String) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    (listener, base)
+}
+
+fn serve_on(listener: std::net::TcpListener, platform: Arc<Platform>) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
@@ -66,7 +79,6 @@ fn serve(platform: Arc<Platform>) -> String {
             .unwrap();
         });
     });
-    base
 }
 
 fn api_status(base: &str, key: &str) -> u16 {
@@ -371,4 +383,77 @@ fn an_admin_activates_runs_and_watches_plugins_manages_keys_and_verifies_the_aud
     let changed = browser.wait_for_text("The password is changed");
     assert!(changed.contains("admin@x.test"), "{changed}");
     browser.screenshot("console-account-password-changed.png");
+}
+
+/// `vodo login`'s page as a developer meets it in a browser: the link
+/// sends them to the console's sign-in and back to the code, which they
+/// allow; the CLI's poll then gets its token.
+#[test]
+fn a_developer_approves_a_cli_sign_in_in_the_browser() {
+    let data = tempfile::tempdir().unwrap();
+    let (listener, base) = bind();
+    let mut config = PlatformConfig::new(data.path());
+    config.issuer = base.clone();
+    let platform = Arc::new(Platform::open(config).unwrap());
+    platform
+        .accounts
+        .put("dev@x.test", &Role::Partner, PASSWORD)
+        .unwrap();
+    serve_on(listener, Arc::clone(&platform));
+    let form = |path: &str, pairs: &[(&str, &str)]| {
+        let mut r = ureq::post(&format!("{base}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_form(pairs.iter().copied())
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            r.body_mut().read_json::<serde_json::Value>().unwrap(),
+        )
+    };
+    let (status, started) = form(
+        "/oauth/device_authorization",
+        &[
+            ("client_id", vodo_server::CLI_CLIENT),
+            ("scope", "marketplace:publish"),
+        ],
+    );
+    assert_eq!(status, 200, "{started}");
+    let code = started["user_code"].as_str().unwrap().to_owned();
+    let device_code = started["device_code"].as_str().unwrap().to_owned();
+
+    let browser = Driver::start();
+    browser.goto(started["verification_uri_complete"].as_str().unwrap());
+    browser.wait_for_url(&format!("{base}/admin/login?next="));
+    browser.wait_for_text("Sign in");
+    browser.type_into("#email", "dev@x.test");
+    browser.type_into("#password", PASSWORD);
+    browser.click("#sign-in");
+    let page = browser.wait_for_text("Sign in The vodo CLI?");
+    assert!(
+        page.contains(&code),
+        "the page shows the terminal's code: {page}"
+    );
+    assert!(
+        page.contains("Submit plugin packages to the marketplace"),
+        "{page}"
+    );
+    browser.screenshot("device-sign-in-confirm.png");
+    browser.click("button[value=allow]");
+    let done = browser.wait_for_text("The vodo CLI is signed in as dev@x.test");
+    assert!(done.contains("return to your terminal"), "{done}");
+    browser.screenshot("device-sign-in-done.png");
+
+    let (status, tokens) = form(
+        "/oauth/token",
+        &[
+            ("grant_type", vodo_oauth::DEVICE_GRANT),
+            ("client_id", vodo_server::CLI_CLIENT),
+            ("device_code", &device_code),
+        ],
+    );
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "marketplace:publish");
 }
